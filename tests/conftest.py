@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny models and a tokenizer built in-process. No network, nothing downloaded."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from configuration_gpt2mini import GPT2MiniConfig  # noqa: E402
+from modeling_gpt2mini import GPT2MiniForCausalLM  # noqa: E402
+from tokenizer import build_tokenizer, config_for  # noqa: E402
+
+SAMPLE_TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+    "吾輩は猫である。名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。\n"
+)
+
+
+def tiny_config(tokenizer=None, **overrides) -> GPT2MiniConfig:
+    """2 layers, 32 dims, 2 heads, context 64: the size every model test uses unless it says otherwise."""
+    kw = dict(n_layer=2, n_embd=32, n_head=2, n_positions=64) | overrides
+    return config_for(tokenizer, **kw) if tokenizer is not None else GPT2MiniConfig(**({"vocab_size": 97} | kw))
+
+
+def tiny_model(tokenizer=None, seed: int = 0, **overrides) -> GPT2MiniForCausalLM:
+    """A randomly initialised tiny model in eval mode, the same for the same seed."""
+    torch.manual_seed(seed)
+    return GPT2MiniForCausalLM(tiny_config(tokenizer, **overrides)).eval()
+
+
+def sharpen(model: GPT2MiniForCausalLM, scale: float = 8.0) -> GPT2MiniForCausalLM:
+    """Scale the embeddings up so that a random model has peaked next-token distributions.
+
+    Greedy-decoding comparisons on a freshly initialised model (logits all near zero) would hinge on float noise;
+    with sharp distributions they test the code, not the rounding.
+    """
+    with torch.no_grad():
+        model.transformer.wte.weight.mul_(scale)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tok():
+    return build_tokenizer(SAMPLE_TEXT)
+
+
+@pytest.fixture()
+def model(tok):
+    return sharpen(tiny_model(tok))

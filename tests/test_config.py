@@ -1,0 +1,70 @@
+"""GPT2MiniConfig: the blog's defaults, validation that names the field, JSON round trip, Auto registration."""
+
+import json
+
+import pytest
+from transformers import AutoConfig
+
+from configuration_gpt2mini import GPT2MiniConfig
+
+
+def test_defaults_are_the_blogs_model():
+    c = GPT2MiniConfig()
+    assert (c.n_layer, c.n_head, c.n_embd, c.n_positions) == (4, 4, 128, 256)
+    assert c.tie_word_embeddings is True
+    assert c.ln_style == "pre" and c.use_residual and c.use_attention and c.use_mlp and c.use_position_embeddings
+    assert c.ablations == {}
+    assert c.inner_dim == 512
+    # generic names map onto GPT-2's
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.max_position_embeddings) == (128, 4, 4, 256)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(n_embd=130, n_head=4), "n_embd"),
+        (dict(ln_style="middle"), "ln_style"),
+        (dict(n_layer=0), "n_layer"),
+        (dict(n_head=-2), "n_head"),
+        (dict(vocab_size=0), "vocab_size"),
+        (dict(n_positions=0), "n_positions"),
+        (dict(n_embd=2.5), "n_embd"),
+        (dict(n_inner=0), "n_inner"),
+        (dict(attn_pdrop=1.0), "attn_pdrop"),
+        (dict(resid_pdrop=-0.1), "resid_pdrop"),
+        (dict(layer_norm_epsilon=0), "layer_norm_epsilon"),
+        (dict(use_residual="no"), "use_residual"),
+    ],
+)
+def test_invalid_values_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        GPT2MiniConfig(**kwargs)
+
+
+def test_json_round_trip(tmp_path):
+    c = GPT2MiniConfig(n_layer=3, ln_style="post", use_residual=False, tie_word_embeddings=False, vocab_size=99)
+    c.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "gpt2mini"
+    assert saved["auto_map"]["AutoConfig"] == "configuration_gpt2mini.GPT2MiniConfig"
+    back = GPT2MiniConfig.from_pretrained(tmp_path)
+    assert back.to_dict() == c.to_dict()
+    assert back.ablations == {"use_residual": False, "ln_style": "post", "tie_word_embeddings": False}
+
+
+def test_invalid_config_file_is_rejected(tmp_path):
+    GPT2MiniConfig().save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["n_head"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="n_embd"):
+        GPT2MiniConfig.from_pretrained(tmp_path)
+
+
+def test_auto_config_registration(tmp_path):
+    import modeling_gpt2mini  # noqa: F401  (registers the Auto classes)
+
+    assert isinstance(AutoConfig.for_model("gpt2mini"), GPT2MiniConfig)
+    GPT2MiniConfig(n_layer=2).save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is GPT2MiniConfig and loaded.n_layer == 2

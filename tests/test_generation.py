@@ -1,0 +1,179 @@
+"""generate(), the KV cache, streaming, and the fast incremental decoder (TokenStream / stream_text)."""
+
+import threading
+
+import pytest
+import torch
+from transformers import TextIteratorStreamer
+from transformers.generation.logits_process import (
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from conftest import sharpen, tiny_model
+from modeling_gpt2mini import TokenStream, filter_logits, round_robin, stream_text
+
+
+def prompt(n, seed=1, vocab=97):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (1, n), generator=g)
+
+
+@pytest.mark.parametrize("ablation", [{}, {"use_attention": False}, {"ln_style": "post"}, {"use_residual": False}])
+def test_greedy_with_cache_equals_without(ablation):
+    m = sharpen(tiny_model(**ablation))
+    x = prompt(6)
+    with_cache = m.generate(x, max_new_tokens=58, do_sample=False, use_cache=True)
+    without = m.generate(x, max_new_tokens=58, do_sample=False, use_cache=False)
+    assert with_cache.shape == (1, 64)
+    assert torch.equal(with_cache, without)
+
+
+def test_batched_left_padded_generation_equals_each_row(tok):
+    m = sharpen(tiny_model(tok))
+    texts = ["First Citizen:", "吾輩は", "Speak, speak.\nAll:"]
+    batch = tok(texts, return_tensors="pt", padding=True)
+    assert batch["attention_mask"][1, 0] == 0  # padded on the left
+    out = m.generate(**batch, max_new_tokens=30, do_sample=False)
+    for i, t in enumerate(texts):
+        ids = tok(t, return_tensors="pt")["input_ids"]
+        alone = m.generate(ids, max_new_tokens=30, do_sample=False)
+        assert out[i, -30:].tolist() == alone[0, -30:].tolist()
+
+
+def test_generate_past_the_context_is_a_clear_error():
+    m = tiny_model()
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        m.generate(prompt(10), max_new_tokens=100, do_sample=False)
+
+
+def test_text_iterator_streamer(tok):
+    m = sharpen(tiny_model(tok))
+    ids = tok("First", return_tensors="pt")["input_ids"]
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    kwargs = dict(input_ids=ids, max_new_tokens=40, do_sample=False, streamer=streamer)
+    thread = threading.Thread(target=m.generate, kwargs=kwargs)
+    thread.start()
+    chunks = list(streamer)
+    thread.join()
+    full = m.generate(ids, max_new_tokens=40, do_sample=False)
+    assert "".join(chunks) == tok.decode(full[0, ids.shape[1] :], skip_special_tokens=True)
+    assert len(chunks) > 5
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+@pytest.mark.parametrize("ablation", [{}, {"use_attention": False}, {"use_position_embeddings": False}])
+def test_token_stream_greedy_equals_generate(penalty, ablation):
+    m = sharpen(tiny_model(**ablation))
+    x = prompt(7)
+    ref = m.generate(x, max_new_tokens=57, do_sample=False, repetition_penalty=penalty)[0, 7:].tolist()
+    stream = TokenStream(m, x, temperature=0, repetition_penalty=penalty)
+    assert stream.take(57)[0] == ref
+
+
+def test_token_stream_batch_of_unequal_prompts_equals_each_row():
+    m = sharpen(tiny_model())
+    rows = [prompt(n, seed=n)[0].tolist() for n in (3, 11, 6)]
+    together = TokenStream(m, rows, temperature=0).take(40)
+    for row, got in zip(rows, together, strict=True):
+        assert TokenStream(m, [row], temperature=0).take(40)[0] == got
+
+
+def test_same_seed_same_tokens_other_seed_other_tokens():
+    m = tiny_model()  # flat distributions: sampling differs visibly between seeds
+    x = prompt(5)
+    a = TokenStream(m, x, temperature=1.0, top_k=50, top_p=0.95, seed=123).take(100)
+    b = TokenStream(m, x, temperature=1.0, top_k=50, top_p=0.95, seed=123).take(100)
+    c = TokenStream(m, x, temperature=1.0, top_k=50, top_p=0.95, seed=124).take(100)
+    assert a == b and a != c
+    # a stream's randomness is its own: interleaving with another stream does not change it
+    s1 = TokenStream(m, x, temperature=1.0, seed=7)
+    s2 = TokenStream(m, x, temperature=1.0, seed=8)
+    steps = [(i, int(t[0])) for i, t in _take(round_robin([iter(s1), iter(s2)]), 60)]
+    assert [t for i, t in steps if i == 0] == TokenStream(m, x, temperature=1.0, seed=7).take(30)[0]
+
+
+def _take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def test_generation_past_the_context_slides_the_window():
+    m = sharpen(tiny_model())  # context 64
+    stream = TokenStream(m, prompt(10), temperature=0, window=40)
+    out = stream.take(300)[0]
+    assert len(out) == 300 and len(stream.history[0]) == 310
+    assert 40 <= stream.cache.length <= 64
+    # after any slide the cached state is exactly a fresh encoding of the last `cache.length` tokens
+    fresh = m(torch.tensor([stream.history[0][-stream.cache.length :]])).logits[0, -1]
+    torch.testing.assert_close(stream.logits[0], fresh, atol=1e-5, rtol=0)
+
+
+def test_prompt_longer_than_the_context_keeps_its_end():
+    m = sharpen(tiny_model())
+    long = prompt(200)
+    stream = TokenStream(m, long, temperature=0)
+    fresh = m(long[:, -64:]).logits[0, -1]
+    torch.testing.assert_close(stream.logits[0], fresh, atol=1e-5, rtol=0)
+    assert len(stream.take(100)[0]) == 100
+
+
+def test_bad_sampling_parameters_are_rejected():
+    m = tiny_model()
+    for kw, msg in [
+        (dict(temperature=-1), "temperature"),
+        (dict(top_k=-3), "top_k"),
+        (dict(top_p=0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(repetition_penalty=0), "repetition_penalty"),
+        (dict(window=64), "window"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            TokenStream(m, prompt(3), **kw)
+    with pytest.raises(ValueError, match="at least one token"):
+        TokenStream(m, [[]])
+
+
+def test_filters_match_transformers_warpers():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 97) * 3
+    ids = torch.randint(0, 97, (4, 20))
+    for temperature, top_k, top_p in [(1.0, 0, 1.0), (0.7, 10, 1.0), (1.3, 0, 0.9), (0.5, 20, 0.8), (1.0, 1, 0.5)]:
+        expected = TemperatureLogitsWarper(temperature)(ids, logits.clone()) if temperature != 1.0 else logits
+        if top_k:
+            expected = TopKLogitsWarper(top_k)(ids, expected)
+        if top_p < 1.0:
+            expected = TopPLogitsWarper(top_p)(ids, expected)
+        assert torch.equal(filter_logits(logits, temperature, top_k, top_p), expected)
+    seen = torch.zeros(4, 97, dtype=torch.bool).scatter_(1, ids, True)
+    from modeling_gpt2mini import apply_repetition_penalty
+
+    torch.testing.assert_close(
+        apply_repetition_penalty(logits, seen, 1.3), RepetitionPenaltyLogitsProcessor(1.3)(ids, logits.clone())
+    )
+
+
+def test_stream_text_streams_characters_including_multibyte(tok):
+    m = sharpen(tiny_model(tok))
+    pieces = list(stream_text(m, tok, "吾輩は", max_new_tokens=50, temperature=0))
+    ids = tok.encode("吾輩は", add_special_tokens=False)
+    ref = m.generate(torch.tensor([ids]), max_new_tokens=50, do_sample=False)[0, len(ids) :]
+    assert "".join(pieces) == tok.decode(ref, skip_special_tokens=True)
+    assert all(pieces)
+
+
+def test_text_decoder_holds_back_split_utf8(tok):
+    from modeling_gpt2mini import TextDecoder
+
+    emoji = tok.encode("😀", add_special_tokens=False)
+    assert len(emoji) == 4  # not in the vocabulary: four byte tokens
+    dec = TextDecoder(tok)
+    assert [dec.push(t) for t in emoji] == ["", "", "", "😀"]
+
+
+def test_empty_prompt_starts_from_a_newline(tok):
+    m = sharpen(tiny_model(tok))
+    a = "".join(stream_text(m, tok, "", max_new_tokens=20, temperature=0))
+    b = "".join(stream_text(m, tok, "\n", max_new_tokens=20, temperature=0))
+    assert a == b and len(a) > 0

@@ -1,0 +1,133 @@
+"""The model as transformers sees it: shapes, loss, masks, outputs, saving and loading."""
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from conftest import sharpen, tiny_config, tiny_model
+from modeling_gpt2mini import GPT2MiniForCausalLM
+
+
+def test_shapes_and_parameter_count():
+    m = tiny_model()
+    x = torch.randint(0, 97, (3, 17))
+    out = m(x)
+    assert out.logits.shape == (3, 17, 97)
+    # GPT-2's count: embeddings + per block (2 LN, c_attn, c_proj, c_fc, c_proj) + ln_f; lm_head tied
+    C, L, V, P = 32, 2, 97, 64
+    block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    assert m.num_parameters() == V * C + P * C + L * block + 2 * C
+
+
+def test_default_model_is_about_0_8M_parameters():
+    m = GPT2MiniForCausalLM(tiny_config(n_layer=4, n_embd=128, n_head=4, n_positions=256, vocab_size=323))
+    assert 0.75e6 < m.num_parameters() < 0.9e6
+
+
+def test_loss_at_init_is_near_log_vocab():
+    m = tiny_model()
+    x = torch.randint(0, 97, (4, 64))
+    loss = m(x, labels=x).loss.item()
+    assert abs(loss - math.log(97)) < 0.15
+
+
+def test_labels_give_the_shifted_causal_loss_and_ignore_minus_100():
+    m = tiny_model()
+    x = torch.randint(0, 97, (2, 20))
+    logits = m(x).logits
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 97), x[:, 1:].reshape(-1))
+    assert torch.allclose(m(x, labels=x).loss, expected, atol=1e-6)
+    labels = x.clone()
+    labels[:, :10] = -100
+    partial = torch.nn.functional.cross_entropy(logits[:, 9:-1].reshape(-1, 97), x[:, 10:].reshape(-1))
+    assert torch.allclose(m(x, labels=labels).loss, partial, atol=1e-6)
+
+
+def test_sdpa_and_eager_agree_and_attentions_are_returned():
+    torch.manual_seed(0)
+    sdpa = tiny_model()
+    eager = tiny_model(attn_implementation="eager")
+    eager.load_state_dict(sdpa.state_dict())
+    assert sdpa.config._attn_implementation == "sdpa" and eager.config._attn_implementation == "eager"
+    x = torch.randint(0, 97, (2, 30))
+    a, b = sdpa(x), eager(x, output_attentions=True, output_hidden_states=True)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+    assert len(b.attentions) == 2 and b.attentions[0].shape == (2, 2, 30, 30)
+    assert len(b.hidden_states) == 3 and b.hidden_states[0].shape == (2, 30, 32)
+    w = b.attentions[1]
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 30))
+    assert torch.all(w.triu(diagonal=1) == 0)  # causal: no weight on the future
+    # SDPA returns no weights itself; asking for them computes them explicitly and gives the same numbers
+    c = sdpa(x, output_attentions=True)
+    torch.testing.assert_close(c.attentions[1], w)
+
+
+def test_left_padded_batch_equals_unpadded_rows():
+    m = tiny_model()
+    rows = [torch.randint(0, 97, (n,)) for n in (12, 5, 9)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(3, width, dtype=torch.long)
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = r
+        mask[i, width - len(r) :] = 1
+    for impl in ("sdpa", "eager"):
+        m.config._attn_implementation = impl
+        batched = m(ids, attention_mask=mask).logits
+        assert torch.isfinite(batched).all()
+        for i, r in enumerate(rows):
+            alone = m(r[None]).logits[0]
+            torch.testing.assert_close(batched[i, width - len(r) :], alone, atol=1e-5, rtol=0)
+    m.config._attn_implementation = "sdpa"
+
+
+def test_sequence_longer_than_context_is_a_clear_error():
+    m = tiny_model()
+    with pytest.raises(ValueError, match="exceeds the model's context of 64"):
+        m(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_save_load_identical_logits_tied_weights_and_only_safetensors(tmp_path):
+    m = sharpen(tiny_model())
+    assert m.lm_head.weight is m.transformer.wte.weight
+    m.save_pretrained(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "model.safetensors" in files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    assert {"configuration_gpt2mini.py", "modeling_gpt2mini.py", "config.json", "generation_config.json"} <= set(files)
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        assert "lm_head.weight" not in f.keys()  # stored once
+    back = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert type(back) is GPT2MiniForCausalLM and not back.training
+    assert back.lm_head.weight is back.transformer.wte.weight
+    x = torch.randint(0, 97, (2, 40))
+    assert torch.equal(back(x).logits, m(x).logits)
+    # still tied after training steps
+    back.train()
+    opt = torch.optim.AdamW(back.parameters(), lr=1e-2)
+    back(x, labels=x).loss.backward()
+    opt.step()
+    assert back.lm_head.weight is back.transformer.wte.weight
+
+
+def test_untied_embeddings_stay_separate(tmp_path):
+    m = tiny_model(tie_word_embeddings=False)
+    assert m.lm_head.weight is not m.transformer.wte.weight
+    assert not torch.equal(m.lm_head.weight, m.transformer.wte.weight)
+    m.save_pretrained(tmp_path)
+    back = GPT2MiniForCausalLM.from_pretrained(tmp_path)
+    assert back.lm_head.weight is not back.transformer.wte.weight
+    assert torch.equal(back.lm_head.weight, m.lm_head.weight)
+    assert back.num_parameters() == m.num_parameters() == tiny_model().num_parameters() + 97 * 32
+
+
+def test_return_dict_false_gives_a_tuple():
+    m = tiny_model()
+    x = torch.randint(0, 97, (1, 8))
+    out = m(x, labels=x, return_dict=False)
+    assert isinstance(out, tuple)
+    assert torch.equal(out[1], m(x).logits)

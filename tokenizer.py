@@ -1,0 +1,65 @@
+"""A lossless character-level tokenizer that `AutoTokenizer` loads with no custom code.
+
+One token per Unicode code point of the corpus, and byte fallback for everything else: a character never seen in
+training becomes its UTF-8 bytes (`<0xE2>` ...), so any text round-trips exactly (spaces, CRLF, emoji, 𠮷) and
+nothing turns into `[UNK]`. Built with the `tokenizers` library as a BPE model with no merges:
+
+    ids 0 .. n-1        the corpus's characters, sorted (the same ids as nanoGPT's `stoi` for that corpus)
+    n, n+1              <|endoftext|> (bos/eos, as in GPT-2) and <pad>
+    n+2 .. n+257        the 256 byte tokens <0x00> .. <0xFF>
+
+Tiny Shakespeare gives n = 65 and a vocabulary of 323.
+"""
+
+from collections.abc import Iterable
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from configuration_gpt2mini import GPT2MiniConfig
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<pad>"
+BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+
+
+def build_tokenizer(texts: str | Iterable[str], model_max_length: int = 256) -> PreTrainedTokenizerFast:
+    """A character tokenizer whose vocabulary is every character of `texts` plus specials and byte fallback."""
+    if isinstance(texts, str):
+        texts = [texts]
+    chars = sorted(set().union(*map(set, texts)))
+    if not chars:
+        raise ValueError("cannot build a tokenizer from empty text")
+    vocab = {c: i for i, c in enumerate(chars)}
+    for token in (EOS_TOKEN, PAD_TOKEN, *BYTE_TOKENS):
+        vocab[token] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True, fuse_unk=False))
+    # one pre-token per code point, so no merges are ever looked for
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        padding_side="left",  # batched generation pads on the left
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=True,  # "<|endoftext|>" typed by a user is text, not a control token
+    )
+
+
+def n_chars(tokenizer: PreTrainedTokenizerFast) -> int:
+    """How many corpus characters the vocabulary holds (the rest are the 2 specials and 256 bytes)."""
+    return len(tokenizer) - 2 - len(BYTE_TOKENS)
+
+
+def config_for(tokenizer: PreTrainedTokenizerFast, **overrides) -> GPT2MiniConfig:
+    """A model configuration sized to `tokenizer` (vocabulary and special-token ids); `overrides` set the rest."""
+    kwargs = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2MiniConfig(**(kwargs | overrides))
