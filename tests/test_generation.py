@@ -23,11 +23,11 @@ def prompt(n, seed=1, vocab=97):
 
 @pytest.mark.parametrize("ablation", [{}, {"use_attention": False}, {"ln_style": "post"}, {"use_residual": False}])
 def test_greedy_with_cache_equals_without(ablation):
-    m = sharpen(tiny_model(**ablation))
+    m = sharpen(tiny_model(n_positions=128, **ablation))
     x = prompt(6)
-    with_cache = m.generate(x, max_new_tokens=58, do_sample=False, use_cache=True)
-    without = m.generate(x, max_new_tokens=58, do_sample=False, use_cache=False)
-    assert with_cache.shape == (1, 64)
+    with_cache = m.generate(x, max_new_tokens=64, do_sample=False, use_cache=True)
+    without = m.generate(x, max_new_tokens=64, do_sample=False, use_cache=False)
+    assert with_cache.shape == (1, 70)
     assert torch.equal(with_cache, without)
 
 
