@@ -29,21 +29,25 @@ class CorpusSpec:
     description: str
     language: str
     aozora: bool = False
+    sample_prompt: str = "\n"
 
 
 _SOSEKI = ("wagahai_neko.txt", "botchan.txt", "sanshiro.txt", "kokoro.txt")
 CORPORA: dict[str, CorpusSpec] = {
     spec.name: spec
     for spec in (
-        CorpusSpec("shakespeare", ("tinyshakespeare.txt",), "Tiny Shakespeare (char-rnn excerpt)", "en"),
-        CorpusSpec("wagahai", ("wagahai_neko.txt",), "夏目漱石『吾輩は猫である』", "ja", aozora=True),
-        CorpusSpec("soseki", _SOSEKI, "夏目漱石: 吾輩は猫である, 坊っちゃん, 三四郎, こころ", "ja", aozora=True),
+        CorpusSpec(
+            "shakespeare", ("tinyshakespeare.txt",), "Tiny Shakespeare (char-rnn excerpt)", "en", False, "ROMEO:"
+        ),
+        CorpusSpec("wagahai", ("wagahai_neko.txt",), "夏目漱石『吾輩は猫である』", "ja", True, "吾輩は"),
+        CorpusSpec("soseki", _SOSEKI, "夏目漱石: 吾輩は猫である, 坊っちゃん, 三四郎, こころ", "ja", True, "吾輩は"),
         CorpusSpec(
             "aozora",
             _SOSEKI + ("ginga_tetsudo_no_yoru.txt", "hana.txt", "rashomon.txt"),
             "All seven Aozora Bunko works: Soseki's four, 銀河鉄道の夜, 鼻, 羅生門",
             "ja",
-            aozora=True,
+            True,
+            "吾輩は",
         ),
     )
 }

@@ -1,0 +1,348 @@
+"""train.py: a short run learns and saves a loadable folder; resume is exact; saves are atomic; the blog's command
+line works; distributed training equals single-process training; bad input gets one clear line and exit code 2."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train as T
+from conftest import ROOT
+
+TINY = dict(
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    block_size=32,
+    batch_size=8,
+    eval_iters=2,
+    sample_chars=20,
+    progress=False,
+    warmup=5,
+    lr=1e-2,
+    min_lr=1e-3,
+)
+
+
+def run_train(tmp_path, name="run", **kw):
+    settings = T.TrainSettings(**(TINY | {"save": str(tmp_path / name)} | kw))
+    return T.train(settings)
+
+
+def metrics(folder):
+    return [json.loads(line) for line in (Path(folder) / T.METRICS_FILE).read_text().splitlines()]
+
+
+def test_short_run_lowers_the_loss_and_writes_a_loadable_folder(tmp_path):
+    result = run_train(tmp_path, steps=60, eval_interval=10, log_interval=5)
+    folder = Path(result["folder"])
+    evals = [m for m in metrics(folder) if "val_loss" in m]
+    assert [m["step"] for m in evals] == [0, 10, 20, 30, 40, 50, 60]
+    assert abs(evals[0]["val_loss"] - 5.78) < 0.1  # ln(323) at initialisation
+    assert evals[-1]["val_loss"] < 3.45  # learnt at least the character frequencies (unigram entropy: about 3.3)
+    for m in evals:
+        assert len(m["attn_entropy"]) == 2 and len(m["resid_norm"]) == 2
+    logged = [m for m in metrics(folder) if "loss" in m]
+    assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"} <= set(logged[0])
+    assert len(logged) == 12
+    files = {p.name for p in folder.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "loss_curve.png",
+        T.STATE_FILE,
+        T.OPTIMIZER_FILE,
+        "modeling_gpt2mini.py",
+    } <= files
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert model.config.n_positions == 32 and len(tok) == model.config.vocab_size == 323
+    # the folder's weights are the final ones: its loss on the fixed validation batches is the logged one
+    val = T.train_val_split(T.load_corpus("shakespeare"))[1]
+    ids = T.encode(tok, val)
+    assert abs(T.split_loss(model, ids, 32) - evals[-1]["val_loss"]) < 0.15
+    assert not list(tmp_path.glob(".run.*"))  # no leftovers of the atomic swap
+
+
+def test_resume_continues_exactly(tmp_path):
+    kw = dict(steps=24, eval_interval=6, log_interval=2, dropout=0.1)
+    straight = run_train(tmp_path, "straight", **kw)
+    first = run_train(tmp_path, "halves", stop_at=12, **kw)
+    assert first["stopped"] and first["step"] == 12
+    state = json.loads((tmp_path / "halves" / T.STATE_FILE).read_text())
+    assert state["step"] == 12
+    second = T.train(T.resume_settings(tmp_path / "halves", progress=False))
+    assert second["step"] == straight["step"] == 24
+    strip = [
+        {k: v for k, v in m.items() if k not in ("tokens_per_s", "elapsed_s")} for m in metrics(tmp_path / "straight")
+    ]
+    resumed = [
+        {k: v for k, v in m.items() if k not in ("tokens_per_s", "elapsed_s")} for m in metrics(tmp_path / "halves")
+    ]
+    assert resumed == strip  # same losses, learning rates and gradient norms at every logged step
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "halves" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
+    run_train(tmp_path, steps=4, eval_interval=4)
+    folder = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full (simulated, half-way through the save)")
+
+    monkeypatch.setattr(T, "plot_losses", explode)  # called after the weights are written into the new folder
+    with pytest.raises(OSError, match="simulated"):
+        T.train(T.resume_settings(folder, steps=8, progress=False))
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert after == before
+    assert not list(tmp_path.glob(".run.*"))
+
+
+def test_a_save_killed_between_the_two_renames_is_recovered(tmp_path):
+    run_train(tmp_path, steps=2, eval_interval=2)
+    folder = tmp_path / "run"
+    moved = tmp_path / ".run.old-12345"
+    os.replace(folder, moved)  # what a SIGKILL right after moving the old folder aside leaves
+    (tmp_path / ".run.partial-12345").mkdir()
+    model, tok = T.load_model_folder(folder)
+    assert folder.is_dir() and not moved.exists() and not (tmp_path / ".run.partial-12345").exists()
+    assert model.config.n_layer == 2
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = T.lr_at
+    monkeypatch.setattr(T, "lr_at", lambda step, s: float("inf") if step >= 6 else real(step, s))
+    with pytest.raises(T.NonFiniteLoss, match=r"step 8.*last good checkpoint \(step 5\)"):
+        run_train(tmp_path, steps=20, eval_interval=5, grad_clip=0.0)
+    model, _ = T.load_model_folder(tmp_path / "run")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert json.loads((tmp_path / "run" / T.STATE_FILE).read_text())["step"] == 5
+
+
+def test_lr_schedule_warms_up_then_decays_to_min_lr():
+    s = T.TrainSettings(steps=100, warmup=10, lr=1e-3, min_lr=1e-4)
+    lrs = [T.lr_at(i, s) for i in range(100)]
+    assert lrs[0] < lrs[5] < lrs[9] <= 1e-3
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert abs(T.lr_at(100, s) - 1e-4) < 1e-12
+
+
+def test_weight_decay_only_on_matrices():
+    from conftest import tiny_model
+
+    opt = T.make_optimizer(tiny_model(), T.TrainSettings(), torch.device("cpu"))
+    decay, no_decay = opt.param_groups
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+
+
+def test_ablation_flags_reach_the_config(tmp_path, capsys):
+    args = [
+        "--steps",
+        "2",
+        "--n_layer",
+        "1",
+        "--n_head",
+        "2",
+        "--n_embd",
+        "16",
+        "--block_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--eval_iters",
+        "1",
+        "--sample_chars",
+        "5",
+        "--no_progress",
+    ]
+    flags = [
+        (["--disable_residual", "1"], {"use_residual": False}),
+        (["--disable_attention", "1"], {"use_attention": False}),
+        (["--disable_mlp", "1"], {"use_mlp": False}),
+        (["--ln_style", "post"], {"ln_style": "post"}),
+        (["--ln_style", "none"], {"ln_style": "none"}),
+        (["--disable_position_embeddings", "1"], {"use_position_embeddings": False}),
+        (["--untie_embeddings", "1"], {"tie_word_embeddings": False}),
+    ]
+    for extra, expected in flags:
+        out = tmp_path / "_".join(extra).strip("-")
+        assert T.main(args + extra + ["--save", str(out)]) == 0
+        config = json.loads((out / "config.json").read_text())
+        assert {k: config[k] for k in expected} == expected
+
+
+def cli(*args, cwd=None, stdin=None, timeout=300):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd or ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "model_dir"
+    T.train(T.TrainSettings(**(TINY | {"save": str(folder), "steps": 30, "eval_interval": 30})))
+    return folder
+
+
+def test_blog_command_line_generate_and_interactive(trained, tmp_path):
+    out = cli("--load", str(trained), "--generate", "--prompt", "ROMEO:", "--max_tokens", "40", "--temperature", "0")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ROMEO:") and len(out.stdout.rstrip("\n")) >= len("ROMEO:") + 30
+    again = cli("--load", str(trained), "--generate", "--prompt", "ROMEO:", "--max_tokens", "40", "--temperature", "0")
+    assert again.stdout == out.stdout
+    chat = cli("--load", str(trained), "--interactive", "--max_tokens", "20", stdin="First\n吾輩\nquit\nnever read\n")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.count(">>> ") == 3 and "First" in chat.stdout and "never saw" in chat.stdout
+    assert "never read" not in chat.stdout  # quit ended the session
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--corpus", "klingon"], "unknown corpus 'klingon'"),
+        (["--data", "missing.txt"], "corpus file not found: missing.txt"),
+        (["--data", "sjis.txt"], "not UTF-8"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--steps", "-5"], "--steps must be a positive integer"),
+        (["--load", "nowhere", "--generate"], "no model folder at nowhere"),
+        (["--load", "notamodel", "--generate"], "not a GPT-2 mini model folder"),
+        (["--resume", "notamodel"], "cannot resume from notamodel"),
+        (["--generate"], "need --load"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sjis.txt").write_bytes("吾輩は猫である".encode("cp932") * 100)
+    (tmp_path / "notamodel").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert T.main(args + ["--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_unseen_prompt_characters_and_a_broken_folder(trained, tmp_path, capsys):
+    assert T.main(["--load", str(trained), "--generate", "--prompt", "吾輩は"]) == 2
+    err = capsys.readouterr().err
+    assert "never saw in training: '吾' '輩' 'は'" in err and "--allow_unseen" in err
+    assert (
+        T.main(["--load", str(trained), "--generate", "--prompt", "吾輩は", "--allow_unseen", "--max_tokens", "5"]) == 0
+    )
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    assert T.main(["--load", str(broken), "--generate"]) == 2
+    assert "cannot load" in capsys.readouterr().err
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(trained, mismatched)
+    from tokenizer import build_tokenizer
+
+    build_tokenizer("abc").save_pretrained(mismatched)
+    assert T.main(["--load", str(mismatched), "--generate"]) == 2
+    assert "tokenizer.json has 261 tokens but the model's vocabulary is 323" in capsys.readouterr().err
+
+
+def test_real_process_bad_input_has_no_traceback(tmp_path):
+    out = cli("--steps", "0", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["error: --steps must be a positive integer, got 0"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
+    args = [
+        "--steps",
+        "100000",
+        "--n_layer",
+        "1",
+        "--n_head",
+        "2",
+        "--n_embd",
+        "16",
+        "--block_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--eval_interval",
+        "100000",
+        "--no_progress",
+        "--save",
+        str(tmp_path / "run"),
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()  # the first line comes once training starts
+    assert line.startswith("device"), line
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "stopped at step" in err and "--resume" in err
+    step = json.loads((tmp_path / "run" / T.STATE_FILE).read_text())["step"]
+    assert step > 0
+    result = T.train(T.resume_settings(tmp_path / "run", steps=step + 3, progress=False))
+    assert result["step"] == step + 3
+
+
+def test_distributed_step_equals_single_process_step(tmp_path):
+    common = [
+        "--steps",
+        "1",
+        "--n_layer",
+        "2",
+        "--n_head",
+        "2",
+        "--n_embd",
+        "32",
+        "--block_size",
+        "32",
+        "--eval_iters",
+        "1",
+        "--sample_chars",
+        "0",
+        "--warmup",
+        "0",
+        "--no_progress",
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    ddp = subprocess.run(
+        [*torchrun, str(ROOT / "train.py"), *common, "--batch_size", "3", "--save", str(tmp_path / "ddp")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = cli(*common, "--batch_size", "6", "--save", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = load_file(tmp_path / "ddp" / "model.safetensors")
+    b = load_file(tmp_path / "single" / "model.safetensors")
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-6, rtol=0)
+    state = json.loads((tmp_path / "ddp" / T.STATE_FILE).read_text())
+    assert state["world_size"] == 2 and state["tokens_per_step"] == 6 * 32

@@ -1,0 +1,1028 @@
+"""Train GPT-2 mini with a plain PyTorch loop, on CUDA, Apple MPS or CPU, and talk to what you trained.
+
+    python train.py                                        # the default recipe: Tiny Shakespeare, ~4 min on 2 cores
+    python train.py --corpus wagahai --save runs/wagahai   # 吾輩は猫である
+    python train.py --disable_residual 1 --steps 100       # break it and watch
+    python train.py --load runs/shakespeare --generate --prompt "ROMEO:"
+    python train.py --load runs/shakespeare --interactive  # type a prompt, "quit" ends
+    python train.py --resume runs/shakespeare --steps 2000 # continue exactly where it stopped
+    torchrun --standalone --nproc_per_node=2 train.py ...  # DistributedDataParallel (gloo on CPU, NCCL on CUDA)
+
+What is notable:
+- The output folder is a Hugging Face model folder (`save_pretrained` + tokenizer) that also holds the metrics log
+  (`metrics.jsonl`), the loss curve (`loss_curve.png`) and everything `--resume` needs (`trainer_state.json`,
+  `optimizer.safetensors`: optimizer moments and RNG states; no pickle). Each save is atomic: the new folder is
+  written beside the old one and swapped in, so a crash or Ctrl-C never leaves a broken folder behind.
+- Resuming is exact on CPU: the batch sampler, dropout RNG, optimizer and schedule continue where they stopped, so
+  N steps in one go equal N/2 + N/2 with a resume in between.
+- Ctrl-C saves a resumable checkpoint and exits; a non-finite loss stops with a message and keeps the last good save.
+- At every evaluation the log also records each layer's attention entropy and residual-stream norm, to see *how* an
+  ablated model fails, not only that it does.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from configuration_gpt2mini import LN_STYLES
+from corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from modeling_gpt2mini import GPT2MiniForCausalLM, stream_text
+from tokenizer import build_tokenizer, config_for
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "loss_curve.png"
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported as one line, exit code 2, nothing written."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss or the gradient became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass
+class TrainSettings:
+    """Everything a run depends on. The defaults are the laptop-CPU recipe (see README "Training")."""
+
+    # data
+    corpus: str = "shakespeare"
+    data: str | None = None
+    val_fraction: float = 0.1
+    # model (None: the GPT2MiniConfig default, or the loaded model's value)
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    block_size: int | None = None
+    dropout: float = 0.0
+    disable_residual: int = 0
+    disable_attention: int = 0
+    disable_mlp: int = 0
+    disable_position_embeddings: int = 0
+    untie_embeddings: int = 0
+    ln_style: str | None = None
+    # optimisation
+    steps: int = 1000
+    batch_size: int = 12
+    grad_accum: int = 1
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup: int = 50
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    seed: int = 1337
+    # evaluation and logging
+    eval_interval: int = 100
+    eval_iters: int = 10
+    log_interval: int = 10
+    sample_chars: int = 120
+    sample_prompt: str | None = None
+    # where and how
+    save: str | None = None
+    load: str | None = None
+    resume: str | None = None
+    stop_at: int | None = None
+    device: str = "auto"
+    compile: bool = False
+    progress: bool = True
+
+    def model_overrides(self) -> dict:
+        """The config fields the command line sets explicitly."""
+        out = {}
+        for ours, theirs in (
+            ("n_layer", "n_layer"),
+            ("n_head", "n_head"),
+            ("n_embd", "n_embd"),
+            ("block_size", "n_positions"),
+            ("ln_style", "ln_style"),
+        ):
+            if getattr(self, ours) is not None:
+                out[theirs] = getattr(self, ours)
+        for flag, field_name in (
+            ("disable_residual", "use_residual"),
+            ("disable_attention", "use_attention"),
+            ("disable_mlp", "use_mlp"),
+            ("disable_position_embeddings", "use_position_embeddings"),
+            ("untie_embeddings", "tie_word_embeddings"),
+        ):
+            if getattr(self, flag):
+                out[field_name] = False
+        return out
+
+    def check(self) -> None:
+        positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("n_layer", "n_head", "n_embd", "block_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name} must be a positive integer, got {value}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise UsageError(f"need 0 <= --min_lr <= --lr and --lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.stop_at is not None and self.stop_at <= 0:
+            raise UsageError(f"--stop_at must be a positive step, got {self.stop_at}")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise UsageError("--warmup, --grad_clip and --weight_decay must not be negative")
+        if self.ln_style is not None and self.ln_style not in LN_STYLES:
+            raise UsageError(f"--ln_style must be one of {', '.join(LN_STYLES)}, got {self.ln_style!r}")
+        if self.load and self.resume:
+            raise UsageError("--load starts a new run from saved weights and --resume continues one: pick one")
+        if self.load and self.model_overrides():
+            flags = ", ".join(self.model_overrides())
+            raise UsageError(f"the architecture comes from the loaded folder; drop {flags} or train from scratch")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Devices and distributed training
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: Apple's Metal backend is not available here")
+    if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
+        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return torch.device(name)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Under torchrun (WORLD_SIZE > 1) join the process group: NCCL on CUDA, gloo on the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), pick_device(device_name)
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local_rank), device
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+class Batches:
+    """Random windows of the encoded corpus. Tokens are encoded once; a batch is an index gather.
+
+    All ranks draw the same global batch from one generator and each keeps its own slice, so a distributed step sees
+    exactly the batch a single process with `world` times the batch size would see.
+    """
+
+    def __init__(self, train_ids, val_ids, block_size, batch_size, seed, dist: Dist, device):
+        self.data = {"train": train_ids, "val": val_ids}
+        for split, ids in self.data.items():
+            if len(ids) < block_size + 2:
+                raise UsageError(
+                    f"the {split} split has {len(ids)} tokens, too few for a context of {block_size}: "
+                    "use more text or a smaller --block_size"
+                )
+        self.block_size, self.batch_size, self.dist, self.device = block_size, batch_size, dist, device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.offsets = torch.arange(block_size + 1)
+
+    def sample(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y): `batch_size` random windows of the context length, y shifted one character ahead of x."""
+        ids = self.data[split]
+        g = generator or self.generator
+        starts = torch.randint(len(ids) - self.block_size - 1, (self.batch_size * self.dist.world,), generator=g)
+        starts = starts[self.dist.rank * self.batch_size : (self.dist.rank + 1) * self.batch_size]
+        window = ids[starts[:, None] + self.offsets].long()  # (B, T + 1)
+        x, y = window[:, :-1], window[:, 1:]
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
+
+    def fixed(self, split: str, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`n` batches that are the same every time (and on every resume): evaluation compares like with like."""
+        g = torch.Generator().manual_seed(seed)
+        return [self.sample(split, g) for _ in range(n)]
+
+
+def encode(tokenizer, text: str) -> torch.Tensor:
+    """The whole text as token ids (int32), once per run.
+
+    A character tokenizer maps each character to one id, so a dictionary lookup does it in a fraction of the
+    tokenizer's time; text with characters outside the vocabulary goes through the tokenizer (byte fallback)."""
+    vocab = tokenizer.get_vocab()
+    try:
+        ids = list(map(vocab.__getitem__, text))
+    except KeyError:
+        ids = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    return torch.tensor(ids, dtype=torch.int32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Optimisation
+
+
+def lr_at(step: int, s: TrainSettings) -> float:
+    """Linear warmup, then cosine decay from lr to min_lr at the last step."""
+    if step < s.warmup:
+        return s.lr * (step + 1) / (s.warmup + 1)
+    progress = (step - s.warmup) / max(1, s.steps - s.warmup)
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, s: TrainSettings, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases or LayerNorm), fused where the device has it."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    decay = [p for p in params.values() if p.dim() >= 2]
+    no_decay = [p for p in params.values() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=s.lr, betas=(0.9, s.beta2), eps=1e-8)
+    try:
+        return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu", "mps"), **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs)
+
+
+def optimizer_tensors(model, optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state keyed by parameter name, for safetensors."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            out[f"{names[id(p)]}::{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return out
+
+
+def load_optimizer_tensors(model, optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        if "::" not in key or key.startswith("rng::"):
+            continue
+        name, field_name = key.split("::")
+        p = params[name]
+        optimizer.state[p][field_name] = value.to(p.device) if field_name != "step" else value.to(torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def lm_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the next-character predictions for inputs x (B, T) against targets y = x shifted by one.
+
+    (The model's own `labels=` shifts inside, like every transformers causal LM; the batches here come shifted.)"""
+    logits = model(x, use_cache=False).logits  # (B, T, vocab)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+
+
+@torch.no_grad()
+def evaluate(model, batches: dict[str, list], autocast) -> dict[str, float]:
+    """Mean loss over fixed batches of each split."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for split, items in batches.items():
+        losses = []
+        for x, y in items:
+            with autocast():
+                losses.append(lm_loss(model, x, y).item())
+        out[f"{split}_loss"] = sum(losses) / len(losses)
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def probe(model: GPT2MiniForCausalLM, x: torch.Tensor) -> dict[str, list]:
+    """Per layer: mean attention entropy (nats; None where attention is off) and mean residual-stream norm after
+    the block."""
+    was_training = model.training
+    model.eval()
+    norms = []
+    hooks = [
+        block.register_forward_hook(lambda _m, _i, out: norms.append(out[0].float().norm(dim=-1).mean().item()))
+        for block in model.transformer.h
+    ]
+    try:
+        attn = model(x, output_attentions=True, use_cache=False).attentions
+    finally:
+        for h in hooks:
+            h.remove()
+    entropy = [None if w is None else (-(w.float() * (w.float() + 1e-12).log()).sum(-1)).mean().item() for w in attn]
+    model.train(was_training)
+    return {"attn_entropy": entropy, "resid_norm": norms}
+
+
+@torch.no_grad()
+def split_loss(model, ids: torch.Tensor, block_size: int, batch_size: int = 32) -> float:
+    """Mean next-character loss over a whole split, cut into non-overlapping windows of `block_size` + 1."""
+    model.eval()
+    n = (len(ids) - 1) // block_size
+    if n == 0:
+        raise UsageError(f"the text has {len(ids)} tokens, fewer than one window of {block_size + 1}")
+    starts = torch.arange(n) * block_size
+    window = torch.arange(block_size + 1)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, n, batch_size):
+        chunk = ids[starts[i : i + batch_size, None] + window].long().to(device)
+        logits = model(chunk[:, :-1], use_cache=False).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum")
+        total += loss.item()
+        count += chunk[:, 1:].numel()
+    return total / count
+
+
+def sample(model, tokenizer, prompt: str, n: int) -> str:
+    was_training = model.training
+    model.eval()
+    text = "".join(stream_text(model, tokenizer, prompt, max_new_tokens=n, temperature=0.8, top_k=40, seed=0))
+    model.train(was_training)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saving and loading
+
+
+def _siblings(out_dir: Path, kind: str) -> list[Path]:
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
+
+
+def recover_interrupted_save(out_dir: Path) -> None:
+    """Undo what a save killed half-way may have left: a stray partial folder, or the old folder moved aside."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.exists():
+        return
+    for partial in _siblings(out_dir, "partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+    for old in _siblings(out_dir, "old"):
+        if not out_dir.exists():
+            os.replace(old, out_dir)  # killed between the two renames: the previous save comes back
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder with `write(tmp)` next to `out_dir`, then swap it in. Readers never see a half-written folder;
+    if anything fails before the swap, the previous folder is untouched."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_save(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def is_checkpoint(folder: Path) -> bool:
+    try:
+        return json.loads((Path(folder) / "config.json").read_text()).get("model_type") == "gpt2mini"
+    except (OSError, ValueError):
+        return False
+
+
+def load_model_folder(folder: str | Path, device: torch.device | None = None):
+    """Model and tokenizer from a saved folder, or a UsageError saying what is wrong with it."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    recover_interrupted_save(folder)
+    if not folder.is_dir():
+        raise UsageError(f"no model folder at {folder}")
+    if not (folder / "config.json").exists():
+        raise UsageError(f"{folder} is not a GPT-2 mini model folder (no config.json)")
+    if not is_checkpoint(folder):
+        raise UsageError(f"{folder}/config.json is not a GPT-2 mini config (model_type must be 'gpt2mini')")
+    if not (folder / "model.safetensors").exists():
+        raise UsageError(f"{folder} has no model.safetensors")
+    if not (folder / "tokenizer.json").exists():
+        raise UsageError(f"{folder} has no tokenizer.json (save the tokenizer next to the model)")
+    try:
+        model = GPT2MiniForCausalLM.from_pretrained(folder)
+    except SafetensorError as e:
+        raise UsageError(f"cannot load {folder / 'model.safetensors'}: damaged or truncated ({e})") from None
+    except (OSError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot load the model in {folder}: {first}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as e:  # the tokenizers library raises its own exception types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot load {folder / 'tokenizer.json'}: {first}") from None
+    if len(tokenizer) != model.config.vocab_size:
+        raise UsageError(
+            f"{folder}: tokenizer.json has {len(tokenizer)} tokens but the model's vocabulary is "
+            f"{model.config.vocab_size}"
+        )
+    return (model.to(device) if device is not None else model), tokenizer
+
+
+def save_checkpoint(out_dir, model, tokenizer, optimizer, state: dict, metrics: list[dict], rng: dict) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, ensure_ascii=False))
+        save_file(optimizer_tensors(model, optimizer) | rng, tmp / OPTIMIZER_FILE)
+        with open(tmp / METRICS_FILE, "w") as f:
+            for row in metrics:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        plot_losses(metrics, tmp / CURVE_FILE, title=state.get("title", ""))
+
+    atomic_save(Path(out_dir), write)
+
+
+def plot_losses(metrics: list[dict], path: Path, title: str = "") -> None:
+    """Training loss (per logged step) and evaluated train/validation loss against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    logged = [m for m in metrics if "loss" in m]
+    evals = [m for m in metrics if "val_loss" in m]
+    if logged:
+        ax.plot([m["step"] for m in logged], [m["loss"] for m in logged], lw=0.8, alpha=0.5, label="batch loss")
+    if evals:
+        ax.plot([m["step"] for m in evals], [m["train_loss"] for m in evals], "o-", ms=3, label="train (eval)")
+        ax.plot([m["step"] for m in evals], [m["val_loss"] for m in evals], "o-", ms=3, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats / character)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def rng_tensors(batches: Batches) -> dict[str, torch.Tensor]:
+    out = {"rng::torch": torch.get_rng_state(), "rng::batches": batches.generator.get_state()}
+    if torch.cuda.is_available():
+        out["rng::cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], batches: Batches) -> None:
+    torch.set_rng_state(tensors["rng::torch"])
+    batches.generator.set_state(tensors["rng::batches"])
+    if "rng::cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng::cuda"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training
+
+
+class StopRequest:
+    """First Ctrl-C: finish the step, save, exit. Second Ctrl-C: stop at once (the last save is kept)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading_main():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def default_save_dir(s: TrainSettings) -> str:
+    name = Path(s.data).stem if s.data else s.corpus
+    tags = [k for k, v in s.model_overrides().items() if k not in ("n_layer", "n_head", "n_embd", "n_positions")]
+    suffix = "".join(f"-{t}" for t in tags)
+    return str(Path("runs") / f"{name}{suffix}")
+
+
+ARCHITECTURE = (
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "ln_style",
+    "disable_residual",
+    "disable_attention",
+    "disable_mlp",
+    "disable_position_embeddings",
+    "untie_embeddings",
+)
+
+
+def read_state(folder: str | Path) -> dict:
+    folder = Path(folder)
+    recover_interrupted_save(folder)
+    if not (folder / STATE_FILE).exists() or not (folder / OPTIMIZER_FILE).exists():
+        raise UsageError(
+            f"cannot resume from {folder}: no {STATE_FILE} and {OPTIMIZER_FILE} there (a folder saved "
+            "by train.py is needed)"
+        )
+    try:
+        return json.loads((folder / STATE_FILE).read_text())
+    except ValueError as e:
+        raise UsageError(f"{folder / STATE_FILE} is not valid JSON: {e}") from None
+
+
+def resume_settings(folder: str | Path, **changes) -> TrainSettings:
+    """The settings a saved run was trained with, pointed at its folder, with `changes` (e.g. more `steps`)."""
+    fixed = sorted(set(changes) & set(ARCHITECTURE))
+    if fixed:
+        raise UsageError(f"a resumed run keeps its architecture; drop {', '.join('--' + f for f in fixed)}")
+    saved = read_state(folder)["settings"]
+    names = {f.name for f in fields(TrainSettings)}
+    s = TrainSettings(**{k: v for k, v in saved.items() if k in names})
+    s.resume, s.load, s.save, s.stop_at = str(folder), None, None, None
+    for k, v in changes.items():
+        setattr(s, k, v)
+    return s
+
+
+def train(settings: TrainSettings | None = None, **overrides) -> dict:
+    """Run a training; return a summary (final losses, steps, folder, tokens/s). See `TrainSettings` for options."""
+    s = settings or TrainSettings()
+    for k, v in overrides.items():
+        if k not in {f.name for f in fields(TrainSettings)}:
+            raise TypeError(f"unknown training setting {k!r}")
+        setattr(s, k, v)
+
+    resume_state = None
+    if s.resume:
+        resume_state = read_state(s.resume)
+        s.save = s.save or s.resume
+    s.check()
+    dist, device = init_distributed(s.device)
+    torch.manual_seed(s.seed + dist.rank)
+    out_dir = Path(s.save or default_save_dir(s))
+
+    # data and model
+    if s.resume or s.load:
+        model, tokenizer = load_model_folder(s.resume or s.load)
+        if s.dropout:
+            for m in model.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = s.dropout
+    text = load_corpus(s.data) if s.data else load_corpus(s.corpus)
+    train_text, val_text = train_val_split(text, s.val_fraction)
+    if not (s.resume or s.load):
+        tokenizer = build_tokenizer(text)
+        cfg = config_for(
+            tokenizer, embd_pdrop=s.dropout, attn_pdrop=s.dropout, resid_pdrop=s.dropout, **s.model_overrides()
+        )
+        tokenizer.model_max_length = cfg.n_positions
+        model = GPT2MiniForCausalLM(cfg)
+    model.to(device).train()
+    cfg = model.config
+    block_size = cfg.n_positions
+    batches = Batches(
+        encode(tokenizer, train_text), encode(tokenizer, val_text), block_size, s.batch_size, s.seed, dist, device
+    )
+    fixed = {"train": batches.fixed("train", s.eval_iters, seed=1), "val": batches.fixed("val", s.eval_iters, seed=2)}
+    optimizer = make_optimizer(model, s, device)
+
+    step, metrics, elapsed = 0, [], 0.0
+    if resume_state is not None:
+        tensors = load_file(Path(s.resume) / OPTIMIZER_FILE)
+        load_optimizer_tensors(model, optimizer, tensors)
+        restore_rng(tensors, batches)
+        step, elapsed = resume_state["step"], resume_state.get("elapsed_s", 0.0)
+        metrics_path = Path(s.resume) / METRICS_FILE
+        if metrics_path.exists():
+            metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        if step >= s.steps:
+            raise UsageError(f"{s.resume} is already at step {step}; pass a larger --steps to continue")
+
+    runner = model
+    if s.compile:
+        runner = torch.compile(model)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+    prompt = s.sample_prompt or (CORPORA[s.corpus].sample_prompt if not s.data else "\n")
+    title = f"{s.data or s.corpus}: {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}d ctx {cfg.n_positions}" + (
+        " | " + ", ".join(f"{k}={v}" for k, v in cfg.ablations.items()) if cfg.ablations else ""
+    )
+    tokens_per_step = s.batch_size * s.grad_accum * block_size * dist.world
+    last_good = {"step": step if resume_state is not None else None}
+
+    def state_dict() -> dict:
+        return {
+            "step": step,
+            "elapsed_s": elapsed,
+            "settings": asdict(s) | {"save": str(out_dir)},
+            "title": title,
+            "tokens_per_step": tokens_per_step,
+            "world_size": dist.world,
+            "device": str(device),
+            "parameters": model.num_parameters(),
+            "torch": torch.__version__,
+        }
+
+    def save() -> None:
+        if dist.main and last_good.get("saved") != step:
+            save_checkpoint(out_dir, model, tokenizer, optimizer, state_dict(), metrics, rng_tensors(batches))
+            last_good.update(step=step, saved=step)
+
+    if dist.main:
+        say(
+            f"device {device}{' (bf16 autocast)' if use_bf16 else ''}, {dist.world} process(es); "
+            f"{model.num_parameters():,} parameters; vocabulary {cfg.vocab_size}; context {block_size}; "
+            f"{len(batches.data['train']):,} training tokens; {tokens_per_step:,} tokens per step"
+        )
+        if cfg.ablations:
+            say(f"ablations: {cfg.ablations}")
+    bar = None
+    if dist.main and s.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=s.steps, initial=step, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    result = {"folder": str(out_dir)}
+    window_tokens, window_time = 0, 0.0
+    if step == 0 and dist.main:  # where the curves start: about ln(vocab) for a fresh model
+        metrics.append({"step": 0} | evaluate(model, fixed, autocast) | probe(model, fixed["val"][0][0][:4]))
+    with StopRequest() as stop:
+        try:
+            while step < s.steps:
+                t0 = time.perf_counter()
+                lr = lr_at(step, s)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss_sum = 0.0
+                for micro in range(s.grad_accum):
+                    x, y = batches.sample("train")
+                    sync = dist.world == 1 or micro == s.grad_accum - 1
+                    ctx = contextlib.nullcontext() if sync else runner.no_sync()
+                    with ctx, autocast():
+                        loss = lm_loss(runner, x, y) / s.grad_accum
+                    with ctx:
+                        loss.backward()
+                    loss_sum += loss.item()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip or float("inf")).item()
+                if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
+                    raise NonFiniteLoss(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {step + 1}")
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                dt = time.perf_counter() - t0
+                elapsed += dt
+                window_tokens += tokens_per_step
+                window_time += dt
+                tok_s = window_tokens / window_time
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                if step % s.log_interval == 0 or step == s.steps:
+                    metrics.append(
+                        {
+                            "step": step,
+                            "loss": round(loss_sum, 5),
+                            "lr": lr,
+                            "grad_norm": round(grad_norm, 5),
+                            "tokens_per_s": round(tok_s),
+                            "elapsed_s": round(elapsed, 2),
+                        }
+                    )
+                    window_tokens, window_time = 0, 0.0
+                if step % s.eval_interval == 0 or step == s.steps:
+                    if dist.main:
+                        row = {"step": step} | evaluate(model, fixed, autocast) | probe(model, fixed["val"][0][0][:4])
+                        metrics.append(row)
+                        text = sample(model, tokenizer, prompt, s.sample_chars)
+                        say(
+                            f"step {step}: train {row['train_loss']:.4f}, val {row['val_loss']:.4f}\n"
+                            f"  {(prompt + text)!r}",
+                            bar,
+                        )
+                    save()
+                if stop.requested or (s.stop_at is not None and s.stop_at <= step < s.steps):
+                    save()
+                    say(
+                        f"stopped at step {step}; saved to {out_dir}; continue: python train.py --resume {out_dir}",
+                        bar,
+                    )
+                    result["interrupted" if stop.requested else "stopped"] = True
+                    break
+        except NonFiniteLoss as e:
+            if bar is not None:
+                bar.close()
+            kept = (
+                f"the last good checkpoint (step {last_good['step']}) is kept in {out_dir}"
+                if last_good["step"] is not None
+                else "nothing was saved"
+            )
+            raise NonFiniteLoss(f"{e}; stopping. Lower --lr or keep --grad_clip on; {kept}") from None
+        finally:
+            if bar is not None:
+                bar.close()
+            if dist.world > 1:
+                import torch.distributed as tdist
+
+                tdist.destroy_process_group()
+
+    evals = [m for m in metrics if "val_loss" in m]
+    result.update(
+        step=step,
+        elapsed_s=elapsed,
+        parameters=model.num_parameters(),
+        train_loss=evals[-1]["train_loss"] if evals else None,
+        val_loss=evals[-1]["val_loss"] if evals else None,
+        tokens_per_s=step * tokens_per_step / elapsed if elapsed else None,
+    )
+    if dist.main and not (result.get("interrupted") or result.get("stopped")):
+        say(f"done: {step} steps in {elapsed:.0f} s; val loss {result['val_loss']:.4f}; saved to {out_dir}")
+    return result
+
+
+def say(message: str, bar=None) -> None:
+    if bar is not None:
+        bar.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Generation from the command line
+
+
+def unseen_characters(tokenizer, text: str) -> list[str]:
+    """Characters of `text` that are not in the vocabulary (they would be fed as UTF-8 bytes the model never saw)."""
+    vocab = tokenizer.get_vocab()
+    return list(dict.fromkeys(c for c in text if c not in vocab))  # in order of appearance
+
+
+def check_prompt(tokenizer, prompt: str, allow_unseen: bool) -> None:
+    missing = unseen_characters(tokenizer, prompt)
+    if missing and not allow_unseen:
+        shown = " ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise UsageError(
+            f"the prompt has characters this model never saw in training: {shown}; rephrase it, or pass "
+            "--allow_unseen to feed them as raw bytes"
+        )
+
+
+def generate_to(out, model, tokenizer, prompt: str, args) -> None:
+    """Stream the continuation of `prompt` to `out` as it is sampled."""
+    out.write(prompt)
+    out.flush()
+    for piece in stream_text(
+        model,
+        tokenizer,
+        prompt,
+        max_new_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    ):
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def interactive(model, tokenizer, args, stdin=sys.stdin, out=sys.stdout) -> None:
+    out.write("Type a prompt and press Enter; an empty line starts from a newline; 'quit' ends.\n")
+    while True:
+        out.write(">>> ")
+        out.flush()
+        line = stdin.readline()
+        if not line or line.strip() in ("quit", "exit"):
+            break
+        prompt = line.rstrip("\n")
+        try:
+            check_prompt(tokenizer, prompt, args.allow_unseen)
+        except UsageError as e:
+            out.write(f"{e}\n")
+            continue
+        generate_to(out, model, tokenizer, prompt, args)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainSettings()
+    p = argparse.ArgumentParser(
+        description="Train GPT-2 mini, or generate text with a trained one.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--corpus", default=d.corpus, help=f"shipped corpus: {', '.join(CORPORA)}")
+    g.add_argument("--data", metavar="FILE", help="train on any UTF-8 text file instead of --corpus")
+    g.add_argument("--val_fraction", type=float, default=d.val_fraction, help="share of the text held out at its end")
+    g = p.add_argument_group("model (defaults: 4 layers, 4 heads, 128 dims, context 256)")
+    g.add_argument("--n_layer", type=int, help="transformer blocks")
+    g.add_argument("--n_head", type=int, help="attention heads per block")
+    g.add_argument("--n_embd", type=int, help="embedding width")
+    g.add_argument("--block_size", type=int, help="context length in characters (n_positions)")
+    g.add_argument("--dropout", type=float, default=d.dropout, help="dropout on embeddings, attention and residuals")
+    g = p.add_argument_group("ablations (break it on purpose)")
+    g.add_argument("--disable_residual", type=int, choices=(0, 1), default=0, help="1: no residual connections")
+    g.add_argument("--disable_attention", type=int, choices=(0, 1), default=0, help="1: no self-attention")
+    g.add_argument("--disable_mlp", type=int, choices=(0, 1), default=0, help="1: no feed-forward layers")
+    g.add_argument(
+        "--disable_position_embeddings", type=int, choices=(0, 1), default=0, help="1: no learned position embeddings"
+    )
+    g.add_argument("--untie_embeddings", type=int, choices=(0, 1), default=0, help="1: separate output matrix")
+    g.add_argument("--ln_style", choices=LN_STYLES, help="LayerNorm placement (default pre)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument(
+        "--steps", type=int, default=d.steps, help="optimizer steps in total (a resumed run continues to it)"
+    )
+    g.add_argument("--batch_size", type=int, default=d.batch_size, help="sequences per micro-batch (per process)")
+    g.add_argument("--grad_accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    g.add_argument("--min_lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine decay")
+    g.add_argument("--warmup", type=int, default=d.warmup, help="linear warmup steps")
+    g.add_argument("--weight_decay", type=float, default=d.weight_decay, help="AdamW weight decay on matrices")
+    g.add_argument("--beta2", type=float, default=d.beta2, help="AdamW beta2")
+    g.add_argument("--grad_clip", type=float, default=d.grad_clip, help="clip the gradient norm (0: off)")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed for initialisation, data order and sampling")
+    g = p.add_argument_group("evaluation and output")
+    g.add_argument("--eval_interval", type=int, default=d.eval_interval, help="evaluate, sample and save every N steps")
+    g.add_argument("--eval_iters", type=int, default=d.eval_iters, help="fixed batches per split in each evaluation")
+    g.add_argument("--log_interval", type=int, default=d.log_interval, help="metrics-log line every N steps")
+    g.add_argument("--sample_chars", type=int, default=d.sample_chars, help="characters sampled at each evaluation")
+    g.add_argument("--sample_prompt", help="prompt for those samples (default: one that suits the corpus)")
+    g.add_argument("--save", metavar="DIR", help="output folder (default: runs/<corpus>[-ablations])")
+    g.add_argument("--load", metavar="DIR", help="start from a saved model (or generate with it)")
+    g.add_argument("--resume", metavar="DIR", help="continue a saved run exactly where it stopped")
+    g.add_argument("--stop_at", type=int, metavar="STEP", help="save and stop at this step (continue with --resume)")
+    g.add_argument("--device", default=d.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on CUDA)")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("generation (with --load)")
+    g.add_argument("--generate", action="store_true", help="print a continuation of --prompt and exit")
+    g.add_argument("--interactive", action="store_true", help="read prompts from the terminal; 'quit' ends")
+    g.add_argument("--prompt", default="\n", help="text to continue")
+    g.add_argument("--max_tokens", type=int, default=300, help="characters to generate")
+    g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random")
+    g.add_argument("--top_k", type=int, default=0, help="sample from the k most likely characters (0: all)")
+    g.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling threshold (1: off)")
+    g.add_argument("--repetition_penalty", type=float, default=1.0, help=">1 discourages repeating characters")
+    g.add_argument("--allow_unseen", action="store_true", help="accept prompt characters the model never saw")
+    g = p.add_argument_group("evaluation of a saved model (with --load)")
+    g.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="print the loss over the whole validation split of --corpus/--data and exit",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar is enough
+    try:
+        if args.evaluate:
+            if not args.load:
+                raise UsageError("--evaluate needs --load DIR (a trained model folder)")
+            model, tokenizer = load_model_folder(args.load, pick_device(args.device))
+            text = load_corpus(args.data) if args.data else load_corpus(args.corpus)
+            _, val_text = train_val_split(text, args.val_fraction)
+            block = args.block_size or model.config.n_positions
+            if block > model.config.n_positions:
+                raise UsageError(f"--block_size {block} exceeds the model's context of {model.config.n_positions}")
+            ids = encode(tokenizer, val_text)
+            loss = split_loss(model, ids, block)
+            print(
+                json.dumps(
+                    {
+                        "model": args.load,
+                        "corpus": args.data or args.corpus,
+                        "split": "val",
+                        "block_size": block,
+                        "tokens": len(ids),
+                        "val_loss": round(loss, 4),
+                    }
+                )
+            )
+            return 0
+        if args.generate or args.interactive:
+            if not args.load:
+                raise UsageError("--generate and --interactive need --load DIR (a trained model folder)")
+            if args.max_tokens <= 0:
+                raise UsageError(f"--max_tokens must be a positive integer, got {args.max_tokens}")
+            if args.temperature < 0 or args.top_k < 0 or not 0 < args.top_p <= 1 or args.repetition_penalty <= 0:
+                raise UsageError("need --temperature >= 0, --top_k >= 0, 0 < --top_p <= 1, --repetition_penalty > 0")
+            device = pick_device(args.device)
+            model, tokenizer = load_model_folder(args.load, device)
+            if args.interactive:
+                interactive(model, tokenizer, args)
+            else:
+                check_prompt(tokenizer, args.prompt, args.allow_unseen)
+                generate_to(sys.stdout, model, tokenizer, args.prompt, args)
+            return 0
+        values = {f.name: getattr(args, f.name) for f in fields(TrainSettings) if hasattr(args, f.name)}
+        values["progress"] = not args.no_progress
+        if args.resume:  # the saved run's settings, except what is given again now
+            given = explicit_args(argv)
+            changes = {k: v for k, v in values.items() if k in given and k != "resume"}
+            changes["progress"] = values["progress"]
+            return _finish(train(resume_settings(args.resume, **changes)))
+        return _finish(train(TrainSettings(**values)))
+    except (UsageError, CorpusError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def explicit_args(argv: list[str] | None) -> set[str]:
+    """The destinations of the options actually typed on the command line."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _finish(result: dict) -> int:
+    return 130 if result.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
