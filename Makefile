@@ -20,7 +20,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/python corpus.py
+	$(BIN)/python train.py --save runs/shakespeare
+	$(BIN)/python train.py --load runs/shakespeare --generate --prompt "ROMEO:" --max_tokens 300
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """Train GPT-2 mini with a plain PyTorch loop, on CUDA, Apple MPS or CPU, and talk to what you trained.
 
-    python train.py                                        # the default recipe: Tiny Shakespeare, ~4 min on 2 cores
+    python train.py                                        # the default recipe: Tiny Shakespeare, ~3 min on 2 cores
     python train.py --corpus wagahai --save runs/wagahai   # 吾輩は猫である
     python train.py --disable_residual 1 --steps 100       # break it and watch
     python train.py --load runs/shakespeare --generate --prompt "ROMEO:"
@@ -81,19 +81,19 @@ class TrainSettings:
     untie_embeddings: int = 0
     ln_style: str | None = None
     # optimisation
-    steps: int = 1000
-    batch_size: int = 12
+    steps: int = 1500
+    batch_size: int = 4
     grad_accum: int = 1
-    lr: float = 3e-3
-    min_lr: float = 3e-4
-    warmup: int = 50
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup: int = 100
     weight_decay: float = 0.1
     beta2: float = 0.99
     grad_clip: float = 1.0
     seed: int = 1337
     # evaluation and logging
-    eval_interval: int = 100
-    eval_iters: int = 10
+    eval_interval: int = 250
+    eval_iters: int = 20
     log_interval: int = 10
     sample_chars: int = 120
     sample_prompt: str | None = None
