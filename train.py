@@ -877,21 +877,30 @@ def interactive(model, tokenizer, args, stdin=sys.stdin, out=sys.stdout) -> None
 # Command line
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except the empty ones (None, off switches)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainSettings()
     p = argparse.ArgumentParser(
         description="Train GPT-2 mini, or generate text with a trained one.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("data")
     g.add_argument("--corpus", default=d.corpus, help=f"shipped corpus: {', '.join(CORPORA)}")
     g.add_argument("--data", metavar="FILE", help="train on any UTF-8 text file instead of --corpus")
     g.add_argument("--val_fraction", type=float, default=d.val_fraction, help="share of the text held out at its end")
     g = p.add_argument_group("model (defaults: 4 layers, 4 heads, 128 dims, context 256)")
-    g.add_argument("--n_layer", type=int, help="transformer blocks")
-    g.add_argument("--n_head", type=int, help="attention heads per block")
-    g.add_argument("--n_embd", type=int, help="embedding width")
-    g.add_argument("--block_size", type=int, help="context length in characters (n_positions)")
+    g.add_argument("--n_layer", type=int, help="transformer blocks (default: 4)")
+    g.add_argument("--n_head", type=int, help="attention heads per block (default: 4)")
+    g.add_argument("--n_embd", type=int, help="embedding width (default: 128)")
+    g.add_argument("--block_size", type=int, help="context length in characters, n_positions (default: 256)")
     g.add_argument("--dropout", type=float, default=d.dropout, help="dropout on embeddings, attention and residuals")
     g = p.add_argument_group("ablations (break it on purpose)")
     g.add_argument("--disable_residual", type=int, choices=(0, 1), default=0, help="1: no residual connections")
@@ -901,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--disable_position_embeddings", type=int, choices=(0, 1), default=0, help="1: no learned position embeddings"
     )
     g.add_argument("--untie_embeddings", type=int, choices=(0, 1), default=0, help="1: separate output matrix")
-    g.add_argument("--ln_style", choices=LN_STYLES, help="LayerNorm placement (default pre)")
+    g.add_argument("--ln_style", choices=LN_STYLES, help="LayerNorm placement (default: pre)")
     g = p.add_argument_group("optimisation")
     g.add_argument(
         "--steps", type=int, default=d.steps, help="optimizer steps in total (a resumed run continues to it)"

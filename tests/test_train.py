@@ -32,6 +32,9 @@ TINY = dict(
 )
 
 
+TINY_ARGS = "--n_layer 1 --n_head 2 --n_embd 16 --block_size 16 --batch_size 2 --no_progress".split()
+
+
 def run_train(tmp_path, name="run", **kw):
     settings = T.TrainSettings(**(TINY | {"save": str(tmp_path / name)} | kw))
     return T.train(settings)
@@ -152,25 +155,7 @@ def test_weight_decay_only_on_matrices():
 
 
 def test_ablation_flags_reach_the_config(tmp_path, capsys):
-    args = [
-        "--steps",
-        "2",
-        "--n_layer",
-        "1",
-        "--n_head",
-        "2",
-        "--n_embd",
-        "16",
-        "--block_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--eval_iters",
-        "1",
-        "--sample_chars",
-        "5",
-        "--no_progress",
-    ]
+    args = TINY_ARGS + "--steps 2 --eval_iters 1 --sample_chars 5".split()
     flags = [
         (["--disable_residual", "1"], {"use_residual": False}),
         (["--disable_attention", "1"], {"use_attention": False}),
@@ -273,25 +258,7 @@ def test_real_process_bad_input_has_no_traceback(tmp_path):
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
-    args = [
-        "--steps",
-        "100000",
-        "--n_layer",
-        "1",
-        "--n_head",
-        "2",
-        "--n_embd",
-        "16",
-        "--block_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--eval_interval",
-        "100000",
-        "--no_progress",
-        "--save",
-        str(tmp_path / "run"),
-    ]
+    args = TINY_ARGS + ["--steps", "100000", "--eval_interval", "100000", "--save", str(tmp_path / "run")]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()  # the first line comes once training starts
@@ -308,25 +275,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
 
 
 def test_distributed_step_equals_single_process_step(tmp_path):
-    common = [
-        "--steps",
-        "1",
-        "--n_layer",
-        "2",
-        "--n_head",
-        "2",
-        "--n_embd",
-        "32",
-        "--block_size",
-        "32",
-        "--eval_iters",
-        "1",
-        "--sample_chars",
-        "0",
-        "--warmup",
-        "0",
-        "--no_progress",
-    ]
+    common = "--steps 1 --n_layer 2 --n_head 2 --n_embd 32 --block_size 32 --warmup 0 --no_progress".split()
+    common += ["--eval_iters", "1", "--sample_chars", "0"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     ddp = subprocess.run(
