@@ -84,8 +84,8 @@ class TrainSettings:
     steps: int = 1500
     batch_size: int = 4
     grad_accum: int = 1
-    lr: float = 2e-3
-    min_lr: float = 2e-4
+    lr: float = 4e-3
+    min_lr: float = 4e-4
     warmup: int = 100
     weight_decay: float = 0.1
     beta2: float = 0.99
