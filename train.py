@@ -792,6 +792,13 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
             if dist.world > 1:
                 import torch.distributed as tdist
 
+                # Tear down in this order: drop the DDP wrapper (its reducer holds a reference to the process group)
+                # while the group is alive, let gloo's worker threads finish (barrier releases the GIL), then destroy
+                # the group. Freeing the reducer after the group, with the GIL held, can deadlock in gloo's
+                # destructor.
+                runner = model
+                tdist.barrier()
+                time.sleep(0.1)
                 tdist.destroy_process_group()
 
     evals = [m for m in metrics if "val_loss" in m]
