@@ -432,6 +432,11 @@ def is_checkpoint(folder: Path) -> bool:
         return False
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def load_model_folder(folder: str | Path, device: torch.device | None = None):
     """Model and tokenizer from a saved folder, or a UsageError saying what is wrong with it."""
     from transformers import AutoTokenizer
@@ -453,13 +458,11 @@ def load_model_folder(folder: str | Path, device: torch.device | None = None):
     except SafetensorError as e:
         raise UsageError(f"cannot load {folder / 'model.safetensors'}: damaged or truncated ({e})") from None
     except (OSError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot load the model in {folder}: {first}") from None
+        raise UsageError(f"cannot load the model in {folder}: {_first_line(e)}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as e:  # the tokenizers library raises its own exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot load {folder / 'tokenizer.json'}: {first}") from None
+        raise UsageError(f"cannot load {folder / 'tokenizer.json'}: {_first_line(e)}") from None
     if len(tokenizer) != model.config.vocab_size:
         raise UsageError(
             f"{folder}: tokenizer.json has {len(tokenizer)} tokens but the model's vocabulary is "
@@ -677,7 +680,7 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
         " | " + ", ".join(f"{k}={v}" for k, v in cfg.ablations.items()) if cfg.ablations else ""
     )
     tokens_per_step = s.batch_size * s.grad_accum * block_size * dist.world
-    last_good = {"step": step if resume_state is not None else None}
+    saved = {"step": step if resume_state is not None else None}  # the step the folder on disk holds
 
     def state_dict() -> dict:
         return {
@@ -692,10 +695,13 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
             "torch": torch.__version__,
         }
 
+    def eval_row() -> dict:
+        return {"step": step} | evaluate(model, fixed, autocast) | probe(model, fixed["val"][0][0][:4])
+
     def save() -> None:
-        if dist.main and last_good.get("saved") != step:
+        if dist.main and saved["step"] != step:
             save_checkpoint(out_dir, model, tokenizer, optimizer, state_dict(), metrics, rng_tensors(batches))
-            last_good.update(step=step, saved=step)
+            saved["step"] = step
 
     if dist.main:
         say(
@@ -714,7 +720,7 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
     result = {"folder": str(out_dir)}
     window_tokens, window_time = 0, 0.0
     if step == 0 and dist.main:  # where the curves start: about ln(vocab) for a fresh model
-        metrics.append({"step": 0} | evaluate(model, fixed, autocast) | probe(model, fixed["val"][0][0][:4]))
+        metrics.append(eval_row())
     with StopRequest() as stop:
         try:
             while step < s.steps:
@@ -760,7 +766,7 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
                     window_tokens, window_time = 0, 0.0
                 if step % s.eval_interval == 0 or step == s.steps:
                     if dist.main:
-                        row = {"step": step} | evaluate(model, fixed, autocast) | probe(model, fixed["val"][0][0][:4])
+                        row = eval_row()
                         metrics.append(row)
                         text = sample(model, tokenizer, prompt, s.sample_chars)
                         say(
@@ -781,8 +787,8 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
             if bar is not None:
                 bar.close()
             kept = (
-                f"the last good checkpoint (step {last_good['step']}) is kept in {out_dir}"
-                if last_good["step"] is not None
+                f"the last good checkpoint (step {saved['step']}) is kept in {out_dir}"
+                if saved["step"] is not None
                 else "nothing was saved"
             )
             raise NonFiniteLoss(f"{e}; stopping. Lower --lr or keep --grad_clip on; {kept}") from None
