@@ -82,6 +82,8 @@ class TrainSettings:
     ln_style: str | None = None
     # optimisation
     steps: int = 1500
+    short_context: int = 64
+    short_fraction: float = 0.6
     batch_size: int = 4
     grad_accum: int = 1
     lr: float = 4e-3
@@ -144,6 +146,11 @@ class TrainSettings:
             raise UsageError(f"--stop_at must be a positive step, got {self.stop_at}")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.short_context < 0 or not 0 <= self.short_fraction <= 1:
+            raise UsageError(
+                f"need --short_context >= 0 and 0 <= --short_fraction <= 1, got {self.short_context} and "
+                f"{self.short_fraction}"
+            )
         if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise UsageError("--warmup, --grad_clip and --weight_decay must not be negative")
         if self.ln_style is not None and self.ln_style not in LN_STYLES:
@@ -226,17 +233,26 @@ class Batches:
         self.generator = torch.Generator().manual_seed(seed)
         self.offsets = torch.arange(block_size + 1)
 
-    def sample(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, y): `batch_size` random windows of the context length, y shifted one character ahead of x."""
+    def sample(self, split: str, generator: torch.Generator | None = None, window: int | None = None):
+        """(x, y, position_ids): `batch_size` random windows of the context length, y one character ahead of x.
+
+        With `window` shorter than the context, the same number of tokens comes as more, shorter windows, each placed
+        at a random offset inside the context (position_ids says where), so every position embedding keeps training.
+        position_ids is None for full windows (the model counts from 0)."""
         ids = self.data[split]
         g = generator or self.generator
-        starts = torch.randint(len(ids) - self.block_size - 1, (self.batch_size * self.dist.world,), generator=g)
-        starts = starts[self.dist.rank * self.batch_size : (self.dist.rank + 1) * self.batch_size]
-        window = ids[starts[:, None] + self.offsets].long()  # (B, T + 1)
-        x, y = window[:, :-1], window[:, 1:]
+        T = window if window and window < self.block_size else self.block_size
+        B = self.batch_size * (self.block_size // T)
+        starts = torch.randint(len(ids) - T - 1, (B * self.dist.world,), generator=g)
+        starts = starts[self.dist.rank * B : (self.dist.rank + 1) * B]
+        batch = ids[starts[:, None] + self.offsets[: T + 1]].long()  # (B, T + 1)
+        x, y, pos = batch[:, :-1], batch[:, 1:], None
+        if T < self.block_size:
+            shift = torch.randint(self.block_size - T + 1, (B * self.dist.world,), generator=g)
+            pos = shift[self.dist.rank * B : (self.dist.rank + 1) * B, None] + self.offsets[:T]
         if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device), y.to(self.device)
+            x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device), (pos.to(self.device) if pos is not None else None)
 
     def fixed(self, split: str, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """`n` batches that are the same every time (and on every resume): evaluation compares like with like."""
@@ -306,11 +322,11 @@ def load_optimizer_tensors(model, optimizer, tensors: dict[str, torch.Tensor]) -
 # Evaluation
 
 
-def lm_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def lm_loss(model, x: torch.Tensor, y: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the next-character predictions for inputs x (B, T) against targets y = x shifted by one.
 
     (The model's own `labels=` shifts inside, like every transformers causal LM; the batches here come shifted.)"""
-    logits = model(x, use_cache=False).logits  # (B, T, vocab)
+    logits = model(x, position_ids=position_ids, use_cache=False).logits  # (B, T, vocab)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
 
@@ -322,7 +338,7 @@ def evaluate(model, batches: dict[str, list], autocast) -> dict[str, float]:
     out = {}
     for split, items in batches.items():
         losses = []
-        for x, y in items:
+        for x, y, _ in items:
             with autocast():
                 losses.append(lm_loss(model, x, y).item())
         out[f"{split}_loss"] = sum(losses) / len(losses)
@@ -680,6 +696,9 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
         " | " + ", ".join(f"{k}={v}" for k, v in cfg.ablations.items()) if cfg.ablations else ""
     )
     tokens_per_step = s.batch_size * s.grad_accum * block_size * dist.world
+    # The short-window phase: the same tokens per step as more, shorter windows at random offsets (see README)
+    short = s.short_context if 0 < s.short_context < block_size else None
+    short_steps = round(s.short_fraction * s.steps) if short else 0
     saved = {"step": step if resume_state is not None else None}  # the step the folder on disk holds
 
     def state_dict() -> dict:
@@ -709,6 +728,11 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
             f"{model.num_parameters():,} parameters; vocabulary {cfg.vocab_size}; context {block_size}; "
             f"{len(batches.data['train']):,} training tokens; {tokens_per_step:,} tokens per step"
         )
+        if short_steps:
+            say(
+                f"steps 1-{short_steps}: {s.batch_size * (block_size // short)} windows of {short} characters at "
+                f"random positions per step; then {s.batch_size} full windows of {block_size}"
+            )
         if cfg.ablations:
             say(f"ablations: {cfg.ablations}")
     bar = None
@@ -728,16 +752,17 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
                 lr = lr_at(step, s)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss_sum = 0.0
+                loss_sum, step_tokens = 0.0, 0
                 for micro in range(s.grad_accum):
-                    x, y = batches.sample("train")
+                    x, y, pos = batches.sample("train", window=short if step < short_steps else None)
                     sync = dist.world == 1 or micro == s.grad_accum - 1
                     ctx = contextlib.nullcontext() if sync else runner.no_sync()
                     with ctx, autocast():
-                        loss = lm_loss(runner, x, y) / s.grad_accum
+                        loss = lm_loss(runner, x, y, pos) / s.grad_accum
                     with ctx:
                         loss.backward()
                     loss_sum += loss.item()
+                    step_tokens += x.numel() * dist.world
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip or float("inf")).item()
                 if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
                     raise NonFiniteLoss(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {step + 1}")
@@ -746,7 +771,7 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
                 step += 1
                 dt = time.perf_counter() - t0
                 elapsed += dt
-                window_tokens += tokens_per_step
+                window_tokens += step_tokens
                 window_time += dt
                 tok_s = window_tokens / window_time
                 if bar is not None:
@@ -930,6 +955,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--batch_size", type=int, default=d.batch_size, help="sequences per micro-batch (per process)")
     g.add_argument("--grad_accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
+    g.add_argument(
+        "--short_context",
+        type=int,
+        default=d.short_context,
+        help="early steps train on windows this long (more of them, same tokens per step) at random positions in "
+        "the context, which gets attention working sooner; 0 or >= the context: off",
+    )
+    g.add_argument(
+        "--short_fraction", type=float, default=d.short_fraction, help="share of --steps spent on the short windows"
+    )
     g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     g.add_argument("--min_lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine decay")
     g.add_argument("--warmup", type=int, default=d.warmup, help="linear warmup steps")

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import train as T
-from conftest import ROOT
+from conftest import ROOT, SAMPLE_TEXT
 
 TINY = dict(
     n_layer=2,
@@ -80,7 +80,8 @@ def test_short_run_lowers_the_loss_and_writes_a_loadable_folder(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    kw = dict(steps=24, eval_interval=6, log_interval=2, dropout=0.1)
+    # stops inside the short-window phase (steps 1-18) and resumes across its end
+    kw = dict(steps=24, eval_interval=6, log_interval=2, dropout=0.1, short_context=8, short_fraction=0.75)
     straight = run_train(tmp_path, "straight", **kw)
     first = run_train(tmp_path, "halves", stop_at=12, **kw)
     assert first["stopped"] and first["step"] == 12
@@ -98,6 +99,44 @@ def test_resume_continues_exactly(tmp_path):
     a = load_file(tmp_path / "straight" / "model.safetensors")
     b = load_file(tmp_path / "halves" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_short_windows_keep_tokens_per_step_and_place_windows_inside_the_context():
+    ids = torch.arange(1000, dtype=torch.int32)
+    full = T.Batches(ids, ids, 32, 4, seed=0, dist=T.Dist(), device=torch.device("cpu"))
+    x, y, pos = full.sample("train")
+    assert x.shape == (4, 32) and pos is None
+    x, y, pos = full.sample("train", window=8)
+    assert x.shape == (16, 8) and pos.shape == (16, 8)  # 4 x 32 tokens either way
+    assert torch.equal(y, x + 1)  # targets are the next characters
+    assert torch.equal(pos - pos[:, :1], torch.arange(8).expand(16, 8))  # consecutive positions
+    assert pos.min() >= 0 and pos.max() < 32
+    assert len(set(pos[:, 0].tolist())) > 3  # placed at many offsets, so every position embedding trains
+    # distributed: the ranks' slices make up the single-process batch with the same global size
+    single = T.Batches(ids, ids, 32, 8, seed=3, dist=T.Dist(), device=torch.device("cpu")).sample("train", window=8)
+    parts = [
+        T.Batches(ids, ids, 32, 4, seed=3, dist=T.Dist(rank=r, world=2), device=torch.device("cpu")).sample(
+            "train", window=8
+        )
+        for r in range(2)
+    ]
+    for i in range(3):
+        assert torch.equal(torch.cat([p[i] for p in parts]), single[i])
+
+
+def test_short_windows_reach_every_position_embedding(tok):
+    from conftest import tiny_model
+
+    model = tiny_model(tok, n_positions=32).train()
+    ids = torch.tensor(tok(SAMPLE_TEXT * 20)["input_ids"], dtype=torch.int32)
+    batches = T.Batches(ids, ids, 32, 4, seed=0, dist=T.Dist(), device=torch.device("cpu"))
+    x, y, pos = batches.sample("train", window=8)
+    T.lm_loss(model, x, y, pos).backward()
+    reached = model.transformer.wpe.weight.grad.abs().sum(-1) > 0
+    assert reached[8:].sum() > 10  # positions past the window's length train too
+    model.zero_grad()
+    T.lm_loss(model, x, y).backward()  # the same windows counted from 0 reach only the first 8
+    assert (model.transformer.wpe.weight.grad.abs().sum(-1) > 0).nonzero().max() == 7
 
 
 def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
