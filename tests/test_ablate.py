@@ -77,12 +77,34 @@ def test_every_variant_and_artefact(ablation):
         assert (out / name).stat().st_size > 0, name
     table = (out / "results.md").read_text()
     assert all(v.label in table for v in ablate.VARIANTS.values())
-    # every variant saw the same first batches: same data order, so the same step-0 losses where the init matches
-    first = {
-        r["variant"]: json.loads((out / r["variant"] / "metrics.jsonl").read_text().splitlines()[0])
-        for r in result["rows"]
-    }
-    assert first["baseline"]["val_loss"] == pytest.approx(first["residual_off"]["val_loss"], abs=0.5)
+    ref = result["reference"]
+    assert ref["bigram"] < ref["unigram"]  # English letters depend on the one before
+    assert "*character frequencies only (unigram)*" in table and "*previous character only (bigram)*" in table
+    for line in table.splitlines():
+        if line.startswith("|") and "---" not in line:
+            assert line.count("|") == table.splitlines()[0].count("|"), line  # every row fills every column
+
+
+def test_variants_share_seed_data_and_recipe_and_differ_by_one_switch(tmp_path):
+    from dataclasses import asdict
+
+    base = ablate.TrainSettings(steps=123, lr=2e-3, seed=9)
+    reference = asdict(ablate.variant_settings(base, "baseline", tmp_path / "baseline"))
+    for name, variant in ablate.VARIANTS.items():
+        s = asdict(ablate.variant_settings(base, name, tmp_path / name))
+        changed = {k for k in s if s[k] != reference[k]}
+        assert changed <= {"save", *variant.settings}, name
+        assert {k for k in variant.settings if s[k] != reference[k]} == set(variant.settings), name
+
+
+def test_reference_losses_and_their_wording():
+    text = "abababababababab" * 50 + "cacacacacacacaca" * 50
+    ref = ablate.reference_losses(text[:1200], text[1200:])
+    assert ref["bigram"] < ref["unigram"]
+    assert "unigram level" in ablate.yardstick(ref["unigram"] + 0.01, ref)
+    assert "bigram level" in ablate.yardstick(ref["bigram"], ref)
+    assert "worse than character frequencies" in ablate.yardstick(ref["unigram"] + 1, ref)
+    assert "uses more than the current character" in ablate.yardstick(ref["bigram"] - 0.5, ref)
 
 
 def test_report_links_its_figures_and_states_the_command(ablation):

@@ -1,0 +1,75 @@
+"""The models shipped in models/ are what their names say: they load the Hugging Face way as float32, carry the
+switches their names claim, are small, and rank as they should on held-out text."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ablate  # noqa: E402
+from conftest import ROOT
+from corpus import load_corpus, train_val_split  # noqa: E402
+from train import TrainSettings, encode  # noqa: E402
+
+MODELS = ROOT / "models"
+CORPORA = ("shakespeare", "wagahai")
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_every_promised_model_is_there_and_the_folder_is_small():
+    for corpus in CORPORA:
+        for name in ablate.SHIPPED:
+            assert (MODELS / corpus / name / "model.safetensors").exists(), f"models/{corpus}/{name} is missing"
+    assert folder_bytes(MODELS) < 25e6
+
+
+@pytest.fixture(scope="module", params=CORPORA)
+def shipped(request):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    corpus = request.param
+    models = {
+        name: AutoModelForCausalLM.from_pretrained(MODELS / corpus / name, trust_remote_code=True).eval()
+        for name in ablate.SHIPPED
+    }
+    tokenizer = AutoTokenizer.from_pretrained(MODELS / corpus / "baseline")
+    return corpus, models, tokenizer
+
+
+def test_loads_as_float32_from_fp16_files(shipped):
+    corpus, models, _ = shipped
+    for name, model in models.items():
+        stored = load_file(MODELS / corpus / name / "model.safetensors")
+        assert {t.dtype for t in stored.values()} == {torch.float16}
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert not (MODELS / corpus / name / "optimizer.safetensors").exists()
+
+
+def test_switches_match_the_names(shipped):
+    corpus, models, _ = shipped
+    for name, model in models.items():
+        expected = TrainSettings(**ablate.VARIANTS[name].settings).model_overrides()
+        assert model.config.ablations == expected, name
+        assert model.config.n_positions == 256 and model.config.n_layer == 4 and model.config.n_embd == 128
+        state = json.loads((MODELS / corpus / name / "metrics.jsonl").read_text().splitlines()[-1])
+        assert state["step"] == TrainSettings().steps  # trained with the default recipe's budget
+
+
+@torch.no_grad()
+def test_baseline_beats_residual_off_and_attention_off_on_held_out_text(shipped):
+    corpus, models, tokenizer = shipped
+    _, val_text = train_val_split(load_corpus(corpus))
+    ids = encode(tokenizer, val_text)
+    windows = torch.stack([ids[i : i + 257] for i in range(len(ids) - 257 - 16 * 1000, len(ids) - 257, 1000)]).long()
+    losses = {}
+    for name, model in models.items():
+        logits = model(windows[:, :-1]).logits
+        losses[name] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
+    assert losses["baseline"] < losses["residual_off"], losses
+    assert losses["baseline"] < losses["attention_off"], losses
+    assert losses["baseline"] < 2.5 if corpus == "shakespeare" else losses["baseline"] < 5.0, losses
