@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run app test lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: install
 	$(BIN)/python train.py --save runs/shakespeare
 	$(BIN)/python train.py --load runs/shakespeare --generate --prompt "ROMEO:" --max_tokens 300
+
+app: install
+	$(BIN)/python app.py
 
 lint: install
 	$(BIN)/ruff check .

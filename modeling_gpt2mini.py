@@ -14,6 +14,7 @@ What is notable here:
 This file is copied next to the weights by `save_pretrained`; it imports only torch, transformers and the config.
 """
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -597,6 +598,12 @@ class TextDecoder:
         self.pending = []
         return text
 
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character decodes to U+FFFD)."""
+        text = self.tokenizer.decode(self.pending, skip_special_tokens=True) if self.pending else ""
+        self.pending = []
+        return text
+
 
 def stream_text(
     model: GPT2MiniForCausalLM,
@@ -631,3 +638,65 @@ def round_robin(streams: Iterable[Iterator]) -> Iterator[tuple[int, object]]:
                 continue
             still.append((i, it))
         active = still
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Knockouts: break a trained model at inference time
+
+
+@contextlib.contextmanager
+def knockout(
+    model: GPT2MiniForCausalLM,
+    heads: Iterable[tuple[int, int]] = (),
+    attention: Iterable[int] = (),
+    mlp: Iterable[int] = (),
+    residual: Iterable[int] = (),
+):
+    """Switch parts of a trained model off while the `with` block runs; everything is restored on exit.
+
+    - heads: (layer, head) pairs, 0-based; a knocked-out head's output is zeroed before the attention projection
+      (TransformerLens's zero ablation), so the other heads of the layer keep working;
+    - attention / mlp: layers whose whole attention or feed-forward sub-layer outputs zeros;
+    - residual: layers whose sub-layers replace their input instead of adding to it (as `use_residual=False`).
+    Works with `forward`, `generate` and `TokenStream`, which all call the same modules.
+    """
+    blocks = model.transformer.h
+    n_layer, n_head = len(blocks), model.config.n_head
+    heads, attention, mlp, residual = set(heads), set(attention), set(mlp), set(residual)
+    for layer, head in heads:
+        if not (0 <= layer < n_layer and 0 <= head < n_head):
+            raise ValueError(f"no head {head} in layer {layer} (the model has {n_layer} layers of {n_head} heads)")
+    for layer in attention | mlp | residual:
+        if not 0 <= layer < n_layer:
+            raise ValueError(f"no layer {layer} (the model has {n_layer})")
+    hooks, saved = [], {}
+    try:
+        for layer in {layer for layer, _ in heads} - attention:
+            attn = blocks[layer].attn
+            if attn is None:
+                continue
+            keep = torch.ones(n_head, 1, device=model.device, dtype=model.dtype)
+            keep[[h for l_, h in heads if l_ == layer]] = 0.0
+
+            def zero_heads(_module, args, keep=keep, hd=attn.head_dim):
+                (y,) = args  # (B, T, C): the heads side by side, before the output projection
+                return (y * keep.expand(-1, hd).reshape(1, 1, -1),)
+
+            hooks.append(attn.c_proj.register_forward_pre_hook(zero_heads))
+        for layer in attention:
+            if blocks[layer].attn is not None:
+                hooks.append(
+                    blocks[layer].attn.register_forward_hook(lambda _m, _a, out: (torch.zeros_like(out[0]), out[1]))
+                )
+        for layer in mlp:
+            if blocks[layer].mlp is not None:
+                hooks.append(blocks[layer].mlp.register_forward_hook(lambda _m, _a, out: torch.zeros_like(out)))
+        for layer in residual:
+            saved[layer] = blocks[layer].use_residual
+            blocks[layer].use_residual = False
+        yield model
+    finally:
+        for h in hooks:
+            h.remove()
+        for layer, value in saved.items():
+            blocks[layer].use_residual = value

@@ -1,0 +1,864 @@
+"""GPT-2 mini lab: prompt a trained model, run it next to its broken twins, and look inside.
+
+    python app.py                              # the shipped models in models/, on http://127.0.0.1:7860
+    python app.py --model runs/shakespeare     # add your own run (a folder, or a Hub repo id) next to them
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py
+
+What is notable:
+- Side by side: the chosen variants stream at once from one event (round-robin, one character each in turn), with
+  the same seed, so they agree until their distributions part; where they first differ is marked, and each pane shows
+  its speed and the model's own average loss on the text it wrote.
+- Next character: the top candidates after temperature, top-k and top-p, one forward pass, redrawn as the sliders move.
+- Attention: every layer's and head's attention over the prompt's last 64 characters, with each head's entropy.
+- Knockout: switch off heads, attention or MLP layers, or residual connections of the trained baseline at inference
+  time (on a private copy, so other users are not affected) and compare loss and samples with the intact model.
+- No network: the models are read from disk, Gradio's analytics are off, and no theme is fetched.
+`build_demo(lab)` builds the Blocks for tests and Spaces; `python app.py` launches it.
+"""
+
+import argparse
+import copy
+import html
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
+from modeling_gpt2mini import TextDecoder, TokenStream, filter_logits, knockout  # noqa: E402
+from train import METRICS_FILE, UsageError, encode, load_model_folder, unseen_characters  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+MAX_PANES = 8
+ORDER = ("baseline", "residual_off", "attention_off", "post_ln", "no_layernorm", "mlp_off", "no_position", "untied")
+LABELS = {
+    "baseline": "baseline",
+    "residual_off": "residual off",
+    "attention_off": "attention off",
+    "post_ln": "post-LN",
+    "no_layernorm": "no LayerNorm",
+    "mlp_off": "MLP off",
+    "no_position": "no position embedding",
+    "untied": "untied embeddings",
+}
+EXAMPLES = [
+    ["shakespeare", "ROMEO:\nO, she doth teach the torches to burn bright!"],
+    ["shakespeare", "First Citizen:\n"],
+    ["wagahai", "吾輩は猫である。"],
+    ["wagahai", "主人は"],
+]
+LIMITS = {  # what the API accepts; the sliders use the same ranges
+    "temperature": (0.0, 2.0),
+    "top_k": (0, 200),
+    "top_p": (0.01, 1.0),
+    "max_new": (1, 2000),
+    "repetition_penalty": (1.0, 2.0),
+    "seed": (0, 2**31 - 1),
+}
+ATTENTION_CHARS = 64
+TIME_LIMIT_S = 120  # a generation stops itself after this long (Gradio's time_limit only covers .stream events)
+PASSAGE_WINDOWS = 4  # the knockout's fixed passage: the first 4 x 256 characters of the validation split
+
+
+@dataclass
+class Entry:
+    """One loaded model."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    metrics: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name)
+
+
+@dataclass
+class Lab:
+    """The models the app serves, grouped by the corpus they were trained on."""
+
+    groups: dict[str, dict[str, Entry]]
+    passages: dict[str, str] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
+
+    def corpora(self) -> list[str]:
+        return list(self.groups)
+
+    def variants(self, corpus: str) -> list[str]:
+        return list(self.groups.get(corpus, {}))
+
+    def choices(self, corpus: str) -> list[tuple[str, str]]:
+        """(label, name) pairs for checkboxes and dropdowns."""
+        return [(e.label, n) for n, e in self.groups.get(corpus, {}).items()]
+
+    def get(self, corpus: str, name: str) -> Entry:
+        try:
+            return self.groups[corpus][name]
+        except KeyError:
+            raise gr.Error(
+                f"no model {name!r} for {corpus!r}; choose from {', '.join(self.variants(corpus))}"
+            ) from None
+
+
+def load_entry(name: str, source: str) -> Entry:
+    """A model folder (or, if no such folder exists, a Hugging Face Hub repo id)."""
+    path = Path(source)
+    if path.exists():
+        model, tokenizer = load_model_folder(path)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if getattr(model.config, "model_type", None) != "gpt2mini":
+            raise UsageError(f"{source} is a {model.config.model_type!r} model; the lab serves GPT-2 mini models")
+    metrics = []
+    if (path / METRICS_FILE).exists():
+        metrics = [json.loads(line) for line in (path / METRICS_FILE).read_text().splitlines() if line.strip()]
+    return Entry(name, model.eval(), tokenizer, metrics)
+
+
+def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) -> Lab:
+    """Every model under models_dir/<corpus>/<variant>/, plus the `extra` folders or Hub ids (group "your models")."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    groups: dict[str, dict[str, Entry]] = {}
+    models_dir = Path(models_dir)
+    if models_dir.is_dir():
+        for corpus_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+            names = sorted(
+                (p.name for p in corpus_dir.iterdir() if (p / "config.json").exists()),
+                key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n),
+            )
+            if names:
+                groups[corpus_dir.name] = {n: load_entry(n, str(corpus_dir / n)) for n in names}
+    if extra:
+        group = {}
+        for src in extra:
+            name = Path(src).name or src
+            while name in group:  # two runs/foo folders from different places
+                name += "'"
+            group[name] = load_entry(name, src)
+        groups["your models"] = group
+    if not groups:
+        raise UsageError(
+            f"no models found in {models_dir}: train some with `python ablate.py --ship {models_dir}` or pass --model"
+        )
+    passages = {}
+    for corpus in groups:
+        if corpus in CORPORA:
+            _, val = train_val_split(load_corpus(corpus))
+            passages[corpus] = val
+    return Lab(groups, passages)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checks and prompt handling
+
+
+def check_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed) -> tuple:
+    """The sampling settings as numbers, or a gr.Error naming the one out of range (the API can send anything)."""
+    values = {
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "max_new": max_new,
+        "repetition_penalty": repetition_penalty,
+        "seed": seed,
+    }
+    out = []
+    for name, value in values.items():
+        lo, hi = LIMITS[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise gr.Error(f"{name} must be a number, got {value!r}") from None
+        if not (math.isfinite(number) and lo <= number <= hi):
+            raise gr.Error(f"{name} must be between {lo} and {hi}, got {value}")
+        out.append(int(number) if name in ("top_k", "max_new", "seed") else number)
+    return tuple(out)
+
+
+def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[str]]:
+    """Token ids for the prompt and the notices to show: empty prompt, unseen characters, longer than the context."""
+    notices = []
+    prompt = prompt or ""
+    if not prompt:
+        notices.append("Empty prompt: starting from a newline.")
+        prompt = "\n"
+    unseen = unseen_characters(entry.tokenizer, prompt)
+    if unseen:
+        shown = " ".join(repr(c) for c in unseen[:8])
+        notices.append(f"Characters the model never saw ({shown}) go in as UTF-8 bytes.")
+    ids = entry.tokenizer.encode(prompt, add_special_tokens=False)
+    n = entry.model.config.n_positions
+    if len(ids) > n:
+        notices.append(f"The prompt is longer than the model's context: using its last {n} tokens.")
+        ids = ids[-n:]
+    return ids, notices
+
+
+def shown_char(text: str) -> str:
+    return {"\n": "⏎", " ": "␣", "\t": "⇥", "": "∅"}.get(text, text)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Generation
+
+
+def pane_html(label: str, prompt: str, text: str, common: int, stats: str, multi: bool) -> str:
+    """One pane: escaped prompt, then the generated text with everything after the shared prefix highlighted."""
+    same, rest = html.escape(text[:common]), html.escape(text[common:])
+    marker = '<span class="gm-split" title="the variants first differ here">▍</span>' if multi and rest else ""
+    return (
+        f'<div class="gm-pane"><div class="gm-head"><b>{html.escape(label)}</b> <span>{html.escape(stats)}</span></div>'
+        f'<pre class="gm-text"><span class="gm-prompt">{html.escape(prompt)}</span>{same}{marker}'
+        f'<span class="gm-diff">{rest}</span></pre></div>'
+    )
+
+
+def first_difference(texts: list[str]) -> int | None:
+    """The index of the first character where any two texts differ, within the shortest; None if they agree."""
+    shortest = min(len(t) for t in texts)
+    for i in range(shortest):
+        if any(t[i] != texts[0][i] for t in texts[1:]):
+            return i
+    return None
+
+
+def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
+    """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
+    start = time.perf_counter()
+    temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
+        temperature, top_k, top_p, max_new, repetition_penalty, seed
+    )
+    names = list(names or [])
+    if not names:
+        raise gr.Error("choose at least one variant")
+    if len(names) > MAX_PANES:
+        raise gr.Error(f"at most {MAX_PANES} variants at once")
+    entries = [lab.get(corpus, n) for n in names]
+    prompts, notices = [], []
+    for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
+        ids, said = prepare_prompt(e, prompt)
+        prompts.append(ids)
+        notices += [n for n in said if n not in notices]
+    shown_prompt = entries[0].tokenizer.decode(prompts[0])
+    streams = [
+        TokenStream(
+            e.model,
+            [ids],
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            pad_token_id=e.tokenizer.pad_token_id or 0,
+        )
+        for e, ids in zip(entries, prompts, strict=True)
+    ]
+    decoders = [TextDecoder(e.tokenizer) for e in entries]
+    k = len(entries)
+    texts, nll, busy = [""] * k, [0.0] * k, [0.0] * k
+    multi = k > 1
+    first_char = None
+    stopped = False
+
+    def render(done: bool):
+        split = first_difference(texts) if multi else None
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        panes = []
+        for e, text, loss, t in zip(entries, texts, nll, busy, strict=True):
+            stats = (
+                f"{len(text)} chars · {len(text) / elapsed:,.0f} chars/s · {1000 * t / max(steps, 1):.2f} ms per step"
+                f" · model's loss on its text {loss:.2f}"
+            )
+            panes.append(pane_html(e.label, shown_prompt, text, len(text) if split is None else split, stats, multi))
+        status = list(notices)
+        if multi and all(texts):
+            status.append(
+                "The variants agree on everything so far."
+                if split is None
+                else "The variants differ from the first character."
+                if split == 0
+                else f"The variants agree on the first {split} characters."
+            )
+        if stopped:
+            status.append(f"Stopped after {TIME_LIMIT_S} s, the per-request limit.")
+        if done and first_char is not None:
+            status.append(f"First character after {first_char * 1000:.0f} ms.")
+        return ["  \n".join(status)] + panes + [gr.skip()] * (MAX_PANES - len(panes))
+
+    last, steps = 0.0, 0
+    for step in range(max_new):
+        for i, stream in enumerate(streams):
+            t = time.perf_counter()
+            logp = torch.log_softmax(stream.logits[0], dim=-1)
+            token = int(stream.step()[0])
+            nll[i] = (nll[i] * step + -float(logp[token])) / (step + 1)
+            texts[i] += decoders[i].push(token)
+            busy[i] += time.perf_counter() - t
+        steps = step + 1
+        now = time.perf_counter()
+        if first_char is None:
+            first_char = now - start
+        if now - start > TIME_LIMIT_S:
+            stopped = True
+            break
+        if now - last > 0.04 or step == 0:
+            last = now
+            yield render(False)
+    for i, decoder in enumerate(decoders):
+        texts[i] += decoder.flush()
+    yield render(True)
+
+
+def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
+    """The single-model tab: stream (text, status)."""
+    temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
+        temperature, top_k, top_p, max_new, repetition_penalty, seed
+    )
+    start = time.perf_counter()
+    entry = lab.get(corpus, name)
+    ids, notices = prepare_prompt(entry, prompt)
+    stream = TokenStream(
+        entry.model,
+        [ids],
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        pad_token_id=entry.tokenizer.pad_token_id or 0,
+    )
+    decoder = TextDecoder(entry.tokenizer)
+    text, last = entry.tokenizer.decode(ids), 0.0
+    n = 0
+    for step in range(max_new):
+        piece = decoder.push(int(stream.step()[0]))
+        text += piece
+        n += len(piece)
+        now = time.perf_counter()
+        if now - start > TIME_LIMIT_S:
+            notices.append(f"Stopped after {TIME_LIMIT_S} s, the per-request limit.")
+            break
+        if now - last > 0.04 or step == 0:
+            last = now
+            yield text, "  \n".join(notices + [f"{n} characters, {n / (now - start):,.0f} chars/s"])
+    text += decoder.flush()
+    now = time.perf_counter()
+    yield text, "  \n".join(notices + [f"{n} characters in {now - start:.2f} s ({n / (now - start):,.0f} chars/s)"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Looking inside
+
+
+@torch.inference_mode()
+def next_char_table(entry: Entry, ids: list[int], temperature: float, top_k: int, top_p: float, n: int = 12):
+    """The n most likely next characters after temperature, top-k and top-p, as a DataFrame (candidate, probability)."""
+    logits = entry.model(torch.tensor([ids]), use_cache=False, logits_to_keep=1).logits[:, -1].float()
+    if temperature == 0:  # greedy: all mass on the argmax
+        probs = torch.zeros_like(logits).scatter_(1, logits.argmax(-1, keepdim=True), 1.0)
+    else:
+        probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
+    p, idx = probs[0].topk(n)
+    rows, seen = [], set()
+    for prob, token in zip(p.tolist(), idx.tolist(), strict=True):
+        if prob <= 0:
+            continue
+        label = shown_char(entry.tokenizer.decode([token]))
+        if label in seen or label == "\ufffd":
+            label = f"{label} #{token}"
+        seen.add(label)
+        rows.append({"candidate": label, "probability": round(prob, 4)})
+    return pd.DataFrame(rows, columns=["candidate", "probability"])
+
+
+def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p):
+    """One bar chart per chosen variant (the rest hidden), plus notices."""
+    temperature, top_k, top_p, *_ = check_settings(temperature, top_k, top_p, 1, 1.0, 0)
+    names = list(names or [])[:MAX_PANES]
+    plots, notices = [], []
+    for name in names:
+        entry = lab.get(corpus, name)
+        ids, notices = prepare_prompt(entry, prompt)
+        df = next_char_table(entry, ids, temperature, top_k, top_p)
+        plots.append(gr.BarPlot(value=df, title=entry.label, visible=True))
+    plots += [gr.BarPlot(visible=False) for _ in range(MAX_PANES - len(plots))]
+    return ["  \n".join(notices)] + plots
+
+
+@torch.inference_mode()
+def attention_maps(entry: Entry, ids: list[int]):
+    """Run the whole prompt (so every position has its real context) and return, per layer, the (n_head, rows, cols)
+    weights of its last ATTENTION_CHARS positions onto the last ATTENTION_CHARS positions (None where attention is
+    off), each head's mean entropy over those rows computed on the full rows, and the characters."""
+    out = entry.model(torch.tensor([ids]), output_attentions=True, use_cache=False)
+    n = min(ATTENTION_CHARS, len(ids))
+    chars = [shown_char(entry.tokenizer.decode([t])) for t in ids[-n:]]
+    maps, entropies = [], []
+    for a in out.attentions:
+        if a is None:
+            maps.append(None)
+            entropies.append(None)
+            continue
+        rows = a[0, :, -n:, :].float()  # (n_head, n, T): full rows, for the entropy
+        entropies.append((-(rows * (rows + 1e-12).log()).sum(-1)).mean(-1).tolist())
+        maps.append(rows[:, :, -n:])
+    return maps, entropies, chars
+
+
+def attention_view(lab: Lab, corpus, name, prompt):
+    """A plotly grid of heatmaps (layers x heads) and a table of each head's mean entropy."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    entry = lab.get(corpus, name)
+    ids, notices = prepare_prompt(entry, prompt)
+    maps, entropies, chars = attention_maps(entry, ids)
+    if len(ids) > ATTENTION_CHARS:
+        notices.append(
+            f"Showing the last {ATTENTION_CHARS} characters of the prompt (computed with all {len(ids)} as context)."
+        )
+    if all(m is None for m in maps):
+        return "  \n".join(notices + ["This variant has no attention to show."]), None, None
+    n_layer, n_head = len(maps), entry.model.config.n_head
+    rows, titles = [], []
+    for layer, m in enumerate(maps):
+        for head in range(n_head):
+            if m is None:
+                titles.append(f"L{layer + 1} H{head + 1}: off")
+                continue
+            entropy = entropies[layer][head]
+            rows.append({"layer": layer + 1, "head": head + 1, "mean entropy (nats)": round(entropy, 3)})
+            titles.append(f"L{layer + 1} H{head + 1} · H={entropy:.2f}")
+    fig = make_subplots(
+        rows=n_layer, cols=n_head, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.06
+    )
+    T = len(chars)
+    hover = [[f"{chars[q]!s} ← {chars[k]!s}" for k in range(T)] for q in range(T)]
+    for layer, m in enumerate(maps):
+        for head in range(n_head):
+            if m is None:
+                continue
+            fig.add_trace(
+                go.Heatmap(
+                    z=m[head].numpy(),
+                    colorscale="Blues",
+                    zmin=0,
+                    zmax=1,
+                    showscale=False,
+                    customdata=hover,
+                    hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
+                ),
+                row=layer + 1,
+                col=head + 1,
+            )
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(height=230 * n_layer, margin=dict(l=10, r=10, t=40, b=10), font=dict(size=10))
+    notices.append(f"Rows: the character attending; columns: the characters it reads ({T} characters, hover to see).")
+    return "  \n".join(notices), fig, pd.DataFrame(rows)
+
+
+def parse_parts(heads, attention, mlp, residual, n_layer: int, n_head: int) -> dict:
+    """'L2 H3' / 'L1' choices to 0-based knockout arguments; a gr.Error for anything the model does not have."""
+
+    def number(text: str, prefix: str, top: int) -> int:
+        if not (text.startswith(prefix) and text[1:].isdigit() and 1 <= int(text[1:]) <= top):
+            raise gr.Error(f"no {text!r} in this model ({n_layer} layers L1-L{n_layer}, {n_head} heads H1-H{n_head})")
+        return int(text[1:]) - 1
+
+    def layer_of(choice: str) -> int:
+        return number(str(choice).strip(), "L", n_layer)
+
+    def head_of(choice: str) -> tuple[int, int]:
+        parts = str(choice).split()
+        if len(parts) != 2:
+            raise gr.Error(f"a head is written like 'L1 H2', got {choice!r}")
+        return number(parts[0], "L", n_layer), number(parts[1], "H", n_head)
+
+    return {
+        "heads": [head_of(h) for h in heads or []],
+        "attention": [layer_of(c) for c in attention or []],
+        "mlp": [layer_of(c) for c in mlp or []],
+        "residual": [layer_of(c) for c in residual or []],
+    }
+
+
+@torch.inference_mode()
+def passage_loss(model, ids: torch.Tensor) -> float | None:
+    """Mean loss over the first PASSAGE_WINDOWS full windows of `ids` (None if there is not one)."""
+    n = model.config.n_positions
+    windows = min(PASSAGE_WINDOWS, (len(ids) - 1) // n)
+    if windows == 0:
+        return None
+    batch = torch.stack([ids[i * n : i * n + n + 1] for i in range(windows)]).long()
+    logits = model(batch[:, :-1], use_cache=False).logits.float()
+    return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten()))
+
+
+def run_knockout(
+    lab: Lab,
+    corpus,
+    heads,
+    attention,
+    mlp,
+    residual,
+    prompt,
+    temperature,
+    top_k,
+    top_p,
+    max_new,
+    repetition_penalty,
+    seed,
+):
+    """Loss on the fixed passage and a sample, intact against knocked out; yields (summary, intact, knocked)."""
+    temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
+        temperature, top_k, top_p, max_new, repetition_penalty, seed
+    )
+    base_name = "baseline" if "baseline" in lab.variants(corpus) else lab.variants(corpus)[0]
+    entry = lab.get(corpus, base_name)
+    cfg = entry.model.config
+    parts = parse_parts(heads, attention, mlp, residual, cfg.n_layer, cfg.n_head)
+    broken = copy.deepcopy(entry.model)  # a private copy: the hooks never touch what other users run
+    what = (
+        ", ".join(
+            [f"L{layer + 1} H{head + 1}" for layer, head in parts["heads"]]
+            + [f"attention in L{layer + 1}" for layer in parts["attention"]]
+            + [f"MLP in L{layer + 1}" for layer in parts["mlp"]]
+            + [f"residual in L{layer + 1}" for layer in parts["residual"]]
+        )
+        or "nothing (choose parts to switch off)"
+    )
+    summary = [f"Knocked out of **{entry.label}**: {html.escape(what)}."]
+    ids, notices = prepare_prompt(entry, prompt)
+    start = entry.tokenizer.decode(ids)
+    kwargs = dict(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        pad_token_id=entry.tokenizer.pad_token_id or 0,
+    )
+    with knockout(broken, **parts):
+        passage = lab.passages.get(corpus)
+        if passage:
+            key = (corpus, base_name)
+            if key not in lab.cache:  # the passage's ids and the intact loss, once per model
+                ids_ = encode(entry.tokenizer, passage[: PASSAGE_WINDOWS * cfg.n_positions * 2])
+                lab.cache[key] = (ids_, passage_loss(entry.model, ids_))
+            passage_ids, intact_loss = lab.cache[key]
+            broken_loss = passage_loss(broken, passage_ids)
+            if intact_loss is not None:
+                summary.append(
+                    f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} tokens): intact "
+                    f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
+                )
+        streams = [TokenStream(entry.model, [ids], **kwargs), TokenStream(broken, [ids], **kwargs)]
+        decoders = [TextDecoder(entry.tokenizer), TextDecoder(entry.tokenizer)]
+        texts = ["", ""]
+        head = "  \n".join(notices + summary)
+        last = 0.0
+        began = time.perf_counter()
+        for step in range(max_new):
+            for i in range(2):
+                texts[i] += decoders[i].push(int(streams[i].step()[0]))
+            now = time.perf_counter()
+            if now - began > TIME_LIMIT_S:
+                head += f"  \nStopped after {TIME_LIMIT_S} s, the per-request limit."
+                break
+            if now - last > 0.04 or step == 0:
+                last = now
+                yield head, start + texts[0], start + texts[1]
+        texts = [t + d.flush() for t, d in zip(texts, decoders, strict=True)]
+        yield head, start + texts[0], start + texts[1]
+
+
+def knockout_choices(lab: Lab, corpus: str) -> tuple[list[str], list[str]]:
+    """'L1 H1'... and 'L1'... for the corpus's baseline (the model the Knockout tab breaks)."""
+    names = lab.variants(corpus)
+    cfg = lab.get(corpus, "baseline" if "baseline" in names else names[0]).model.config
+    heads = [f"L{layer + 1} H{h + 1}" for layer in range(cfg.n_layer) for h in range(cfg.n_head)]
+    return heads, [f"L{layer + 1}" for layer in range(cfg.n_layer)]
+
+
+def training_view(lab: Lab, corpus):
+    """Validation-loss curves and a table of the variants' evaluations, from their metrics logs."""
+    curves, table = [], []
+    for entry in lab.groups.get(corpus, {}).values():
+        evals = [m for m in entry.metrics if "val_loss" in m]
+        curves += [{"step": m["step"], "validation loss": m["val_loss"], "variant": entry.label} for m in evals]
+        at = {m["step"]: m["val_loss"] for m in evals}
+        table.append(
+            {
+                "variant": entry.label,
+                "parameters": f"{entry.model.num_parameters():,}",
+                "val @100": at.get(100),
+                "val @500": at.get(500),
+                "val @end": evals[-1]["val_loss"] if evals else None,
+                "steps": evals[-1]["step"] if evals else None,
+            }
+        )
+    df = pd.DataFrame(curves, columns=["step", "validation loss", "variant"])
+    return df, pd.DataFrame(table).round(4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The UI
+
+CSS = """
+.gm-pane {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px; min-height: 120px;}
+.gm-head {font-size: 0.85em; margin-bottom: 4px;} .gm-head span {color: var(--body-text-color-subdued);}
+.gm-text {white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 0.9em;}
+.gm-prompt {color: var(--body-text-color-subdued);}
+.gm-diff {background: rgba(255, 180, 0, 0.25);}
+.gm-split {color: #d33; font-weight: bold;}
+"""
+
+LAUNCH = {"css": CSS}  # launch options (Gradio 6 takes css at launch): main() and the tests use the same
+
+INTRO = """# GPT-2 mini lab
+A 0.8M-parameter character-level GPT-2 and its broken twins, trained on Tiny Shakespeare and 吾輩は猫である.
+Same prompt, same seed: watch where the variants part. Highlighted text is where a pane differs from the others.
+"""
+
+
+def build_demo(lab: Lab | None = None) -> gr.Blocks:
+    """The lab as a gr.Blocks (not launched)."""
+    lab = lab or load_lab()
+    corpora = lab.corpora()
+    first = corpora[0]
+    first_variants = lab.variants(first)
+    default_names = first_variants[:4]
+
+    def prompt_for(corpus: str) -> str:
+        return CORPORA[corpus].sample_prompt if corpus in CORPORA else "\n"
+
+    with gr.Blocks(title="GPT-2 mini lab") as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            corpus = gr.Dropdown(corpora, value=first, label="Models trained on", scale=1)
+            names = gr.CheckboxGroup(
+                lab.choices(first), value=default_names, label="Variants (side by side, next character)", scale=3
+            )
+        prompt = gr.Textbox(value=prompt_for(first), label="Prompt", lines=2, elem_id="prompt")
+        with gr.Accordion("Sampling", open=True):
+            with gr.Row():
+                temperature = gr.Slider(
+                    *LIMITS["temperature"],
+                    value=0.8,
+                    step=0.05,
+                    label="Temperature (0 = greedy)",
+                    elem_id="temperature",
+                )
+                top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
+                top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
+            with gr.Row():
+                max_new = gr.Slider(*LIMITS["max_new"], value=300, step=1, label="Max new characters")
+                repetition_penalty = gr.Slider(
+                    *LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty"
+                )
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
+        settings = [temperature, top_k, top_p, max_new, repetition_penalty, seed]
+        examples = [e for e in EXAMPLES if e[0] in corpora] or [[first, prompt_for(first)]]
+        gr.Examples(examples, inputs=[corpus, prompt], label="Examples (English and Japanese)")
+
+        with gr.Tabs():
+            with gr.Tab("Generate"):
+                with gr.Row():
+                    one_name = gr.Dropdown(lab.choices(first), value=first_variants[0], label="Model")
+                    one_btn = gr.Button("Generate", variant="primary")
+                    one_stop = gr.Button("Stop")
+                one_status = gr.Markdown()
+                one_out = gr.Textbox(label="Output", lines=12, buttons=["copy"], elem_id="one-out")
+            with gr.Tab("Side by side"):
+                with gr.Row():
+                    compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
+                    compare_stop = gr.Button("Stop")
+                compare_status = gr.Markdown(elem_id="compare-status")
+                panes = []
+                for row in range(MAX_PANES // 2):
+                    with gr.Row():
+                        for col in range(2):
+                            i = row * 2 + col
+                            panes.append(
+                                gr.HTML(visible=i < len(default_names), elem_id=f"pane-{i}", elem_classes="gm-slot")
+                            )
+            with gr.Tab("Next character"):
+                next_status = gr.Markdown("The most likely next characters after the prompt, per variant.")
+                bars = []
+                for row in range(MAX_PANES // 2):
+                    with gr.Row():
+                        for col in range(2):
+                            i = row * 2 + col
+                            bars.append(
+                                gr.BarPlot(
+                                    x="candidate",
+                                    y="probability",
+                                    sort="-y",
+                                    y_lim=[0, 1],
+                                    visible=False,
+                                    elem_id=f"bars-{i}",
+                                    height=260,
+                                )
+                            )
+            with gr.Tab("Attention"):
+                with gr.Row():
+                    attn_name = gr.Dropdown(lab.choices(first), value=first_variants[0], label="Model")
+                    attn_btn = gr.Button("Show attention", variant="primary")
+                attn_status = gr.Markdown()
+                attn_plot = gr.Plot(label="Attention per layer (rows) and head (columns)")
+                attn_table = gr.Dataframe(label="Mean attention entropy per head (low = focused)")
+            with gr.Tab("Knockout"):
+                gr.Markdown(
+                    "Switch parts of the trained **baseline** off at inference time and compare it with the "
+                    "intact model (same prompt, same seed)."
+                )
+                heads0, layers0 = knockout_choices(lab, first)
+                ko_heads = gr.CheckboxGroup(heads0, label="Heads")
+                with gr.Row():
+                    ko_attn = gr.CheckboxGroup(layers0, label="Whole attention layer")
+                    ko_mlp = gr.CheckboxGroup(layers0, label="MLP layer")
+                    ko_res = gr.CheckboxGroup(layers0, label="Residual connections of layer")
+                ko_btn = gr.Button("Run knockout", variant="primary")
+                ko_status = gr.Markdown()
+                with gr.Row():
+                    ko_intact = gr.Textbox(label="Intact", lines=8)
+                    ko_broken = gr.Textbox(label="Knocked out", lines=8)
+            with gr.Tab("Training"):
+                curves0, table0 = training_view(lab, first)
+                curves = gr.LinePlot(
+                    curves0,
+                    x="step",
+                    y="validation loss",
+                    color="variant",
+                    label="Validation loss while training (fixed evaluation batches)",
+                )
+                table = gr.Dataframe(table0, label="Evaluations from each variant's metrics log")
+
+        # corpus and variant choices
+        def on_corpus(c):
+            v, labelled = lab.variants(c), lab.choices(c)
+            heads, layers = knockout_choices(lab, c)
+            return (
+                gr.CheckboxGroup(choices=labelled, value=v[:4]),
+                gr.Dropdown(choices=labelled, value=v[0]),
+                gr.Dropdown(choices=labelled, value=v[0]),
+                *training_view(lab, c),
+                gr.CheckboxGroup(choices=heads, value=[]),
+                *[gr.CheckboxGroup(choices=layers, value=[]) for _ in range(3)],
+            )
+
+        corpus.change(
+            on_corpus,
+            corpus,
+            [names, one_name, attn_name, curves, table, ko_heads, ko_attn, ko_mlp, ko_res],
+            api_name="choose_corpus",
+        )
+        # the corpus's sample prompt only when the user picks a corpus (an example sets its own prompt)
+        corpus.input(prompt_for, corpus, prompt, api_visibility="private")
+
+        def on_names(selected):
+            n = len(selected or [])
+            return [gr.HTML(visible=i < n) for i in range(MAX_PANES)]
+
+        names.change(on_names, names, panes, api_visibility="private")
+
+        gen_inputs = [corpus, names, prompt, *settings]
+        ev = compare_btn.click(
+            lambda *a: (yield from generate_panes(lab, *a)),
+            gen_inputs,
+            [compare_status, *panes],
+            api_name="side_by_side",
+            concurrency_id="generation",
+            concurrency_limit=4,
+        )
+        compare_stop.click(None, None, None, cancels=[ev])
+        ev1 = one_btn.click(
+            lambda *a: (yield from generate_one(lab, *a)),
+            [corpus, one_name, prompt, *settings],
+            [one_out, one_status],
+            api_name="generate",
+            concurrency_id="generation",
+            concurrency_limit=4,
+        )
+        one_stop.click(None, None, None, cancels=[ev1])
+
+        next_inputs = [corpus, names, prompt, temperature, top_k, top_p]
+        next_outputs = [next_status, *bars]
+        temperature.change(
+            lambda *a: next_char(lab, *a),
+            next_inputs,
+            next_outputs,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_name="next_character",
+        )
+        for trigger in (top_k.change, top_p.change, names.change, prompt.change, demo.load):
+            trigger(
+                lambda *a: next_char(lab, *a),
+                next_inputs,
+                next_outputs,
+                trigger_mode="always_last",
+                show_progress="hidden",
+                api_visibility="private",
+            )
+
+        attn_btn.click(
+            lambda *a: attention_view(lab, *a),
+            [corpus, attn_name, prompt],
+            [attn_status, attn_plot, attn_table],
+            api_name="attention",
+        )
+        ko_btn.click(
+            lambda *a: (yield from run_knockout(lab, *a)),
+            [corpus, ko_heads, ko_attn, ko_mlp, ko_res, prompt, *settings],
+            [ko_status, ko_intact, ko_broken],
+            api_name="knockout",
+            concurrency_id="generation",
+            concurrency_limit=4,
+        )
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="The GPT-2 mini lab (Gradio). Host and port: GRADIO_SERVER_NAME, GRADIO_SERVER_PORT."
+    )
+    parser.add_argument("--models", default=str(ROOT / "models"), help="folder of <corpus>/<variant> model folders")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="PATH_OR_REPO",
+        help="also serve this model folder or Hub repo id (repeatable)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps several streams smooth)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        lab = load_lab(args.models, args.model)
+    except (UsageError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    build_demo(lab).launch(**LAUNCH)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""How fast the lab streams, measured on the machine it runs on (a benchmark, not a test).
+
+    python bench_app.py                 # the shipped models, 4 panes x 300 characters, 5 rounds
+    python bench_app.py --quick         # 1 round of 60 characters (a smoke run)
+
+It launches the app on 127.0.0.1 and drives it with gradio_client like a user's browser would, and reports per round:
+- the server's time to the first streamed character (goal: under 100 ms), as the app measures it from the start of the
+  request to the first sampled character, and the time until the first update reaches the client;
+- characters per second per pane with 4 panes streaming from one event (goal: at least 200 per pane on 2 cores).
+Prints one JSON line per round and a summary with medians.
+"""
+
+import argparse
+import json
+import re
+import socket
+import statistics
+import sys
+import time
+
+import torch
+
+import app
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=str(app.ROOT / "models"))
+    p.add_argument("--corpus", default="shakespeare")
+    p.add_argument("--chars", type=int, default=300, help="characters per pane")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, as app.py sets them")
+    p.add_argument("--quick", action="store_true", help="one round of 60 characters")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.chars = 1, 60
+    if args.rounds < 1 or args.chars < 1:
+        p.error("--rounds and --chars must be positive")
+    torch.set_num_threads(args.threads)
+    from gradio_client import Client
+
+    lab = app.load_lab(args.models)
+    names = lab.variants(args.corpus)[:4]
+    demo = app.build_demo(lab)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH
+    )
+    client = Client(url, verbose=False)
+    prompt = app.CORPORA[args.corpus].sample_prompt if args.corpus in app.CORPORA else "\n"
+    rows = []
+    try:
+        for r in range(args.rounds + 1):  # round 0 warms up
+            t0 = time.perf_counter()
+            job = client.submit(args.corpus, names, prompt, 0.8, 40, 0.95, args.chars, 1.0, r, api_name="/side_by_side")
+            first_update = None
+            for _ in job:
+                if first_update is None:
+                    first_update = time.perf_counter() - t0
+            final = job.result()
+            wall = time.perf_counter() - t0
+            server_first = float(re.search(r"First character after (\d+) ms", final[0]).group(1))
+            speeds = [float(m.replace(",", "")) for m in re.findall(r"([\d,]+) chars/s", "".join(final[1:5]))]
+            row = {
+                "round": r,
+                "panes": len(names),
+                "chars_per_pane": args.chars,
+                "server_first_char_ms": server_first,
+                "client_first_update_ms": round(first_update * 1000),
+                "chars_per_s_per_pane": round(min(speeds)),
+                "wall_s": round(wall, 2),
+            }
+            if r:
+                rows.append(row)
+                print(json.dumps(row))
+    finally:
+        demo.close()
+    med = {k: statistics.median(x[k] for x in rows) for k in rows[0] if k not in ("round", "panes", "chars_per_pane")}
+    print(
+        f"\n{len(names)} panes ({', '.join(names)}) x {args.chars} characters, {args.rounds} rounds, "
+        f"{torch.get_num_threads()} torch thread(s):\n"
+        f"  server time to first character  {med['server_first_char_ms']:.0f} ms   (goal < 100 ms)\n"
+        f"  client time to first update     {med['client_first_update_ms']:.0f} ms\n"
+        f"  characters/s per pane           {med['chars_per_s_per_pane']:.0f}      (goal >= 200)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

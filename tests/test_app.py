@@ -1,0 +1,223 @@
+"""The Gradio lab through its API: the app launched on 127.0.0.1 and driven with gradio_client, as a user's script
+would. Tiny random models keep it fast; the browser test (test_app_browser.py) uses the shipped ones."""
+
+import html
+import socket
+import time
+
+import pytest
+import torch
+from gradio_client import Client
+
+import app
+from conftest import tiny_model
+from corpus import load_corpus
+from tokenizer import build_tokenizer
+
+SETTINGS = [0.8, 40, 0.95]  # temperature, top_k, top_p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    tok = build_tokenizer(load_corpus("shakespeare"))
+    variants = {
+        "baseline": {},
+        "residual_off": {"use_residual": False},
+        "attention_off": {"use_attention": False},
+    }
+    group = {
+        name: app.Entry(name, tiny_model(tok, seed=i, n_positions=256, **kw), tok)
+        for i, (name, kw) in enumerate(variants.items())
+    }
+    from conftest import SAMPLE_TEXT
+
+    other = build_tokenizer(SAMPLE_TEXT)  # a model with a different vocabulary in the same group
+    mixed = {
+        "shakespeare_chars": group["baseline"],
+        "sample_chars": app.Entry("sample_chars", tiny_model(other, n_positions=64), other),
+    }
+    lab = app.Lab({"shakespeare": group, "mixed": mixed})
+    lab.passages["shakespeare"] = load_corpus("shakespeare")[-3000:]
+    return lab
+
+
+@pytest.fixture(scope="module")
+def client(lab):
+    demo = app.build_demo(lab)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **app.LAUNCH
+    )
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def side_by_side(client, names, prompt="ROMEO:", max_new=40, seed=0, temperature=0.8):
+    return client.submit(
+        "shakespeare", names, prompt, temperature, 40, 0.95, max_new, 1.0, seed, api_name="/side_by_side"
+    )
+
+
+def test_the_api_lists_every_endpoint(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/side_by_side", "/generate", "/next_character", "/attention", "/knockout", "/choose_corpus"):
+        assert name in endpoints
+
+
+def test_side_by_side_streams_into_several_panes(client):
+    job = side_by_side(client, ["baseline", "residual_off", "attention_off"], max_new=60)
+    updates = list(job)
+    final = job.result()
+    assert len(updates) >= 2  # streamed, not one final answer
+    filled = [u for u in updates if sum(isinstance(p, str) and "gm-text" in p for p in u[1:4]) == 3]
+    assert len(filled) >= 2  # several updates carried text for all three panes
+    for pane, label in zip(final[1:4], ("baseline", "residual off", "attention off"), strict=True):
+        assert f"<b>{label}</b>" in pane and "chars/s" in pane and "loss on its text" in pane
+    assert "ROMEO:" in final[1]
+
+
+def text_of(pane: str) -> str:
+    return pane[pane.index("<pre") :]
+
+
+def test_same_seed_same_text_and_the_split_is_marked(client):
+    a = side_by_side(client, ["baseline", "baseline"], seed=7).result()
+    assert text_of(a[1]) == text_of(a[2]) and "gm-split" not in a[1]
+    assert "agree on everything" in a[0]
+    b = side_by_side(client, ["baseline", "attention_off"], seed=7).result()
+    assert "gm-split" in b[1] and "gm-split" in b[2]  # different models part somewhere, and the place is marked
+    split = 0 if "from the first character" in b[0] else int(b[0].split("agree on the first ")[1].split()[0])
+    for pane in b[1:3]:  # the highlighted part starts right after the shared prefix
+        shared = text_of(pane).split('<span class="gm-prompt">')[1].split("</span>", 1)[1].split("<span")[0]
+        assert len(html.unescape(shared)) == split
+    again = side_by_side(client, ["baseline", "attention_off"], seed=7).result()
+    assert [text_of(p) for p in again[1:3]] == [text_of(p) for p in b[1:3]]
+    other = side_by_side(client, ["baseline", "attention_off"], seed=8).result()
+    assert [text_of(p) for p in other[1:3]] != [text_of(p) for p in b[1:3]]
+
+
+def test_first_difference():
+    assert app.first_difference(["abc", "abd"]) == 2
+    assert app.first_difference(["abc", "ab"]) is None  # a pane still holding back bytes is not a difference
+    assert app.first_difference(["xbc", "abc", "abc"]) == 0
+
+
+def test_generate_streams_one_model(client):
+    job = client.submit("shakespeare", "baseline", "KING:", *SETTINGS, 50, 1.0, 3, api_name="/generate")
+    updates = list(job)
+    text, status = job.result()
+    assert len(updates) >= 2 and text.startswith("KING:") and len(text) > len("KING:")
+    assert "chars/s" in status
+
+
+def test_cancel_stops_a_long_generation(client):
+    job = side_by_side(client, ["baseline", "residual_off"], max_new=2000)
+    for i, _ in enumerate(job):
+        if i == 2:
+            break
+    job.cancel()
+    t0 = time.time()
+    while not job.done() and time.time() - t0 < 20:
+        time.sleep(0.1)
+    assert job.done()
+    last = job.outputs()[-1]
+    assert "First character after" not in last[0]  # the final update never came
+    assert int(last[1].split("<span>")[1].split(" chars")[0]) < 2000
+    # the server is free again: a short request comes back promptly
+    assert "gm-text" in side_by_side(client, ["baseline"], max_new=5).result()[1]
+
+
+def test_next_character_gives_a_chart_per_variant_that_follows_the_temperature(client):
+    def chart(temperature, names=("baseline", "attention_off")):
+        out = client.predict("shakespeare", list(names), "ROMEO:", temperature, 0, 1.0, api_name="/next_character")
+        return out[1:]
+
+    hot, cold = chart(2.0), chart(0.3)
+    rows_hot, rows_cold = hot[0]["value"]["data"], cold[0]["value"]["data"]
+    assert len(rows_hot) == 12 and len(cold[1]["value"]["data"]) == 12  # one chart per chosen variant
+    assert all(0 < r[1] <= 1 for r in rows_hot) and sum(r[1] for r in rows_hot) <= 1.0001  # probabilities
+    assert max(r[1] for r in rows_cold) > max(r[1] for r in rows_hot)  # colder is peakier
+    greedy = chart(0.0)[0]["value"]["data"]
+    assert len(greedy) == 1 and greedy[0][1] == 1.0
+    assert all(p.get("visible") is False for p in hot[2:])
+
+
+def test_attention_maps_and_entropies(client):
+    status, plot, table = client.predict("shakespeare", "baseline", "ROMEO:\nwhat light", api_name="/attention")
+    assert plot is not None and table["data"] and len(table["data"]) == 2 * 2  # layers x heads
+    assert all(0 <= row[2] <= torch.log(torch.tensor(64.0)).item() for row in table["data"])
+    status, plot, table = client.predict("shakespeare", "attention_off", "ROMEO:", api_name="/attention")
+    assert "no attention" in status and plot is None
+
+
+def test_knockout_reports_loss_and_samples(client):
+    none = client.predict("shakespeare", [], [], [], [], "ROMEO:", *SETTINGS, 30, 1.0, 0, api_name="/knockout")
+    assert "nothing" in none[0] and none[1] == none[2]  # no knockout equals the intact model
+    heads = [f"L{layer} H{h}" for layer in (1, 2) for h in (1, 2)]
+    out = client.predict("shakespeare", heads, [], [], [], "ROMEO:", *SETTINGS, 30, 1.0, 0, api_name="/knockout")
+    assert "intact" in out[0] and "knocked out" in out[0] and out[1].startswith("ROMEO:")
+    assert out[1] != out[2]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((["baseline"], "ROMEO:", 9.0, 40, 0.95, 40, 1.0, 0), "greater than maximum"),
+        ((["baseline"], "ROMEO:", 0.8, -1, 0.95, 40, 1.0, 0), "less than minimum"),
+        ((["baseline"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, -5), "less than minimum"),
+        (([], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, 0), "choose at least one variant"),
+        ((["wings_off"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, 0), "wings_off"),
+    ],
+)
+def test_bad_parameters_get_a_clear_error(client, args, message):
+    with pytest.raises(Exception, match=message):
+        client.predict("shakespeare", *args, api_name="/side_by_side")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ((2.5, 40, 0.95, 10, 1.0, 0), "temperature must be between"),
+        ((0.8, 201, 0.95, 10, 1.0, 0), "top_k must be between"),
+        ((0.8, 40, 0.0, 10, 1.0, 0), "top_p must be between"),
+        ((0.8, 40, 0.95, 0, 1.0, 0), "max_new must be between"),
+        ((0.8, 40, 0.95, 10, 0.5, 0), "repetition_penalty must be between"),
+        ((0.8, 40, 0.95, 10, 1.0, -1), "seed must be between"),
+        ((float("nan"), 40, 0.95, 10, 1.0, 0), "temperature must be between"),
+        (("hot", 40, 0.95, 10, 1.0, 0), "temperature must be a number"),
+    ],
+)
+def test_check_settings_names_the_bad_setting(values, message):
+    with pytest.raises(app.gr.Error, match=message):
+        app.check_settings(*values)
+    assert app.check_settings(0.8, 40.0, 0.95, 10.0, 1.0, 3.0) == (0.8, 40, 0.95, 10, 1.0, 3)
+
+
+def test_models_with_different_tokenizers_side_by_side(client):
+    client.predict("mixed", api_name="/choose_corpus")  # as in the browser: the variant choices follow the group
+    out = client.predict(
+        "mixed", ["shakespeare_chars", "sample_chars"], "ROMEO:", *SETTINGS, 20, 1.0, 0, api_name="/side_by_side"
+    )
+    client.predict("shakespeare", api_name="/choose_corpus")
+    assert all(int(p.split("<span>")[1].split(" chars")[0]) >= 15 for p in out[1:3])
+
+
+def test_knockout_of_parts_the_model_lacks_is_refused(client):
+    with pytest.raises(Exception, match="L9"):
+        client.predict("shakespeare", ["L9 H1"], [], [], [], "x", *SETTINGS, 5, 1.0, 0, api_name="/knockout")
+
+
+def test_empty_long_unseen_and_html_prompts(client):
+    status = side_by_side(client, ["baseline"], prompt="", max_new=5).result()[0]
+    assert "Empty prompt" in status
+    status = side_by_side(client, ["baseline"], prompt="x" * 1000, max_new=5).result()[0]
+    assert "longer than the model's context" in status
+    out = side_by_side(client, ["baseline"], prompt="猫😀", max_new=5).result()
+    assert "never saw" in out[0] and "猫😀" in out[1]
+    out = side_by_side(client, ["baseline"], prompt="<script>alert(1)</script>", max_new=5).result()
+    assert "<script>" not in out[1] and "&lt;script&gt;" in out[1]

@@ -1,0 +1,92 @@
+"""The lab in a real browser (Debian's Chromium driven by Playwright) on the shipped models: type a prompt, generate,
+see text arrive in two panes, move the temperature slider and see the next-character chart change, and take the
+screenshots the README shows (written to docs/ when SAVE_SCREENSHOTS=1).
+
+Without Chromium this test skips, saying why; `.ci/run` installs it and sets REQUIRE_BROWSER=1, so in CI it runs."""
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+import app
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MODELS = Path(os.environ.get("LAB_MODELS", ROOT / "models"))
+
+
+def browser_or_skip():
+    reason = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "playwright is not installed (pip install -r requirements-dev.txt)"
+    if reason is None and not Path(CHROMIUM).exists():
+        reason = "no Chromium at /usr/bin/chromium (apt-get install chromium; .ci/run does)"
+    if reason:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def url():
+    browser_or_skip()
+    demo = app.build_demo(app.load_lab(MODELS))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, address, _ = demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH
+    )
+    yield address
+    demo.close()
+
+
+def test_generate_compare_and_move_the_temperature(url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1360, "height": 1100})
+        page.goto(url)
+        page.get_by_role("tab", name="Side by side").click()
+        prompt = "ROMEO:\nBut soft, what light"
+        page.locator("#prompt textarea").fill(prompt)
+        page.get_by_role("button", name="Generate side by side").click()
+        # text beyond the prompt arrives in at least two panes
+        for pane in ("#pane-0", "#pane-1"):
+            expect(page.locator(f"{pane} .gm-diff, {pane} .gm-text")).not_to_have_count(0, timeout=30_000)
+        page.wait_for_function(
+            """(n) => ['#pane-0', '#pane-1'].every(id => {
+                const el = document.querySelector(id + ' .gm-text');
+                return el && el.innerText.length > n;
+            })""",
+            arg=len(prompt) + 80,
+            timeout=60_000,
+        )
+        page.wait_for_timeout(1500)  # let the rest of the 300 characters stream in for the picture
+        page.screenshot(path=str(shots / "lab_side_by_side.png"), full_page=True)
+        assert page.locator("#pane-0 .gm-head").inner_text().startswith("baseline")
+
+        page.get_by_role("tab", name="Next character").click()
+        bars = "#bars-0 [aria-roledescription='bar']"
+        read = f"""() => Array.from(document.querySelectorAll("{bars}"))
+            .map(e => parseFloat(e.getAttribute('aria-label').split('probability: ')[1]))"""
+        # the chart for the typed prompt at temperature 0.8: several candidates
+        page.wait_for_function(f"() => ({read})().length >= 5", timeout=45_000)
+        before = max(page.evaluate(read))
+        slider = page.locator("#temperature input[type=number]")
+        slider.fill("1.9")
+        slider.press("Enter")
+        # a hotter temperature flattens the distribution: the top bar must drop
+        page.wait_for_function(f"(old) => Math.max(...({read})()) < old - 0.01", arg=before, timeout=45_000)
+        after = max(page.evaluate(read))
+        assert after < before
+        page.screenshot(path=str(shots / "lab_next_character.png"), full_page=True)
+        browser.close()
+    assert (shots / "lab_side_by_side.png").stat().st_size > 20_000

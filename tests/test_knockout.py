@@ -1,0 +1,87 @@
+"""Inference-time knockouts: each equals the surgery it claims, nothing leaks out of the `with` block."""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from modeling_gpt2mini import TokenStream, knockout
+
+IDS = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]])
+
+
+@pytest.fixture()
+def model():
+    m = tiny_model(n_layer=2, n_head=2, n_embd=32)
+    with torch.no_grad():  # a random init has near-zero biases; make them count so the checks below bite
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def logits(m):
+    with torch.no_grad():
+        return m(IDS).logits
+
+
+def test_no_knockout_equals_the_intact_model(model):
+    before = logits(model)
+    with knockout(model):
+        assert torch.equal(logits(model), before)
+
+
+def test_everything_is_restored_afterwards(model):
+    before = logits(model)
+    with knockout(model, heads=[(0, 0), (1, 1)], attention=[1], mlp=[0], residual=[0, 1]):
+        assert not torch.allclose(logits(model), before)
+    assert torch.equal(logits(model), before)
+    assert all(b.use_residual for b in model.transformer.h)
+
+
+def test_all_heads_in_all_layers_change_the_output(model):
+    before = logits(model)
+    with knockout(model, heads=[(layer, h) for layer in range(2) for h in range(2)]):
+        after = logits(model)
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_a_head_knockout_equals_zeroing_its_slice_of_the_output_projection(model):
+    surgery = copy.deepcopy(model)
+    hd = model.config.n_embd // model.config.n_head
+    with torch.no_grad():
+        surgery.transformer.h[1].attn.c_proj.weight[:, hd : 2 * hd] = 0  # layer 1, head 1 reads nothing
+    with knockout(model, heads=[(1, 1)]):
+        assert torch.allclose(logits(model), logits(surgery), atol=1e-6)
+
+
+def test_layer_knockouts_equal_zeroing_the_sub_layer(model):
+    surgery = copy.deepcopy(model)
+    with torch.no_grad():
+        for lin in (surgery.transformer.h[0].attn.c_proj, surgery.transformer.h[1].mlp.c_proj):
+            lin.weight.zero_()
+            lin.bias.zero_()
+    with knockout(model, attention=[0], mlp=[1]):
+        assert torch.allclose(logits(model), logits(surgery), atol=1e-6)
+
+
+def test_a_residual_knockout_equals_the_config_switch_for_that_layer(model):
+    surgery = copy.deepcopy(model)
+    surgery.transformer.h[0].use_residual = False
+    with knockout(model, residual=[0]):
+        assert torch.equal(logits(model), logits(surgery))
+
+
+def test_the_fast_decoder_sees_the_knockout(model):
+    intact = TokenStream(model, IDS, temperature=0).take(8)
+    with knockout(model, attention=[0, 1], mlp=[0, 1]):
+        broken = TokenStream(model, IDS, temperature=0).take(8)
+    assert broken != intact
+    assert TokenStream(model, IDS, temperature=0).take(8) == intact
+
+
+@pytest.mark.parametrize("kw", [{"heads": [(2, 0)]}, {"heads": [(0, 5)]}, {"mlp": [-1]}, {"residual": [7]}])
+def test_parts_the_model_does_not_have_are_refused(model, kw):
+    with pytest.raises(ValueError, match="no "):
+        with knockout(model, **kw):
+            pass
