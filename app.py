@@ -118,8 +118,15 @@ def load_entry(name: str, source: str) -> Entry:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except Exception as e:  # hub, network and config errors come in many types
+            text = str(e).strip().splitlines()
+            raise UsageError(
+                f"{source}: no such folder, and loading it from the Hugging Face Hub failed: "
+                f"{text[0] if text else type(e).__name__}"
+            ) from None
         if getattr(model.config, "model_type", None) != "gpt2mini":
             raise UsageError(f"{source} is a {model.config.model_type!r} model; the lab serves GPT-2 mini models")
     metrics = []

@@ -2,7 +2,10 @@
 would. Tiny random models keep it fast; the browser test (test_app_browser.py) uses the shipped ones."""
 
 import html
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,7 +13,7 @@ import torch
 from gradio_client import Client
 
 import app
-from conftest import tiny_model
+from conftest import ROOT, tiny_model
 from corpus import load_corpus
 from tokenizer import build_tokenizer
 
@@ -221,3 +224,18 @@ def test_empty_long_unseen_and_html_prompts(client):
     assert "never saw" in out[0] and "猫😀" in out[1]
     out = side_by_side(client, ["baseline"], prompt="<script>alert(1)</script>", max_new=5).result()
     assert "<script>" not in out[1] and "&lt;script&gt;" in out[1]
+
+
+@pytest.mark.parametrize("model, message", [("/nonexistent/run", "no such folder"), ("data", "not a GPT-2 mini")])
+def test_a_bad_model_argument_is_one_line_and_exit_2(model, message):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--model", model],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
