@@ -73,3 +73,14 @@ def test_baseline_beats_residual_off_and_attention_off_on_held_out_text(shipped)
     assert losses["baseline"] < losses["residual_off"], losses
     assert losses["baseline"] < losses["attention_off"], losses
     assert losses["baseline"] < 2.5 if corpus == "shakespeare" else losses["baseline"] < 5.0, losses
+
+
+def test_shipped_code_is_the_current_model_code():
+    # from_pretrained(trust_remote_code=True) runs the copies next to the weights: they must be today's files.
+    # After changing a model file, re-ship (reuses runs/ablations):
+    #   python ablate.py --corpus shakespeare,wagahai --report docs/ablations.md --ship models
+    for corpus in CORPORA:
+        for name in ablate.SHIPPED:
+            for code in ("modeling_gpt2mini.py", "configuration_gpt2mini.py"):
+                shipped = (MODELS / corpus / name / code).read_bytes()
+                assert shipped == (ROOT / code).read_bytes(), f"models/{corpus}/{name}/{code} is out of date"
