@@ -44,6 +44,7 @@ from train import (
     atomic_save,
     encode,
     load_model_folder,
+    read_metrics,
     split_loss,
     train,
 )
@@ -233,7 +234,7 @@ def row_for(name: str, folder: Path, val_text: str, prompt: str, sample_chars: i
     from modeling_gpt2mini import stream_text
 
     state = json.loads((folder / STATE_FILE).read_text())
-    metrics = [json.loads(line) for line in (folder / METRICS_FILE).read_text().splitlines() if line.strip()]
+    metrics = read_metrics(folder)
     evals = {m["step"]: m for m in metrics if "val_loss" in m}
     logged = {m["step"]: m for m in metrics if "loss" in m}
     model, tokenizer = load_model_folder(folder, device)
@@ -322,7 +323,7 @@ def run_corpus(
             runs[name] = info | {"jobs": jobs}
     log_path.write_text(json.dumps(runs, indent=2) + "\n")
     # Rows are read back from the folders, so a reused run reports what it measured when it trained.
-    _, val_text = train_val_split(text, base.val_fraction)
+    train_text, val_text = train_val_split(text, base.val_fraction)
     device = torch.device(
         "cuda" if base.device.startswith("cuda") or (base.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
@@ -347,7 +348,7 @@ def run_corpus(
         "recipe": {k: v for k, v in asdict(base).items() if k in RECIPE_FIELDS},
         "command": command,
         "rows": rows,
-        "reference": reference_losses(*train_val_split(text, base.val_fraction)),
+        "reference": reference_losses(train_text, val_text),
     }
     (out / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     (out / "results.md").write_text(results_table(result) + "\n")
@@ -406,13 +407,6 @@ def samples_md(result: dict) -> str:
     return "\n".join(parts)
 
 
-def _metrics(folder: Path) -> list[dict]:
-    path = folder / METRICS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_curves(out: Path, names: list[str], corpus: str) -> None:
     import matplotlib
 
@@ -422,7 +416,7 @@ def plot_curves(out: Path, names: list[str], corpus: str) -> None:
     colors = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(VARIANTS)}
     fig, (ax_val, ax_batch) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     for name in names:
-        m = _metrics(out / name)
+        m = read_metrics(out / name)
         evals = [r for r in m if "val_loss" in r]
         logged = [r for r in m if "loss" in r]
         label, c = VARIANTS[name].label, colors[name]
@@ -442,7 +436,7 @@ def plot_curves(out: Path, names: list[str], corpus: str) -> None:
 
     fig, (ax_ent, ax_norm) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     for name in names:
-        evals = [r for r in _metrics(out / name) if "attn_entropy" in r]
+        evals = [r for r in read_metrics(out / name) if "attn_entropy" in r]
         label, c = VARIANTS[name].label, colors[name]
         ent = [(r["step"], [e for e in r["attn_entropy"] if e is not None]) for r in evals]
         ent = [(s, sum(e) / len(e)) for s, e in ent if e]
@@ -489,7 +483,7 @@ def _delta(x: float, base: float) -> str:
 
 
 def _last_probe(folder: Path) -> dict:
-    evals = [m for m in _metrics(folder) if "attn_entropy" in m]
+    evals = [m for m in read_metrics(folder) if "attn_entropy" in m]
     if not evals:
         return {}
     entropy = [e for e in evals[-1]["attn_entropy"] if e is not None]

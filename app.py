@@ -19,7 +19,6 @@ What is notable:
 import argparse
 import copy
 import html
-import json
 import math
 import os
 import sys
@@ -35,7 +34,7 @@ import torch  # noqa: E402
 
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from modeling_gpt2mini import TextDecoder, TokenStream, filter_logits, knockout  # noqa: E402
-from train import METRICS_FILE, UsageError, encode, load_model_folder, unseen_characters  # noqa: E402
+from train import UsageError, encode, load_model_folder, read_metrics, unseen_characters  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
@@ -101,6 +100,12 @@ class Lab:
         """(label, name) pairs for checkboxes and dropdowns."""
         return [(e.label, n) for n, e in self.groups.get(corpus, {}).items()]
 
+    def passage(self, corpus: str) -> str | None:
+        """The validation split of a shipped corpus, read on first use (the Knockout tab's fixed passage)."""
+        if corpus not in self.passages and corpus in CORPORA:
+            self.passages[corpus] = train_val_split(load_corpus(corpus))[1]
+        return self.passages.get(corpus)
+
     def get(self, corpus: str, name: str) -> Entry:
         try:
             return self.groups[corpus][name]
@@ -129,10 +134,7 @@ def load_entry(name: str, source: str) -> Entry:
             ) from None
         if getattr(model.config, "model_type", None) != "gpt2mini":
             raise UsageError(f"{source} is a {model.config.model_type!r} model; the lab serves GPT-2 mini models")
-    metrics = []
-    if (path / METRICS_FILE).exists():
-        metrics = [json.loads(line) for line in (path / METRICS_FILE).read_text().splitlines() if line.strip()]
-    return Entry(name, model.eval(), tokenizer, metrics)
+    return Entry(name, model.eval(), tokenizer, read_metrics(path))
 
 
 def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) -> Lab:
@@ -162,12 +164,7 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
         raise UsageError(
             f"no models found in {models_dir}: train some with `python ablate.py --ship {models_dir}` or pass --model"
         )
-    passages = {}
-    for corpus in groups:
-        if corpus in CORPORA:
-            _, val = train_val_split(load_corpus(corpus))
-            passages[corpus] = val
-    return Lab(groups, passages)
+    return Lab(groups)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -244,6 +241,20 @@ def first_difference(texts: list[str]) -> int | None:
     return None
 
 
+def open_stream(model, tokenizer, ids: list[int], temperature, top_k, top_p, repetition_penalty, seed):
+    """A TokenStream for one prompt with the lab's sampling settings."""
+    return TokenStream(
+        model,
+        [ids],
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        pad_token_id=tokenizer.pad_token_id or 0,
+    )
+
+
 def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
     """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
     start = time.perf_counter()
@@ -262,19 +273,8 @@ def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, m
         prompts.append(ids)
         notices += [n for n in said if n not in notices]
     shown_prompt = entries[0].tokenizer.decode(prompts[0])
-    streams = [
-        TokenStream(
-            e.model,
-            [ids],
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-            pad_token_id=e.tokenizer.pad_token_id or 0,
-        )
-        for e, ids in zip(entries, prompts, strict=True)
-    ]
+    sampling = (temperature, top_k, top_p, repetition_penalty, seed)
+    streams = [open_stream(e.model, e.tokenizer, ids, *sampling) for e, ids in zip(entries, prompts, strict=True)]
     decoders = [TextDecoder(e.tokenizer) for e in entries]
     k = len(entries)
     texts, nll, busy = [""] * k, [0.0] * k, [0.0] * k
@@ -339,16 +339,7 @@ def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_
     start = time.perf_counter()
     entry = lab.get(corpus, name)
     ids, notices = prepare_prompt(entry, prompt)
-    stream = TokenStream(
-        entry.model,
-        [ids],
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        pad_token_id=entry.tokenizer.pad_token_id or 0,
-    )
+    stream = open_stream(entry.model, entry.tokenizer, ids, temperature, top_k, top_p, repetition_penalty, seed)
     decoder = TextDecoder(entry.tokenizer)
     text, last = entry.tokenizer.decode(ids), 0.0
     n = 0
@@ -553,16 +544,9 @@ def run_knockout(
     summary = [f"Knocked out of **{entry.label}**: {html.escape(what)}."]
     ids, notices = prepare_prompt(entry, prompt)
     start = entry.tokenizer.decode(ids)
-    kwargs = dict(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        pad_token_id=entry.tokenizer.pad_token_id or 0,
-    )
+    sampling = (temperature, top_k, top_p, repetition_penalty, seed)
     with knockout(broken, **parts):
-        passage = lab.passages.get(corpus)
+        passage = lab.passage(corpus)
         if passage:
             key = (corpus, base_name)
             if key not in lab.cache:  # the passage's ids and the intact loss, once per model
@@ -575,7 +559,7 @@ def run_knockout(
                     f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} tokens): intact "
                     f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
                 )
-        streams = [TokenStream(entry.model, [ids], **kwargs), TokenStream(broken, [ids], **kwargs)]
+        streams = [open_stream(m, entry.tokenizer, ids, *sampling) for m in (entry.model, broken)]
         decoders = [TextDecoder(entry.tokenizer), TextDecoder(entry.tokenizer)]
         texts = ["", ""]
         head = "  \n".join(notices + summary)

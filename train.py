@@ -597,6 +597,14 @@ ARCHITECTURE = (
 )
 
 
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The rows of a run folder's metrics log (none if it has no log)."""
+    path = Path(folder) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_state(folder: str | Path) -> dict:
     folder = Path(folder)
     recover_interrupted_save(folder)
@@ -673,9 +681,7 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
         load_optimizer_tensors(model, optimizer, tensors)
         restore_rng(tensors, batches)
         step, elapsed = resume_state["step"], resume_state.get("elapsed_s", 0.0)
-        metrics_path = Path(s.resume) / METRICS_FILE
-        if metrics_path.exists():
-            metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        metrics = read_metrics(s.resume)
         if step >= s.steps:
             raise UsageError(f"{s.resume} is already at step {step}; pass a larger --steps to continue")
 
