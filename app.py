@@ -19,6 +19,7 @@ What is notable:
 import argparse
 import copy
 import html
+import json
 import math
 import os
 import sys
@@ -115,25 +116,50 @@ class Lab:
             ) from None
 
 
+HUB_FILES = ["*.json", "*.safetensors", "metrics.jsonl"]  # what the lab reads from a Hub model repository
+
+
+def fetch_from_hub(repo_id: str) -> Path:
+    """A local copy of a Hub model repository (downloaded, or from the Hub cache when offline), checked to be a
+    GPT-2 mini model with its tokenizer, or a UsageError that says which of these it is not."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except HFValidationError:
+        raise UsageError(f"{repo_id}: no such folder, and not a valid Hub repo id (owner/name)") from None
+    except LocalEntryNotFoundError:
+        why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the Hub cannot be reached"
+        raise UsageError(f"{repo_id}: no such folder, and not in the Hugging Face cache while {why}") from None
+    except RepositoryNotFoundError:
+        raise UsageError(
+            f"{repo_id}: no such folder, and no such Hub repo (or it is private: log in with `hf auth login`)"
+        ) from None
+    except Exception as e:  # hub and network errors come in many types
+        text = str(e).strip().splitlines()
+        raise UsageError(
+            f"{repo_id}: no such folder, and loading it from the Hugging Face Hub failed: "
+            f"{text[0] if text else type(e).__name__}"
+        ) from None
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        model_type = None
+    if model_type != "gpt2mini":
+        what = f"a {model_type!r} model" if model_type else "not a model repository (no usable config.json)"
+        raise UsageError(f"{repo_id} on the Hub is {what}, not a GPT-2 mini model")
+    if not (folder / "tokenizer.json").exists():
+        raise UsageError(f"{repo_id} on the Hub has no tokenizer.json (upload the tokenizer next to the model)")
+    return folder
+
+
 def load_entry(name: str, source: str) -> Entry:
     """A model folder (or, if no such folder exists, a Hugging Face Hub repo id)."""
     path = Path(source)
-    if path.exists():
-        model, tokenizer = load_model_folder(path)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True)
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        except Exception as e:  # hub, network and config errors come in many types
-            text = str(e).strip().splitlines()
-            raise UsageError(
-                f"{source}: no such folder, and loading it from the Hugging Face Hub failed: "
-                f"{text[0] if text else type(e).__name__}"
-            ) from None
-        if getattr(model.config, "model_type", None) != "gpt2mini":
-            raise UsageError(f"{source} is a {model.config.model_type!r} model; the lab serves GPT-2 mini models")
+    if not path.exists():
+        path = fetch_from_hub(source)
+    model, tokenizer = load_model_folder(path)
     return Entry(name, model.eval(), tokenizer, read_metrics(path))
 
 

@@ -7,6 +7,7 @@
     python train.py --load runs/shakespeare --interactive  # type a prompt, "quit" ends
     python train.py --resume runs/shakespeare --steps 2000 # continue exactly where it stopped
     torchrun --standalone --nproc_per_node=2 train.py ...  # DistributedDataParallel (gloo on CPU, NCCL on CUDA)
+    python train.py --push-to-hub you/gpt2mini              # train, then publish the folder (publish.py's code)
 
 What is notable:
 - The output folder is a Hugging Face model folder (`save_pretrained` + tokenizer) that also holds the metrics log
@@ -991,6 +992,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=d.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on CUDA)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--push-to-hub",
+        "--push_to_hub",
+        dest="push_to_hub",
+        metavar="REPO_ID",
+        help="after training, publish the saved folder to this Hub model repo (publish.py: model card, one commit)",
+    )
     g = p.add_argument_group("generation (with --load)")
     g.add_argument("--generate", action="store_true", help="print a continuation of --prompt and exit")
     g.add_argument("--interactive", action="store_true", help="read prompts from the terminal; 'quit' ends")
@@ -1017,6 +1025,13 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()  # our own progress bar is enough
     try:
+        if args.push_to_hub:  # checked before training, so a long run does not end in "not logged in"
+            import publish
+
+            if args.generate or args.interactive or args.evaluate or args.stop_at:
+                raise UsageError("--push-to-hub publishes a finished training run; for a saved folder use publish.py")
+            publish.check_repo_id(args.push_to_hub)
+            publish.check_can_upload(None)
         if args.evaluate:
             if not args.load:
                 raise UsageError("--evaluate needs --load DIR (a trained model folder)")
@@ -1062,8 +1077,12 @@ def main(argv: list[str] | None = None) -> int:
             given = explicit_args(argv)
             changes = {k: v for k, v in values.items() if k in given and k != "resume"}
             changes["progress"] = values["progress"]
-            return _finish(train(resume_settings(args.resume, **changes)))
-        return _finish(train(TrainSettings(**values)))
+            result = train(resume_settings(args.resume, **changes))
+        else:
+            result = train(TrainSettings(**values))
+        if args.push_to_hub and int(os.environ.get("RANK", "0")) == 0 and _finish(result) == 0:
+            return push_to_hub(result, args.push_to_hub)
+        return _finish(result)
     except (UsageError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -1073,6 +1092,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def push_to_hub(result: dict, repo_id: str) -> int:
+    """Publish a finished run's folder with publish.py's code (model card, one commit)."""
+    import publish
+
+    try:
+        publish.publish_model(result["folder"], repo_id, report=lambda line: print(line, file=sys.stderr))
+    except publish.PublishError as e:
+        print(f"error: {e}; the model is saved in {result['folder']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def explicit_args(argv: list[str] | None) -> set[str]:

@@ -1,0 +1,857 @@
+"""Publish GPT-2 mini on the Hugging Face Hub: a trained model as a model repository, or the lab as a Gradio Space.
+
+    python publish.py runs/shakespeare --repo-id you/gpt2mini-shakespeare             # assemble and upload
+    python publish.py models/wagahai/baseline --repo-id you/gpt2mini-wagahai --dry-run  # list what would be sent
+    python publish.py runs/shakespeare --repo-id you/gpt2mini-shakespeare --out repo   # also keep the folder
+    python publish.py --space you/gpt2mini-lab                                        # the lab as a Space
+    python train.py --push-to-hub you/gpt2mini-shakespeare                             # train, then the same upload
+
+What is notable:
+- The model repository is assembled from the model folder alone: the files `save_pretrained` wrote (config.json with
+  `auto_map`, model.safetensors, generation_config.json, the tokenizer, the two model files), the training log and
+  loss curve, and a README.md model card generated from them (architecture next to GPT-2 small, the ablation
+  switches, data and recipe, the measured validation loss, a usage snippet, limitations). The resume state
+  (trainer_state.json, optimizer.safetensors) stays behind: it is for `train.py --resume`, not for Hub users.
+- The Space holds app.py and exactly the project modules it imports (found by reading the imports), the models/
+  tree, the corpus files the Knockout tab reads, a requirements.txt pinned to the versions installed here (CPU
+  torch), and a README.md with the Space front matter (`sdk: gradio`, `sdk_version` = the installed Gradio).
+- One upload path for both: `create_repo(exist_ok=True)`, then a single `create_commit` with one
+  `CommitOperationAdd` per file of the assembled folder; `--dry-run` prints that same list and contacts nobody.
+- A mistake (not a GPT-2 mini folder, a missing tokenizer, a bad repo id, not logged in, offline) is one line on
+  stderr and exit code 2, before anything is sent or written; a failure on the Hub's side is one line and exit 1.
+"""
+
+import argparse
+import ast
+import importlib.metadata
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from corpus import CORPORA, CorpusSpec, load_corpus, train_val_split
+from tokenizer import n_chars as corpus_characters
+from train import METRICS_FILE, OPTIMIZER_FILE, STATE_FILE, UsageError, load_model_folder, read_metrics
+
+ROOT = Path(__file__).resolve().parent
+LICENSE = "mit"  # the project's license (pyproject.toml); the training texts are public domain (data/PROVENANCE.md)
+CURVE_FILE = "loss_curve.png"
+CODE_FILES = ("configuration_gpt2mini.py", "modeling_gpt2mini.py")
+# what a model repository gets from the model folder; None: optional
+MODEL_FILES = {
+    "config.json": True,
+    "model.safetensors": True,
+    "generation_config.json": False,  # written from the model if the folder lacks it
+    "tokenizer.json": True,
+    "tokenizer_config.json": True,
+    "special_tokens_map.json": False,
+    **dict.fromkeys(CODE_FILES, True),
+    METRICS_FILE: False,
+    CURVE_FILE: False,
+}
+# GPT-2 small (Radford et al. 2019; the Hugging Face `gpt2` checkpoint), for the comparison table
+GPT2_SMALL = {
+    "n_layer": 12,
+    "n_head": 12,
+    "n_embd": 768,
+    "inner": 3072,
+    "context": "1,024 tokens",
+    "vocab": "50,257 byte-level BPE tokens",
+    "parameters": "124M",
+    "data": "WebText, about 40 GB of web pages",
+}
+SWITCHES = {  # config field: (GPT-2's value, what the other value means)
+    "use_residual": (True, "each sub-layer's output replaces its input instead of being added to it"),
+    "use_attention": (True, "no attention sub-layer: a position sees only its own character"),
+    "use_mlp": (True, "no feed-forward sub-layer"),
+    "ln_style": (
+        "pre",
+        '"post": LayerNorm after each residual sum, no final LayerNorm (the 2017 Transformer); "none": no LayerNorm',
+    ),
+    "use_position_embeddings": (True, "no learned position table; only the causal mask hints at order"),
+    "tie_word_embeddings": (True, "a separate output matrix instead of the input embedding's transpose"),
+}
+SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")  # the Hub's fixed list
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+class PublishError(Exception):
+    """The Hub (or the network) refused or failed: reported as one line, exit code 1."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What a model folder says about itself
+
+
+def check_repo_id(repo_id: str) -> str:
+    """`owner/name`, valid for the Hub, or a UsageError (the model card's snippet needs the full id)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise UsageError(f"{repo_id!r} is not a valid Hub repo id: {str(e).splitlines()[0]}") from None
+    if repo_id.count("/") != 1:
+        raise UsageError(f"the repo id must be owner/name (your user or organisation, then the name), got {repo_id!r}")
+    return repo_id
+
+
+def check_model_folder(folder: str | Path):
+    """The folder's model and tokenizer, or a UsageError saying why it cannot be published as it is."""
+    folder = Path(folder)
+    model, tokenizer = load_model_folder(folder)  # not a folder, not GPT-2 mini, no weights, no tokenizer ...
+    config = json.loads((folder / "config.json").read_text())
+    if "AutoModelForCausalLM" not in config.get("auto_map", {}):
+        raise UsageError(
+            f"{folder}/config.json has no auto_map, so the Hub could not find the model code: re-save the folder "
+            "with this project's save_pretrained"
+        )
+    for name, required in MODEL_FILES.items():
+        if required and not (folder / name).is_file():
+            raise UsageError(f"{folder} has no {name}: re-save it with this project's save_pretrained")
+    return model, tokenizer
+
+
+def read_state(folder: Path) -> dict:
+    """trainer_state.json of a train.py run folder ({} for folders without one, e.g. the shipped models)."""
+    try:
+        return json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def training_corpus(tokenizer, settings: dict) -> tuple[str | None, CorpusSpec | None, str | None]:
+    """(name, spec, text) of the training text: from the run's settings, or else the shipped corpus whose
+    characters are exactly the tokenizer's (ids 0..n-1 are the corpus's sorted characters). A text file that is not
+    a shipped corpus gives (file name, None, None)."""
+    if settings.get("data"):
+        return Path(settings["data"]).name, None, None
+    if settings.get("corpus") in CORPORA:
+        name = settings["corpus"]
+        return name, CORPORA[name], load_corpus(name)
+    n = corpus_characters(tokenizer)
+    chars = {t for t, i in tokenizer.get_vocab().items() if i < n}
+    for name, spec in CORPORA.items():
+        text = load_corpus(name)
+        if set(text) == chars:
+            return name, spec, text
+    return None, None, None
+
+
+def provenance_rows(spec: CorpusSpec) -> list[list[str]]:
+    """[file, work, author, source, sha256] for each file of a shipped corpus, from data/PROVENANCE.md."""
+    rows = {}
+    path = ROOT / "data" / "PROVENANCE.md"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 8 and cells[0] in spec.files:
+                rows[cells[0]] = [cells[0], cells[1], cells[2], cells[3], cells[7]]
+    return [rows.get(f, [f, "", "", "", ""]) for f in spec.files]
+
+
+def requirement(name: str) -> str:
+    """The version range requirements.txt gives `name` (e.g. "transformers>=5.24,<6")."""
+    from packaging.requirements import Requirement
+
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and Requirement(line).name == name:
+            return line
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The model card
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _yes(value) -> str:
+    return "yes" if value else "**no**"
+
+
+def recipe_lines(settings: dict, state: dict, metrics: list[dict], n_positions: int) -> list[str]:
+    """How the model was trained, from trainer_state.json's settings, or else from what the training log shows."""
+    logged = [m for m in metrics if "lr" in m]
+    if not settings:
+        if not logged:
+            return ["This folder records neither its training settings nor a training log."]
+        lrs = [m["lr"] for m in logged]
+        return [
+            "The folder keeps the training log (`metrics.jsonl`) but not the full settings (no `trainer_state.json`). "
+            "From the log:",
+            "",
+            f"- {logged[-1]['step']:,} optimizer steps; the learning rate logged every {logged[0]['step']} steps rose "
+            f"to {max(lrs):.3g} and ended at {lrs[-1]:.3g} (warmup, then decay)",
+            f"- {logged[-1].get('elapsed_s', 0):,.0f} s of training, about {logged[-1].get('tokens_per_s', 0):,} "
+            "tokens/s at the end",
+        ]
+    s = settings
+    planned, done = s.get("steps"), state.get("step", s.get("steps"))
+    per_step = state.get("tokens_per_step")
+    lines = [
+        f"- {done:,} optimizer steps"
+        + (f" of the {planned:,} planned (the run was stopped early)" if done != planned else "")
+        + f": AdamW (beta2 {s['beta2']:g}, weight decay {s['weight_decay']:g} on matrices only), peak learning rate "
+        f"{s['lr']:g} after {s['warmup']} warmup steps, cosine decay to {s['min_lr']:g}, gradient clipping at "
+        f"{s['grad_clip']:g}",
+        f"- {s['batch_size']} windows of {n_positions} characters per micro-batch"
+        + (f", {s['grad_accum']} micro-batches per step" if s.get("grad_accum", 1) > 1 else "")
+        + (f" ({per_step:,} tokens per step)" if per_step else ""),
+    ]
+    short = s.get("short_context") or 0
+    if 0 < short < n_positions and s.get("short_fraction"):
+        lines.append(
+            f"- the first {s['short_fraction']:.0%} of the steps take the same tokens as "
+            f"{s['batch_size'] * (n_positions // short)} windows of {short} characters, each at a random position "
+            "inside the context (attention starts working sooner; every position embedding still trains)"
+        )
+    lines.append(f"- dropout {s['dropout']:g}, seed {s['seed']}")
+    if state.get("elapsed_s"):
+        where = state.get("device", "?")
+        world = state.get("world_size", 1)
+        lines.append(
+            f"- {state['elapsed_s']:,.0f} s of training on {where}"
+            + (f" ({world} processes)" if world > 1 else "")
+            + (f", torch {state['torch']}" if state.get("torch") else "")
+        )
+    lines += ["", "To train it again with this project: `" + train_command(s) + "`"]
+    return lines
+
+
+def train_command(settings: dict) -> str:
+    """The train.py command line that repeats a run (only the flags that differ from the defaults)."""
+    from train import TrainSettings
+
+    default = TrainSettings().__dict__
+    skip = {"save", "load", "resume", "stop_at", "device", "progress", "compile"}
+    parts = ["python train.py"]
+    for key, value in settings.items():
+        if key in skip or key not in default or value == default[key] or value is None:
+            continue
+        if key == "data":
+            value = Path(value).name
+        parts.append(f"--{key} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
+    """README.md for the model repository: Hub metadata and a body generated from the folder's own files."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    folder = Path(folder)
+    cfg = model.config
+    state = read_state(folder)
+    settings = state.get("settings", {})
+    metrics = read_metrics(folder)
+    evals = [m for m in metrics if "val_loss" in m]
+    corpus, spec, text = training_corpus(tokenizer, settings)
+    val_fraction = settings.get("val_fraction", 0.1)  # train.py's default
+    train_text, val_text = train_val_split(text, val_fraction) if text else ("", "")
+    params = model.num_parameters()
+    n_chars = corpus_characters(tokenizer)
+    ablations = cfg.ablations
+    prompt = spec.sample_prompt if spec else "\n"
+    max_new = max(1, min(200, cfg.n_positions - len(tokenizer.encode(prompt, add_special_tokens=False))))
+
+    tags = ["gpt2mini", "gpt2", "character-level", "text-generation", "custom_code", "from-scratch"]
+    if ablations:
+        tags.append("ablation")
+    data = ModelCardData(
+        license=LICENSE,
+        language=[spec.language] if spec else None,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=tags,
+    )
+
+    where = f"{spec.description}" if spec else (f"the text file `{corpus}`" if corpus else "an unrecorded text")
+    out = [f"# GPT-2 mini: {repo_id.split('/')[1]}", ""]
+    out.append(
+        f"A character-level GPT-2 with {params:,} parameters ({cfg.n_layer} layers, {cfg.n_head} heads, "
+        f"{cfg.n_embd}-dimensional embeddings, a {cfg.n_positions}-character context), trained from scratch on "
+        f"{where}. It is GPT-2's architecture at toy scale, with GPT-2's parameter names and numerics, loadable with "
+        "`from_pretrained`."
+    )
+    if ablations:
+        broken = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in ablations.items())
+        out += [
+            "",
+            f"**This is a deliberately broken variant** ({broken}): it differs from GPT-2 in that switch and was "
+            "trained to show what that part of the architecture does. Expect worse text than the baseline.",
+        ]
+
+    out += [
+        "",
+        "## Use it",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline",
+        "",
+        f'repo_id = "{repo_id}"',
+        "model = AutoModelForCausalLM.from_pretrained(repo_id, trust_remote_code=True)  # the code is in this repo",
+        "tok = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)",
+        "",
+        'generator = pipeline("text-generation", model=model, tokenizer=tok)',
+        f"out = generator({json.dumps(prompt, ensure_ascii=False)}, max_new_tokens={max_new}, do_sample=True, "
+        "temperature=0.8, top_k=40)",
+        'print(out[0]["generated_text"])',
+        "```",
+        "",
+        "`trust_remote_code=True` runs `modeling_gpt2mini.py` and `configuration_gpt2mini.py` from this repository "
+        "(they import only torch and transformers; read them first if you like). It needs "
+        f"`{requirement('transformers')}` and `{requirement('torch')}`. The prompt plus `max_new_tokens` must fit "
+        f"the {cfg.n_positions}-character context: `generate()` refuses to go past it with a clear error.",
+    ]
+
+    rows = [
+        ("layers", cfg.n_layer, GPT2_SMALL["n_layer"]),
+        ("attention heads", cfg.n_head, GPT2_SMALL["n_head"]),
+        ("embedding dimension", cfg.n_embd, GPT2_SMALL["n_embd"]),
+        ("MLP hidden width", f"{cfg.inner_dim:,}", f"{GPT2_SMALL['inner']:,}"),
+        ("context", f"{cfg.n_positions:,} characters", GPT2_SMALL["context"]),
+        (
+            "vocabulary",
+            f"{cfg.vocab_size:,}: {n_chars:,} characters + 2 special tokens + 256 byte-fallback tokens",
+            GPT2_SMALL["vocab"],
+        ),
+        ("parameters", f"{params:,}", GPT2_SMALL["parameters"]),
+        (
+            "training data",
+            f"{len(train_text):,} characters ({len(train_text.encode()) / 1e6:.1f} MB of UTF-8)"
+            if text
+            else "see below",
+            GPT2_SMALL["data"],
+        ),
+        ("LayerNorm", {"pre": "pre-LN + final LayerNorm", "post": "**post-LN**", "none": "**none**"}[cfg.ln_style],
+         "pre-LN + final LayerNorm"),
+        ("residual connections", _yes(cfg.use_residual), "yes"),
+        ("causal self-attention", _yes(cfg.use_attention), "yes"),
+        ("MLP (GELU, tanh approximation)", _yes(cfg.use_mlp), "yes"),
+        ("learned position embeddings", _yes(cfg.use_position_embeddings), "yes"),
+        ("output layer tied to the input embedding", _yes(cfg.tie_word_embeddings), "yes"),
+    ]
+    out += ["", "## Architecture next to GPT-2 small", "", "| | this model | GPT-2 small |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+
+    out += [
+        "",
+        "## Ablation switches",
+        "",
+        "Every part that matters can be switched off in `config.json` (one branch each in `Block.forward`). "
+        + (
+            f"This model has {len(ablations)} switched away from GPT-2."
+            if ablations
+            else "This model has them all as GPT-2 has them."
+        ),
+        "",
+        "| switch | this model | GPT-2 | the other value means |",
+        "|---|---|---|---|",
+    ]
+    for name, (gpt2, meaning) in SWITCHES.items():
+        value = getattr(cfg, name)
+        shown = f"`{json.dumps(value)}`" if value == gpt2 else f"**`{json.dumps(value)}`**"
+        out.append(f"| `{name}` | {shown} | `{json.dumps(gpt2)}` | {meaning} |")
+
+    out += ["", "## Training data", ""]
+    if spec:
+        out.append(
+            f"The GPT-2 mini project's `{corpus}` corpus, {spec.description}: {len(text):,} characters, "
+            f"{len(set(text)):,} distinct, language `{spec.language}`."
+            + (
+                " Aozora Bunko's markup (header, ruby, editor's notes, footer) is removed and its gaiji notes are "
+                "resolved to the characters they describe."
+                if spec.aozora
+                else ""
+            )
+        )
+        out += [
+            "",
+            f"Training used the first {1 - val_fraction:.0%} ({len(train_text):,} characters); the last "
+            f"{val_fraction:.0%} ({len(val_text):,} characters) is the validation split, never trained on.",
+            "",
+            "| file | work | author (died) | source | sha256 |",
+            "|---|---|---|---|---|",
+        ]
+        out += ["| " + " | ".join(r[:4] + [f"`{r[4][:16]}…`" if r[4] else ""]) + " |" for r in provenance_rows(spec)]
+        out += [
+            "",
+            "All of it is in the public domain: "
+            + (
+                "the works were first published between 1905 and 1934 by authors who died by 1933 (Aozora Bunko's "
+                "transcriptions add no rights)."
+                if spec.aozora
+                else "Shakespeare's plays, in the excerpt compiled by karpathy/char-rnn (MIT-licensed)."
+            )
+            + " Sources, hashes and the reasoning are in the project's `data/PROVENANCE.md`.",
+        ]
+    elif corpus:
+        out.append(
+            f"A text file, `{corpus}`, that is not one of the project's corpora: its provenance and license are not "
+            f"recorded here. The vocabulary has {n_chars:,} distinct characters."
+        )
+    else:
+        out.append(
+            f"Not recorded in the model folder, and not one of the project's corpora. The vocabulary has {n_chars:,} "
+            "distinct characters."
+        )
+
+    out += ["", "## Training recipe", ""] + recipe_lines(settings, state, metrics, cfg.n_positions)
+
+    out += ["", "## Evaluation", ""]
+    if evals:
+        last, first = evals[-1], evals[0]
+        measure = (
+            f"the mean over {settings['eval_iters']} fixed batches of {settings['batch_size']} random "
+            f"{cfg.n_positions}-character windows"
+            if settings
+            else "the mean over the fixed batches of random full-context windows that train.py evaluates on"
+        )
+        out.append(
+            f"Validation loss **{_fmt(last['val_loss'])}** nats per character (cross-entropy with the natural log; "
+            f"perplexity {math.exp(last['val_loss']):.2f} per character) at step {last['step']:,}: {measure} "
+            f"from the validation split. On the same kind of batches from the training split: "
+            f"{_fmt(last['train_loss'])}."
+        )
+        if first["step"] == 0:
+            out.append(
+                f"At step 0, untrained, the validation loss was {_fmt(first['val_loss'])} (ln {cfg.vocab_size} = "
+                f"{math.log(cfg.vocab_size):.3f}: a uniform guess over the vocabulary)."
+            )
+        out.append(f"(From `{METRICS_FILE}`, the training log in this repository.)")
+    else:
+        out.append("This folder records no evaluation (no `metrics.jsonl`).")
+    if (folder / CURVE_FILE).exists():
+        out += ["", f"![training and validation loss against steps]({CURVE_FILE})"]
+
+    language = {"en": "English", "ja": "Japanese"}.get(spec.language, spec.language) if spec else None
+    out += [
+        "",
+        "## Limitations",
+        "",
+        f"- It is tiny: {params:,} parameters, trained on "
+        + (f"{len(train_text):,} characters" if text else "one text")
+        + ". It learns spelling, word shapes and the layout of its text (names, line breaks, punctuation), not "
+        "meaning or facts; what it writes is pastiche.",
+        f"- It reads and writes characters and knows only the {n_chars:,} characters of its training text"
+        + (f" ({language})" if language else "")
+        + ". Any other character goes in as its UTF-8 bytes, which it never saw in training, so the text after it "
+        "degrades.",
+        f"- Its context is {cfg.n_positions} characters: `generate()` stops there with an error. The model file also "
+        "has a streaming decoder (`stream_text`) that slides its window past the context.",
+        "- It imitates "
+        + ("old public-domain texts, with their period's views and language" if spec else "its training text")
+        + "; it has no safety tuning, no instruction following and no chat format.",
+    ]
+    if ablations:
+        out.append("- It is broken on purpose (see above): use the baseline for anything but comparisons.")
+
+    files = [name for name in MODEL_FILES if name == "generation_config.json" or (folder / name).exists()]
+    out += ["", "## Files", "", "README.md (this card), " + ", ".join(f"`{f}`" for f in files) + "."]
+    out += ["", "Made with the GPT-2 mini project's `publish.py`.", ""]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(out))).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Assembling the repository folders
+
+
+def write_new_folder(out: str | Path, write) -> Path:
+    """Create the folder `out` (which must not exist) with `write(tmp)` on a temporary folder beside it, then one
+    rename: a failure or Ctrl-C half-way leaves no `out` behind."""
+    out = Path(out)
+    if out.exists():
+        raise UsageError(f"{out} already exists: name a new folder (it is written whole, then kept)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def repo_files(folder: str | Path) -> list[str]:
+    """Every file under `folder`, as sorted repository paths: what an upload sends and what --dry-run lists."""
+    folder = Path(folder)
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def write_model_repo(folder: str | Path, dest: Path, repo_id: str, model=None, tokenizer=None) -> None:
+    """Write the model repository for `folder` into the (new, empty) folder `dest`."""
+    folder = Path(folder)
+    if model is None:
+        model, tokenizer = check_model_folder(folder)
+    for name in MODEL_FILES:
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, dest / name)
+    if not (dest / "generation_config.json").exists():
+        model.generation_config.save_pretrained(dest)
+    (dest / "README.md").write_text(model_card(folder, repo_id, model, tokenizer))
+
+
+def assemble_model(folder: str | Path, out: str | Path, repo_id: str) -> Path:
+    """Check `folder`, then write its model repository to `out` atomically. Returns `out`."""
+    check_repo_id(repo_id)
+    model, tokenizer = check_model_folder(folder)
+    return write_new_folder(out, lambda tmp: write_model_repo(folder, tmp, repo_id, model, tokenizer))
+
+
+def module_level(tree: ast.AST):
+    """The nodes of a module outside function bodies: what `import` runs (imports inside functions are lazy ones,
+    such as train.py's `import publish` for --push-to-hub, which the app never calls)."""
+    for node in ast.iter_child_nodes(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield node
+            yield from module_level(node)
+
+
+def local_imports(script: Path) -> list[str]:
+    """The project modules `script` needs: its module-level imports of project files, followed through them."""
+    seen, todo = [], [script.stem]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.append(name)
+        tree = ast.parse((ROOT / f"{name}.py").read_text())
+        for node in module_level(tree):
+            if isinstance(node, ast.Import):
+                found = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found = [node.module.split(".")[0]]
+            else:
+                continue
+            todo += [m for m in found if (ROOT / f"{m}.py").is_file()]
+    return sorted(f"{m}.py" for m in seen)
+
+
+def model_folders(models_dir: Path) -> list[Path]:
+    """models_dir/<corpus>/<variant>/ folders with a config.json (the layout app.py serves)."""
+    return sorted(p.parent for p in models_dir.glob("*/*/config.json"))
+
+
+def space_requirements() -> str:
+    """requirements.txt for the Space: the project's runtime requirements pinned to the versions installed here
+    (each checked against the project's range), torch as the CPU build. Gradio comes from `sdk_version`."""
+    from packaging.requirements import Requirement
+
+    lines = [
+        "# Written by publish.py: the project's requirements.txt pinned to the versions it was tested with.",
+        "# Gradio itself is installed by the Space from README.md's sdk_version.",
+        f"--extra-index-url {TORCH_CPU_INDEX}",
+    ]
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        if req.name == "gradio":
+            continue
+        try:
+            version = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            raise UsageError(f"{req.name} is not installed here; install requirements.txt first") from None
+        if not req.specifier.contains(version, prereleases=True):
+            raise UsageError(f"the installed {req.name} {version} does not satisfy requirements.txt's {line!r}")
+        if req.name == "torch":
+            version = version.split("+")[0] + "+cpu"  # a Space without a GPU: the small CPU build
+        lines.append(f"{req.name}=={version}")
+    return "\n".join(lines) + "\n"
+
+
+def space_card(folders: list[Path], parameters: dict[Path, int]) -> str:
+    """README.md for the Space: the front matter the Hub reads, and what the Space holds."""
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    gradio_version = importlib.metadata.version("gradio")  # the SDK the Space runs: the one tested here
+
+    data = SpaceCardData(
+        title="GPT-2 mini lab",
+        emoji="🔬",
+        colorFrom="indigo",
+        colorTo="pink",
+        sdk="gradio",
+        sdk_version=gradio_version,
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
+        app_file="app.py",
+        license=LICENSE,
+        short_description="A character-level GPT-2 and its broken twins",
+        tags=["gpt2", "character-level", "ablation", "interpretability", "education"],
+        pinned=False,
+    )
+    body = [
+        "# GPT-2 mini lab",
+        "",
+        "A character-level GPT-2 small enough to read in one sitting, next to copies trained with one part switched "
+        "off (residual connections, attention, LayerNorm placement). Same prompt, same seed: watch where the "
+        "variants part. Tabs: side by side, generate, next character, attention maps, knockout (switch off heads "
+        "or layers of the trained baseline), training curves.",
+        "",
+        "| corpus | variant | switches changed | parameters | validation loss (last evaluation) |",
+        "|---|---|---|---|---|",
+    ]
+    for f in folders:
+        cfg = json.loads((f / "config.json").read_text())
+        changed = {k: cfg.get(k, gpt2) for k, (gpt2, _) in SWITCHES.items() if cfg.get(k, gpt2) != gpt2}
+        evals = [m for m in read_metrics(f) if "val_loss" in m]
+        n = parameters[f]
+        body.append(
+            f"| {f.parent.name} | {f.name} | "
+            + (", ".join(f"`{k}={json.dumps(v)}`" for k, v in changed.items()) or "none (GPT-2)")
+            + f" | {n:,} | "
+            + (f"{evals[-1]['val_loss']:.3f} at step {evals[-1]['step']:,}" if evals else "not recorded")
+            + " |"
+        )
+    body += [
+        "",
+        "Validation loss: nats per character on fixed batches of the held-out last 10% of each corpus, from each "
+        "model's training log (`metrics.jsonl`). The models run on the CPU, one torch thread per process.",
+        "",
+        "The training texts (Tiny Shakespeare; 夏目漱石『吾輩は猫である』 from Aozora Bunko) are in the public domain; "
+        "`data/PROVENANCE.md` has the sources and hashes. Made with the GPT-2 mini project's `publish.py --space`; "
+        f"run it locally with `pip install -r requirements.txt gradio=={gradio_version}` and `python app.py`.",
+        "",
+    ]
+    return str(SpaceCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))).rstrip("\n") + "\n"
+
+
+def write_space_repo(dest: Path, models_dir: Path, parameters: dict[Path, int]) -> None:
+    """Write the Space into the (new, empty) folder `dest`; `parameters` gives each model folder's size."""
+    folders = model_folders(models_dir)
+    for name in local_imports(ROOT / "app.py"):
+        shutil.copyfile(ROOT / name, dest / name)
+    for f in folders:
+        target = dest / "models" / f.relative_to(models_dir)
+        target.mkdir(parents=True)
+        for p in sorted(f.iterdir()):
+            if p.is_file() and p.name not in (STATE_FILE, OPTIMIZER_FILE):
+                shutil.copyfile(p, target / p.name)
+    (dest / "data").mkdir()
+    for corpus in sorted({f.parent.name for f in folders} & set(CORPORA)):  # Lab.passage reads these
+        for name in CORPORA[corpus].files:
+            shutil.copyfile(ROOT / "data" / name, dest / "data" / name)
+    shutil.copyfile(ROOT / "data" / "PROVENANCE.md", dest / "data" / "PROVENANCE.md")
+    (dest / "requirements.txt").write_text(space_requirements())
+    (dest / "README.md").write_text(space_card(folders, parameters))
+
+
+def assemble_space(out: str | Path, repo_id: str, models_dir: str | Path = ROOT / "models") -> Path:
+    """Check the models, then write the Space to `out` atomically. Returns `out`."""
+    check_repo_id(repo_id)
+    models_dir = Path(models_dir)
+    folders = model_folders(models_dir)
+    if not folders:
+        raise UsageError(f"no models in {models_dir} (expected {models_dir}/<corpus>/<variant>/config.json)")
+    # every model the Space will serve loads, or a clear line says which does not
+    parameters = {f: load_model_folder(f)[0].num_parameters() for f in folders}
+    space_requirements()  # a version mismatch is reported before anything is written
+    return write_new_folder(out, lambda tmp: write_space_repo(tmp, models_dir, parameters))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Uploading
+
+
+def check_can_upload(token: str | None) -> None:
+    """Fail early, before anything is sent: offline mode, or no token from --token, HF_TOKEN or `hf auth login`."""
+    from huggingface_hub import constants, get_token
+
+    if constants.is_offline_mode():
+        raise UsageError("HF_HUB_OFFLINE is set, so nothing can be uploaded: unset it, or use --dry-run")
+    if not (token or get_token()):
+        raise UsageError("not logged in to the Hugging Face Hub: run `hf auth login`, set HF_TOKEN or pass --token")
+
+
+def upload(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    message: str | None = None,
+    endpoint: str | None = None,
+) -> str:
+    """Create the repo if needed and send every file of `folder` (`repo_files`) in one commit. Returns its URL."""
+    import httpx2  # huggingface_hub's HTTP client: its connection errors
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    folder = Path(folder)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        api.create_repo(
+            repo_id,
+            repo_type=repo_type,
+            private=True if private else None,  # None: public, unless the organisation's default is private
+            exist_ok=True,
+            space_sdk="gradio" if repo_type == "space" else None,
+        )
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in repo_files(folder)]
+        info = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=message or f"Upload with publish.py ({len(operations)} files)",
+            repo_type=repo_type,
+            revision=revision,
+        )
+    except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.HTTPError, OSError, ValueError, RuntimeError) as e:
+        # RuntimeError: a failed LFS/Xet transfer; ValueError: metadata the Hub rejects, or a malformed answer
+        text = str(e).strip().splitlines()
+        raise PublishError(f"the upload to {repo_id} failed: {text[0] if text else type(e).__name__}") from None
+    return info.commit_url
+
+
+def publish_model(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    message: str | None = None,
+    dry_run: bool = False,
+    out: str | Path | None = None,
+    endpoint: str | None = None,
+    report=print,
+) -> str | None:
+    """Assemble the model repository for `folder` and upload it (what `publish.py MODEL_DIR` and
+    `train.py --push-to-hub` run). Returns the commit URL (None for a dry run)."""
+    check_repo_id(repo_id)
+    if not dry_run:
+        check_can_upload(token)
+    return _publish(
+        lambda dest: assemble_model(folder, dest, repo_id),
+        repo_id,
+        "model",
+        token=token,
+        private=private,
+        revision=revision,
+        message=message or f"Upload GPT-2 mini from {Path(folder).name} with publish.py",
+        dry_run=dry_run,
+        out=out,
+        endpoint=endpoint,
+        report=report,
+    )
+
+
+def publish_space(
+    repo_id: str,
+    *,
+    models_dir: str | Path = ROOT / "models",
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    message: str | None = None,
+    dry_run: bool = False,
+    out: str | Path | None = None,
+    endpoint: str | None = None,
+    report=print,
+) -> str | None:
+    """Assemble the lab as a Gradio Space and upload it. Returns the commit URL (None for a dry run)."""
+    check_repo_id(repo_id)
+    if not dry_run:
+        check_can_upload(token)
+    return _publish(
+        lambda dest: assemble_space(dest, repo_id, models_dir),
+        repo_id,
+        "space",
+        token=token,
+        private=private,
+        revision=revision,
+        message=message or "Upload the GPT-2 mini lab with publish.py",
+        dry_run=dry_run,
+        out=out,
+        endpoint=endpoint,
+        report=report,
+    )
+
+
+def _publish(assemble, repo_id, repo_type, *, dry_run, out, report, **upload_options) -> str | None:
+    if out is not None and Path(out).exists():
+        raise UsageError(f"--out {out} already exists: name a new folder (it is written whole, then kept)")
+    with tempfile.TemporaryDirectory(prefix="gpt2mini-publish-") as tmp:
+        folder = assemble(Path(out) if out is not None else Path(tmp) / "repo")
+        files = repo_files(folder)
+        size = sum((folder / f).stat().st_size for f in files)
+        kind = "Space" if repo_type == "space" else "model repository"
+        verb = "would upload" if dry_run else "uploading"
+        print(f"{verb} {len(files)} files ({size / 1e6:.1f} MB) to the {kind} {repo_id}:", file=sys.stderr)
+        for f in files:
+            report(f"{(folder / f).stat().st_size:>12,}  {f}")
+        if dry_run:
+            return None
+        url = upload(folder, repo_id, repo_type=repo_type, **upload_options)
+        print(f"done: {url}", file=sys.stderr)
+        return url
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Publish a GPT-2 mini model folder as a Hugging Face model repository, or the lab as a Space.",
+    )
+    p.add_argument("model_dir", nargs="?", metavar="MODEL_DIR", help="a model folder saved by train.py or ablate.py")
+    p.add_argument("--repo-id", "--repo_id", dest="repo_id", metavar="OWNER/NAME", help="the model repository")
+    p.add_argument("--space", metavar="OWNER/NAME", help="publish the lab (app.py and models/) as this Gradio Space")
+    p.add_argument("--models", default=str(ROOT / "models"), help="with --space: the <corpus>/<variant> models to ship")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or the `hf auth login` cache)")
+    p.add_argument("--revision", metavar="BRANCH", help="commit to this branch (created if missing; default: main)")
+    p.add_argument("--message", "-m", help="commit message")
+    p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="list the files; send nothing")
+    p.add_argument("--out", metavar="DIR", help="also keep the assembled folder here (a new folder)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    options = dict(
+        token=args.token,
+        private=args.private,
+        revision=args.revision,
+        message=args.message,
+        dry_run=args.dry_run,
+        out=args.out,
+    )
+    try:
+        if args.space:
+            if args.model_dir or args.repo_id:
+                raise UsageError("--space publishes the lab; publish a model folder in a separate command")
+            publish_space(args.space, models_dir=args.models, **options)
+        else:
+            if not args.model_dir or not args.repo_id:
+                raise UsageError("give a model folder and --repo-id OWNER/NAME (or --space OWNER/NAME for the lab)")
+            publish_model(args.model_dir, args.repo_id, **options)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PublishError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
