@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent
 LICENSE = "mit"  # the project's license (pyproject.toml); the training texts are public domain (data/PROVENANCE.md)
 CURVE_FILE = "loss_curve.png"
 CODE_FILES = ("configuration_gpt2mini.py", "modeling_gpt2mini.py")
-# what a model repository gets from the model folder; None: optional
+# what a model repository takes from the model folder (True: required; False: copied when the folder has it)
 MODEL_FILES = {
     "config.json": True,
     "model.safetensors": True,
@@ -116,7 +116,7 @@ def check_model_folder(folder: str | Path):
     return model, tokenizer
 
 
-def read_state(folder: Path) -> dict:
+def run_state(folder: Path) -> dict:
     """trainer_state.json of a train.py run folder ({} for folders without one, e.g. the shipped models)."""
     try:
         return json.loads((folder / STATE_FILE).read_text())
@@ -248,7 +248,7 @@ def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
 
     folder = Path(folder)
     cfg = model.config
-    state = read_state(folder)
+    state = run_state(folder)
     settings = state.get("settings", {})
     metrics = read_metrics(folder)
     evals = [m for m in metrics if "val_loss" in m]
