@@ -177,3 +177,95 @@ def test_empty_prompt_starts_from_a_newline(tok):
     a = "".join(stream_text(m, tok, "", max_new_tokens=20, temperature=0))
     b = "".join(stream_text(m, tok, "\n", max_new_tokens=20, temperature=0))
     assert a == b and len(a) > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DecodeStep: the fast single-token path TokenStream takes, held to the model's own forward
+
+SWITCHES = [
+    {},
+    {"use_residual": False},
+    {"use_attention": False},
+    {"ln_style": "post"},
+    {"ln_style": "none"},
+    {"use_mlp": False},
+    {"use_position_embeddings": False},
+    {"tie_word_embeddings": False},
+]
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "baseline")
+def test_decode_step_equals_the_model_for_every_switch(switches):
+    """Left-padded rows of unequal length, past the context (two slides): tokens equal, logits equal to 1e-5."""
+    m = sharpen(tiny_model(n_layer=3, **switches))
+    rows = [prompt(n, seed=n)[0].tolist() for n in (5, 12, 1)]
+    fast = TokenStream(m, rows, temperature=0, window=40)
+    slow = TokenStream(m, rows, temperature=0, window=40, fast=False)
+    assert fast.fast is not None and fast.fast.usable() and slow.fast is None
+    for _ in range(150):  # context 64: the window slides twice
+        assert torch.equal(fast.step(), slow.step())
+        torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
+
+
+def test_decode_step_equals_a_fresh_forward_of_the_history():
+    m = sharpen(tiny_model())
+    stream = TokenStream(m, prompt(9), temperature=0)
+    stream.take(30)
+    fresh = m(torch.tensor(stream.history)).logits[:, -1]
+    torch.testing.assert_close(stream.logits, fresh, atol=1e-5, rtol=0)
+
+
+def test_decode_step_gives_way_to_hooks_and_training_mode():
+    """Hooks (knockouts, probes) run only on the module path: the stream must take it while any hook is set."""
+    from modeling_gpt2mini import knockout
+
+    m = tiny_model()
+    with torch.no_grad():  # make every part count, so that a knockout changes the logits
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = prompt(6)
+
+    def logits_after(stream, n=20):
+        stream.take(n)
+        return stream.logits
+
+    intact = logits_after(TokenStream(m, x, temperature=0))
+    with knockout(m, heads=[(0, 0), (1, 1)], mlp=[0]):
+        stream = TokenStream(m, x, temperature=0)
+        assert not stream.fast.usable()
+        knocked = logits_after(stream)
+        torch.testing.assert_close(knocked, logits_after(TokenStream(m, x, temperature=0, fast=False)))
+    assert not torch.allclose(knocked, intact, atol=1e-3)
+    assert stream.fast.usable()  # hooks removed on exit
+    with knockout(m, residual=[1]):  # a switch, not a hook: the fast path reads it
+        fast = TokenStream(m, x, temperature=0)
+        assert fast.fast.usable()
+        no_residual = logits_after(fast)
+        torch.testing.assert_close(no_residual, logits_after(TokenStream(m, x, temperature=0, fast=False)))
+    assert not torch.allclose(no_residual, intact, atol=1e-3)
+    m.train()
+    assert not TokenStream(m, x, temperature=0).fast.usable()
+
+
+def test_the_scripted_step_equals_the_python_step():
+    """decode_step runs compiled by TorchScript where torch has it; as plain Python it must compute the same."""
+    from modeling_gpt2mini import DecodeStep, KVBuffer, compiled_decode_step, decode_step
+
+    assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
+    m = sharpen(tiny_model(n_layer=3))
+    step = DecodeStep(m)
+    outs = []
+    for fn in (decode_step, compiled_decode_step()):
+        cache = KVBuffer(m.config, 2, "cpu", torch.float32)
+        tokens, positions, logits = torch.tensor([3, 7]), torch.tensor([0, 0]), []
+        with torch.inference_mode():
+            for _ in range(20):
+                args = (tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values)
+                rest = (step.wte, step.wpe, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f, step.head)
+                out = fn(*args, *rest, step.n_head, step.eps)
+                cache.length += 1
+                positions = positions + 1
+                tokens = out.argmax(-1)
+                logits.append(out)
+        outs.append(torch.stack(logits))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)

@@ -412,16 +412,27 @@ register_auto_classes()
 
 
 class KVBuffer:
-    """A pre-allocated key/value cache: (B, n_head, n_positions, head_dim) per layer, written in place.
+    """A pre-allocated key/value cache, written in place: per layer one (B, n_head, n_positions, 3, head_dim) tensor.
 
-    It has the two methods the attention layers use (`update`, `get_seq_length`). `length` is advanced by the
-    caller after each forward, so every layer writes the same slots.
+    Index 1 of the fourth dimension holds keys, index 2 values; a `DecodeStep` writes a new position's query, key and
+    value together with one copy (its attention projection emits them in that per-head order), so index 0 holds its
+    queries. The cache has the two methods the attention layers use (`update`, `get_seq_length`), so the model's own
+    forward can fill it (a prefill). `length` is advanced by the caller after each forward, so every layer writes the
+    same slots. `bias` is the additive attention bias over key positions, per (row, head): 0, or the dtype's most
+    negative value where a row has left padding.
     """
 
     def __init__(self, config: GPT2MiniConfig, batch_size: int, device, dtype):
-        shape = (batch_size, config.n_head, config.n_positions, config.n_embd // config.n_head)
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        B, nh, T, hd = batch_size, config.n_head, config.n_positions, config.n_embd // config.n_head
+        self.qkv = [torch.zeros(B, nh, T, 3, hd, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        # views of the same memory in the shapes a DecodeStep writes and `torch.baddbmm` / `torch.bmm` read, made once
+        self.rows = [c.view(B * nh, T, 3, hd) for c in self.qkv]
+        self.keys_t = [c[:, :, :, 1].reshape(B * nh, T, hd).transpose(1, 2) for c in self.qkv]  # (B*nh, hd, T)
+        self.values = [c[:, :, :, 2].reshape(B * nh, T, hd) for c in self.qkv]  # (B*nh, T, hd)
+        for view in self.rows + self.keys_t + self.values:  # views of the cache, not copies
+            assert view.untyped_storage().data_ptr() in {c.untyped_storage().data_ptr() for c in self.qkv}
+        self.bias = torch.zeros(B * nh, 1, T, device=device, dtype=dtype)
+        self.n_head = nh
         self.length = 0
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -431,9 +442,172 @@ class KVBuffer:
         if key.shape[1] == 0:  # a layer without attention only counts positions
             return key, value
         end = self.length + key.shape[2]
-        self.keys[layer_idx][:, :, self.length : end] = key
-        self.values[layer_idx][:, :, self.length : end] = value
-        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+        c = self.qkv[layer_idx]
+        c[:, :, self.length : end, 1] = key
+        c[:, :, self.length : end, 2] = value
+        return c[:, :, :end, 1], c[:, :, :end, 2]
+
+    def mask_padding(self, attention_mask: torch.Tensor) -> None:
+        """After a prefill: hide the keys of padding positions (attention_mask 0) from every later `DecodeStep`."""
+        pad = (attention_mask == 0).repeat_interleave(self.n_head, dim=0)  # (B * nh, width)
+        self.bias[:, 0, : pad.shape[1]].masked_fill_(pad, torch.finfo(self.bias.dtype).min)
+
+    def reset(self) -> None:
+        self.length = 0
+        self.bias.zero_()
+
+
+class DecodeStep:
+    """One new token per row through a model with a filled `KVBuffer`, as the few dozen tensor operations it is.
+
+    It computes what `GPT2MiniForCausalLM.forward` computes for a (B, 1) input over the cache (a test holds them
+    together for every ablation switch), without what a general forward needs per call: module calls, output objects,
+    mask construction, cache bookkeeping. At batch 1 a 0.8M-parameter model is bound by per-operation overhead (each
+    small operation costs microseconds of dispatch, the arithmetic less), so the number of operations is the cost:
+    - the attention projection emits q, k, v per head in the cache's layout: one copy stores them;
+    - each head's query meets the cached keys in one batched matmul (`baddbmm` adds the bias that hides left padding),
+      then softmax and one more batched matmul over views of the cache: no SDPA set-up, no mask building;
+    - weights are pre-transposed once (the query's pre-scaled by 1/sqrt(head_dim)), so every projection is one
+      `addmm`. On CPU all of these stay single-threaded at this size (`baddbmm` with a scale factor did not: under
+      load it waited milliseconds for a second thread).
+    The step itself, `decode_step`, is compiled with TorchScript when this torch has it, which runs the ~70 operations
+    from C++ without the Python interpreter between them (1.7x faster here; `torch.compile` made this step slower on
+    CPU, see docs/performance.md); otherwise the same function runs as Python.
+    It reads `Block.use_residual` live (so residual knockouts apply) and refuses (`usable()` is False) while the model
+    is in training mode or has forward hooks, which only the module path runs: `TokenStream` then uses the model.
+    The weights are copied at construction: build a new one after changing them.
+    """
+
+    def __init__(self, model: GPT2MiniForCausalLM):
+        cfg = model.config
+        t = model.transformer
+        self.model = model
+        self.n_head, self.eps = cfg.n_head, cfg.layer_norm_epsilon
+        head_dim = cfg.n_embd // cfg.n_head
+        self.wte = t.wte.weight.detach()
+        self.wpe = t.wpe.weight.detach() if t.wpe is not None else None
+        self.blocks = list(t.h)
+        self.attn: list[list[torch.Tensor]] = []  # per layer [ln_1 weight, bias, w_qkv, b_qkv, w_o, b_o] or []
+        self.mlp: list[list[torch.Tensor]] = []  # per layer [ln_2 weight, bias, w_fc, b_fc, w_proj, b_proj] or []
+        self.flags: list[list[bool]] = []  # per layer [pre-LN, post-LN]
+        for b in t.h:
+            attn = []
+            if b.attn is not None:
+                # c_attn's outputs reordered from (q|k|v, head, dim) to (head, q|k|v, dim), the layout of the cache,
+                # and the query's columns pre-scaled by 1/sqrt(head_dim) (baddbmm with alpha != 1 leaves BLAS on CPU)
+                w_qkv, b_qkv = _transposed(b.attn.c_attn)
+                scale = torch.tensor([head_dim**-0.5, 1.0, 1.0], dtype=w_qkv.dtype, device=w_qkv.device)
+                scale = scale[:, None, None]
+                w_qkv = (w_qkv.view(-1, 3, cfg.n_head, head_dim) * scale).transpose(1, 2).reshape(w_qkv.shape)
+                b_qkv = (b_qkv.view(3, cfg.n_head, head_dim) * scale).transpose(0, 1).reshape(b_qkv.shape)
+                attn = _affine(b.ln_1) + [w_qkv, b_qkv] + list(_transposed(b.attn.c_proj))
+            mlp = _affine(b.ln_2) + list(_transposed(b.mlp.c_fc)) + list(_transposed(b.mlp.c_proj)) if b.mlp else []
+            self.attn.append(attn)
+            self.mlp.append(mlp)
+            self.flags.append([b.pre_ln, b.post_ln])
+        self.ln_f = _affine(t.ln_f) if t.ln_f is not None else []
+        self.head = model.lm_head.weight.detach().t().contiguous()
+        from torch.nn.modules import module as global_hooks
+
+        # the hook dictionaries themselves (empty is falsy), so that checking them all costs about a microsecond
+        self.hooks = [global_hooks._global_forward_hooks, global_hooks._global_forward_pre_hooks]
+        for m in model.modules():
+            self.hooks += [m._forward_hooks, m._forward_pre_hooks]
+
+    def usable(self) -> bool:
+        """False while the model trains (dropout) or has forward hooks (knockouts, probes): use the modules then."""
+        return not self.model.training and not any(self.hooks)
+
+    @torch.inference_mode()
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer) -> torch.Tensor:
+        """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it); returns (B, V) logits."""
+        residual = [b.use_residual for b in self.blocks]
+        return compiled_decode_step()(
+            tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
+            self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, self.n_head, self.eps,
+        )  # fmt: skip
+
+
+def decode_step(
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    pos: int,
+    bias: torch.Tensor,
+    rows: list[torch.Tensor],
+    keys_t: list[torch.Tensor],
+    values: list[torch.Tensor],
+    wte: torch.Tensor,
+    wpe: torch.Tensor | None,
+    attn: list[list[torch.Tensor]],
+    mlp: list[list[torch.Tensor]],
+    flags: list[list[bool]],
+    residual: list[bool],
+    ln_f: list[torch.Tensor],
+    head: torch.Tensor,
+    n_head: int,
+    eps: float,
+) -> torch.Tensor:
+    """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
+
+    Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
+    """
+    B, C = tokens.shape[0], wte.shape[1]
+    hd = C // n_head
+    n = pos + 1
+    visible = bias.narrow(2, 0, n)  # slots 0..pos: 0, or the most negative value for left padding
+    x = torch.embedding(wte, tokens)
+    if wpe is not None:
+        x = x + torch.embedding(wpe, positions)
+    for i in range(len(flags)):
+        pre, post = flags[i][0], flags[i][1]
+        w = attn[i]
+        if len(w) > 0:
+            h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
+            qkv = torch.addmm(w[3], h, w[2]).view(B * n_head, 3, hd)  # q, k, v of every row and head
+            rows[i].select(1, pos).copy_(qkv)
+            scores = torch.baddbmm(visible, qkv.narrow(1, 0, 1), keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
+            y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
+            h = torch.addmm(w[5], y.view(B, C), w[4])
+            x = x + h if residual[i] else h
+            if post:
+                x = torch.layer_norm(x, [C], w[0], w[1], eps)
+        w = mlp[i]
+        if len(w) > 0:
+            h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
+            h = torch.addmm(w[5], F.gelu(torch.addmm(w[3], h, w[2]), approximate="tanh"), w[4])
+            x = x + h if residual[i] else h
+            if post:
+                x = torch.layer_norm(x, [C], w[0], w[1], eps)
+    if len(ln_f) > 0:
+        x = torch.layer_norm(x, [C], ln_f[0], ln_f[1], eps)
+    return torch.mm(x, head).float()
+
+
+_COMPILED: list = []
+
+
+def compiled_decode_step():
+    """`decode_step` compiled with TorchScript once per process, or the plain function where that fails."""
+    if not _COMPILED:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.compile; see DecodeStep
+                _COMPILED.append(torch.jit.script(decode_step))
+        except Exception:  # no TorchScript in this torch, or source not available: same function, run as Python
+            _COMPILED.append(decode_step)
+    return _COMPILED[0]
+
+
+def _transposed(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight as (in, out), bias): the operands of `torch.addmm(bias, x, weight)`."""
+    return linear.weight.detach().t().contiguous(), linear.bias.detach()
+
+
+def _affine(norm: nn.LayerNorm | None) -> list[torch.Tensor]:
+    """[weight, bias] of a LayerNorm; two empty placeholders where there is none (the flags then skip them)."""
+    return [torch.empty(0), torch.empty(0)] if norm is None else [norm.weight.detach(), norm.bias.detach()]
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -489,6 +663,7 @@ class TokenStream:
         seed: int | None = None,
         window: int | None = None,
         pad_token_id: int = 0,
+        fast: bool = True,
     ):
         if isinstance(prompts, torch.Tensor):
             prompts = prompts.tolist()
@@ -524,6 +699,8 @@ class TokenStream:
             self.seen[i, torch.tensor(r, device=self.device)] = True
         self.cache = KVBuffer(cfg, len(rows), self.device, param.dtype)
         self.attention_mask = None
+        self.positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)  # of each row's next token
+        self.fast = DecodeStep(model) if fast else None
         self.logits = self._encode([r[-cfg.n_positions :] for r in rows])
 
     @torch.inference_mode()
@@ -546,29 +723,42 @@ class TokenStream:
         for i, r in enumerate(rows):
             ids[i, width - len(r) :] = torch.tensor(r)
             mask[i, width - len(r) :] = 1
-        self.cache.length = 0
+        self.cache.reset()
         self.attention_mask = None if bool(mask.all()) else mask.to(self.device)
-        return self._forward(ids.to(self.device))
+        self.positions = mask.sum(dim=1).to(self.device)
+        logits = self._forward(ids.to(self.device))
+        if self.attention_mask is not None:
+            self.cache.mask_padding(self.attention_mask)
+        return logits
 
     @torch.inference_mode()
     def step(self) -> torch.Tensor:
         """Sample one token for every row, feed it back, and return the (B,) new tokens."""
-        logits = apply_repetition_penalty(self.logits, self.seen, self.repetition_penalty)
+        logits = self.logits
+        if self.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, self.seen, self.repetition_penalty)
         if self.temperature == 0:
             token = logits.argmax(dim=-1)
         else:
-            logits = filter_logits(logits, self.temperature, self.top_k, self.top_p)
-            probs = logits.softmax(dim=-1)
-            token = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-        self.seen.scatter_(1, token[:, None], True)
-        tokens = token.tolist()
-        for row, t in zip(self.history, tokens, strict=True):
+            probs = filter_logits(logits, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
+            # a draw from `probs`: argmax of p / E with E ~ Exp(1) (the exponential race; cheaper than
+            # torch.multinomial at this size). The clamp keeps 0/0 (a filtered token meeting E == 0) from winning.
+            noise = torch.empty_like(probs).exponential_(generator=self.generator).clamp_min_(1e-30)
+            token = probs.div_(noise).argmax(dim=-1)
+        if self.repetition_penalty != 1.0:
+            self.seen.scatter_(1, token[:, None], True)
+        for row, t in zip(self.history, token.tolist(), strict=True):
             row.append(t)
         if self.cache.length < self.model.config.n_positions:
             if self.attention_mask is not None:
-                ones = self.attention_mask.new_ones(len(tokens), 1)
+                ones = self.attention_mask.new_ones(len(self.history), 1)
                 self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
-            self.logits = self._forward(token[:, None])
+            if self.fast is not None and self.fast.usable():
+                self.logits = self.fast(token, self.positions, self.cache)
+                self.cache.length += 1
+            else:
+                self.logits = self._forward(token[:, None])
+            self.positions += 1
         else:  # the window is full: keep the last `window` tokens of every row and re-encode them
             self.logits = self._encode([row[-self.window :] for row in self.history])
         return token
