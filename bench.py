@@ -306,6 +306,14 @@ def rss_mib() -> float:
 
 
 def max_rss_mib() -> float:
+    """This process's peak resident memory. Linux: VmHWM of the current image (ru_maxrss is not usable here: Linux
+    carries it across exec, so a child started from a big parent would report the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 

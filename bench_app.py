@@ -3,7 +3,8 @@
     python bench_app.py                 # the shipped models, 4 panes x 300 characters, 5 rounds
     python bench_app.py --quick         # 1 round of 60 characters (a smoke run)
 
-It launches the app on 127.0.0.1 and drives it with gradio_client like a user's browser would, and reports per round:
+It starts the app (`python app.py`) in its own process on 127.0.0.1, as a user would, and drives it with gradio_client
+from this one, like a browser in another process, and reports per round:
 - the server's time to the first streamed character (goal: under 100 ms), as the app measures it from the start of the
   request to the first sampled character, and the time until the first update reaches the client;
 - characters per second per pane with 4 panes streaming from one event (goal: at least 200 per pane on 2 cores).
@@ -12,9 +13,11 @@ Prints one JSON line per round and a summary with medians.
 
 import argparse
 import json
+import os
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import time
 
@@ -39,16 +42,20 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from gradio_client import Client
 
-    lab = app.load_lab(args.models)
+    lab = app.load_lab(args.models)  # only to name the variants; the server loads its own
     names = lab.variants(args.corpus)[:4]
-    demo = app.build_demo(lab)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH
-    )
-    client = Client(url, verbose=False)
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    cmd = [sys.executable, str(app.ROOT / "app.py"), "--models", str(args.models), "--threads", str(args.threads)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        client = connect(Client, url, server)
+    except BaseException:
+        server.kill()
+        raise
     prompt = app.CORPORA[args.corpus].sample_prompt if args.corpus in app.CORPORA else "\n"
     rows = []
     try:
@@ -63,6 +70,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             server_first = float(re.search(r"First character after (\d+) ms", final[0]).group(1))
             speeds = [float(m.replace(",", "")) for m in re.findall(r"([\d,]+) chars/s", "".join(final[1:5]))]
+            step_ms = [float(m) for m in re.findall(r"([\d.]+) ms per step", "".join(final[1:5]))]
             row = {
                 "round": r,
                 "panes": len(names),
@@ -70,13 +78,15 @@ def main(argv=None) -> int:
                 "server_first_char_ms": server_first,
                 "client_first_update_ms": round(first_update * 1000),
                 "chars_per_s_per_pane": round(min(speeds)),
+                "decode_ms_per_step": [round(v, 2) for v in step_ms],  # each pane's own model time per character
                 "wall_s": round(wall, 2),
             }
             if r:
                 rows.append(row)
                 print(json.dumps(row))
     finally:
-        demo.close()
+        server.terminate()
+        server.wait(timeout=30)
     med = {k: statistics.median(x[k] for x in rows) for k in rows[0] if k not in ("round", "panes", "chars_per_pane")}
     print(
         f"\n{len(names)} panes ({', '.join(names)}) x {args.chars} characters, {args.rounds} rounds, "
@@ -86,6 +96,20 @@ def main(argv=None) -> int:
         f"  characters/s per pane           {med['chars_per_s_per_pane']:.0f}      (goal >= 200)"
     )
     return 0
+
+
+def connect(Client, url: str, server: subprocess.Popen, timeout: float = 120.0):
+    """A gradio_client for the server at `url`, once it answers (or the server's error if it exits first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+        try:
+            return Client(url, verbose=False)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 if __name__ == "__main__":
