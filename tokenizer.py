@@ -9,8 +9,16 @@ nothing turns into `[UNK]`. Built with the `tokenizers` library as a BPE model w
     n+2 .. n+257        the 256 byte tokens <0x00> .. <0xFF>
 
 Tiny Shakespeare gives n = 65 and a vocabulary of 323.
+
+Lone surrogates (U+D800-U+DFFF on their own) are not characters and have no UTF-8 form, so no tokenizer can encode
+them; they reach Python from JSON (`"\\ud800"`), from a browser, and from command-line bytes that are not UTF-8.
+`valid_text` is applied wherever outside text enters this project (the lab's prompt, train.py's prompts): a
+surrogate pair becomes the character it encodes and every lone surrogate becomes U+FFFD, the replacement character,
+which is what a browser or a UTF-8 decoder does with them. `encode` itself (the saved `tokenizer.json`, loaded with
+no custom code) refuses such text with the `tokenizers` library's TypeError.
 """
 
+import re
 from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -47,6 +55,17 @@ def build_tokenizer(texts: str | Iterable[str], model_max_length: int = 256) -> 
         clean_up_tokenization_spaces=False,
         split_special_tokens=True,  # "<|endoftext|>" typed by a user is text, not a control token
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with every surrogate pair joined into its character and every lone surrogate replaced by U+FFFD, so
+    that it has a UTF-8 form and the tokenizer can encode it. Text without surrogates comes back unchanged."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def n_chars(tokenizer: PreTrainedTokenizerFast) -> int:

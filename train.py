@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from configuration_gpt2mini import LN_STYLES
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from modeling_gpt2mini import GPT2MiniForCausalLM, stream_text
-from tokenizer import build_tokenizer, config_for
+from tokenizer import build_tokenizer, config_for, valid_text
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -316,6 +316,8 @@ def load_optimizer_tensors(model, optimizer, tensors: dict[str, torch.Tensor]) -
             continue
         name, field_name = key.split("::")
         p = params[name]
+        if field_name != "step" and value.shape != p.shape:
+            raise ValueError(f"{key} has shape {tuple(value.shape)}, the parameter {tuple(p.shape)}")
         optimizer.state[p][field_name] = value.to(p.device) if field_name != "step" else value.to(torch.float32)
 
 
@@ -404,23 +406,63 @@ def _siblings(out_dir: Path, kind: str) -> list[Path]:
     return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
 
 
+def _alive(path: Path) -> bool:
+    """Whether the process that named a `.partial-PID` / `.old-PID` folder is still running (its save is not over)."""
+    try:
+        pid = int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False  # this process is not inside a save while it recovers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
 def recover_interrupted_save(out_dir: Path) -> None:
-    """Undo what a save killed half-way may have left: a stray partial folder, or the old folder moved aside."""
+    """Undo what a save killed half-way may have left: a stray partial folder, or the old folder moved aside.
+
+    Folders of a process that is still running are left alone: its save is in progress, not interrupted."""
     out_dir = Path(out_dir)
     if not out_dir.parent.exists():
         return
     for partial in _siblings(out_dir, "partial"):
-        shutil.rmtree(partial, ignore_errors=True)
+        if not _alive(partial):
+            shutil.rmtree(partial, ignore_errors=True)
     for old in _siblings(out_dir, "old"):
+        if _alive(old):
+            continue
         if not out_dir.exists():
             os.replace(old, out_dir)  # killed between the two renames: the previous save comes back
         else:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Write a folder with `write(tmp)` next to `out_dir`, then swap it in. Readers never see a half-written folder;
-    if anything fails before the swap, the previous folder is untouched."""
+    if anything fails before the swap, the previous folder is untouched.
+
+    What a kill (even SIGKILL) can leave at each point, and what `recover_interrupted_save` makes of it on the next
+    load or save: during `write`, a `.partial-PID` folder (deleted); between the two renames, the previous folder as
+    `.old-PID` and no `out_dir` (moved back); after them, a stale `.old-PID` (deleted)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_save(out_dir)
@@ -432,6 +474,7 @@ def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        _fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -439,52 +482,181 @@ def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
+    _fsync_dir(out_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in `path`, or a UsageError naming the file."""
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
+    except ValueError as e:
+        raise UsageError(f"{path} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} does not hold a JSON object")
+    return data
 
 
 def is_checkpoint(folder: Path) -> bool:
     try:
-        return json.loads((Path(folder) / "config.json").read_text()).get("model_type") == "gpt2mini"
-    except (OSError, ValueError):
+        return read_json(Path(folder) / "config.json").get("model_type") == "gpt2mini"
+    except UsageError:
         return False
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def _one_line(e: Exception, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksums(folder: Path, names: tuple[str, ...]) -> None:
+    """Compare files with the SHA-256 that train.py recorded in trainer_state.json when it saved them (folders that
+    train.py did not write, such as the shipped fp16 models or a Hub download, have no record and are not checked).
+    Safetensors has no checksum of its own: without this, a flipped byte inside a tensor would load silently."""
+    try:
+        recorded = json.loads((folder / STATE_FILE).read_text()).get("sha256") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no record (or a damaged state file, which --resume reports by name)
+    for name in names:
+        want = recorded.get(name) if isinstance(recorded, dict) else None
+        if want and (folder / name).is_file() and sha256_of(folder / name) != want:
+            raise UsageError(
+                f"{folder / name} is damaged: its SHA-256 differs from the one train.py recorded in {STATE_FILE} "
+                "when it saved it"
+            )
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No load report or progress bar from transformers: a problem becomes our own one-line message instead."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_config(folder: Path, raw: dict):
+    """The folder's GPT2MiniConfig, or a UsageError naming config.json and the field that is wrong."""
+    from configuration_gpt2mini import GPT2MiniConfig
+
+    try:
+        with _quiet_transformers():
+            return GPT2MiniConfig.from_pretrained(folder)
+    except Exception as e:  # transformers and huggingface_hub validate with their own exception types
+        message = _one_line(e)
+        if not isinstance(e, ValueError) or message.startswith("Class validation"):
+            # transformers' token-id check runs before the config's own validation and cannot name the field;
+            # build the config again without the token ids to get the config's own message
+            try:
+                GPT2MiniConfig(**(raw | {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}))
+            except Exception as own:
+                message = _one_line(own)
+        raise UsageError(f"{folder / 'config.json'} has an invalid value: {message}") from None
+
+
+def _weights_problem(info: dict) -> str | None:
+    """What `from_pretrained`'s loading info says is wrong between the weights and the config, in one phrase."""
+
+    def listed(keys) -> str:
+        keys = sorted(keys)
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    mismatched = sorted(info.get("mismatched_keys") or [])
+    if mismatched:
+        name, in_file, expected = mismatched[0]
+        return f"{name} is {tuple(in_file)} in the file but {tuple(expected)} for the config" + (
+            f" (and {len(mismatched) - 1} more tensors differ)" if len(mismatched) > 1 else ""
+        )
+    if info.get("missing_keys"):
+        return f"tensors missing from the file: {listed(info['missing_keys'])}"
+    if info.get("unexpected_keys"):
+        return f"tensors the config has no place for: {listed(info['unexpected_keys'])}"
+    if info.get("error_msgs"):
+        return "; ".join(str(m).splitlines()[0] for m in info["error_msgs"])
+    return None
+
+
+MODEL_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
 
 
 def load_model_folder(folder: str | Path, device: torch.device | None = None):
-    """Model and tokenizer from a saved folder, or a UsageError saying what is wrong with it."""
+    """Model and tokenizer from a saved folder, or a UsageError that names the file at fault.
+
+    Checked: config.json is a GPT-2 mini config with valid values; every JSON file parses; model.safetensors is
+    complete (not truncated, a readable header), matches the config tensor for tensor (no missing, extra or
+    differently shaped tensors), holds only finite numbers and, in a folder train.py saved, has the SHA-256 it was
+    saved with; tokenizer.json loads and belongs to the model (same vocabulary size and special-token ids). The
+    model code is this project's: the folder's own copies of the model files are never run."""
     from transformers import AutoTokenizer
 
     folder = Path(folder)
     recover_interrupted_save(folder)
     if not folder.is_dir():
         raise UsageError(f"no model folder at {folder}")
-    if not (folder / "config.json").exists():
+    config_file, weights, tok_file = folder / "config.json", folder / MODEL_FILE, folder / TOKENIZER_FILE
+    if not config_file.exists():
         raise UsageError(f"{folder} is not a GPT-2 mini model folder (no config.json)")
-    if not is_checkpoint(folder):
-        raise UsageError(f"{folder}/config.json is not a GPT-2 mini config (model_type must be 'gpt2mini')")
-    if not (folder / "model.safetensors").exists():
-        raise UsageError(f"{folder} has no model.safetensors")
-    if not (folder / "tokenizer.json").exists():
-        raise UsageError(f"{folder} has no tokenizer.json (save the tokenizer next to the model)")
+    raw = read_json(config_file)
+    if raw.get("model_type") != "gpt2mini":
+        raise UsageError(f"{config_file} is not a GPT-2 mini config (model_type must be 'gpt2mini')")
+    if not weights.exists():
+        raise UsageError(f"{folder} has no {MODEL_FILE}")
+    if not tok_file.exists():
+        raise UsageError(f"{folder} has no {TOKENIZER_FILE} (save the tokenizer next to the model)")
+    for name in (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        if (folder / name).exists():
+            read_json(folder / name)  # a damaged file is named here, not deep inside a library
+    config = load_config(folder, raw)
     try:
-        model = GPT2MiniForCausalLM.from_pretrained(folder)
+        with _quiet_transformers():
+            model, info = GPT2MiniForCausalLM.from_pretrained(
+                folder, config=config, output_loading_info=True, ignore_mismatched_sizes=True
+            )
     except SafetensorError as e:
-        raise UsageError(f"cannot load {folder / 'model.safetensors'}: damaged or truncated ({e})") from None
-    except (OSError, ValueError, RuntimeError) as e:
-        raise UsageError(f"cannot load the model in {folder}: {_first_line(e)}") from None
+        raise UsageError(f"cannot load {weights}: damaged or truncated ({_one_line(e)})") from None
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise UsageError(f"cannot load {weights}: {_one_line(e)}") from None
+    problem = _weights_problem(info)
+    if problem:
+        raise UsageError(f"{weights} does not match {config_file}: {problem}")
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise UsageError(f"{weights}: {name} holds NaN or infinite values (a damaged file, or a diverged run)")
+    verify_checksums(folder, (MODEL_FILE,))  # what is left: damage that still parses, e.g. one flipped byte
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as e:  # the tokenizers library raises its own exception types
-        raise UsageError(f"cannot load {folder / 'tokenizer.json'}: {_first_line(e)}") from None
+        raise UsageError(f"cannot load {tok_file}: {_one_line(e)}") from None
     if len(tokenizer) != model.config.vocab_size:
         raise UsageError(
             f"{folder}: tokenizer.json has {len(tokenizer)} tokens but the model's vocabulary is "
-            f"{model.config.vocab_size}"
+            f"{model.config.vocab_size} (config.json): they do not belong together"
         )
+    for which in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        ours, theirs = getattr(model.config, which, None), getattr(tokenizer, which, None)
+        if ours is not None and theirs is not None and ours != theirs:
+            raise UsageError(
+                f"{folder}: tokenizer.json has {which} {theirs} but config.json has {ours}: they do not belong together"
+            )
     return (model.to(device) if device is not None else model), tokenizer
 
 
@@ -496,8 +668,10 @@ def save_checkpoint(out_dir, model, tokenizer, optimizer, state: dict, metrics: 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, ensure_ascii=False))
         save_file(optimizer_tensors(model, optimizer) | rng, tmp / OPTIMIZER_FILE)
+        # safetensors has no checksum of its own: record one, so that a damaged file is caught when loaded
+        sums = {name: sha256_of(tmp / name) for name in (MODEL_FILE, OPTIMIZER_FILE)}
+        (tmp / STATE_FILE).write_text(json.dumps(state | {"sha256": sums}, indent=2, ensure_ascii=False))
         with open(tmp / METRICS_FILE, "w") as f:
             for row in metrics:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -599,11 +773,27 @@ ARCHITECTURE = (
 
 
 def read_metrics(folder: str | Path) -> list[dict]:
-    """The rows of a run folder's metrics log (none if it has no log)."""
+    """The rows of a run folder's metrics log (none if it has no log), or a UsageError naming the line that is not
+    a JSON object."""
     path = Path(folder) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}, line {number}, is not a JSON object (a damaged log?)")
+        rows.append(row)
+    return rows
 
 
 def read_state(folder: str | Path) -> dict:
@@ -614,10 +804,11 @@ def read_state(folder: str | Path) -> dict:
             f"cannot resume from {folder}: no {STATE_FILE} and {OPTIMIZER_FILE} there (a folder saved "
             "by train.py is needed)"
         )
-    try:
-        return json.loads((folder / STATE_FILE).read_text())
-    except ValueError as e:
-        raise UsageError(f"{folder / STATE_FILE} is not valid JSON: {e}") from None
+    state = read_json(folder / STATE_FILE)
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(state.get("settings"), dict):
+        raise UsageError(f"{folder / STATE_FILE} has no valid 'step' and 'settings' (a damaged file?)")
+    return state
 
 
 def resume_settings(folder: str | Path, **changes) -> TrainSettings:
@@ -631,7 +822,24 @@ def resume_settings(folder: str | Path, **changes) -> TrainSettings:
     s.resume, s.load, s.save, s.stop_at = str(folder), None, None, None
     for k, v in changes.items():
         setattr(s, k, v)
+    try:
+        s.check()
+    except TypeError:
+        raise UsageError(f"{Path(folder) / STATE_FILE} has settings of the wrong type (a damaged file?)") from None
     return s
+
+
+def load_resume_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """optimizer.safetensors (optimizer moments and RNG states), or a UsageError naming it."""
+    path = Path(folder) / OPTIMIZER_FILE
+    try:
+        tensors = load_file(path)
+    except SafetensorError as e:
+        raise UsageError(f"cannot load {path}: damaged or truncated ({_one_line(e)})") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    verify_checksums(Path(folder), (OPTIMIZER_FILE,))
+    return tensors
 
 
 def train(settings: TrainSettings | None = None, **overrides) -> dict:
@@ -678,9 +886,14 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
 
     step, metrics, elapsed = 0, [], 0.0
     if resume_state is not None:
-        tensors = load_file(Path(s.resume) / OPTIMIZER_FILE)
-        load_optimizer_tensors(model, optimizer, tensors)
-        restore_rng(tensors, batches)
+        tensors = load_resume_tensors(Path(s.resume))
+        try:
+            load_optimizer_tensors(model, optimizer, tensors)
+            restore_rng(tensors, batches)
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise UsageError(
+                f"{Path(s.resume) / OPTIMIZER_FILE} does not fit the model in {s.resume}: {_one_line(e)}"
+            ) from None
         step, elapsed = resume_state["step"], resume_state.get("elapsed_s", 0.0)
         metrics = read_metrics(s.resume)
         if step >= s.steps:
@@ -750,10 +963,12 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
 
     result = {"folder": str(out_dir)}
     window_tokens, window_time = 0, 0.0
-    if step == 0 and dist.main:  # where the curves start: about ln(vocab) for a fresh model
-        metrics.append(eval_row())
     with StopRequest() as stop:
+        if dist.main:  # said once Ctrl-C is handled, so a wrapper can wait for this line before it may interrupt
+            say(f"training steps {step + 1}-{s.steps}; Ctrl-C saves a checkpoint and stops", bar)
         try:
+            if step == 0 and dist.main:  # where the curves start: about ln(vocab) for a fresh model
+                metrics.append(eval_row())
             while step < s.steps:
                 t0 = time.perf_counter()
                 lr = lr_at(step, s)
@@ -909,7 +1124,7 @@ def interactive(model, tokenizer, args, stdin=sys.stdin, out=sys.stdout) -> None
         line = stdin.readline()
         if not line or line.strip() in ("quit", "exit"):
             break
-        prompt = line.rstrip("\n")
+        prompt = valid_text(line.rstrip("\n"))
         try:
             check_prompt(tokenizer, prompt, args.allow_unseen)
         except UsageError as e:
@@ -1065,7 +1280,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("need --temperature >= 0, --top_k >= 0, 0 < --top_p <= 1, --repetition_penalty > 0")
             device = pick_device(args.device)
             model, tokenizer = load_model_folder(args.load, device)
+            args.prompt = valid_text(args.prompt)  # bytes that are not UTF-8 arrive as lone surrogates
             if args.interactive:
+                if hasattr(sys.stdin, "reconfigure"):
+                    sys.stdin.reconfigure(errors="replace")  # a line that is not UTF-8 is not a crash
                 interactive(model, tokenizer, args)
             else:
                 check_prompt(tokenizer, args.prompt, args.allow_unseen)

@@ -2,6 +2,8 @@
 
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,28 @@ def tok():
 @pytest.fixture()
 def model(tok):
     return sharpen(tiny_model(tok))
+
+
+def wait_for_line(proc, needle: str, timeout: float = 120) -> list[str]:
+    """Read a child process's stderr (text mode) line by line until a line contains `needle`; return the lines read.
+
+    Fails the test after `timeout` seconds or when the stream ends first. The rest of the stream stays unread, for
+    `proc.communicate()` later."""
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if needle in line:
+                break
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    start = time.monotonic()
+    if not done.wait(timeout) or not lines or needle not in lines[-1]:
+        proc.kill()
+        raise AssertionError(
+            f"no line with {needle!r} after {time.monotonic() - start:.0f} s; stderr so far:\n{''.join(lines)[-3000:]}"
+        )
+    return lines

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import train as T
-from conftest import ROOT, SAMPLE_TEXT
+from conftest import ROOT, SAMPLE_TEXT, wait_for_line
 
 TINY = dict(
     n_layer=2,
@@ -158,11 +157,14 @@ def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
 def test_a_save_killed_between_the_two_renames_is_recovered(tmp_path):
     run_train(tmp_path, steps=2, eval_interval=2)
     folder = tmp_path / "run"
-    moved = tmp_path / ".run.old-12345"
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead = child.pid  # a process that has ended: its save was interrupted
+    moved = tmp_path / f".run.old-{dead}"
     os.replace(folder, moved)  # what a SIGKILL right after moving the old folder aside leaves
-    (tmp_path / ".run.partial-12345").mkdir()
+    (tmp_path / f".run.partial-{dead}").mkdir()
     model, tok = T.load_model_folder(folder)
-    assert folder.is_dir() and not moved.exists() and not (tmp_path / ".run.partial-12345").exists()
+    assert folder.is_dir() and not moved.exists() and not (tmp_path / f".run.partial-{dead}").exists()
     assert model.config.n_layer == 2
 
 
@@ -300,9 +302,9 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     args = TINY_ARGS + ["--steps", "100000", "--eval_interval", "100000", "--save", str(tmp_path / "run")]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()  # the first line comes once training starts
-    assert line.startswith("device"), line
-    time.sleep(2)
+    # train.py says so once its handler is installed (before the step-0 evaluation); Ctrl-C at once is the hardest
+    # timing: it must still finish a step, save it and exit
+    wait_for_line(proc, "Ctrl-C saves a checkpoint")
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, err

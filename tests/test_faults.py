@@ -1,0 +1,377 @@
+"""Faults: damaged model folders give one line naming the file, wherever a folder is loaded (train.py, the lab,
+publish.py); a training process SIGKILLed in the middle of a save leaves the previous checkpoint loadable and
+resumable; a reader never breaks a save in progress. (Ctrl-C: tests/test_train.py.)"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import app
+import publish
+import train as T
+from conftest import ROOT, SAMPLE_TEXT, tiny_model, wait_for_line
+from tokenizer import build_tokenizer
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=1, sample_chars=0, progress=False)
+CHILD_ARGS = "--n_layer 1 --n_head 2 --n_embd 16 --block_size 16 --batch_size 2 --eval_iters 1 --sample_chars 0"
+CHILD_ARGS = CHILD_ARGS.split() + ["--no_progress"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A folder as save_pretrained writes it (no trainer_state.json, like the shipped models and Hub repos)."""
+    folder = tmp_path_factory.mktemp("faults") / "saved"
+    tok = build_tokenizer(SAMPLE_TEXT)
+    tiny_model(tok).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A folder train.py saved (with trainer_state.json and its checksums)."""
+    folder = tmp_path_factory.mktemp("faults") / "run"
+    T.train(T.TrainSettings(**(TINY | {"save": str(folder), "steps": 2, "eval_interval": 2})))
+    return folder
+
+
+def truncate(fraction):
+    def damage(folder):
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: int(len(data) * fraction)])
+
+    return damage
+
+
+def garble_header(folder):
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[20:40] = b"\xff" * 20  # inside the JSON header
+    (folder / "model.safetensors").write_bytes(bytes(data))
+
+
+def flip_a_weight_byte(folder):
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-50] ^= 0x01  # a bit inside the last tensor: still a valid file holding a finite number
+    (folder / "model.safetensors").write_bytes(bytes(data))
+
+
+def flip_optimizer_byte(folder):
+    data = bytearray((folder / T.OPTIMIZER_FILE).read_bytes())
+    data[-50] ^= 0x01
+    (folder / T.OPTIMIZER_FILE).write_bytes(bytes(data))
+
+
+def edit_tensors(change):
+    def damage(folder):
+        tensors = load_file(folder / "model.safetensors")
+        change(tensors)
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+
+    return damage
+
+
+def edit_config(**values):
+    def damage(folder):
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | values))
+
+    return damage
+
+
+def write(name, text):
+    return lambda folder: (folder / name).write_text(text)
+
+
+def drop_tensor(tensors):
+    del tensors["transformer.wpe.weight"]
+
+
+def reshape_tensor(tensors):
+    tensors["transformer.wpe.weight"] = torch.zeros(3, 3)
+
+
+def poison_tensor(tensors):
+    tensors["transformer.h.0.mlp.c_fc.bias"][3] = float("nan")
+
+
+def other_tokenizer(folder):
+    build_tokenizer("abc").save_pretrained(folder)
+
+
+def truncate_tokenizer(folder):
+    data = (folder / "tokenizer.json").read_bytes()
+    (folder / "tokenizer.json").write_bytes(data[: len(data) // 2])
+
+
+DAMAGE = {  # what is done to a good folder: (the file the message must name, what it must say)
+    "weights truncated to half": (truncate(0.5), "model.safetensors", "damaged or truncated"),
+    "weights truncated to 0 bytes": (truncate(0), "model.safetensors", "damaged or truncated"),
+    "weights header garbled": (garble_header, "model.safetensors", "damaged or truncated"),
+    "a tensor missing": (edit_tensors(drop_tensor), "model.safetensors", "missing from the file: transformer.wpe"),
+    "a tensor of the wrong shape": (edit_tensors(reshape_tensor), "model.safetensors", "is (3, 3) in the file"),
+    "a NaN weight": (edit_tensors(poison_tensor), "model.safetensors", "c_fc.bias holds NaN"),
+    "config not JSON": (write("config.json", '{"model_type": "gpt2mini",'), "config.json", "not valid JSON"),
+    "config a list": (write("config.json", "[1, 2]"), "config.json", "does not hold a JSON object"),
+    "config n_head": (edit_config(n_head=3), "config.json", "n_embd (32) must be divisible by n_head (3)"),
+    "config n_embd": (edit_config(n_embd=-32), "config.json", "n_embd must be a positive integer"),
+    "config vocab_size": (edit_config(vocab_size="lots"), "config.json", "vocab_size must be a positive integer"),
+    "config ln_style": (edit_config(ln_style="sideways"), "config.json", "ln_style must be one of"),
+    "config dropout": (edit_config(attn_pdrop=1.5), "config.json", "attn_pdrop must be a probability"),
+    "config more layers": (edit_config(n_layer=3), "config.json", "tensors missing from the file: transformer.h.2"),
+    "config fewer layers": (edit_config(n_layer=1), "config.json", "no place for: transformer.h.1"),
+    "config context": (edit_config(n_positions=32), "config.json", "transformer.wpe.weight is (64, 32) in the file"),
+    "config eos": (edit_config(eos_token_id=3), "config.json", "eos_token_id"),
+    "tokenizer of another corpus": (other_tokenizer, "tokenizer.json", "261 tokens but the model's vocabulary is"),
+    "tokenizer truncated": (truncate_tokenizer, "tokenizer.json", "not valid JSON"),
+    "tokenizer_config not JSON": (write("tokenizer_config.json", "{"), "tokenizer_config.json", "not valid JSON"),
+    "generation_config not JSON": (write("generation_config.json", "nul"), "generation_config.json", "not valid JSON"),
+}
+
+
+def damaged_copy(source: Path, tmp_path: Path, damage) -> Path:
+    folder = tmp_path / "damaged"
+    shutil.copytree(source, folder)
+    damage(folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_folder_is_one_line_naming_the_file(case, saved, tmp_path):
+    damage, filename, phrase = DAMAGE[case]
+    folder = damaged_copy(saved, tmp_path, damage)
+    with pytest.raises(T.UsageError) as caught:
+        T.load_model_folder(folder)
+    message = str(caught.value)
+    assert str(folder / filename) in message or (message.startswith(f"{folder}: ") and filename in message), message
+    assert phrase in message and "\n" not in message
+
+
+def test_a_flipped_byte_is_caught_by_the_checksum_train_py_recorded(run_folder, saved, tmp_path):
+    # safetensors has no checksum: the same damage in a folder without trainer_state.json loads (and is wrong)
+    plain = damaged_copy(saved, tmp_path / "plain", flip_a_weight_byte)
+    T.load_model_folder(plain)
+    folder = damaged_copy(run_folder, tmp_path / "run", flip_a_weight_byte)
+    with pytest.raises(T.UsageError, match=r"model\.safetensors is damaged: its SHA-256 differs"):
+        T.load_model_folder(folder)
+    state = json.loads((run_folder / T.STATE_FILE).read_text())
+    assert set(state["sha256"]) == {"model.safetensors", T.OPTIMIZER_FILE}
+    T.load_model_folder(run_folder)  # the undamaged folder verifies
+
+
+@pytest.mark.parametrize("case", ["weights truncated to half", "config n_head", "tokenizer of another corpus"])
+def test_every_command_that_loads_a_folder_says_the_same_line(case, saved, tmp_path, capsys):
+    damage, filename, phrase = DAMAGE[case]
+    folder = damaged_copy(saved, tmp_path, damage)
+    commands = {
+        "train.py --load": lambda: T.main(["--load", str(folder), "--generate", "--no_progress"]),
+        "train.py --evaluate": lambda: T.main(["--load", str(folder), "--evaluate"]),
+        "app.py --model": lambda: app.main(
+            ["--models", str(tmp_path / "none"), "--model", str(folder), "--threads", str(torch.get_num_threads())]
+        ),
+        "publish.py": lambda: publish.main([str(folder), "--repo-id", "you/name", "--dry-run"]),
+    }
+    for name, command in commands.items():
+        assert command() == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and filename in err and phrase in err, (name, err)
+        assert "\n" not in err and "Traceback" not in err, (name, err)
+
+
+def test_damaged_resume_state_is_one_line_naming_the_file(run_folder, tmp_path, capsys):
+    cases = [
+        (T.OPTIMIZER_FILE, lambda f: (f / T.OPTIMIZER_FILE).write_bytes(b"\x00" * 12), "damaged or truncated"),
+        (T.OPTIMIZER_FILE, flip_optimizer_byte, "SHA-256 differs"),
+        (T.STATE_FILE, lambda f: (f / T.STATE_FILE).write_text('{"step": 2'), "not valid JSON"),
+        (T.STATE_FILE, lambda f: (f / T.STATE_FILE).write_text('{"step": "two"}'), "no valid 'step'"),
+        (T.METRICS_FILE, lambda f: (f / T.METRICS_FILE).write_text('{"step": 0}\n{"step": 1, "lo'), "line 2"),
+    ]
+    for i, (filename, damage, phrase) in enumerate(cases):
+        folder = damaged_copy(run_folder, tmp_path / str(i), damage)
+        assert T.main(["--resume", str(folder), "--steps", "4", "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert filename in err and phrase in err and "\n" not in err, err
+    # the optimizer file swapped for another run's (a different model): named, before any step is taken
+    other = tmp_path / "other"
+    T.train(T.TrainSettings(**(TINY | {"save": str(other), "steps": 2, "eval_interval": 2, "n_embd": 16})))
+    capsys.readouterr()
+    folder = damaged_copy(run_folder, tmp_path / "swapped", lambda f: None)
+    shutil.copy(other / T.OPTIMIZER_FILE, folder / T.OPTIMIZER_FILE)
+    state = json.loads((folder / T.STATE_FILE).read_text())
+    del state["sha256"]  # as if written by hand: the shapes are what catches it
+    (folder / T.STATE_FILE).write_text(json.dumps(state))
+    assert T.main(["--resume", str(folder), "--steps", "4", "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{T.OPTIMIZER_FILE} does not fit the model" in err and "\n" not in err, err
+
+
+def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
+    folder = damaged_copy(saved, tmp_path, lambda f: None)
+    marker = tmp_path / "ran"
+    evil = f"open({str(marker)!r}, 'w').write('the folder ran its own code')\n"
+    for name in ("modeling_gpt2mini.py", "configuration_gpt2mini.py"):
+        (folder / name).write_text(evil)
+    edit_config(auto_map={"AutoModelForCausalLM": "modeling_gpt2mini.Evil", "AutoConfig": "modeling_gpt2mini.X"})(
+        folder
+    )
+    model, _ = T.load_model_folder(folder)
+    entry = app.load_entry("mine", str(folder))
+    assert not marker.exists()
+    assert type(model).__module__ == type(entry.model).__module__ == "modeling_gpt2mini"  # this project's file
+    assert Path(sys.modules["modeling_gpt2mini"].__file__).resolve() == ROOT / "modeling_gpt2mini.py"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Killing a real training process in the middle of a save
+
+CHILD = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+import train
+
+# pause at chosen points of the save number PAUSE_AT_SAVE: say so on stderr, then wait for a go-file (or a kill)
+phases = os.environ["PAUSE_PHASES"].split(",")
+at_save, go = int(os.environ["PAUSE_AT_SAVE"]), os.environ["PAUSE_GO"]
+saves = [0]
+
+def pause(phase):
+    if saves[0] == at_save and phase in phases:
+        print(f"PAUSED {{phase}}", file=sys.stderr, flush=True)
+        deadline = time.time() + 300
+        while not os.path.exists(go + "-" + phase) and time.time() < deadline:
+            time.sleep(0.02)
+
+real_save, real_plot = train.save_checkpoint, train.plot_losses
+
+def save_checkpoint(*args, **kwargs):
+    saves[0] += 1
+    return real_save(*args, **kwargs)
+
+def plot_losses(*args, **kwargs):  # called inside write(tmp): the new folder is half-written
+    pause("write")
+    return real_plot(*args, **kwargs)
+
+class Os:  # train.py's view of the os module: pauses around atomic_save's two renames
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def replace(self, src, dst):
+        os.replace(src, dst)
+        if ".old-" in str(dst):
+            pause("between")  # the previous folder is moved aside, the new one not yet in place
+        elif ".partial-" in str(src):
+            pause("after")  # the new folder is in place, the previous one not yet deleted
+
+train.save_checkpoint, train.plot_losses, train.os = save_checkpoint, plot_losses, Os()
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def start_child(tmp_path, folder, phases, steps=100, extra=()):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT)))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        PAUSE_PHASES=",".join(phases),
+        PAUSE_AT_SAVE="2",
+        PAUSE_GO=str(tmp_path / "go"),
+    )
+    args = [*CHILD_ARGS, "--steps", str(steps), "--eval_interval", "2", "--save", str(folder), *extra]
+    return subprocess.Popen([sys.executable, str(script), *args], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def step_of(folder: Path) -> int:
+    return json.loads((folder / T.STATE_FILE).read_text())["step"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "phase, survivor",
+    [
+        ("write", "previous"),  # the new folder half-written beside the old one
+        ("between", "previous"),  # the old folder moved aside, the new one not yet in place: no folder at all
+        ("after", "new"),  # the new folder in place, the old one not yet deleted
+    ],
+)
+def test_sigkill_during_a_save_leaves_a_loadable_resumable_checkpoint(phase, survivor, tmp_path):
+    folder = tmp_path / "run"
+    proc = start_child(tmp_path, folder, [phase])
+    wait_for_line(proc, f"PAUSED {phase}")
+    aside = list(tmp_path.glob(".run.old-*"))
+    expected = snapshot(aside[0] if phase == "between" else folder)  # what must be there after the kill
+    assert step_of(folder if phase != "between" else aside[0]) == (4 if survivor == "new" else 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(tmp_path.glob(".run.*"))  # the kill left debris of the save behind
+
+    model, tok = T.load_model_folder(folder)  # every loader recovers first
+    assert snapshot(folder) == expected  # byte for byte the checkpoint that was complete
+    assert not list(tmp_path.glob(".run.*"))
+    step = step_of(folder)
+    result = T.train(T.resume_settings(folder, steps=step + 2, progress=False))
+    assert result["step"] == step + 2
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path):
+    """Train with a save after every step (most of the time goes into saving) and kill at random moments."""
+    folder, rng, steps = tmp_path / "run", random.Random(8), []
+    fresh = [*CHILD_ARGS, "--steps", "100000", "--eval_interval", "1", "--log_interval", "1", "--save", str(folder)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for _ in range(3):
+        args = ["--resume", str(folder), "--no_progress"] if (folder / T.STATE_FILE).exists() else fresh
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *args], env=env, stderr=subprocess.PIPE, text=True
+        )
+        wait_for_line(proc, "Ctrl-C saves a checkpoint")
+        time.sleep(rng.uniform(0.3, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        if not folder.exists() and not list(tmp_path.glob(".run.old-*")):
+            assert not steps  # killed before the first save was complete: nothing to keep yet
+            T.recover_interrupted_save(folder)
+            continue
+        model, tok = T.load_model_folder(folder)  # checksums verified too
+        assert not list(tmp_path.glob(".run.*"))
+        steps.append(step_of(folder))
+        assert steps == sorted(steps)  # never back to an older checkpoint
+        assert len(T.read_metrics(folder)) > 0
+    assert steps and steps[-1] > 0
+    result = T.train(T.resume_settings(folder, steps=steps[-1] + 1, progress=False))
+    assert result["step"] == steps[-1] + 1
+
+
+@pytest.mark.slow
+def test_loading_a_folder_while_train_py_saves_it_does_not_break_the_save(tmp_path):
+    """A reader (the lab, --generate, publish) may look while a save is half done: it must not 'recover' a live
+    process's folders, which would make that save fail or lose it."""
+    folder = tmp_path / "run"
+    proc = start_child(tmp_path, folder, ["write", "between"], steps=4)
+    wait_for_line(proc, "PAUSED write")
+    T.load_model_folder(folder)  # the previous checkpoint, while the new one is being written beside it
+    assert list(tmp_path.glob(".run.partial-*"))  # left alone: its owner is alive
+    (tmp_path / "go-write").touch()
+    wait_for_line(proc, "PAUSED between")
+    with pytest.raises(T.UsageError, match="no model folder"):  # the moment with no folder: an error, no damage
+        T.load_model_folder(folder)
+    assert list(tmp_path.glob(".run.old-*")) and list(tmp_path.glob(".run.partial-*"))  # both left alone
+    (tmp_path / "go-between").touch()
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0, err[-3000:]
+    assert step_of(folder) == 4 and not list(tmp_path.glob(".run.*"))
+    T.load_model_folder(folder)
