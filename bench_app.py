@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -49,10 +50,11 @@ def main(argv=None) -> int:
         port = s.getsockname()[1]
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
     cmd = [sys.executable, str(app.ROOT / "app.py"), "--models", str(args.models), "--threads", str(args.threads)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # the server's stderr (a pipe nobody reads could fill up and stall it)
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        client = connect(Client, url, server)
+        client = connect(Client, url, server, log)
     except BaseException:
         server.kill()
         raise
@@ -86,7 +88,11 @@ def main(argv=None) -> int:
                 print(json.dumps(row))
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
     med = {k: statistics.median(x[k] for x in rows) for k in rows[0] if k not in ("round", "panes", "chars_per_pane")}
     print(
         f"\n{len(names)} panes ({', '.join(names)}) x {args.chars} characters, {args.rounds} rounds, "
@@ -98,12 +104,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def connect(Client, url: str, server: subprocess.Popen, timeout: float = 120.0):
+def connect(Client, url: str, server: subprocess.Popen, log, timeout: float = 120.0):
     """A gradio_client for the server at `url`, once it answers (or the server's error if it exits first)."""
     deadline = time.monotonic() + timeout
     while True:
         if server.poll() is not None:
-            raise RuntimeError(f"app.py exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"app.py exited with {server.returncode}: {log.read()[-2000:]}")
         try:
             return Client(url, verbose=False)
         except Exception:

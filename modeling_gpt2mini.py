@@ -16,6 +16,7 @@ This file is copied next to the weights by `save_pretrained`; it imports only to
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -475,8 +476,19 @@ class DecodeStep:
     CPU, see docs/performance.md); otherwise the same function runs as Python.
     It reads `Block.use_residual` live (so residual knockouts apply) and refuses (`usable()` is False) while the model
     is in training mode or has forward hooks, which only the module path runs: `TokenStream` then uses the model.
-    The weights are copied at construction: build a new one after changing them.
+    It holds pre-transposed copies of the weights: `DecodeStep.of(model)` keeps one per model and builds a new one
+    when a parameter has changed since (an optimizer step, an in-place edit).
     """
+
+    @classmethod
+    def of(cls, model: GPT2MiniForCausalLM) -> "DecodeStep":
+        """The model's DecodeStep, rebuilt only if a parameter changed (or was replaced) since it was made."""
+        version = tuple((id(p), p._version) for p in model.parameters())
+        cached = model.__dict__.get("_decode_step")
+        if cached is None or cached[0] != version:
+            cached = (version, cls(model))
+            model.__dict__["_decode_step"] = cached  # not a submodule or attribute nn.Module tracks
+        return cached[1]
 
     def __init__(self, model: GPT2MiniForCausalLM):
         cfg = model.config
@@ -584,19 +596,22 @@ def decode_step(
 
 
 _COMPILED: list = []
+_COMPILE_LOCK = threading.Lock()  # the app's worker threads may ask at once; catch_warnings is not thread-safe
 
 
 def compiled_decode_step():
     """`decode_step` compiled with TorchScript once per process, or the plain function where that fails."""
     if not _COMPILED:
-        import warnings
+        with _COMPILE_LOCK:
+            if not _COMPILED:
+                import warnings
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.compile; see DecodeStep
-                _COMPILED.append(torch.jit.script(decode_step))
-        except Exception:  # no TorchScript in this torch, or source not available: same function, run as Python
-            _COMPILED.append(decode_step)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.compile; see DecodeStep
+                        _COMPILED.append(torch.jit.script(decode_step))
+                except Exception:  # no TorchScript in this torch, or no source: the same function, run as Python
+                    _COMPILED.append(decode_step)
     return _COMPILED[0]
 
 
@@ -700,7 +715,7 @@ class TokenStream:
         self.cache = KVBuffer(cfg, len(rows), self.device, param.dtype)
         self.attention_mask = None
         self.positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)  # of each row's next token
-        self.fast = DecodeStep(model) if fast else None
+        self.fast = DecodeStep.of(model) if fast else None
         self.logits = self._encode([r[-cfg.n_positions :] for r in rows])
 
     @torch.inference_mode()
@@ -848,7 +863,7 @@ def knockout(
       (TransformerLens's zero ablation), so the other heads of the layer keep working;
     - attention / mlp: layers whose whole attention or feed-forward sub-layer outputs zeros;
     - residual: layers whose sub-layers replace their input instead of adding to it (as `use_residual=False`).
-    Works with `forward`, `generate` and `TokenStream`, which all call the same modules.
+    Works with `forward`, `generate` and `TokenStream` (whose fast path steps aside while hooks are set).
     """
     blocks = model.transformer.h
     n_layer, n_head = len(blocks), model.config.n_head

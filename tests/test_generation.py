@@ -202,7 +202,7 @@ def test_decode_step_equals_the_model_for_every_switch(switches):
     fast = TokenStream(m, rows, temperature=0, window=40)
     slow = TokenStream(m, rows, temperature=0, window=40, fast=False)
     assert fast.fast is not None and fast.fast.usable() and slow.fast is None
-    for _ in range(150):  # context 64: the window slides twice
+    for _ in range(150):  # context 64, window 40: the window slides several times
         assert torch.equal(fast.step(), slow.step())
         torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
 
@@ -269,3 +269,31 @@ def test_the_scripted_step_equals_the_python_step():
                 logits.append(out)
         outs.append(torch.stack(logits))
     torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
+
+
+def test_decode_step_is_kept_per_model_and_rebuilt_when_the_weights_change():
+    from modeling_gpt2mini import DecodeStep
+
+    m = sharpen(tiny_model())
+    first = DecodeStep.of(m)
+    assert DecodeStep.of(m) is first and TokenStream(m, prompt(3)).fast is first  # no weight copies per stream
+    with torch.no_grad():
+        m.transformer.h[0].mlp.c_fc.weight.mul_(3.0)  # an in-place edit, as an optimizer step makes
+    assert DecodeStep.of(m) is not first
+    x = prompt(7)
+    fast = TokenStream(m, x, temperature=0)
+    slow = TokenStream(m, x, temperature=0, fast=False)
+    fast.take(10)
+    slow.take(10)
+    torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
+
+
+def test_decode_step_after_a_slide_with_a_row_still_shorter_than_the_window():
+    """A padded row that is shorter than the window when the cache fills is re-encoded with its padding."""
+    m = sharpen(tiny_model())  # context 64
+    rows = [prompt(1, seed=1)[0].tolist(), prompt(60, seed=2)[0].tolist()]
+    fast = TokenStream(m, rows, temperature=0, window=40)
+    slow = TokenStream(m, rows, temperature=0, window=40, fast=False)
+    for _ in range(30):  # the first slide comes after 4 steps, while row 0 holds 5 tokens
+        assert torch.equal(fast.step(), slow.step())
+        torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
