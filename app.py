@@ -22,6 +22,7 @@ import html
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import torch  # noqa: E402
 
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from modeling_gpt2mini import TextDecoder, TokenStream, filter_logits, knockout  # noqa: E402
+from tokenizer import valid_text  # noqa: E402
 from train import UsageError, encode, load_model_folder, read_metrics, unseen_characters  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -67,6 +69,32 @@ LIMITS = {  # what the API accepts; the sliders use the same ranges
 ATTENTION_CHARS = 64
 TIME_LIMIT_S = 120  # a generation stops itself after this long (Gradio's time_limit only covers .stream events)
 PASSAGE_WINDOWS = 4  # the knockout's fixed passage: the first 4 x 256 characters of the validation split
+# RAW_INPUTS: the events that take user input run with preprocess=False, so the handlers get the request's values
+# as sent and check them all themselves (check_settings, Lab.get, prepare_prompt, as_list, parse_parts): anything
+# out of range or of the wrong type gets one gr.Error naming the setting. Gradio's own preprocessing would instead
+# fail with an unexplained server error on, say, a string sent for a slider.
+QUEUE_SIZE = 64  # events waiting beyond the 4 running; one more gets Gradio's "Queue is full" at once (HTTP 503)
+
+
+def shown(value, limit: int = 60) -> str:
+    """A value from a request, for an error message: repr (so control characters and lone surrogates are escaped),
+    cut to `limit` characters, HTML-escaped (Gradio renders an error message as HTML)."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return html.escape(text, quote=False)
+
+
+def as_list(value, what: str) -> list:
+    """A list of choices from a request: None is none, one string is one choice, anything else but a list or tuple
+    is refused."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise gr.Error(f"{what} must be a list of names, got {shown(value)}")
+    return list(value)
 
 
 @dataclass
@@ -94,12 +122,18 @@ class Lab:
     def corpora(self) -> list[str]:
         return list(self.groups)
 
+    def group(self, corpus) -> dict[str, Entry]:
+        """The models trained on `corpus`, or a gr.Error listing the groups there are."""
+        if not isinstance(corpus, str) or corpus not in self.groups:
+            raise gr.Error(f"no models trained on {shown(corpus)}; choose from {', '.join(self.groups)}")
+        return self.groups[corpus]
+
     def variants(self, corpus: str) -> list[str]:
-        return list(self.groups.get(corpus, {}))
+        return list(self.group(corpus))
 
     def choices(self, corpus: str) -> list[tuple[str, str]]:
         """(label, name) pairs for checkboxes and dropdowns."""
-        return [(e.label, n) for n, e in self.groups.get(corpus, {}).items()]
+        return [(e.label, n) for n, e in self.group(corpus).items()]
 
     def passage(self, corpus: str) -> str | None:
         """The validation split of a shipped corpus, read on first use (the Knockout tab's fixed passage)."""
@@ -108,12 +142,10 @@ class Lab:
         return self.passages.get(corpus)
 
     def get(self, corpus: str, name: str) -> Entry:
-        try:
-            return self.groups[corpus][name]
-        except KeyError:
-            raise gr.Error(
-                f"no model {name!r} for {corpus!r}; choose from {', '.join(self.variants(corpus))}"
-            ) from None
+        group = self.group(corpus)
+        if not isinstance(name, str) or name not in group:
+            raise gr.Error(f"no model {shown(name)} for {shown(corpus)}; choose from {', '.join(group)}")
+        return group[name]
 
 
 HUB_FILES = ["*.json", "*.safetensors", "metrics.jsonl"]  # what the lab reads from a Hub model repository
@@ -212,28 +244,42 @@ def check_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
         lo, hi = LIMITS[name]
         try:
             number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
         except (TypeError, ValueError):
-            raise gr.Error(f"{name} must be a number, got {value!r}") from None
+            raise gr.Error(f"{name} must be a number, got {shown(value)}") from None
         if not (math.isfinite(number) and lo <= number <= hi):
-            raise gr.Error(f"{name} must be between {lo} and {hi}, got {value}")
+            raise gr.Error(f"{name} must be between {lo} and {hi}, got {shown(value)}")
         out.append(int(number) if name in ("top_k", "max_new", "seed") else number)
     return tuple(out)
 
 
 def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[str]]:
-    """Token ids for the prompt and the notices to show: empty prompt, unseen characters, longer than the context."""
+    """Token ids for the prompt and the notices to show: empty prompt, unseen characters, longer than the context,
+    lone surrogates (which have no UTF-8 form: each becomes U+FFFD, see tokenizer.valid_text)."""
     notices = []
-    prompt = prompt or ""
+    if prompt is None:
+        prompt = ""
+    if not isinstance(prompt, str):
+        raise gr.Error(f"the prompt must be text, got {type(prompt).__name__}")
+    cleaned = valid_text(prompt)
+    if cleaned.count("\ufffd") > prompt.count("\ufffd"):
+        notices.append("Lone surrogates (not characters: they have no UTF-8 form) became U+FFFD.")
+    prompt = cleaned
     if not prompt:
         notices.append("Empty prompt: starting from a newline.")
         prompt = "\n"
+    # One character is one token or more, so the last n characters hold the last n tokens: cropping before
+    # tokenizing keeps a 100k-character prompt as cheap as a short one.
+    n = entry.model.config.n_positions
+    long = len(prompt) > n
+    prompt = prompt[-n:]
     unseen = unseen_characters(entry.tokenizer, prompt)
     if unseen:
-        shown = " ".join(repr(c) for c in unseen[:8])
-        notices.append(f"Characters the model never saw ({shown}) go in as UTF-8 bytes.")
+        listed = html.escape(" ".join(repr(c) for c in unseen[:8]), quote=False)
+        notices.append(f"Characters the model never saw ({listed}) go in as UTF-8 bytes.")
     ids = entry.tokenizer.encode(prompt, add_special_tokens=False)
-    n = entry.model.config.n_positions
-    if len(ids) > n:
+    if long or len(ids) > n:
         notices.append(f"The prompt is longer than the model's context: using its last {n} tokens.")
         ids = ids[-n:]
     return ids, notices
@@ -287,7 +333,7 @@ def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, m
     temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
         temperature, top_k, top_p, max_new, repetition_penalty, seed
     )
-    names = list(names or [])
+    names = as_list(names, "variants")
     if not names:
         raise gr.Error("choose at least one variant")
     if len(names) > MAX_PANES:
@@ -349,7 +395,7 @@ def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, m
         if now - start > TIME_LIMIT_S:
             stopped = True
             break
-        if now - last > 0.04 or step == 0:
+        if now - last > 0.1 or step == 0:
             last = now
             yield render(False)
     for i, decoder in enumerate(decoders):
@@ -377,7 +423,7 @@ def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_
         if now - start > TIME_LIMIT_S:
             notices.append(f"Stopped after {TIME_LIMIT_S} s, the per-request limit.")
             break
-        if now - last > 0.04 or step == 0:
+        if now - last > 0.1 or step == 0:
             last = now
             yield text, "  \n".join(notices + [f"{n} characters, {n / (now - start):,.0f} chars/s"])
     text += decoder.flush()
@@ -413,7 +459,7 @@ def next_char_table(entry: Entry, ids: list[int], temperature: float, top_k: int
 def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p):
     """One bar chart per chosen variant (the rest hidden), plus notices."""
     temperature, top_k, top_p, *_ = check_settings(temperature, top_k, top_p, 1, 1.0, 0)
-    names = list(names or [])[:MAX_PANES]
+    names = as_list(names, "variants")[:MAX_PANES]
     plots, notices = [], []
     for name in names:
         entry = lab.get(corpus, name)
@@ -499,26 +545,28 @@ def attention_view(lab: Lab, corpus, name, prompt):
 
 def parse_parts(heads, attention, mlp, residual, n_layer: int, n_head: int) -> dict:
     """'L2 H3' / 'L1' choices to 0-based knockout arguments; a gr.Error for anything the model does not have."""
+    limits = f"{n_layer} layers L1-L{n_layer}, {n_head} heads H1-H{n_head}"
 
-    def number(text: str, prefix: str, top: int) -> int:
-        if not (text.startswith(prefix) and text[1:].isdigit() and 1 <= int(text[1:]) <= top):
-            raise gr.Error(f"no {text!r} in this model ({n_layer} layers L1-L{n_layer}, {n_head} heads H1-H{n_head})")
-        return int(text[1:]) - 1
+    def layer_of(choice) -> int:
+        match = re.fullmatch(r"L([1-9][0-9]{0,3})", str(choice).strip())
+        if not match or int(match[1]) > n_layer:
+            raise gr.Error(f"no layer {shown(choice)} in this model ({limits})")
+        return int(match[1]) - 1
 
-    def layer_of(choice: str) -> int:
-        return number(str(choice).strip(), "L", n_layer)
-
-    def head_of(choice: str) -> tuple[int, int]:
-        parts = str(choice).split()
-        if len(parts) != 2:
-            raise gr.Error(f"a head is written like 'L1 H2', got {choice!r}")
-        return number(parts[0], "L", n_layer), number(parts[1], "H", n_head)
+    def head_of(choice) -> tuple[int, int]:
+        match = re.fullmatch(r"L([1-9][0-9]{0,3}) H([1-9][0-9]{0,3})", " ".join(str(choice).split()))
+        if not match:
+            raise gr.Error(f"a head is written like 'L1 H2', got {shown(choice)}")
+        layer, head = int(match[1]), int(match[2])
+        if layer > n_layer or head > n_head:
+            raise gr.Error(f"no head {shown(choice)} in this model ({limits})")
+        return layer - 1, head - 1
 
     return {
-        "heads": [head_of(h) for h in heads or []],
-        "attention": [layer_of(c) for c in attention or []],
-        "mlp": [layer_of(c) for c in mlp or []],
-        "residual": [layer_of(c) for c in residual or []],
+        "heads": [head_of(h) for h in as_list(heads, "heads")],
+        "attention": [layer_of(c) for c in as_list(attention, "attention layers")],
+        "mlp": [layer_of(c) for c in as_list(mlp, "MLP layers")],
+        "residual": [layer_of(c) for c in as_list(residual, "residual layers")],
     }
 
 
@@ -553,7 +601,8 @@ def run_knockout(
     temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
         temperature, top_k, top_p, max_new, repetition_penalty, seed
     )
-    base_name = "baseline" if "baseline" in lab.variants(corpus) else lab.variants(corpus)[0]
+    names = lab.variants(corpus)  # a gr.Error for a corpus the lab does not have
+    base_name = "baseline" if "baseline" in names else names[0]
     entry = lab.get(corpus, base_name)
     cfg = entry.model.config
     parts = parse_parts(heads, attention, mlp, residual, cfg.n_layer, cfg.n_head)
@@ -598,7 +647,7 @@ def run_knockout(
             if now - began > TIME_LIMIT_S:
                 head += f"  \nStopped after {TIME_LIMIT_S} s, the per-request limit."
                 break
-            if now - last > 0.04 or step == 0:
+            if now - last > 0.1 or step == 0:
                 last = now
                 yield head, start + texts[0], start + texts[1]
         texts = [t + d.flush() for t, d in zip(texts, decoders, strict=True)]
@@ -654,8 +703,9 @@ Same prompt, same seed: watch where the variants part. Highlighted text is where
 """
 
 
-def build_demo(lab: Lab | None = None) -> gr.Blocks:
-    """The lab as a gr.Blocks (not launched)."""
+def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The lab as a gr.Blocks (not launched). Up to 4 generations run at once; `queue_size` more wait, and a request
+    beyond that is turned away at once with Gradio's "Queue is full" (HTTP 503) instead of waiting for a timeout."""
     lab = lab or load_lab()
     corpora = lab.corpora()
     first = corpora[0]
@@ -785,6 +835,7 @@ def build_demo(lab: Lab | None = None) -> gr.Blocks:
             corpus,
             [names, one_name, attn_name, curves, table, ko_heads, ko_attn, ko_mlp, ko_res],
             api_name="choose_corpus",
+            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
         )
         # the corpus's sample prompt only when the user picks a corpus (an example sets its own prompt)
         corpus.input(prompt_for, corpus, prompt, api_visibility="private")
@@ -801,6 +852,7 @@ def build_demo(lab: Lab | None = None) -> gr.Blocks:
             gen_inputs,
             [compare_status, *panes],
             api_name="side_by_side",
+            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
             concurrency_id="generation",
             concurrency_limit=4,
         )
@@ -810,6 +862,7 @@ def build_demo(lab: Lab | None = None) -> gr.Blocks:
             [corpus, one_name, prompt, *settings],
             [one_out, one_status],
             api_name="generate",
+            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
             concurrency_id="generation",
             concurrency_limit=4,
         )
@@ -824,6 +877,7 @@ def build_demo(lab: Lab | None = None) -> gr.Blocks:
             trigger_mode="always_last",
             show_progress="hidden",
             api_name="next_character",
+            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
         )
         for trigger in (top_k.change, top_p.change, names.change, prompt.change, demo.load):
             trigger(
@@ -833,6 +887,7 @@ def build_demo(lab: Lab | None = None) -> gr.Blocks:
                 trigger_mode="always_last",
                 show_progress="hidden",
                 api_visibility="private",
+                preprocess=False,
             )
 
         attn_btn.click(
@@ -840,16 +895,18 @@ def build_demo(lab: Lab | None = None) -> gr.Blocks:
             [corpus, attn_name, prompt],
             [attn_status, attn_plot, attn_table],
             api_name="attention",
+            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
         )
         ko_btn.click(
             lambda *a: (yield from run_knockout(lab, *a)),
             [corpus, ko_heads, ko_attn, ko_mlp, ko_res, prompt, *settings],
             [ko_status, ko_intact, ko_broken],
             api_name="knockout",
+            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
             concurrency_id="generation",
             concurrency_limit=4,
         )
-    demo.queue(default_concurrency_limit=4, max_size=64)
+    demo.queue(default_concurrency_limit=4, max_size=queue_size)
     return demo
 
 
@@ -866,14 +923,23 @@ def main(argv: list[str] | None = None) -> int:
         help="also serve this model folder or Hub repo id (repeatable)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps several streams smooth)")
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=QUEUE_SIZE,
+        help="requests that may wait while 4 run; more are told at once that the queue is full",
+    )
     args = parser.parse_args(argv)
+    if args.queue_size < 1:
+        print(f"error: --queue-size must be a positive integer, got {args.queue_size}", file=sys.stderr)
+        return 2
     torch.set_num_threads(max(1, args.threads))
     try:
         lab = load_lab(args.models, args.model)
     except (UsageError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    build_demo(lab).launch(**LAUNCH)
+    build_demo(lab, args.queue_size).launch(**LAUNCH)
     return 0
 
 

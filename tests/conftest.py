@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models and a tokenizer built in-process. No network, nothing downloaded."""
 
+import contextlib
 import os
 import sys
 import threading
@@ -82,3 +83,39 @@ def wait_for_line(proc, needle: str, timeout: float = 120) -> list[str]:
             f"no line with {needle!r} after {time.monotonic() - start:.0f} s; stderr so far:\n{''.join(lines)[-3000:]}"
         )
     return lines
+
+
+def tiny_lab(n_positions: int = 256):
+    """The lab (app.Lab) with three tiny random variants on the Tiny Shakespeare vocabulary: fast to build and to
+    run, shaped like the shipped models (the knockout passage is the end of Tiny Shakespeare)."""
+    import app
+    from corpus import load_corpus
+
+    tok = build_tokenizer(load_corpus("shakespeare"))
+    variants = {"baseline": {}, "residual_off": {"use_residual": False}, "attention_off": {"use_attention": False}}
+    group = {
+        name: app.Entry(name, tiny_model(tok, seed=i, n_positions=n_positions, **kw), tok)
+        for i, (name, kw) in enumerate(variants.items())
+    }
+    lab = app.Lab({"shakespeare": group})
+    lab.passages["shakespeare"] = load_corpus("shakespeare")[-3000:]
+    return lab
+
+
+@contextlib.contextmanager
+def serve(demo):
+    """Launch a Blocks on a free port of 127.0.0.1 in this process; yield its URL; close it afterwards."""
+    import socket
+
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH
+    )
+    try:
+        yield url
+    finally:
+        demo.close()

@@ -170,9 +170,11 @@ def test_knockout_reports_loss_and_samples(client):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((["baseline"], "ROMEO:", 9.0, 40, 0.95, 40, 1.0, 0), "greater than maximum"),
-        ((["baseline"], "ROMEO:", 0.8, -1, 0.95, 40, 1.0, 0), "less than minimum"),
-        ((["baseline"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, -5), "less than minimum"),
+        ((["baseline"], "ROMEO:", 9.0, 40, 0.95, 40, 1.0, 0), "temperature must be between 0.0 and 2.0, got 9.0"),
+        ((["baseline"], "ROMEO:", 0.8, -1, 0.95, 40, 1.0, 0), "top_k must be between 0 and 200, got -1"),
+        ((["baseline"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, -5), "seed must be between"),
+        ((["baseline"], "ROMEO:", "hot", 40, 0.95, 40, 1.0, 0), "temperature must be a number, got 'hot'"),
+        ((["baseline"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, "x"), "seed must be a number"),
         (([], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, 0), "choose at least one variant"),
         ((["wings_off"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, 0), "wings_off"),
     ],

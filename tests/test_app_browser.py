@@ -90,3 +90,22 @@ def test_generate_compare_and_move_the_temperature(url, tmp_path):
         page.screenshot(path=str(shots / "lab_next_character.png"), full_page=True)
         browser.close()
     assert (shots / "lab_side_by_side.png").stat().st_size > 20_000
+
+
+def test_html_in_the_prompt_is_shown_as_text_and_never_runs(url):
+    from playwright.sync_api import expect, sync_playwright
+
+    prompt = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>bold?</b>'
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Side by side").click()
+        page.locator("#prompt textarea").fill(prompt)
+        page.get_by_role("button", name="Generate side by side").click()
+        shown = page.locator("#pane-0 .gm-prompt")
+        expect(shown).to_have_text(prompt, timeout=30_000)  # the tags, as characters
+        page.wait_for_timeout(500)
+        assert page.locator("#pane-0 img, #pane-0 script, #pane-0 b:text('bold?')").count() == 0
+        assert page.evaluate("() => window.pwned") is None  # neither the onerror handler nor the script ran
+        browser.close()
