@@ -171,31 +171,25 @@ def test_empty_prompts_are_a_value_error(small):
             TokenStream(model, prompts)
 
 
-# Gaps in modeling_gpt2mini.py (owned by the performance work; the fixes are described in the reliability report):
-# each xfail is strict, so it fails the suite as soon as the decoder is fixed and the marker can go.
-GAP = "modeling_gpt2mini.TokenStream does not check this yet"
+# The fast decoder refuses what it cannot sample from, with the setting or the id named.
 
 
-@pytest.mark.xfail(strict=True, reason=f"{GAP}: NaN passes `temperature < 0`; every token becomes id 0")
 def test_nan_temperature_is_a_value_error(small):
     with pytest.raises(ValueError, match="temperature"):
         TokenStream(small[0], [[1, 2]], temperature=math.nan)
 
 
-@pytest.mark.xfail(strict=True, reason=f"{GAP}: NaN passes `repetition_penalty <= 0`; every token becomes id 0")
 def test_nan_repetition_penalty_is_a_value_error(small):
     with pytest.raises(ValueError, match="repetition_penalty"):
         TokenStream(small[0], [[1, 2]], repetition_penalty=math.nan)
 
 
-@pytest.mark.xfail(strict=True, reason=f"{GAP}: an id outside the vocabulary is an IndexError from the embedding")
 @pytest.mark.parametrize("token", [-1, 315, 10**6])
 def test_an_id_outside_the_vocabulary_is_a_value_error(small, token):
     with pytest.raises(ValueError, match="vocabulary"):
         TokenStream(small[0], [[1, token]])
 
 
-@pytest.mark.xfail(strict=True, reason="stream_text passes a lone surrogate to the tokenizer (TypeError)")
 def test_stream_text_takes_lone_surrogates(small):
     model, tok = small
     assert "".join(stream_text(model, tok, "a\ud800", max_new_tokens=3, seed=0))

@@ -16,6 +16,7 @@ This file is copied next to the weights by `save_pretrained`; it imports only to
 
 import contextlib
 import math
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -685,15 +686,18 @@ class TokenStream:
         rows = [list(map(int, p)) for p in prompts]
         if not rows or any(len(r) == 0 for r in rows):
             raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
-        if temperature < 0:
+        if not temperature >= 0:  # written so that NaN fails too
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if repetition_penalty <= 0:
+        if not repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
         cfg = model.config
+        bad = [t for r in rows for t in r if not 0 <= t < cfg.vocab_size]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0 to {cfg.vocab_size - 1})")
         self.window = window if window is not None else cfg.n_positions * 3 // 4
         if not 0 < self.window < cfg.n_positions:
             raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
@@ -820,8 +824,10 @@ def stream_text(
     """Yield the continuation of `prompt` piece by piece (usually one character per token).
 
     `sampling` takes `TokenStream`'s keywords: temperature, top_k, top_p, repetition_penalty, seed, window.
-    An empty prompt starts from a newline.
+    An empty prompt starts from a newline; a lone surrogate in it (text that has no UTF-8 form) becomes U+FFFD.
     """
+    if re.search("[\ud800-\udfff]", prompt):  # surrogates have no UTF-8: pairs are joined, lone ones become U+FFFD
+        prompt = prompt.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     ids = tokenizer.encode(prompt or "\n", add_special_tokens=False)
     stream = TokenStream(model, [ids], pad_token_id=tokenizer.pad_token_id or 0, **sampling)
     decoder = TextDecoder(tokenizer)
