@@ -16,6 +16,7 @@ This file is copied next to the weights by `save_pretrained`; it imports only to
 
 import contextlib
 import math
+import numbers
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -688,8 +689,10 @@ class TokenStream:
             raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
         if not temperature >= 0:  # written so that NaN fails too
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if not _whole(top_k) or top_k < 0:
+            raise ValueError(f"top_k must be a whole number >= 0, got {top_k!r}")
+        if seed is not None and (not _whole(seed) or not 0 <= seed < 2**63):
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         if not repetition_penalty > 0:
@@ -702,7 +705,7 @@ class TokenStream:
         if not 0 < self.window < cfg.n_positions:
             raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
         self.model = model
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.temperature, self.top_k, self.top_p = temperature, int(top_k), top_p
         self.repetition_penalty = repetition_penalty
         self.pad_token_id = pad_token_id
         param = next(model.parameters())
@@ -711,7 +714,7 @@ class TokenStream:
         if seed is None:
             self.generator.seed()
         else:
-            self.generator.manual_seed(seed)
+            self.generator.manual_seed(int(seed))
         self.history = rows  # every token of every row, prompt included
         self.seen = torch.zeros(len(rows), cfg.vocab_size, dtype=torch.bool, device=self.device)
         for i, r in enumerate(rows):
@@ -792,6 +795,11 @@ class TokenStream:
         return torch.stack(new, dim=1).tolist() if new else [[] for _ in self.history]
 
 
+def _whole(value) -> bool:
+    """An integer of any kind (Python, NumPy), not a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 class TextDecoder:
     """Turns a stream of token ids into text pieces, holding back a UTF-8 character split over byte tokens."""
 
@@ -826,7 +834,7 @@ def stream_text(
     `sampling` takes `TokenStream`'s keywords: temperature, top_k, top_p, repetition_penalty, seed, window.
     An empty prompt starts from a newline; a lone surrogate in it (text that has no UTF-8 form) becomes U+FFFD.
     """
-    if re.search("[\ud800-\udfff]", prompt):  # surrogates have no UTF-8: pairs are joined, lone ones become U+FFFD
+    if prompt and re.search("[\ud800-\udfff]", prompt):  # no UTF-8 form: pairs joined, lone ones U+FFFD
         prompt = prompt.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     ids = tokenizer.encode(prompt or "\n", add_special_tokens=False)
     stream = TokenStream(model, [ids], pad_token_id=tokenizer.pad_token_id or 0, **sampling)

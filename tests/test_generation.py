@@ -133,6 +133,12 @@ def test_bad_sampling_parameters_are_rejected():
             TokenStream(m, prompt(3), **kw)
     with pytest.raises(ValueError, match="at least one token"):
         TokenStream(m, [[]])
+    for kw, msg in [(dict(top_k=2.5), "top_k"), (dict(top_k=True), "top_k"), (dict(seed=2**64), "seed")]:
+        with pytest.raises(ValueError, match=msg):
+            TokenStream(m, prompt(3), **kw)
+    import numpy as np
+
+    TokenStream(m, prompt(3), top_k=np.int64(5), seed=np.int64(7)).take(2)  # NumPy integers are whole numbers
 
 
 def test_filters_match_transformers_warpers():
@@ -172,11 +178,12 @@ def test_text_decoder_holds_back_split_utf8(tok):
     assert [dec.push(t) for t in emoji] == ["", "", "", "😀"]
 
 
-def test_empty_prompt_starts_from_a_newline(tok):
+def test_empty_prompt_starts_from_a_newline(tok):  # "" and None alike
     m = sharpen(tiny_model(tok))
     a = "".join(stream_text(m, tok, "", max_new_tokens=20, temperature=0))
     b = "".join(stream_text(m, tok, "\n", max_new_tokens=20, temperature=0))
-    assert a == b and len(a) > 0
+    c = "".join(stream_text(m, tok, None, max_new_tokens=20, temperature=0))
+    assert a == b == c and len(a) > 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
