@@ -330,8 +330,11 @@ def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
             else "see below",
             GPT2_SMALL["data"],
         ),
-        ("LayerNorm", {"pre": "pre-LN + final LayerNorm", "post": "**post-LN**", "none": "**none**"}[cfg.ln_style],
-         "pre-LN + final LayerNorm"),
+        (
+            "LayerNorm",
+            {"pre": "pre-LN + final LayerNorm", "post": "**post-LN**", "none": "**none**"}[cfg.ln_style],
+            "pre-LN + final LayerNorm",
+        ),
         ("residual connections", _yes(cfg.use_residual), "yes"),
         ("causal self-attention", _yes(cfg.use_attention), "yes"),
         ("MLP (GELU, tanh approximation)", _yes(cfg.use_mlp), "yes"),
