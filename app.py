@@ -68,6 +68,7 @@ LIMITS = {  # what the API accepts; the sliders use the same ranges
 }
 ATTENTION_CHARS = 64
 TIME_LIMIT_S = 120  # a generation stops itself after this long (Gradio's time_limit only covers .stream events)
+UPDATE_S = 0.1  # a streaming event updates the page at most this often
 PASSAGE_WINDOWS = 4  # the knockout's fixed passage: the first 4 x 256 characters of the validation split
 # RAW_INPUTS: the events that take user input run with preprocess=False, so the handlers get the request's values
 # as sent and check them all themselves (check_settings, Lab.get, prepare_prompt, as_list, parse_parts): anything
@@ -395,7 +396,7 @@ def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, m
         if now - start > TIME_LIMIT_S:
             stopped = True
             break
-        if now - last > 0.1 or step == 0:
+        if now - last > UPDATE_S or step == 0:
             last = now
             yield render(False)
     for i, decoder in enumerate(decoders):
@@ -423,7 +424,7 @@ def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_
         if now - start > TIME_LIMIT_S:
             notices.append(f"Stopped after {TIME_LIMIT_S} s, the per-request limit.")
             break
-        if now - last > 0.1 or step == 0:
+        if now - last > UPDATE_S or step == 0:
             last = now
             yield text, "  \n".join(notices + [f"{n} characters, {n / (now - start):,.0f} chars/s"])
     text += decoder.flush()
@@ -647,7 +648,7 @@ def run_knockout(
             if now - began > TIME_LIMIT_S:
                 head += f"  \nStopped after {TIME_LIMIT_S} s, the per-request limit."
                 break
-            if now - last > 0.1 or step == 0:
+            if now - last > UPDATE_S or step == 0:
                 last = now
                 yield head, start + texts[0], start + texts[1]
         texts = [t + d.flush() for t, d in zip(texts, decoders, strict=True)]

@@ -22,6 +22,7 @@ per measurement (medians, every round, per-round ratios to the peer) and a summa
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -115,11 +116,12 @@ def generate_runners(
 
     dev = torch.device(device)
     long = prompt_len + new  # generate() needs a position for every token
+    model = functools.cache(lambda kind, n_positions=256: build(kind, n_positions=n_positions, device=device).eval())
     g = torch.Generator().manual_seed(2)
     prompts = torch.randint(0, 65, (batch, prompt_len), generator=g).to(dev)
 
     def fast(**sampling):
-        ours = build("gpt2mini", device=device).eval()
+        ours = model("gpt2mini")
 
         def run():
             stream = TokenStream(ours, prompts, **sampling)
@@ -129,11 +131,11 @@ def generate_runners(
         return run
 
     def generate(kind):
-        model = build(kind, n_positions=long, device=device).eval()
+        generator = model(kind, long)
 
         def run():
             with torch.inference_mode():
-                out = model.generate(
+                out = generator.generate(
                     prompts,
                     attention_mask=torch.ones_like(prompts),
                     max_new_tokens=new,
@@ -148,7 +150,7 @@ def generate_runners(
         return run
 
     def recompute():
-        ours = build("gpt2mini", device=device).eval()
+        ours = model("gpt2mini")
         ctx = ours.config.n_positions
 
         def run():

@@ -735,9 +735,6 @@ def publish_model(
 ) -> str | None:
     """Assemble the model repository for `folder` and upload it (what `publish.py MODEL_DIR` and
     `train.py --push-to-hub` run). Returns the commit URL (None for a dry run)."""
-    check_repo_id(repo_id)
-    if not dry_run:
-        check_can_upload(token)
     return _publish(
         lambda dest: assemble_model(folder, dest, repo_id),
         repo_id,
@@ -767,9 +764,6 @@ def publish_space(
     report=print,
 ) -> str | None:
     """Assemble the lab as a Gradio Space and upload it. Returns the commit URL (None for a dry run)."""
-    check_repo_id(repo_id)
-    if not dry_run:
-        check_can_upload(token)
     return _publish(
         lambda dest: assemble_space(dest, repo_id, models_dir),
         repo_id,
@@ -786,6 +780,9 @@ def publish_space(
 
 
 def _publish(assemble, repo_id, repo_type, *, dry_run, out, report, **upload_options) -> str | None:
+    check_repo_id(repo_id)
+    if not dry_run:
+        check_can_upload(upload_options.get("token"))
     if out is not None and Path(out).exists():
         raise UsageError(f"--out {out} already exists: name a new folder (it is written whole, then kept)")
     with tempfile.TemporaryDirectory(prefix="gpt2mini-publish-") as tmp:
