@@ -29,81 +29,18 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from checkpoint import METRICS_FILE, STATE_FILE, UsageError, atomic_save, load_model_folder, read_metrics
+from configuration_gpt2mini import variant_label, variant_meaning, variants
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
-from train import (
-    METRICS_FILE,
-    STATE_FILE,
-    NonFiniteLoss,
-    TrainSettings,
-    UsageError,
-    atomic_save,
-    encode,
-    load_model_folder,
-    read_metrics,
-    split_loss,
-    train,
-)
+from tokenizer import encode
+from train import NonFiniteLoss, TrainSettings, split_loss, train
 
-
-@dataclass(frozen=True)
-class Variant:
-    settings: dict  # the TrainSettings switches that make it
-    label: str
-    breaks: str  # what the switch removes, and what to expect (one or two sentences)
-
-
-VARIANTS = {
-    "baseline": Variant(
-        {}, "baseline", "GPT-2 as designed: pre-LN blocks with residual connections, attention, MLP, learned positions."
-    ),
-    "residual_off": Variant(
-        {"disable_residual": 1},
-        "residual off",
-        "Each block's output replaces its input instead of being added to it, so the embedding and the gradient must "
-        "pass through every attention and MLP layer in turn; there is no direct path.",
-    ),
-    "attention_off": Variant(
-        {"disable_attention": 1},
-        "attention off",
-        "No position can read any other: the model predicts the next character from the current one alone "
-        "(a bigram model with extra layers), so it cannot use context.",
-    ),
-    "post_ln": Variant(
-        {"ln_style": "post"},
-        "post-LN",
-        "LayerNorm after the residual addition (the 2017 Transformer), so the residual stream is renormalised at "
-        "every block and gradients to early layers pass through every norm; classically needs a gentler warmup.",
-    ),
-    "no_layernorm": Variant(
-        {"ln_style": "none"},
-        "no LayerNorm",
-        "No normalisation anywhere: the residual stream's scale is free to grow, and nothing keeps the attention "
-        "logits or the output logits in range.",
-    ),
-    "mlp_off": Variant(
-        {"disable_mlp": 1},
-        "MLP off",
-        "No feed-forward layers: only attention and the residual stream remain, with no per-position "
-        "non-linearity beyond softmax and LayerNorm.",
-    ),
-    "no_position": Variant(
-        {"disable_position_embeddings": 1},
-        "no position embedding",
-        "No learned position vectors: only the causal mask tells the model about order (a position can count how "
-        "many characters it sees), so it must work out which character came just before from that alone.",
-    ),
-    "untied": Variant(
-        {"untie_embeddings": 1},
-        "untied embeddings",
-        "A separate output matrix instead of reusing the input embeddings: more parameters, and the output "
-        "side no longer learns from the input side's gradient.",
-    ),
-}
+VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
 TABLE_STEPS = (100, 500)
 # Quoted from the blog post the project descends from (Tiny Shakespeare, training-batch loss, its own recipe).
@@ -177,8 +114,7 @@ def reference_losses(train_text: str, val_text: str) -> dict[str, float]:
 
 def variant_settings(base: TrainSettings, name: str, folder: Path) -> TrainSettings:
     s = TrainSettings(**asdict(base))
-    for k, v in VARIANTS[name].settings.items():
-        setattr(s, k, v)
+    s.switches = dict(VARIANTS[name])
     s.save = str(folder)
     s.progress = False
     s.sample_chars = 0  # ablate.py samples once at the end, with one seed for all variants
@@ -231,7 +167,7 @@ def train_variant(base: TrainSettings, name: str, folder: Path, fresh: bool = Fa
 
 def row_for(name: str, folder: Path, val_text: str, prompt: str, sample_chars: int, device) -> dict:
     """The table row and the sample of a trained variant, read back from its folder."""
-    from modeling_gpt2mini import stream_text
+    from generation_gpt2mini import stream_text
 
     state = json.loads((folder / STATE_FILE).read_text())
     metrics = read_metrics(folder)
@@ -242,7 +178,7 @@ def row_for(name: str, folder: Path, val_text: str, prompt: str, sample_chars: i
     block = model.config.n_positions
     row = {
         "variant": name,
-        "label": VARIANTS[name].label,
+        "label": variant_label(name),
         "switches": model.config.ablations,
         "parameters": model.num_parameters(),
         "context": block,
@@ -298,7 +234,7 @@ def run_corpus(
     label = corpus or Path(data).stem
 
     def announce(i: int, name: str) -> None:
-        print(f"[{label} {i}/{len(names)}] {name}: {VARIANTS[name].label}", file=sys.stderr)
+        print(f"[{label} {i}/{len(names)}] {name}: {variant_label(name)}", file=sys.stderr)
 
     if jobs > 1:
         for i, name in enumerate(names, 1):
@@ -331,7 +267,7 @@ def run_corpus(
     for name in names:
         folder = out / name
         if not (folder / STATE_FILE).exists():  # diverged before its first save
-            rows.append({"variant": name, "label": VARIANTS[name].label, "diverged": runs[name]["diverged"]})
+            rows.append({"variant": name, "label": variant_label(name), "diverged": runs[name]["diverged"]})
             continue
         row = row_for(name, folder, val_text, prompt, sample_chars, device)
         row["diverged"] = runs[name]["diverged"]
@@ -419,7 +355,7 @@ def plot_curves(out: Path, names: list[str], corpus: str) -> None:
         m = read_metrics(out / name)
         evals = [r for r in m if "val_loss" in r]
         logged = [r for r in m if "loss" in r]
-        label, c = VARIANTS[name].label, colors[name]
+        label, c = variant_label(name), colors[name]
         if evals:
             ax_val.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", ms=2.5, color=c, label=label)
         if logged:
@@ -437,7 +373,7 @@ def plot_curves(out: Path, names: list[str], corpus: str) -> None:
     fig, (ax_ent, ax_norm) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     for name in names:
         evals = [r for r in read_metrics(out / name) if "attn_entropy" in r]
-        label, c = VARIANTS[name].label, colors[name]
+        label, c = variant_label(name), colors[name]
         ent = [(r["step"], [e for e in r["attn_entropy"] if e is not None]) for r in evals]
         ent = [(s, sum(e) / len(e)) for s, e in ent if e]
         if ent:
@@ -528,9 +464,10 @@ def yardstick(loss: float, ref: dict) -> str | None:
 
 def meaning(name: str, row: dict, base: dict | None, folder: Path, base_folder: Path, ref: dict | None = None) -> str:
     """One result in words: what the switch removes, then what this run measured."""
-    v = VARIANTS[name]
+    said = variant_meaning(name)
+    what = f"**{variant_label(name)}**: {said[0].upper() + said[1:]}."
     if "val_split" not in row:
-        return f"- **{v.label}**: {v.breaks} Measured: it diverged before its first save ({row['diverged']})."
+        return f"- {what} Measured: it diverged before its first save ({row['diverged']})."
     parts = []
     if name == "baseline" or base is None or "val_split" not in base:
         parts.append(f"validation loss {row['val_split']:.3f} over the whole split")
@@ -551,7 +488,7 @@ def meaning(name: str, row: dict, base: dict | None, folder: Path, base_folder: 
             parts.append(f"final attention entropy {mine['entropy']:.2f} nats against {theirs['entropy']:.2f}")
         if mine and theirs:
             parts.append(f"residual-stream norm {mine['norm']:.1f} against {theirs['norm']:.1f}")
-    text = f"- **{v.label}**: {v.breaks} Measured: " + "; ".join(parts) + "."
+    text = f"- {what} Measured: " + "; ".join(parts) + "."
     if row.get("diverged"):
         text += f" Training stopped early: {row['diverged']}"
     return text

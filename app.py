@@ -34,24 +34,16 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from checkpoint import UsageError, load_model_folder, read_metrics  # noqa: E402
+from configuration_gpt2mini import variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
-from modeling_gpt2mini import TextDecoder, TokenStream, filter_logits, knockout  # noqa: E402
-from tokenizer import valid_text  # noqa: E402
-from train import UsageError, encode, load_model_folder, read_metrics, unseen_characters  # noqa: E402
+from generation_gpt2mini import TextDecoder, TokenStream, filter_logits  # noqa: E402
+from probes import knockout  # noqa: E402
+from tokenizer import encode, unseen_characters, valid_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
-ORDER = ("baseline", "residual_off", "attention_off", "post_ln", "no_layernorm", "mlp_off", "no_position", "untied")
-LABELS = {
-    "baseline": "baseline",
-    "residual_off": "residual off",
-    "attention_off": "attention off",
-    "post_ln": "post-LN",
-    "no_layernorm": "no LayerNorm",
-    "mlp_off": "MLP off",
-    "no_position": "no position embedding",
-    "untied": "untied embeddings",
-}
+ORDER = tuple(variants())  # the baseline, then the registry's variants (configuration_gpt2mini.SWITCHES)
 EXAMPLES = [
     ["shakespeare", "ROMEO:\nO, she doth teach the torches to burn bright!"],
     ["shakespeare", "First Citizen:\n"],
@@ -109,7 +101,7 @@ class Entry:
 
     @property
     def label(self) -> str:
-        return LABELS.get(self.name, self.name)
+        return variant_label(self.name)
 
 
 @dataclass

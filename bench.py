@@ -112,7 +112,7 @@ def generate_runners(
     of characters it produced."""
     import torch
 
-    from modeling_gpt2mini import TokenStream
+    from generation_gpt2mini import TokenStream
 
     dev = torch.device(device)
     long = prompt_len + new  # generate() needs a position for every token
@@ -178,7 +178,7 @@ def past_the_context(args) -> dict:
     and over its last as many of 4x that, in the same run (so machine load hits both alike); rounds as generation."""
     import torch
 
-    from modeling_gpt2mini import TokenStream
+    from generation_gpt2mini import TokenStream
 
     model = build("gpt2mini", device=args.device).eval()
     ctx = model.config.n_positions
@@ -389,7 +389,7 @@ def profile(args, path: Path) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from modeling_gpt2mini import TokenStream
+    from generation_gpt2mini import TokenStream
 
     def table(fn, n) -> str:
         fn()

@@ -27,19 +27,18 @@ import importlib.metadata
 import json
 import math
 import os
-import shlex
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from checkpoint import CURVE_FILE, METRICS_FILE, OPTIMIZER_FILE, STATE_FILE, UsageError, load_model_folder, read_metrics
+from configuration_gpt2mini import SWITCHES, gpt2_value, switch_fields
 from corpus import CORPORA, CorpusSpec, load_corpus, train_val_split
 from tokenizer import n_chars as corpus_characters
-from train import METRICS_FILE, OPTIMIZER_FILE, STATE_FILE, UsageError, load_model_folder, read_metrics
 
 ROOT = Path(__file__).resolve().parent
 LICENSE = "mit"  # the project's license (pyproject.toml); the training texts are public domain (data/PROVENANCE.md)
-CURVE_FILE = "loss_curve.png"
 CODE_FILES = ("configuration_gpt2mini.py", "modeling_gpt2mini.py")
 # what a model repository takes from the model folder (True: required; False: copied when the folder has it)
 MODEL_FILES = {
@@ -63,17 +62,6 @@ GPT2_SMALL = {
     "vocab": "50,257 byte-level BPE tokens",
     "parameters": "124M",
     "data": "WebText, about 40 GB of web pages",
-}
-SWITCHES = {  # config field: (GPT-2's value, what the other value means)
-    "use_residual": (True, "each sub-layer's output replaces its input instead of being added to it"),
-    "use_attention": (True, "no attention sub-layer: a position sees only its own character"),
-    "use_mlp": (True, "no feed-forward sub-layer"),
-    "ln_style": (
-        "pre",
-        '"post": LayerNorm after each residual sum, no final LayerNorm (the 2017 Transformer); "none": no LayerNorm',
-    ),
-    "use_position_embeddings": (True, "no learned position table; only the causal mask hints at order"),
-    "tie_word_embeddings": (True, "a separate output matrix instead of the input embedding's transpose"),
 }
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")  # the Hub's fixed list
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -222,24 +210,9 @@ def recipe_lines(settings: dict, state: dict, metrics: list[dict], n_positions: 
             + (f" ({world} processes)" if world > 1 else "")
             + (f", torch {state['torch']}" if state.get("torch") else "")
         )
-    lines += ["", "To train it again with this project: `" + train_command(s) + "`"]
+    if state.get("command"):
+        lines += ["", f"To train it again with this project: `{state['command']}`"]
     return lines
-
-
-def train_command(settings: dict) -> str:
-    """The train.py command line that repeats a run (only the flags that differ from the defaults)."""
-    from train import TrainSettings
-
-    default = TrainSettings().__dict__
-    skip = {"save", "load", "resume", "stop_at", "device", "progress", "compile"}
-    parts = ["python train.py"]
-    for key, value in settings.items():
-        if key in skip or key not in default or value == default[key] or value is None:
-            continue
-        if key == "data":
-            value = Path(value).name
-        parts.append(f"--{key} {shlex.quote(str(value))}")
-    return " ".join(parts)
 
 
 def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
@@ -355,12 +328,13 @@ def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
             else "This model has them all as GPT-2 has them."
         ),
         "",
-        "| switch | this model | GPT-2 | the other value means |",
+        "| switch | this model | GPT-2 | the other values mean |",
         "|---|---|---|---|",
     ]
-    for name, (gpt2, meaning) in SWITCHES.items():
-        value = getattr(cfg, name)
+    for name in switch_fields():
+        value, gpt2 = getattr(cfg, name), gpt2_value(name)
         shown = f"`{json.dumps(value)}`" if value == gpt2 else f"**`{json.dumps(value)}`**"
+        meaning = "; ".join(f"`{json.dumps(s.value)}`: {s.meaning}" for s in SWITCHES if s.field == name)
         out.append(f"| `{name}` | {shown} | `{json.dumps(gpt2)}` | {meaning} |")
 
     out += ["", "## Training data", ""]
@@ -607,7 +581,7 @@ def space_card(folders: list[Path], parameters: dict[Path, int]) -> str:
     ]
     for f in folders:
         cfg = json.loads((f / "config.json").read_text())
-        changed = {k: cfg.get(k, gpt2) for k, (gpt2, _) in SWITCHES.items() if cfg.get(k, gpt2) != gpt2}
+        changed = {k: cfg.get(k, gpt2_value(k)) for k in switch_fields() if cfg.get(k, gpt2_value(k)) != gpt2_value(k)}
         evals = [m for m in read_metrics(f) if "val_loss" in m]
         n = parameters[f]
         body.append(

@@ -21,6 +21,7 @@ no custom code) refuses such text with the `tokenizers` library's TypeError.
 import re
 from collections.abc import Iterable
 
+import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -66,6 +67,25 @@ def valid_text(text: str) -> str:
     if not _SURROGATE.search(text):
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def encode(tokenizer, text: str) -> torch.Tensor:
+    """The whole text as token ids (int32), once per run.
+
+    A character tokenizer maps each character to one id, so a dictionary lookup does it in a fraction of the
+    tokenizer's time; text with characters outside the vocabulary goes through the tokenizer (byte fallback)."""
+    vocab = tokenizer.get_vocab()
+    try:
+        ids = list(map(vocab.__getitem__, text))
+    except KeyError:
+        ids = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    return torch.tensor(ids, dtype=torch.int32)
+
+
+def unseen_characters(tokenizer, text: str) -> list[str]:
+    """Characters of `text` that are not in the vocabulary (they would be fed as UTF-8 bytes the model never saw)."""
+    vocab = tokenizer.get_vocab()
+    return list(dict.fromkeys(c for c in text if c not in vocab))  # in order of appearance
 
 
 def n_chars(tokenizer: PreTrainedTokenizerFast) -> int:

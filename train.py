@@ -10,15 +10,17 @@
     python train.py --push-to-hub you/gpt2mini              # train, then publish the folder (publish.py's code)
 
 What is notable:
-- The output folder is a Hugging Face model folder (`save_pretrained` + tokenizer) that also holds the metrics log
-  (`metrics.jsonl`), the loss curve (`loss_curve.png`) and everything `--resume` needs (`trainer_state.json`,
-  `optimizer.safetensors`: optimizer moments and RNG states; no pickle). Each save is atomic: the new folder is
-  written beside the old one and swapped in, so a crash or Ctrl-C never leaves a broken folder behind.
+- The loop reads like nanoGPT's: `setup` builds a `Run` (model, data, optimizer, where it stands), then `train` calls
+  `train_step`, `evaluate_and_sample` and `save` on it until the last step.
+- The output folder is a Hugging Face model folder that also holds the metrics log, the loss curve and everything
+  `--resume` needs (checkpoint.py writes it atomically, so a crash or Ctrl-C never leaves a broken folder behind).
 - Resuming is exact on CPU: the batch sampler, dropout RNG, optimizer and schedule continue where they stopped, so
   N steps in one go equal N/2 + N/2 with a resume in between.
 - Ctrl-C saves a resumable checkpoint and exits; a non-finite loss stops with a message and keeps the last good save.
-- At every evaluation the log also records each layer's attention entropy and residual-stream norm, to see *how* an
-  ablated model fails, not only that it does.
+- At every evaluation the log also records each layer's attention entropy and residual-stream norm (probes.py), to
+  see *how* an ablated model fails, not only that it does.
+- The ablation flags (`--disable_residual 1`, `--ln_style post`, ...) are generated from the registry of switches
+  in configuration_gpt2mini.py.
 """
 
 import argparse
@@ -26,31 +28,33 @@ import contextlib
 import json
 import math
 import os
-import shutil
+import shlex
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from configuration_gpt2mini import LN_STYLES
+from checkpoint import (
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    UsageError,
+    load_model_folder,
+    load_resume_tensors,
+    one_line,
+    read_metrics,
+    read_state,
+    save_run,
+)
+from configuration_gpt2mini import SWITCHES, choices, gpt2_value, switch_fields
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
-from modeling_gpt2mini import GPT2MiniForCausalLM, stream_text
-from tokenizer import build_tokenizer, config_for, valid_text
-
-STATE_FILE = "trainer_state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
-METRICS_FILE = "metrics.jsonl"
-CURVE_FILE = "loss_curve.png"
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for: reported as one line, exit code 2, nothing written."""
+from generation_gpt2mini import SamplingSettings, stream_text
+from modeling_gpt2mini import GPT2MiniForCausalLM
+from probes import probe
+from tokenizer import build_tokenizer, config_for, encode, unseen_characters, valid_text
 
 
 class NonFiniteLoss(Exception):
@@ -60,10 +64,12 @@ class NonFiniteLoss(Exception):
 # ---------------------------------------------------------------------------------------------------------------------
 # Settings
 
+SIZES = {"n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd", "block_size": "n_positions"}  # ours: config's
+
 
 @dataclass
 class TrainSettings:
-    """Everything a run depends on. The defaults are the laptop-CPU recipe (see README "Training")."""
+    """Everything a run depends on. The defaults are the laptop-CPU recipe (see docs/training.md)."""
 
     # data
     corpus: str = "shakespeare"
@@ -75,12 +81,7 @@ class TrainSettings:
     n_embd: int | None = None
     block_size: int | None = None
     dropout: float = 0.0
-    disable_residual: int = 0
-    disable_attention: int = 0
-    disable_mlp: int = 0
-    disable_position_embeddings: int = 0
-    untie_embeddings: int = 0
-    ln_style: str | None = None
+    switches: dict = field(default_factory=dict)  # config field: value, for the switches set away from GPT-2
     # optimisation
     steps: int = 1500
     short_context: int = 64
@@ -110,34 +111,16 @@ class TrainSettings:
     progress: bool = True
 
     def model_overrides(self) -> dict:
-        """The config fields the command line sets explicitly."""
-        out = {}
-        for ours, theirs in (
-            ("n_layer", "n_layer"),
-            ("n_head", "n_head"),
-            ("n_embd", "n_embd"),
-            ("block_size", "n_positions"),
-            ("ln_style", "ln_style"),
-        ):
-            if getattr(self, ours) is not None:
-                out[theirs] = getattr(self, ours)
-        for flag, field_name in (
-            ("disable_residual", "use_residual"),
-            ("disable_attention", "use_attention"),
-            ("disable_mlp", "use_mlp"),
-            ("disable_position_embeddings", "use_position_embeddings"),
-            ("untie_embeddings", "tie_word_embeddings"),
-        ):
-            if getattr(self, flag):
-                out[field_name] = False
-        return out
+        """The config fields the settings set explicitly: sizes given, and the switches."""
+        sizes = {theirs: getattr(self, ours) for ours, theirs in SIZES.items() if getattr(self, ours) is not None}
+        return sizes | self.switches
 
     def check(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("n_layer", "n_head", "n_embd", "block_size"):
+        for name in SIZES:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} must be a positive integer, got {value}")
@@ -154,13 +137,56 @@ class TrainSettings:
             )
         if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise UsageError("--warmup, --grad_clip and --weight_decay must not be negative")
-        if self.ln_style is not None and self.ln_style not in LN_STYLES:
-            raise UsageError(f"--ln_style must be one of {', '.join(LN_STYLES)}, got {self.ln_style!r}")
+        for name, value in self.switches.items():
+            if name not in switch_fields() or value not in choices(name):
+                raise UsageError(f"no switch sets {name} to {value!r} (configuration_gpt2mini.SWITCHES)")
         if self.load and self.resume:
             raise UsageError("--load starts a new run from saved weights and --resume continues one: pick one")
         if self.load and self.model_overrides():
             flags = ", ".join(self.model_overrides())
             raise UsageError(f"the architecture comes from the loaded folder; drop {flags} or train from scratch")
+
+
+def switches_from_flags(flags: dict) -> dict:
+    """{config field: value} from train.py's switch flags ({"disable_residual": 1, "ln_style": "post"}): the blog's
+    `--disable_X 1` for a true/false field, `--field value` for one with several values; GPT-2's values drop out."""
+    out = {}
+    for s in SWITCHES:
+        given = flags.get(s.flag)
+        if isinstance(gpt2_value(s.field), bool) and given == 1:  # 1 (or True), not 0 (== False)
+            out[s.field] = s.value
+        elif not isinstance(gpt2_value(s.field), bool) and given == s.value:
+            out[s.field] = s.value
+    return out
+
+
+def default_save_dir(s: TrainSettings) -> str:
+    """runs/<corpus or file>[-<variant>...], e.g. runs/shakespeare-residual_off."""
+    name = Path(s.data).stem if s.data else s.corpus
+    tags = [sw.variant for sw in SWITCHES if s.switches.get(sw.field) == sw.value]
+    return str(Path("runs") / "-".join([name, *tags]))
+
+
+ARCHITECTURE = (*SIZES, *dict.fromkeys(s.flag for s in SWITCHES))  # what a resumed run keeps
+
+
+def resume_settings(folder: str | Path, **changes) -> TrainSettings:
+    """The settings a saved run was trained with, pointed at its folder, with `changes` (e.g. more `steps`)."""
+    fixed = sorted(set(changes) & set(ARCHITECTURE))
+    if fixed:
+        raise UsageError(f"a resumed run keeps its architecture; drop {', '.join('--' + f for f in fixed)}")
+    saved = read_state(folder)["settings"]
+    saved.setdefault("switches", switches_from_flags(saved))  # a folder saved when each switch had its own field
+    names = {f.name for f in fields(TrainSettings)}
+    s = TrainSettings(**{k: v for k, v in saved.items() if k in names})
+    s.resume, s.load, s.save, s.stop_at = str(folder), None, None, None
+    for k, v in changes.items():
+        setattr(s, k, v)
+    try:
+        s.check()
+    except (TypeError, AttributeError):
+        raise UsageError(f"{Path(folder) / STATE_FILE} has settings of the wrong type (a damaged file?)") from None
+    return s
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -261,19 +287,6 @@ class Batches:
         return [self.sample(split, g) for _ in range(n)]
 
 
-def encode(tokenizer, text: str) -> torch.Tensor:
-    """The whole text as token ids (int32), once per run.
-
-    A character tokenizer maps each character to one id, so a dictionary lookup does it in a fraction of the
-    tokenizer's time; text with characters outside the vocabulary goes through the tokenizer (byte fallback)."""
-    vocab = tokenizer.get_vocab()
-    try:
-        ids = list(map(vocab.__getitem__, text))
-    except KeyError:
-        ids = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids
-    return torch.tensor(ids, dtype=torch.int32)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Optimisation
 
@@ -321,6 +334,20 @@ def load_optimizer_tensors(model, optimizer, tensors: dict[str, torch.Tensor]) -
         optimizer.state[p][field_name] = value.to(p.device) if field_name != "step" else value.to(torch.float32)
 
 
+def rng_tensors(batches: Batches) -> dict[str, torch.Tensor]:
+    out = {"rng::torch": torch.get_rng_state(), "rng::batches": batches.generator.get_state()}
+    if torch.cuda.is_available():
+        out["rng::cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], batches: Batches) -> None:
+    torch.set_rng_state(tensors["rng::torch"])
+    batches.generator.set_state(tensors["rng::batches"])
+    if "rng::cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng::cuda"])
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -347,27 +374,6 @@ def evaluate(model, batches: dict[str, list], autocast) -> dict[str, float]:
         out[f"{split}_loss"] = sum(losses) / len(losses)
     model.train(was_training)
     return out
-
-
-@torch.no_grad()
-def probe(model: GPT2MiniForCausalLM, x: torch.Tensor) -> dict[str, list]:
-    """Per layer: mean attention entropy (nats; None where attention is off) and mean residual-stream norm after
-    the block."""
-    was_training = model.training
-    model.eval()
-    norms = []
-    hooks = [
-        block.register_forward_hook(lambda _m, _i, out: norms.append(out[0].float().norm(dim=-1).mean().item()))
-        for block in model.transformer.h
-    ]
-    try:
-        attn = model(x, output_attentions=True, use_cache=False).attentions
-    finally:
-        for h in hooks:
-            h.remove()
-    entropy = [None if w is None else (-(w.float() * (w.float() + 1e-12).log()).sum(-1)).mean().item() for w in attn]
-    model.train(was_training)
-    return {"attn_entropy": entropy, "resid_norm": norms}
 
 
 @torch.no_grad()
@@ -399,328 +405,337 @@ def sample(model, tokenizer, prompt: str, n: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Saving and loading
+# The training run
 
 
-def _siblings(out_dir: Path, kind: str) -> list[Path]:
-    return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
+@dataclass
+class Run:
+    """What a training run holds while it runs: the settings, the model and its data, and where it stands."""
+
+    s: TrainSettings
+    dist: Dist
+    device: torch.device
+    model: GPT2MiniForCausalLM
+    tokenizer: object
+    batches: "Batches"
+    fixed: dict  # the evaluation batches of each split, the same at every evaluation and on every resume
+    optimizer: torch.optim.Optimizer
+    out_dir: Path
+    step: int = 0
+    elapsed: float = 0.0  # seconds spent in training steps (not evaluating or saving)
+    metrics: list = field(default_factory=list)
+    saved_step: int | None = None  # the step the folder on disk holds
+    runner: torch.nn.Module | None = None  # the model as trained: compiled and/or wrapped for DDP
+
+    @property
+    def block_size(self) -> int:
+        return self.model.config.n_positions
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.s.batch_size * self.s.grad_accum * self.block_size * self.dist.world
+
+    @property
+    def short_window(self) -> int | None:
+        """The short windows of the first steps (see `Batches.sample`), or None when the phase is off."""
+        return self.s.short_context if 0 < self.s.short_context < self.block_size else None
+
+    @property
+    def short_steps(self) -> int:
+        return round(self.s.short_fraction * self.s.steps) if self.short_window else 0
+
+    @property
+    def bf16(self) -> bool:
+        return self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    @property
+    def prompt(self) -> str:
+        """The prompt of the samples printed at each evaluation."""
+        return self.s.sample_prompt or (CORPORA[self.s.corpus].sample_prompt if not self.s.data else "\n")
+
+    @property
+    def title(self) -> str:
+        cfg = self.model.config
+        switched = ", ".join(f"{k}={v}" for k, v in cfg.ablations.items())
+        size = f"{cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}d ctx {cfg.n_positions}"
+        return f"{self.s.data or self.s.corpus}: {size}" + (f" | {switched}" if switched else "")
+
+    def state(self) -> dict:
+        """trainer_state.json: where the run stands and the settings that continue it."""
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "settings": asdict(self.s) | {"save": str(self.out_dir)},
+            "title": self.title,
+            "tokens_per_step": self.tokens_per_step,
+            "world_size": self.dist.world,
+            "device": str(self.device),
+            "parameters": self.model.num_parameters(),
+            "torch": torch.__version__,
+            "command": repeat_command(self.s),
+        }
 
 
-def _alive(path: Path) -> bool:
-    """Whether the process that named a `.partial-PID` / `.old-PID` folder is still running (its save is not over)."""
+def setup(s: TrainSettings) -> Run:
+    """Build everything a run needs: device, model and tokenizer (new, loaded or resumed), data, optimizer."""
+    resume_state = read_state(s.resume) if s.resume else None
+    if s.resume:
+        s.save = s.save or s.resume
+    s.check()
+    dist, device = init_distributed(s.device)
+    torch.manual_seed(s.seed + dist.rank)
+    text = load_corpus(s.data) if s.data else load_corpus(s.corpus)
+    model, tokenizer = build_model(s, text)
+    model.to(device).train()
+    train_text, val_text = train_val_split(text, s.val_fraction)
+    block = model.config.n_positions
+    batches = Batches(
+        encode(tokenizer, train_text), encode(tokenizer, val_text), block, s.batch_size, s.seed, dist, device
+    )
+    fixed = {"train": batches.fixed("train", s.eval_iters, seed=1), "val": batches.fixed("val", s.eval_iters, seed=2)}
+    out_dir = Path(s.save or default_save_dir(s))
+    run = Run(s, dist, device, model, tokenizer, batches, fixed, make_optimizer(model, s, device), out_dir)
+    if resume_state is not None:
+        restore(run, resume_state)
+    run.runner = wrap(model, s, dist, device)
+    return run
+
+
+def build_model(s: TrainSettings, text: str) -> tuple[GPT2MiniForCausalLM, object]:
+    """A new model and tokenizer for `text`, or those of the folder a run loads or resumes."""
+    if s.resume or s.load:
+        model, tokenizer = load_model_folder(s.resume or s.load)
+        if s.dropout:
+            for m in model.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = s.dropout
+        return model, tokenizer
+    tokenizer = build_tokenizer(text)
+    p = s.dropout
+    cfg = config_for(tokenizer, embd_pdrop=p, attn_pdrop=p, resid_pdrop=p, **s.model_overrides())
+    tokenizer.model_max_length = cfg.n_positions
+    return GPT2MiniForCausalLM(cfg), tokenizer
+
+
+def restore(run: Run, state: dict) -> None:
+    """Continue a saved run: optimizer moments, RNG states, step, time and metrics log."""
+    tensors = load_resume_tensors(Path(run.s.resume))
     try:
-        pid = int(path.name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return False
-    if pid == os.getpid():
-        return False  # this process is not inside a save while it recovers
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process: it exists
-        return True
-    return True
+        load_optimizer_tensors(run.model, run.optimizer, tensors)
+        restore_rng(tensors, run.batches)
+    except (KeyError, ValueError, RuntimeError) as e:
+        where = Path(run.s.resume) / OPTIMIZER_FILE
+        raise UsageError(f"{where} does not fit the model in {run.s.resume}: {one_line(e)}") from None
+    run.step, run.elapsed = state["step"], state.get("elapsed_s", 0.0)
+    run.saved_step = run.step
+    run.metrics = read_metrics(run.s.resume)
+    if run.step >= run.s.steps:
+        raise UsageError(f"{run.s.resume} is already at step {run.step}; pass a larger --steps to continue")
 
 
-def recover_interrupted_save(out_dir: Path) -> None:
-    """Undo what a save killed half-way may have left: a stray partial folder, or the old folder moved aside.
+def wrap(model: torch.nn.Module, s: TrainSettings, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """The model as the training step runs it: compiled if asked, wrapped in DDP under torchrun."""
+    runner = torch.compile(model) if s.compile else model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-    Folders of a process that is still running are left alone: its save is in progress, not interrupted."""
-    out_dir = Path(out_dir)
-    if not out_dir.parent.exists():
-        return
-    for partial in _siblings(out_dir, "partial"):
-        if not _alive(partial):
-            shutil.rmtree(partial, ignore_errors=True)
-    for old in _siblings(out_dir, "old"):
-        if _alive(old):
-            continue
-        if not out_dir.exists():
-            os.replace(old, out_dir)  # killed between the two renames: the previous save comes back
-        else:
-            shutil.rmtree(old, ignore_errors=True)
+        runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
+    return runner
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable (a no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def train_step(run: Run) -> dict:
+    """One optimizer step (over `grad_accum` micro-batches); returns its log row."""
+    t0 = time.perf_counter()
+    s, dist = run.s, run.dist
+    lr = lr_at(run.step, s)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    window = run.short_window if run.step < run.short_steps else None
+    loss_sum, tokens = 0.0, 0
+    for micro in range(s.grad_accum):
+        x, y, pos = run.batches.sample("train", window=window)
+        sync = dist.world == 1 or micro == s.grad_accum - 1
+        ctx = contextlib.nullcontext() if sync else run.runner.no_sync()
+        with ctx, run.autocast():
+            loss = lm_loss(run.runner, x, y, pos) / s.grad_accum
+        with ctx:
+            loss.backward()
+        loss_sum += loss.item()
+        tokens += x.numel() * dist.world
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), s.grad_clip or float("inf")).item()
+    if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
+        raise NonFiniteLoss(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {run.step + 1}")
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    dt = time.perf_counter() - t0
+    run.elapsed += dt
+    return {"step": run.step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "tokens": tokens, "seconds": dt}
 
 
-def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
-    """Write a folder with `write(tmp)` next to `out_dir`, then swap it in. Readers never see a half-written folder;
-    if anything fails before the swap, the previous folder is untouched.
-
-    What a kill (even SIGKILL) can leave at each point, and what `recover_interrupted_save` makes of it on the next
-    load or save: during `write`, a `.partial-PID` folder (deleted); between the two renames, the previous folder as
-    `.old-PID` and no `out_dir` (moved back); after them, a stale `.old-PID` (deleted)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_save(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    _fsync_dir(out_dir.parent)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def read_json(path: Path) -> dict:
-    """The JSON object in `path`, or a UsageError naming the file."""
-    try:
-        data = json.loads(Path(path).read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
-    except ValueError as e:
-        raise UsageError(f"{path} is not valid JSON ({e})") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} does not hold a JSON object")
-    return data
-
-
-def is_checkpoint(folder: Path) -> bool:
-    try:
-        return read_json(Path(folder) / "config.json").get("model_type") == "gpt2mini"
-    except UsageError:
-        return False
-
-
-def _one_line(e: Exception, limit: int = 300) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_checksums(folder: Path, names: tuple[str, ...]) -> None:
-    """Compare files with the SHA-256 that train.py recorded in trainer_state.json when it saved them (folders that
-    train.py did not write, such as the shipped fp16 models or a Hub download, have no record and are not checked).
-    Safetensors has no checksum of its own: without this, a flipped byte inside a tensor would load silently."""
-    try:
-        recorded = json.loads((folder / STATE_FILE).read_text()).get("sha256") or {}
-    except (OSError, ValueError, AttributeError):
-        return  # no record (or a damaged state file, which --resume reports by name)
-    for name in names:
-        want = recorded.get(name) if isinstance(recorded, dict) else None
-        if want and (folder / name).is_file() and sha256_of(folder / name) != want:
-            raise UsageError(
-                f"{folder / name} is damaged: its SHA-256 differs from the one train.py recorded in {STATE_FILE} "
-                "when it saved it"
-            )
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No load report or progress bar from transformers: a problem becomes our own one-line message instead."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-
-
-def load_config(folder: Path, raw: dict):
-    """The folder's GPT2MiniConfig, or a UsageError naming config.json and the field that is wrong."""
-    from configuration_gpt2mini import GPT2MiniConfig
-
-    try:
-        with _quiet_transformers():
-            return GPT2MiniConfig.from_pretrained(folder)
-    except Exception as e:  # transformers and huggingface_hub validate with their own exception types
-        message = _one_line(e)
-        if not isinstance(e, ValueError) or message.startswith("Class validation"):
-            # transformers' token-id check runs before the config's own validation and cannot name the field;
-            # build the config again without the token ids to get the config's own message
-            try:
-                GPT2MiniConfig(**(raw | {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}))
-            except Exception as own:
-                message = _one_line(own)
-        raise UsageError(f"{folder / 'config.json'} has an invalid value: {message}") from None
-
-
-def _weights_problem(info: dict) -> str | None:
-    """What `from_pretrained`'s loading info says is wrong between the weights and the config, in one phrase."""
-
-    def listed(keys) -> str:
-        keys = sorted(keys)
-        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-
-    mismatched = sorted(info.get("mismatched_keys") or [])
-    if mismatched:
-        name, in_file, expected = mismatched[0]
-        return f"{name} is {tuple(in_file)} in the file but {tuple(expected)} for the config" + (
-            f" (and {len(mismatched) - 1} more tensors differ)" if len(mismatched) > 1 else ""
+def evaluate_and_sample(run: Run, bar=None) -> None:
+    """Losses on the fixed batches and the probes into the log; a sample of the model's writing to the terminal."""
+    row = {"step": run.step} | evaluate(run.model, run.fixed, run.autocast)
+    run.metrics.append(row | probe(run.model, run.fixed["val"][0][0][:4]))
+    if run.step > 0:
+        text = sample(run.model, run.tokenizer, run.prompt, run.s.sample_chars)
+        say(
+            f"step {run.step}: train {row['train_loss']:.4f}, val {row['val_loss']:.4f}\n  {(run.prompt + text)!r}",
+            bar,
         )
-    if info.get("missing_keys"):
-        return f"tensors missing from the file: {listed(info['missing_keys'])}"
-    if info.get("unexpected_keys"):
-        return f"tensors the config has no place for: {listed(info['unexpected_keys'])}"
-    if info.get("error_msgs"):
-        return "; ".join(str(m).splitlines()[0] for m in info["error_msgs"])
-    return None
 
 
-MODEL_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
+def save(run: Run) -> None:
+    """Save the run folder (on the main process, once per step)."""
+    if run.dist.main and run.saved_step != run.step:
+        tensors = optimizer_tensors(run.model, run.optimizer) | rng_tensors(run.batches)
+        save_run(run.out_dir, run.model, run.tokenizer, run.state(), run.metrics, tensors)
+        run.saved_step = run.step
 
 
-def load_model_folder(folder: str | Path, device: torch.device | None = None):
-    """Model and tokenizer from a saved folder, or a UsageError that names the file at fault.
+class Throughput:
+    """Tokens per second over the steps since the last log line."""
 
-    Checked: config.json is a GPT-2 mini config with valid values; every JSON file parses; model.safetensors is
-    complete (not truncated, a readable header), matches the config tensor for tensor (no missing, extra or
-    differently shaped tensors), holds only finite numbers and, in a folder train.py saved, has the SHA-256 it was
-    saved with; tokenizer.json loads and belongs to the model (same vocabulary size and special-token ids). The
-    model code is this project's: the folder's own copies of the model files are never run."""
-    from transformers import AutoTokenizer
+    def __init__(self):
+        self.tokens, self.seconds = 0, 0.0
 
-    folder = Path(folder)
-    recover_interrupted_save(folder)
-    if not folder.is_dir():
-        raise UsageError(f"no model folder at {folder}")
-    config_file, weights, tok_file = folder / "config.json", folder / MODEL_FILE, folder / TOKENIZER_FILE
-    if not config_file.exists():
-        raise UsageError(f"{folder} is not a GPT-2 mini model folder (no config.json)")
-    raw = read_json(config_file)
-    if raw.get("model_type") != "gpt2mini":
-        raise UsageError(f"{config_file} is not a GPT-2 mini config (model_type must be 'gpt2mini')")
-    if not weights.exists():
-        raise UsageError(f"{folder} has no {MODEL_FILE}")
-    if not tok_file.exists():
-        raise UsageError(f"{folder} has no {TOKENIZER_FILE} (save the tokenizer next to the model)")
-    for name in (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
-        if (folder / name).exists():
-            read_json(folder / name)  # a damaged file is named here, not deep inside a library
-    config = load_config(folder, raw)
-    try:
-        with _quiet_transformers():
-            model, info = GPT2MiniForCausalLM.from_pretrained(
-                folder, config=config, output_loading_info=True, ignore_mismatched_sizes=True
+    def add(self, row: dict) -> float:
+        self.tokens += row["tokens"]
+        self.seconds += row["seconds"]
+        return self.tokens / self.seconds
+
+    def reset(self) -> None:
+        self.tokens, self.seconds = 0, 0.0
+
+
+def train(settings: TrainSettings | None = None, **overrides) -> dict:
+    """Run a training; return a summary (final losses, steps, folder, tokens/s). See `TrainSettings` for options."""
+    s = settings or TrainSettings()
+    for k, v in overrides.items():
+        if k not in {f.name for f in fields(TrainSettings)}:
+            raise TypeError(f"unknown training setting {k!r}")
+        setattr(s, k, v)
+    run = setup(s)
+    if run.dist.main:
+        announce(run)
+    bar = progress_bar(run)
+    result = {"folder": str(run.out_dir)}
+    with StopRequest() as stop:
+        if run.dist.main:  # said once Ctrl-C is handled, so a wrapper can wait for this line before it may interrupt
+            say(f"training steps {run.step + 1}-{s.steps}; Ctrl-C saves a checkpoint and stops", bar)
+        try:
+            result |= loop(run, stop, bar)
+        except NonFiniteLoss as e:
+            kept = (
+                f"the last good checkpoint (step {run.saved_step}) is kept in {run.out_dir}"
+                if run.saved_step is not None
+                else "nothing was saved"
             )
-    except SafetensorError as e:
-        raise UsageError(f"cannot load {weights}: damaged or truncated ({_one_line(e)})") from None
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
-        raise UsageError(f"cannot load {weights}: {_one_line(e)}") from None
-    problem = _weights_problem(info)
-    if problem:
-        raise UsageError(f"{weights} does not match {config_file}: {problem}")
-    for name, p in model.named_parameters():
-        if not bool(torch.isfinite(p).all()):
-            raise UsageError(f"{weights}: {name} holds NaN or infinite values (a damaged file, or a diverged run)")
-    verify_checksums(folder, (MODEL_FILE,))  # what is left: damage that still parses, e.g. one flipped byte
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except Exception as e:  # the tokenizers library raises its own exception types
-        raise UsageError(f"cannot load {tok_file}: {_one_line(e)}") from None
-    if len(tokenizer) != model.config.vocab_size:
-        raise UsageError(
-            f"{folder}: tokenizer.json has {len(tokenizer)} tokens but the model's vocabulary is "
-            f"{model.config.vocab_size} (config.json): they do not belong together"
-        )
-    for which in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        ours, theirs = getattr(model.config, which, None), getattr(tokenizer, which, None)
-        if ours is not None and theirs is not None and ours != theirs:
-            raise UsageError(
-                f"{folder}: tokenizer.json has {which} {theirs} but config.json has {ours}: they do not belong together"
+            raise NonFiniteLoss(f"{e}; stopping. Lower --lr or keep --grad_clip on; {kept}") from None
+        finally:
+            if bar is not None:
+                bar.close()
+            if run.dist.world > 1:
+                leave_process_group(run)
+    return result | summary(run, result)
+
+
+def loop(run: Run, stop: "StopRequest", bar) -> dict:
+    """Step to the end, logging, evaluating and saving on schedule; stop early (saved) on Ctrl-C or --stop_at."""
+    s = run.s
+    if run.step == 0 and run.dist.main:  # where the curves start: about ln(vocab) for a fresh model
+        evaluate_and_sample(run)
+    throughput = Throughput()
+    while run.step < s.steps:
+        row = train_step(run)
+        tok_s = throughput.add(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+        if run.step % s.log_interval == 0 or run.step == s.steps:
+            run.metrics.append(log_row(row, tok_s, run.elapsed))
+            throughput.reset()
+        if run.step % s.eval_interval == 0 or run.step == s.steps:
+            if run.dist.main:
+                evaluate_and_sample(run, bar)
+            save(run)
+        if stop.requested or (s.stop_at is not None and s.stop_at <= run.step < s.steps):
+            save(run)
+            say(
+                f"stopped at step {run.step}; saved to {run.out_dir}; continue: python train.py --resume {run.out_dir}",
+                bar,
             )
-    return (model.to(device) if device is not None else model), tokenizer
+            return {"interrupted" if stop.requested else "stopped": True}
+    return {}
 
 
-def save_checkpoint(out_dir, model, tokenizer, optimizer, state: dict, metrics: list[dict], rng: dict) -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_file(optimizer_tensors(model, optimizer) | rng, tmp / OPTIMIZER_FILE)
-        # safetensors has no checksum of its own: record one, so that a damaged file is caught when loaded
-        sums = {name: sha256_of(tmp / name) for name in (MODEL_FILE, OPTIMIZER_FILE)}
-        (tmp / STATE_FILE).write_text(json.dumps(state | {"sha256": sums}, indent=2, ensure_ascii=False))
-        with open(tmp / METRICS_FILE, "w") as f:
-            for row in metrics:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        plot_losses(metrics, tmp / CURVE_FILE, title=state.get("title", ""))
-
-    atomic_save(Path(out_dir), write)
+def log_row(row: dict, tok_s: float, elapsed: float) -> dict:
+    """A line of metrics.jsonl for a training step."""
+    return {
+        "step": row["step"],
+        "loss": round(row["loss"], 5),
+        "lr": row["lr"],
+        "grad_norm": round(row["grad_norm"], 5),
+        "tokens_per_s": round(tok_s),
+        "elapsed_s": round(elapsed, 2),
+    }
 
 
-def plot_losses(metrics: list[dict], path: Path, title: str = "") -> None:
-    """Training loss (per logged step) and evaluated train/validation loss against steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    logged = [m for m in metrics if "loss" in m]
-    evals = [m for m in metrics if "val_loss" in m]
-    if logged:
-        ax.plot([m["step"] for m in logged], [m["loss"] for m in logged], lw=0.8, alpha=0.5, label="batch loss")
-    if evals:
-        ax.plot([m["step"] for m in evals], [m["train_loss"] for m in evals], "o-", ms=3, label="train (eval)")
-        ax.plot([m["step"] for m in evals], [m["val_loss"] for m in evals], "o-", ms=3, label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats / character)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def rng_tensors(batches: Batches) -> dict[str, torch.Tensor]:
-    out = {"rng::torch": torch.get_rng_state(), "rng::batches": batches.generator.get_state()}
-    if torch.cuda.is_available():
-        out["rng::cuda"] = torch.cuda.get_rng_state()
+def summary(run: Run, result: dict) -> dict:
+    """What `train` returns besides the folder, and the closing line."""
+    evals = [m for m in run.metrics if "val_loss" in m]
+    out = {
+        "step": run.step,
+        "elapsed_s": run.elapsed,
+        "parameters": run.model.num_parameters(),
+        "train_loss": evals[-1]["train_loss"] if evals else None,
+        "val_loss": evals[-1]["val_loss"] if evals else None,
+        "tokens_per_s": run.step * run.tokens_per_step / run.elapsed if run.elapsed else None,
+    }
+    if run.dist.main and not (result.get("interrupted") or result.get("stopped")):
+        say(f"done: {run.step} steps in {run.elapsed:.0f} s; val loss {out['val_loss']:.4f}; saved to {run.out_dir}")
     return out
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], batches: Batches) -> None:
-    torch.set_rng_state(tensors["rng::torch"])
-    batches.generator.set_state(tensors["rng::batches"])
-    if "rng::cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng::cuda"])
+def announce(run: Run) -> None:
+    """What is about to be trained, and how."""
+    cfg, s = run.model.config, run.s
+    say(
+        f"device {run.device}{' (bf16 autocast)' if run.bf16 else ''}, {run.dist.world} process(es); "
+        f"{run.model.num_parameters():,} parameters; vocabulary {cfg.vocab_size}; context {run.block_size}; "
+        f"{len(run.batches.data['train']):,} training tokens; {run.tokens_per_step:,} tokens per step"
+    )
+    if run.short_steps:
+        say(
+            f"steps 1-{run.short_steps}: {s.batch_size * (run.block_size // run.short_window)} windows of "
+            f"{run.short_window} characters at random positions per step; then {s.batch_size} full windows of "
+            f"{run.block_size}"
+        )
+    if cfg.ablations:
+        say(f"ablations: {cfg.ablations}")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Training
+def progress_bar(run: Run):
+    if not (run.dist.main and run.s.progress):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=run.s.steps, initial=run.step, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def leave_process_group(run: Run) -> None:
+    """Tear down DDP in this order: drop the wrapper (its reducer holds a reference to the process group) while the
+    group is alive, let gloo's worker threads finish (barrier releases the GIL), then destroy the group. Freeing the
+    reducer after the group, with the GIL held, can deadlock in gloo's destructor."""
+    import torch.distributed as tdist
+
+    run.runner = run.model
+    tdist.barrier()
+    time.sleep(0.1)
+    tdist.destroy_process_group()
 
 
 class StopRequest:
@@ -731,7 +746,7 @@ class StopRequest:
         self._previous = None
 
     def __enter__(self):
-        if threading_main():
+        if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -745,329 +760,6 @@ class StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def default_save_dir(s: TrainSettings) -> str:
-    name = Path(s.data).stem if s.data else s.corpus
-    tags = [k for k, v in s.model_overrides().items() if k not in ("n_layer", "n_head", "n_embd", "n_positions")]
-    suffix = "".join(f"-{t}" for t in tags)
-    return str(Path("runs") / f"{name}{suffix}")
-
-
-ARCHITECTURE = (
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "block_size",
-    "ln_style",
-    "disable_residual",
-    "disable_attention",
-    "disable_mlp",
-    "disable_position_embeddings",
-    "untie_embeddings",
-)
-
-
-def read_metrics(folder: str | Path) -> list[dict]:
-    """The rows of a run folder's metrics log (none if it has no log), or a UsageError naming the line that is not
-    a JSON object."""
-    path = Path(folder) / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if not isinstance(row, dict):
-            raise UsageError(f"{path}, line {number}, is not a JSON object (a damaged log?)")
-        rows.append(row)
-    return rows
-
-
-def read_state(folder: str | Path) -> dict:
-    folder = Path(folder)
-    recover_interrupted_save(folder)
-    if not (folder / STATE_FILE).exists() or not (folder / OPTIMIZER_FILE).exists():
-        raise UsageError(
-            f"cannot resume from {folder}: no {STATE_FILE} and {OPTIMIZER_FILE} there (a folder saved "
-            "by train.py is needed)"
-        )
-    state = read_json(folder / STATE_FILE)
-    step = state.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(state.get("settings"), dict):
-        raise UsageError(f"{folder / STATE_FILE} has no valid 'step' and 'settings' (a damaged file?)")
-    return state
-
-
-def resume_settings(folder: str | Path, **changes) -> TrainSettings:
-    """The settings a saved run was trained with, pointed at its folder, with `changes` (e.g. more `steps`)."""
-    fixed = sorted(set(changes) & set(ARCHITECTURE))
-    if fixed:
-        raise UsageError(f"a resumed run keeps its architecture; drop {', '.join('--' + f for f in fixed)}")
-    saved = read_state(folder)["settings"]
-    names = {f.name for f in fields(TrainSettings)}
-    s = TrainSettings(**{k: v for k, v in saved.items() if k in names})
-    s.resume, s.load, s.save, s.stop_at = str(folder), None, None, None
-    for k, v in changes.items():
-        setattr(s, k, v)
-    try:
-        s.check()
-    except TypeError:
-        raise UsageError(f"{Path(folder) / STATE_FILE} has settings of the wrong type (a damaged file?)") from None
-    return s
-
-
-def load_resume_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    """optimizer.safetensors (optimizer moments and RNG states), or a UsageError naming it."""
-    path = Path(folder) / OPTIMIZER_FILE
-    try:
-        tensors = load_file(path)
-    except SafetensorError as e:
-        raise UsageError(f"cannot load {path}: damaged or truncated ({_one_line(e)})") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    verify_checksums(Path(folder), (OPTIMIZER_FILE,))
-    return tensors
-
-
-def train(settings: TrainSettings | None = None, **overrides) -> dict:
-    """Run a training; return a summary (final losses, steps, folder, tokens/s). See `TrainSettings` for options."""
-    s = settings or TrainSettings()
-    for k, v in overrides.items():
-        if k not in {f.name for f in fields(TrainSettings)}:
-            raise TypeError(f"unknown training setting {k!r}")
-        setattr(s, k, v)
-
-    resume_state = None
-    if s.resume:
-        resume_state = read_state(s.resume)
-        s.save = s.save or s.resume
-    s.check()
-    dist, device = init_distributed(s.device)
-    torch.manual_seed(s.seed + dist.rank)
-    out_dir = Path(s.save or default_save_dir(s))
-
-    # data and model
-    if s.resume or s.load:
-        model, tokenizer = load_model_folder(s.resume or s.load)
-        if s.dropout:
-            for m in model.modules():
-                if isinstance(m, torch.nn.Dropout):
-                    m.p = s.dropout
-    text = load_corpus(s.data) if s.data else load_corpus(s.corpus)
-    train_text, val_text = train_val_split(text, s.val_fraction)
-    if not (s.resume or s.load):
-        tokenizer = build_tokenizer(text)
-        cfg = config_for(
-            tokenizer, embd_pdrop=s.dropout, attn_pdrop=s.dropout, resid_pdrop=s.dropout, **s.model_overrides()
-        )
-        tokenizer.model_max_length = cfg.n_positions
-        model = GPT2MiniForCausalLM(cfg)
-    model.to(device).train()
-    cfg = model.config
-    block_size = cfg.n_positions
-    batches = Batches(
-        encode(tokenizer, train_text), encode(tokenizer, val_text), block_size, s.batch_size, s.seed, dist, device
-    )
-    fixed = {"train": batches.fixed("train", s.eval_iters, seed=1), "val": batches.fixed("val", s.eval_iters, seed=2)}
-    optimizer = make_optimizer(model, s, device)
-
-    step, metrics, elapsed = 0, [], 0.0
-    if resume_state is not None:
-        tensors = load_resume_tensors(Path(s.resume))
-        try:
-            load_optimizer_tensors(model, optimizer, tensors)
-            restore_rng(tensors, batches)
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise UsageError(
-                f"{Path(s.resume) / OPTIMIZER_FILE} does not fit the model in {s.resume}: {_one_line(e)}"
-            ) from None
-        step, elapsed = resume_state["step"], resume_state.get("elapsed_s", 0.0)
-        metrics = read_metrics(s.resume)
-        if step >= s.steps:
-            raise UsageError(f"{s.resume} is already at step {step}; pass a larger --steps to continue")
-
-    runner = model
-    if s.compile:
-        runner = torch.compile(model)
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-
-    prompt = s.sample_prompt or (CORPORA[s.corpus].sample_prompt if not s.data else "\n")
-    title = f"{s.data or s.corpus}: {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}d ctx {cfg.n_positions}" + (
-        " | " + ", ".join(f"{k}={v}" for k, v in cfg.ablations.items()) if cfg.ablations else ""
-    )
-    tokens_per_step = s.batch_size * s.grad_accum * block_size * dist.world
-    # The short-window phase: the same tokens per step as more, shorter windows at random offsets (see README)
-    short = s.short_context if 0 < s.short_context < block_size else None
-    short_steps = round(s.short_fraction * s.steps) if short else 0
-    saved = {"step": step if resume_state is not None else None}  # the step the folder on disk holds
-
-    def state_dict() -> dict:
-        return {
-            "step": step,
-            "elapsed_s": elapsed,
-            "settings": asdict(s) | {"save": str(out_dir)},
-            "title": title,
-            "tokens_per_step": tokens_per_step,
-            "world_size": dist.world,
-            "device": str(device),
-            "parameters": model.num_parameters(),
-            "torch": torch.__version__,
-        }
-
-    def eval_row() -> dict:
-        return {"step": step} | evaluate(model, fixed, autocast) | probe(model, fixed["val"][0][0][:4])
-
-    def save() -> None:
-        if dist.main and saved["step"] != step:
-            save_checkpoint(out_dir, model, tokenizer, optimizer, state_dict(), metrics, rng_tensors(batches))
-            saved["step"] = step
-
-    if dist.main:
-        say(
-            f"device {device}{' (bf16 autocast)' if use_bf16 else ''}, {dist.world} process(es); "
-            f"{model.num_parameters():,} parameters; vocabulary {cfg.vocab_size}; context {block_size}; "
-            f"{len(batches.data['train']):,} training tokens; {tokens_per_step:,} tokens per step"
-        )
-        if short_steps:
-            say(
-                f"steps 1-{short_steps}: {s.batch_size * (block_size // short)} windows of {short} characters at "
-                f"random positions per step; then {s.batch_size} full windows of {block_size}"
-            )
-        if cfg.ablations:
-            say(f"ablations: {cfg.ablations}")
-    bar = None
-    if dist.main and s.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=s.steps, initial=step, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
-
-    result = {"folder": str(out_dir)}
-    window_tokens, window_time = 0, 0.0
-    with StopRequest() as stop:
-        if dist.main:  # said once Ctrl-C is handled, so a wrapper can wait for this line before it may interrupt
-            say(f"training steps {step + 1}-{s.steps}; Ctrl-C saves a checkpoint and stops", bar)
-        try:
-            if step == 0 and dist.main:  # where the curves start: about ln(vocab) for a fresh model
-                metrics.append(eval_row())
-            while step < s.steps:
-                t0 = time.perf_counter()
-                lr = lr_at(step, s)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss_sum, step_tokens = 0.0, 0
-                for micro in range(s.grad_accum):
-                    x, y, pos = batches.sample("train", window=short if step < short_steps else None)
-                    sync = dist.world == 1 or micro == s.grad_accum - 1
-                    ctx = contextlib.nullcontext() if sync else runner.no_sync()
-                    with ctx, autocast():
-                        loss = lm_loss(runner, x, y, pos) / s.grad_accum
-                    with ctx:
-                        loss.backward()
-                    loss_sum += loss.item()
-                    step_tokens += x.numel() * dist.world
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip or float("inf")).item()
-                if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
-                    raise NonFiniteLoss(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {step + 1}")
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                dt = time.perf_counter() - t0
-                elapsed += dt
-                window_tokens += step_tokens
-                window_time += dt
-                tok_s = window_tokens / window_time
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                if step % s.log_interval == 0 or step == s.steps:
-                    metrics.append(
-                        {
-                            "step": step,
-                            "loss": round(loss_sum, 5),
-                            "lr": lr,
-                            "grad_norm": round(grad_norm, 5),
-                            "tokens_per_s": round(tok_s),
-                            "elapsed_s": round(elapsed, 2),
-                        }
-                    )
-                    window_tokens, window_time = 0, 0.0
-                if step % s.eval_interval == 0 or step == s.steps:
-                    if dist.main:
-                        row = eval_row()
-                        metrics.append(row)
-                        text = sample(model, tokenizer, prompt, s.sample_chars)
-                        say(
-                            f"step {step}: train {row['train_loss']:.4f}, val {row['val_loss']:.4f}\n"
-                            f"  {(prompt + text)!r}",
-                            bar,
-                        )
-                    save()
-                if stop.requested or (s.stop_at is not None and s.stop_at <= step < s.steps):
-                    save()
-                    say(
-                        f"stopped at step {step}; saved to {out_dir}; continue: python train.py --resume {out_dir}",
-                        bar,
-                    )
-                    result["interrupted" if stop.requested else "stopped"] = True
-                    break
-        except NonFiniteLoss as e:
-            if bar is not None:
-                bar.close()
-            kept = (
-                f"the last good checkpoint (step {saved['step']}) is kept in {out_dir}"
-                if saved["step"] is not None
-                else "nothing was saved"
-            )
-            raise NonFiniteLoss(f"{e}; stopping. Lower --lr or keep --grad_clip on; {kept}") from None
-        finally:
-            if bar is not None:
-                bar.close()
-            if dist.world > 1:
-                import torch.distributed as tdist
-
-                # Tear down in this order: drop the DDP wrapper (its reducer holds a reference to the process group)
-                # while the group is alive, let gloo's worker threads finish (barrier releases the GIL), then destroy
-                # the group. Freeing the reducer after the group, with the GIL held, can deadlock in gloo's
-                # destructor.
-                runner = model
-                tdist.barrier()
-                time.sleep(0.1)
-                tdist.destroy_process_group()
-
-    evals = [m for m in metrics if "val_loss" in m]
-    result.update(
-        step=step,
-        elapsed_s=elapsed,
-        parameters=model.num_parameters(),
-        train_loss=evals[-1]["train_loss"] if evals else None,
-        val_loss=evals[-1]["val_loss"] if evals else None,
-        tokens_per_s=step * tokens_per_step / elapsed if elapsed else None,
-    )
-    if dist.main and not (result.get("interrupted") or result.get("stopped")):
-        say(f"done: {step} steps in {elapsed:.0f} s; val loss {result['val_loss']:.4f}; saved to {out_dir}")
-    return result
-
-
 def say(message: str, bar=None) -> None:
     if bar is not None:
         bar.write(message, file=sys.stderr)
@@ -1077,12 +769,6 @@ def say(message: str, bar=None) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Generation from the command line
-
-
-def unseen_characters(tokenizer, text: str) -> list[str]:
-    """Characters of `text` that are not in the vocabulary (they would be fed as UTF-8 bytes the model never saw)."""
-    vocab = tokenizer.get_vocab()
-    return list(dict.fromkeys(c for c in text if c not in vocab))  # in order of appearance
 
 
 def check_prompt(tokenizer, prompt: str, allow_unseen: bool) -> None:
@@ -1095,28 +781,33 @@ def check_prompt(tokenizer, prompt: str, allow_unseen: bool) -> None:
         )
 
 
-def generate_to(out, model, tokenizer, prompt: str, args) -> None:
+def sampling_from(args) -> SamplingSettings:
+    """The sampling flags as SamplingSettings, or a UsageError naming the flag."""
+    try:
+        return SamplingSettings(
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+            seed=args.seed,
+            max_new_tokens=args.max_tokens,
+        )
+    except ValueError as e:
+        raise UsageError("--" + str(e).replace("max_new_tokens", "max_tokens")) from None
+
+
+def generate_to(out, model, tokenizer, prompt: str, sampling: SamplingSettings) -> None:
     """Stream the continuation of `prompt` to `out` as it is sampled."""
     out.write(prompt)
     out.flush()
-    for piece in stream_text(
-        model,
-        tokenizer,
-        prompt,
-        max_new_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    ):
+    for piece in stream_text(model, tokenizer, prompt, sampling.max_new_tokens, **sampling.stream_options()):
         out.write(piece)
         out.flush()
     out.write("\n")
     out.flush()
 
 
-def interactive(model, tokenizer, args, stdin=sys.stdin, out=sys.stdout) -> None:
+def interactive(model, tokenizer, sampling: SamplingSettings, allow_unseen: bool, stdin=sys.stdin, out=sys.stdout):
     out.write("Type a prompt and press Enter; an empty line starts from a newline; 'quit' ends.\n")
     while True:
         out.write(">>> ")
@@ -1126,11 +817,28 @@ def interactive(model, tokenizer, args, stdin=sys.stdin, out=sys.stdout) -> None
             break
         prompt = valid_text(line.rstrip("\n"))
         try:
-            check_prompt(tokenizer, prompt, args.allow_unseen)
+            check_prompt(tokenizer, prompt, allow_unseen)
         except UsageError as e:
             out.write(f"{e}\n")
             continue
-        generate_to(out, model, tokenizer, prompt, args)
+        generate_to(out, model, tokenizer, prompt, sampling)
+
+
+def repeat_command(s: TrainSettings) -> str:
+    """The train.py command line that repeats a run (the flags that differ from the defaults)."""
+    default = asdict(TrainSettings())
+    skip = {"save", "load", "resume", "stop_at", "device", "progress", "compile", "switches"}
+    parts = ["python train.py"]
+    for key, value in asdict(s).items():
+        if key in skip or value == default[key] or value is None:
+            continue
+        if key == "data":
+            value = Path(value).name
+        parts.append(f"--{key} {shlex.quote(str(value))}")
+    for sw in SWITCHES:
+        if s.switches.get(sw.field) == sw.value:
+            parts.append(f"--{sw.flag} {1 if isinstance(sw.value, bool) else sw.value}")
+    return " ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1147,31 +855,56 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainSettings()
     p = argparse.ArgumentParser(
-        description="Train GPT-2 mini, or generate text with a trained one.",
-        formatter_class=_HelpFormatter,
+        description="Train GPT-2 mini, or generate text with a trained one.", formatter_class=_HelpFormatter
     )
-    g = p.add_argument_group("data")
+    d = TrainSettings()
+    add_data_args(p.add_argument_group("data"), d)
+    add_model_args(p.add_argument_group("model (defaults: 4 layers, 4 heads, 128 dims, context 256)"), d)
+    add_switch_args(p.add_argument_group("ablations (break it on purpose; configuration_gpt2mini.SWITCHES)"))
+    add_optimisation_args(p.add_argument_group("optimisation"), d)
+    add_output_args(p.add_argument_group("evaluation and output"), d)
+    add_generation_args(p.add_argument_group("generation (with --load)"))
+    g = p.add_argument_group("evaluation of a saved model (with --load)")
+    g.add_argument(
+        "--evaluate", action="store_true", help="print the loss over the whole validation split of --corpus/--data"
+    )
+    return p
+
+
+def add_data_args(g, d: TrainSettings) -> None:
     g.add_argument("--corpus", default=d.corpus, help=f"shipped corpus: {', '.join(CORPORA)}")
     g.add_argument("--data", metavar="FILE", help="train on any UTF-8 text file instead of --corpus")
     g.add_argument("--val_fraction", type=float, default=d.val_fraction, help="share of the text held out at its end")
-    g = p.add_argument_group("model (defaults: 4 layers, 4 heads, 128 dims, context 256)")
+
+
+def add_model_args(g, d: TrainSettings) -> None:
     g.add_argument("--n_layer", type=int, help="transformer blocks (default: 4)")
     g.add_argument("--n_head", type=int, help="attention heads per block (default: 4)")
     g.add_argument("--n_embd", type=int, help="embedding width (default: 128)")
     g.add_argument("--block_size", type=int, help="context length in characters, n_positions (default: 256)")
     g.add_argument("--dropout", type=float, default=d.dropout, help="dropout on embeddings, attention and residuals")
-    g = p.add_argument_group("ablations (break it on purpose)")
-    g.add_argument("--disable_residual", type=int, choices=(0, 1), default=0, help="1: no residual connections")
-    g.add_argument("--disable_attention", type=int, choices=(0, 1), default=0, help="1: no self-attention")
-    g.add_argument("--disable_mlp", type=int, choices=(0, 1), default=0, help="1: no feed-forward layers")
-    g.add_argument(
-        "--disable_position_embeddings", type=int, choices=(0, 1), default=0, help="1: no learned position embeddings"
-    )
-    g.add_argument("--untie_embeddings", type=int, choices=(0, 1), default=0, help="1: separate output matrix")
-    g.add_argument("--ln_style", choices=LN_STYLES, help="LayerNorm placement (default: pre)")
-    g = p.add_argument_group("optimisation")
+
+
+def add_switch_args(g) -> None:
+    """One option per switch flag of the registry: `--disable_residual 1` for a true/false config field (the blog's
+    form), `--ln_style post` for a field with several values."""
+    by_flag: dict[str, list] = {}
+    for s in SWITCHES:
+        by_flag.setdefault(s.flag, []).append(s)
+    for flag, switches in by_flag.items():
+        field_name = switches[0].field
+        if isinstance(gpt2_value(field_name), bool):
+            s = switches[0]
+            g.add_argument(f"--{flag}", type=int, choices=(0, 1), default=0, help=f"1: {s.label}: {s.meaning}")
+        else:
+            options = "; ".join(f"{s.value}: {s.label}, {s.meaning}" for s in switches)
+            g.add_argument(
+                f"--{flag}", choices=choices(field_name), help=f"{options} (default: {gpt2_value(field_name)}, GPT-2)"
+            )
+
+
+def add_optimisation_args(g, d: TrainSettings) -> None:
     g.add_argument(
         "--steps", type=int, default=d.steps, help="optimizer steps in total (a resumed run continues to it)"
     )
@@ -1194,13 +927,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--beta2", type=float, default=d.beta2, help="AdamW beta2")
     g.add_argument("--grad_clip", type=float, default=d.grad_clip, help="clip the gradient norm (0: off)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for initialisation, data order and sampling")
-    g = p.add_argument_group("evaluation and output")
+
+
+def add_output_args(g, d: TrainSettings) -> None:
     g.add_argument("--eval_interval", type=int, default=d.eval_interval, help="evaluate, sample and save every N steps")
     g.add_argument("--eval_iters", type=int, default=d.eval_iters, help="fixed batches per split in each evaluation")
     g.add_argument("--log_interval", type=int, default=d.log_interval, help="metrics-log line every N steps")
     g.add_argument("--sample_chars", type=int, default=d.sample_chars, help="characters sampled at each evaluation")
     g.add_argument("--sample_prompt", help="prompt for those samples (default: one that suits the corpus)")
-    g.add_argument("--save", metavar="DIR", help="output folder (default: runs/<corpus>[-ablations])")
+    g.add_argument("--save", metavar="DIR", help="output folder (default: runs/<corpus>[-<variant>])")
     g.add_argument("--load", metavar="DIR", help="start from a saved model (or generate with it)")
     g.add_argument("--resume", metavar="DIR", help="continue a saved run exactly where it stopped")
     g.add_argument("--stop_at", type=int, metavar="STEP", help="save and stop at this step (continue with --resume)")
@@ -1214,7 +949,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REPO_ID",
         help="after training, publish the saved folder to this Hub model repo (publish.py: model card, one commit)",
     )
-    g = p.add_argument_group("generation (with --load)")
+
+
+def add_generation_args(g) -> None:
     g.add_argument("--generate", action="store_true", help="print a continuation of --prompt and exit")
     g.add_argument("--interactive", action="store_true", help="read prompts from the terminal; 'quit' ends")
     g.add_argument("--prompt", default="\n", help="text to continue")
@@ -1224,83 +961,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling threshold (1: off)")
     g.add_argument("--repetition_penalty", type=float, default=1.0, help=">1 discourages repeating characters")
     g.add_argument("--allow_unseen", action="store_true", help="accept prompt characters the model never saw")
-    g = p.add_argument_group("evaluation of a saved model (with --load)")
-    g.add_argument(
-        "--evaluate",
-        action="store_true",
-        help="print the loss over the whole validation split of --corpus/--data and exit",
-    )
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar is enough
     try:
-        if args.push_to_hub:  # checked before training, so a long run does not end in "not logged in"
-            import publish
-
-            if args.generate or args.interactive or args.evaluate or args.stop_at:
-                raise UsageError("--push-to-hub publishes a finished training run; for a saved folder use publish.py")
-            publish.check_repo_id(args.push_to_hub)
-            publish.check_can_upload(None)
+        if args.push_to_hub:
+            check_push_to_hub(args)
         if args.evaluate:
-            if not args.load:
-                raise UsageError("--evaluate needs --load DIR (a trained model folder)")
-            model, tokenizer = load_model_folder(args.load, pick_device(args.device))
-            text = load_corpus(args.data) if args.data else load_corpus(args.corpus)
-            _, val_text = train_val_split(text, args.val_fraction)
-            block = args.block_size or model.config.n_positions
-            if block > model.config.n_positions:
-                raise UsageError(f"--block_size {block} exceeds the model's context of {model.config.n_positions}")
-            ids = encode(tokenizer, val_text)
-            loss = split_loss(model, ids, block)
-            print(
-                json.dumps(
-                    {
-                        "model": args.load,
-                        "corpus": args.data or args.corpus,
-                        "split": "val",
-                        "block_size": block,
-                        "tokens": len(ids),
-                        "val_loss": round(loss, 4),
-                    }
-                )
-            )
-            return 0
+            return evaluate_command(args)
         if args.generate or args.interactive:
-            if not args.load:
-                raise UsageError("--generate and --interactive need --load DIR (a trained model folder)")
-            if args.max_tokens <= 0:
-                raise UsageError(f"--max_tokens must be a positive integer, got {args.max_tokens}")
-            if args.temperature < 0 or args.top_k < 0 or not 0 < args.top_p <= 1 or args.repetition_penalty <= 0:
-                raise UsageError("need --temperature >= 0, --top_k >= 0, 0 < --top_p <= 1, --repetition_penalty > 0")
-            device = pick_device(args.device)
-            model, tokenizer = load_model_folder(args.load, device)
-            args.prompt = valid_text(args.prompt)  # bytes that are not UTF-8 arrive as lone surrogates
-            if args.interactive:
-                if hasattr(sys.stdin, "reconfigure"):
-                    sys.stdin.reconfigure(errors="replace")  # a line that is not UTF-8 is not a crash
-                interactive(model, tokenizer, args)
-            else:
-                check_prompt(tokenizer, args.prompt, args.allow_unseen)
-                generate_to(sys.stdout, model, tokenizer, args.prompt, args)
-            return 0
-        values = {f.name: getattr(args, f.name) for f in fields(TrainSettings) if hasattr(args, f.name)}
-        values["progress"] = not args.no_progress
-        if args.resume:  # the saved run's settings, except what is given again now
-            given = explicit_args(argv)
-            changes = {k: v for k, v in values.items() if k in given and k != "resume"}
-            changes["progress"] = values["progress"]
-            result = train(resume_settings(args.resume, **changes))
-        else:
-            result = train(TrainSettings(**values))
-        if args.push_to_hub and int(os.environ.get("RANK", "0")) == 0 and _finish(result) == 0:
-            return push_to_hub(result, args.push_to_hub)
-        return _finish(result)
+            return generate_command(args)
+        return train_command_line(args, argv)
     except (UsageError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -1310,6 +985,68 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def check_push_to_hub(args) -> None:
+    """Checked before training, so that a long run does not end in "not logged in"."""
+    import publish
+
+    if args.generate or args.interactive or args.evaluate or args.stop_at:
+        raise UsageError("--push-to-hub publishes a finished training run; for a saved folder use publish.py")
+    publish.check_repo_id(args.push_to_hub)
+    publish.check_can_upload(None)
+
+
+def evaluate_command(args) -> int:
+    """--load DIR --evaluate: the loss over the whole validation split, as one JSON line."""
+    if not args.load:
+        raise UsageError("--evaluate needs --load DIR (a trained model folder)")
+    model, tokenizer = load_model_folder(args.load, pick_device(args.device))
+    text = load_corpus(args.data) if args.data else load_corpus(args.corpus)
+    _, val_text = train_val_split(text, args.val_fraction)
+    block = args.block_size or model.config.n_positions
+    if block > model.config.n_positions:
+        raise UsageError(f"--block_size {block} exceeds the model's context of {model.config.n_positions}")
+    ids = encode(tokenizer, val_text)
+    loss = split_loss(model, ids, block)
+    row = {"model": args.load, "corpus": args.data or args.corpus, "split": "val", "block_size": block}
+    print(json.dumps(row | {"tokens": len(ids), "val_loss": round(loss, 4)}))
+    return 0
+
+
+def generate_command(args) -> int:
+    """--load DIR --generate / --interactive: the blog's way to talk to a trained model."""
+    if not args.load:
+        raise UsageError("--generate and --interactive need --load DIR (a trained model folder)")
+    sampling = sampling_from(args)
+    model, tokenizer = load_model_folder(args.load, pick_device(args.device))
+    prompt = valid_text(args.prompt)  # bytes that are not UTF-8 arrive as lone surrogates
+    if args.interactive:
+        if hasattr(sys.stdin, "reconfigure"):
+            sys.stdin.reconfigure(errors="replace")  # a line that is not UTF-8 is not a crash
+        interactive(model, tokenizer, sampling, args.allow_unseen)
+    else:
+        check_prompt(tokenizer, prompt, args.allow_unseen)
+        generate_to(sys.stdout, model, tokenizer, prompt, sampling)
+    return 0
+
+
+def train_command_line(args, argv: list[str] | None) -> int:
+    """Train (or resume) with the flags given; then publish if --push-to-hub."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainSettings) if hasattr(args, f.name)}
+    values["progress"] = not args.no_progress
+    flags = vars(args)
+    if args.resume:  # the saved run's settings, except what is given again now
+        given = explicit_args(argv)
+        changes = {k: flags[k] for k in given if k in values or k in ARCHITECTURE}
+        changes.pop("resume", None)
+        changes["progress"] = values["progress"]
+        result = train(resume_settings(args.resume, **changes))
+    else:
+        result = train(TrainSettings(**values, switches=switches_from_flags(flags)))
+    if args.push_to_hub and int(os.environ.get("RANK", "0")) == 0 and _finish(result) == 0:
+        return push_to_hub(result, args.push_to_hub)
+    return _finish(result)
 
 
 def push_to_hub(result: dict, repo_id: str) -> int:

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from conftest import tiny_model
-from modeling_gpt2mini import GPT2MiniForCausalLM, TokenStream
+from generation_gpt2mini import TokenStream
+from modeling_gpt2mini import GPT2MiniForCausalLM
 
 
 def perturbed_prefix(x, upto):

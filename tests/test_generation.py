@@ -13,7 +13,7 @@ from transformers.generation.logits_process import (
 )
 
 from conftest import sharpen, tiny_model
-from modeling_gpt2mini import TokenStream, filter_logits, round_robin, stream_text
+from generation_gpt2mini import TokenStream, filter_logits, round_robin, stream_text
 
 
 def prompt(n, seed=1, vocab=97):
@@ -153,7 +153,7 @@ def test_filters_match_transformers_warpers():
             expected = TopPLogitsWarper(top_p)(ids, expected)
         assert torch.equal(filter_logits(logits, temperature, top_k, top_p), expected)
     seen = torch.zeros(4, 97, dtype=torch.bool).scatter_(1, ids, True)
-    from modeling_gpt2mini import apply_repetition_penalty
+    from generation_gpt2mini import apply_repetition_penalty
 
     torch.testing.assert_close(
         apply_repetition_penalty(logits, seen, 1.3), RepetitionPenaltyLogitsProcessor(1.3)(ids, logits.clone())
@@ -170,7 +170,7 @@ def test_stream_text_streams_characters_including_multibyte(tok):
 
 
 def test_text_decoder_holds_back_split_utf8(tok):
-    from modeling_gpt2mini import TextDecoder
+    from generation_gpt2mini import TextDecoder
 
     emoji = tok.encode("😀", add_special_tokens=False)
     assert len(emoji) == 4  # not in the vocabulary: four byte tokens
@@ -224,7 +224,7 @@ def test_decode_step_equals_a_fresh_forward_of_the_history():
 
 def test_decode_step_gives_way_to_hooks_and_training_mode():
     """Hooks (knockouts, probes) run only on the module path: the stream must take it while any hook is set."""
-    from modeling_gpt2mini import knockout
+    from probes import knockout
 
     m = tiny_model()
     with torch.no_grad():  # make every part count, so that a knockout changes the logits
@@ -256,7 +256,7 @@ def test_decode_step_gives_way_to_hooks_and_training_mode():
 
 def test_the_scripted_step_equals_the_python_step():
     """decode_step runs compiled by TorchScript where torch has it; as plain Python it must compute the same."""
-    from modeling_gpt2mini import DecodeStep, KVBuffer, compiled_decode_step, decode_step
+    from generation_gpt2mini import DecodeStep, KVBuffer, compiled_decode_step, decode_step
 
     assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
     m = sharpen(tiny_model(n_layer=3))
@@ -279,7 +279,7 @@ def test_the_scripted_step_equals_the_python_step():
 
 
 def test_decode_step_is_kept_per_model_and_rebuilt_when_the_weights_change():
-    from modeling_gpt2mini import DecodeStep
+    from generation_gpt2mini import DecodeStep
 
     m = sharpen(tiny_model())
     first = DecodeStep.of(m)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import app
 from conftest import SAMPLE_TEXT, serve, tiny_lab, tiny_model
 from corpus import load_corpus
-from modeling_gpt2mini import TokenStream, stream_text
+from generation_gpt2mini import TokenStream, stream_text
 from tokenizer import build_tokenizer, valid_text
 
 

@@ -23,8 +23,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard, SpaceCard, constants
 
+import checkpoint as C
 import publish
 import train as T
+from configuration_gpt2mini import switch_fields
 from conftest import ROOT
 
 # huggingface_hub's LFS upload hands httpx a file object: a deprecation notice in the HTTP client, not ours
@@ -93,7 +95,7 @@ def card_snippet(readme: str) -> str:
 
 def test_the_repository_has_what_from_pretrained_needs_and_no_resume_state(run, repo):
     assert set(publish.repo_files(repo)) == EXPECTED
-    assert (run / T.STATE_FILE).exists() and (run / T.OPTIMIZER_FILE).exists()  # left behind on purpose
+    assert (run / C.STATE_FILE).exists() and (run / C.OPTIMIZER_FILE).exists()  # left behind on purpose
     for name in EXPECTED - {"README.md"}:
         assert (repo / name).read_bytes() == (run / name).read_bytes(), name
     assert json.loads((repo / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"]
@@ -111,15 +113,15 @@ def test_model_card_metadata_and_body_come_from_the_folder(source, run, repo, tm
     assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-generation"
     assert {"gpt2mini", "character-level"} <= set(data["tags"])
 
-    model, _ = T.load_model_folder(folder)
+    model, _ = C.load_model_folder(folder)
     cfg = model.config
     text = card.text
     assert f"| layers | {cfg.n_layer} | 12 |" in text and f"| embedding dimension | {cfg.n_embd} | 768 |" in text
     assert f"| parameters | {model.num_parameters():,} | 124M |" in text
-    last = [m for m in T.read_metrics(folder) if "val_loss" in m][-1]
+    last = [m for m in C.read_metrics(folder) if "val_loss" in m][-1]
     assert f"Validation loss **{last['val_loss']:.3f}** nats per character" in text and f"step {last['step']:,}" in text
     assert "![training and validation loss against steps](loss_curve.png)" in text and (out / "loss_curve.png").exists()
-    for switch in publish.SWITCHES:
+    for switch in switch_fields():
         assert f"| `{switch}` |" in text
     if "residual_off" in source:
         assert "| `use_residual` | **`false`** | `true` |" in text and "deliberately broken" in text
@@ -181,7 +183,7 @@ def test_a_fresh_process_loads_the_repository_from_its_folder_and_by_repo_id_off
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["importable"] is False and result["class"] == "GPT2MiniForCausalLM"
 
-    model, tok = T.load_model_folder(run)  # the source, through this project's own class
+    model, tok = C.load_model_folder(run)  # the source, through this project's own class
     ids = torch.tensor([tok.encode("First Citizen:\nBefore we proceed", add_special_tokens=False)])
     theirs = torch.load(tmp_path / "logits.pt", weights_only=True)
     assert torch.equal(theirs["folder"], model(ids).logits) and torch.equal(theirs["repo_id"], model(ids).logits)
@@ -418,7 +420,7 @@ def test_space_front_matter_requirements_and_files(space):
     shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "models").rglob("*") if p.is_file()}
     assert shipped <= files
     assert {"data/tinyshakespeare.txt", "data/wagahai_neko.txt", "data/PROVENANCE.md"} <= files
-    assert not any(f.startswith("tests/") or f.endswith((T.STATE_FILE, T.OPTIMIZER_FILE)) for f in files)
+    assert not any(f.startswith("tests/") or f.endswith((C.STATE_FILE, C.OPTIMIZER_FILE)) for f in files)
 
 
 SPACE_APP = r"""
@@ -555,6 +557,6 @@ def test_the_lab_says_why_a_repo_id_cannot_be_loaded(case, message, repo, hub_ca
         else:
             (copy / "tokenizer.json").unlink()
         place_in_hub_cache(copy, hub_cache, repo_id)
-    with pytest.raises(T.UsageError) as e:
+    with pytest.raises(C.UsageError) as e:
         app.load_entry("x", repo_id)
     assert message in str(e.value) and repo_id in str(e.value) and "\n" not in str(e.value)

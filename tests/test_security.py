@@ -169,9 +169,9 @@ def test_the_project_never_runs_code_it_downloads():
     # the lab's --model fetches only these files from a Hub repository: never code, never a pickle
     for name in ("modeling_gpt2mini.py", "configuration_gpt2mini.py", "pytorch_model.bin", "model.pt", "x.pkl"):
         assert not any(fnmatch.fnmatch(name, pattern) for pattern in app.HUB_FILES), name
-    # and every loader builds the model from this project's class (tests/test_faults.py: a folder's own code
+    # and every loader builds the model from this project's class (tests/test_checkpoint.py: a folder's own code
     # files are never run), so trust_remote_code is never needed and never passed outside the tests above
-    source = (ROOT / "train.py").read_text()
+    source = (ROOT / "checkpoint.py").read_text()
     assert "GPT2MiniForCausalLM.from_pretrained(" in source and "AutoModelForCausalLM" not in source
 
 
@@ -302,7 +302,8 @@ def test_the_space_code_reads_no_secrets_and_holds_none(tmp_path):
     import publish
 
     modules = publish.local_imports(ROOT / "app.py")
-    assert "app.py" in modules and "train.py" in modules
+    assert "app.py" in modules and "checkpoint.py" in modules
+    assert "train.py" not in modules  # the lab reads run folders through checkpoint.py, never the training loop
     assert "publish.py" not in modules  # the uploader (which does use a token) is not part of the Space
     for name in modules:
         source = (ROOT / name).read_text()

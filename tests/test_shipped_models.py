@@ -9,9 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 import ablate  # noqa: E402
+from configuration_gpt2mini import variants
 from conftest import ROOT
 from corpus import load_corpus, train_val_split  # noqa: E402
-from train import TrainSettings, encode  # noqa: E402
+from tokenizer import encode
+from train import TrainSettings
 
 MODELS = ROOT / "models"
 CORPORA = ("shakespeare", "wagahai")
@@ -53,7 +55,7 @@ def test_loads_as_float32_from_fp16_files(shipped):
 def test_switches_match_the_names(shipped):
     corpus, models, _ = shipped
     for name, model in models.items():
-        expected = TrainSettings(**ablate.VARIANTS[name].settings).model_overrides()
+        expected = variants()[name]
         assert model.config.ablations == expected, name
         assert model.config.n_positions == 256 and model.config.n_layer == 4 and model.config.n_embd == 128
         state = json.loads((MODELS / corpus / name / "metrics.jsonl").read_text().splitlines()[-1])

@@ -1,15 +1,61 @@
 """GPT-2 mini configuration: GPT-2's field names, the blog's small defaults, and the ablation switches.
 
-Every switch that breaks the model on purpose lives here, so a checkpoint carries the exact architecture it was
-trained with. Validation happens in one place (`validate`), at construction and again before the model is built,
-and names the offending field.
+What is notable:
+- Every switch that breaks the model on purpose is a config field, so a checkpoint carries the exact architecture it
+  was trained with. The field's default is GPT-2's value.
+- `SWITCHES` is the one registry of those switches: per variant its name, the field and value it sets, a label and
+  a one-line meaning. train.py's flags, ablate.py's variants, the lab's labels and the model card are generated from
+  it, so a new switch is one entry here plus its branch in `modeling_gpt2mini.Block`.
+- Validation happens in one place (`validate`), at construction and again before the model is built, and names the
+  offending field.
 
 This file is copied next to the weights by `save_pretrained`; it imports only transformers.
 """
 
+import inspect
+from dataclasses import dataclass
+
 from transformers import PretrainedConfig
 
-LN_STYLES = ("pre", "post", "none")
+
+@dataclass(frozen=True)
+class Switch:
+    """One way to break GPT-2: a variant that sets one config field away from GPT-2's value."""
+
+    variant: str  # the variant's name: ablate.py --variants, models/<corpus>/<variant>, the lab
+    field: str  # the GPT2MiniConfig field it sets
+    value: object  # the value it sets (GPT-2's value is the field's default)
+    label: str  # how the lab, the report and the model card name it
+    meaning: str  # one line: what the model is without it
+    flag: str  # train.py's option: `--flag 1` for a true/false field, `--flag VALUE` otherwise
+
+
+BASELINE = "baseline"  # GPT-2 itself: every switch at its default
+BASELINE_MEANING = "GPT-2 as designed: pre-LN blocks with residual connections, attention and an MLP, learned positions"
+SWITCHES = (
+    Switch(
+        "residual_off", "use_residual", False, "residual off",
+        "each sub-layer's output replaces its input instead of being added to it", "disable_residual",
+    ),
+    Switch(
+        "attention_off", "use_attention", False, "attention off",
+        "no attention sub-layer: a position sees only its own character", "disable_attention",
+    ),
+    Switch(
+        "post_ln", "ln_style", "post", "post-LN",
+        "LayerNorm after each residual sum and no final LayerNorm (the 2017 Transformer)", "ln_style",
+    ),
+    Switch("no_layernorm", "ln_style", "none", "no LayerNorm", "no LayerNorm anywhere", "ln_style"),
+    Switch("mlp_off", "use_mlp", False, "MLP off", "no feed-forward sub-layer", "disable_mlp"),
+    Switch(
+        "no_position", "use_position_embeddings", False, "no position embedding",
+        "no learned position table; only the causal mask hints at order", "disable_position_embeddings",
+    ),
+    Switch(
+        "untied", "tie_word_embeddings", False, "untied embeddings",
+        "a separate output matrix instead of the input embedding's transpose", "untie_embeddings",
+    ),
+)  # fmt: skip
 
 
 class GPT2MiniConfig(PretrainedConfig):
@@ -19,7 +65,7 @@ class GPT2MiniConfig(PretrainedConfig):
     `num_hidden_layers`, `num_attention_heads`, `max_position_embeddings`), which `DynamicCache` and `generate`
     read.
 
-    Ablation switches (the default is GPT-2 itself):
+    Ablation switches (the default is GPT-2 itself; `SWITCHES` lists the variants they make):
         use_residual: add each sub-layer's output to its input (False: the sub-layer output replaces it).
         use_attention: causal self-attention sub-layer in every block (False: the block has no attention, so a
             position sees only itself).
@@ -104,8 +150,6 @@ class GPT2MiniConfig(PretrainedConfig):
             raise ValueError(f"GPT2MiniConfig.n_inner must be a positive integer or None, got {self.n_inner!r}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"GPT2MiniConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.ln_style not in LN_STYLES:
-            raise ValueError(f"GPT2MiniConfig.ln_style must be one of {LN_STYLES}, got {self.ln_style!r}")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -114,9 +158,11 @@ class GPT2MiniConfig(PretrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"GPT2MiniConfig.{name} must be a positive number, got {value!r}")
-        for name in ("use_residual", "use_attention", "use_mlp", "use_position_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"GPT2MiniConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        for name in switch_fields():
+            value, allowed = getattr(self, name), choices(name)
+            if value not in allowed or type(value) is not type(allowed[0]):
+                shown = "true or false" if isinstance(allowed[0], bool) else f"one of {allowed}"
+                raise ValueError(f"GPT2MiniConfig.{name} must be {shown}, got {value!r}")
 
     @property
     def inner_dim(self) -> int:
@@ -125,16 +171,49 @@ class GPT2MiniConfig(PretrainedConfig):
 
     @property
     def ablations(self) -> dict:
-        """The switches that differ from GPT-2, as {name: value}; empty for the baseline."""
-        baseline = {
-            "use_residual": True,
-            "use_attention": True,
-            "use_mlp": True,
-            "ln_style": "pre",
-            "use_position_embeddings": True,
-            "tie_word_embeddings": True,
-        }
-        return {k: getattr(self, k) for k, v in baseline.items() if getattr(self, k) != v}
+        """The switches that differ from GPT-2, as {field: value}; empty for the baseline."""
+        return {name: getattr(self, name) for name in switch_fields() if getattr(self, name) != gpt2_value(name)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading the registry
+
+
+def switch_fields() -> list[str]:
+    """The config fields the switches set, in registry order, each once."""
+    return list(dict.fromkeys(s.field for s in SWITCHES))
+
+
+def gpt2_value(field: str):
+    """GPT-2's value of a switch field: its default in `GPT2MiniConfig.__init__`."""
+    return inspect.signature(GPT2MiniConfig.__init__).parameters[field].default
+
+
+def choices(field: str) -> tuple:
+    """Every value a switch field may take: GPT-2's first, then the switches' values."""
+    return (gpt2_value(field), *dict.fromkeys(s.value for s in SWITCHES if s.field == field))
+
+
+def variant_label(variant: str) -> str:
+    """The variant's label ("residual off"); the name itself for a variant the registry does not know."""
+    return next((s.label for s in SWITCHES if s.variant == variant), variant)
+
+
+def variant_meaning(variant: str) -> str:
+    """The variant's one-line meaning ("each sub-layer's output replaces its input ...")."""
+    if variant == BASELINE:
+        return BASELINE_MEANING
+    return next(s.meaning for s in SWITCHES if s.variant == variant)
+
+
+def variants() -> dict[str, dict]:
+    """{variant name: the config fields it sets}: the baseline (nothing) and one variant per switch."""
+    return {BASELINE: {}} | {s.variant: {s.field: s.value} for s in SWITCHES}
+
+
+def variant_of(ablations: dict) -> str | None:
+    """The name of the variant whose switches are exactly `ablations` (a config's `.ablations`), or None."""
+    return next((name for name, fields in variants().items() if fields == ablations), None)
 
 
 GPT2MiniConfig.register_for_auto_class()

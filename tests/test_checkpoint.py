@@ -1,6 +1,7 @@
-"""Faults: damaged model folders give one line naming the file, wherever a folder is loaded (train.py, the lab,
-publish.py); a training process SIGKILLed in the middle of a save leaves the previous checkpoint loadable and
-resumable; a reader never breaks a save in progress. (Ctrl-C: tests/test_train.py.)"""
+"""checkpoint.py, the run folders: damaged model folders give one line naming the file, wherever a folder is loaded
+(train.py, the lab, publish.py); a failed save keeps the previous folder; a training process SIGKILLed in the middle
+of a save leaves the previous checkpoint loadable and resumable; a reader never breaks a save in progress. (Ctrl-C:
+tests/test_train.py.)"""
 
 import json
 import os
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import app
+import checkpoint as C
 import publish
 import train as T
 from conftest import ROOT, SAMPLE_TEXT, tiny_model, wait_for_line
@@ -66,9 +68,9 @@ def flip_a_weight_byte(folder):
 
 
 def flip_optimizer_byte(folder):
-    data = bytearray((folder / T.OPTIMIZER_FILE).read_bytes())
+    data = bytearray((folder / C.OPTIMIZER_FILE).read_bytes())
     data[-50] ^= 0x01
-    (folder / T.OPTIMIZER_FILE).write_bytes(bytes(data))
+    (folder / C.OPTIMIZER_FILE).write_bytes(bytes(data))
 
 
 def edit_tensors(change):
@@ -149,8 +151,8 @@ def damaged_copy(source: Path, tmp_path: Path, damage) -> Path:
 def test_a_damaged_folder_is_one_line_naming_the_file(case, saved, tmp_path):
     damage, filename, phrase = DAMAGE[case]
     folder = damaged_copy(saved, tmp_path, damage)
-    with pytest.raises(T.UsageError) as caught:
-        T.load_model_folder(folder)
+    with pytest.raises(C.UsageError) as caught:
+        C.load_model_folder(folder)
     message = str(caught.value)
     assert str(folder / filename) in message or (message.startswith(f"{folder}: ") and filename in message), message
     assert phrase in message and "\n" not in message
@@ -159,13 +161,13 @@ def test_a_damaged_folder_is_one_line_naming_the_file(case, saved, tmp_path):
 def test_a_flipped_byte_is_caught_by_the_checksum_train_py_recorded(run_folder, saved, tmp_path):
     # safetensors has no checksum: the same damage in a folder without trainer_state.json loads (and is wrong)
     plain = damaged_copy(saved, tmp_path / "plain", flip_a_weight_byte)
-    T.load_model_folder(plain)
+    C.load_model_folder(plain)
     folder = damaged_copy(run_folder, tmp_path / "run", flip_a_weight_byte)
-    with pytest.raises(T.UsageError, match=r"model\.safetensors is damaged: its SHA-256 differs"):
-        T.load_model_folder(folder)
-    state = json.loads((run_folder / T.STATE_FILE).read_text())
-    assert set(state["sha256"]) == {"model.safetensors", T.OPTIMIZER_FILE}
-    T.load_model_folder(run_folder)  # the undamaged folder verifies
+    with pytest.raises(C.UsageError, match=r"model\.safetensors is damaged: its SHA-256 differs"):
+        C.load_model_folder(folder)
+    state = json.loads((run_folder / C.STATE_FILE).read_text())
+    assert set(state["sha256"]) == {"model.safetensors", C.OPTIMIZER_FILE}
+    C.load_model_folder(run_folder)  # the undamaged folder verifies
 
 
 @pytest.mark.parametrize("case", ["weights truncated to half", "config n_head", "tokenizer of another corpus"])
@@ -189,11 +191,11 @@ def test_every_command_that_loads_a_folder_says_the_same_line(case, saved, tmp_p
 
 def test_damaged_resume_state_is_one_line_naming_the_file(run_folder, tmp_path, capsys):
     cases = [
-        (T.OPTIMIZER_FILE, lambda f: (f / T.OPTIMIZER_FILE).write_bytes(b"\x00" * 12), "damaged or truncated"),
-        (T.OPTIMIZER_FILE, flip_optimizer_byte, "SHA-256 differs"),
-        (T.STATE_FILE, lambda f: (f / T.STATE_FILE).write_text('{"step": 2'), "not valid JSON"),
-        (T.STATE_FILE, lambda f: (f / T.STATE_FILE).write_text('{"step": "two"}'), "no valid 'step'"),
-        (T.METRICS_FILE, lambda f: (f / T.METRICS_FILE).write_text('{"step": 0}\n{"step": 1, "lo'), "line 2"),
+        (C.OPTIMIZER_FILE, lambda f: (f / C.OPTIMIZER_FILE).write_bytes(b"\x00" * 12), "damaged or truncated"),
+        (C.OPTIMIZER_FILE, flip_optimizer_byte, "SHA-256 differs"),
+        (C.STATE_FILE, lambda f: (f / C.STATE_FILE).write_text('{"step": 2'), "not valid JSON"),
+        (C.STATE_FILE, lambda f: (f / C.STATE_FILE).write_text('{"step": "two"}'), "no valid 'step'"),
+        (C.METRICS_FILE, lambda f: (f / C.METRICS_FILE).write_text('{"step": 0}\n{"step": 1, "lo'), "line 2"),
     ]
     for i, (filename, damage, phrase) in enumerate(cases):
         folder = damaged_copy(run_folder, tmp_path / str(i), damage)
@@ -205,13 +207,13 @@ def test_damaged_resume_state_is_one_line_naming_the_file(run_folder, tmp_path, 
     T.train(T.TrainSettings(**(TINY | {"save": str(other), "steps": 2, "eval_interval": 2, "n_embd": 16})))
     capsys.readouterr()
     folder = damaged_copy(run_folder, tmp_path / "swapped", lambda f: None)
-    shutil.copy(other / T.OPTIMIZER_FILE, folder / T.OPTIMIZER_FILE)
-    state = json.loads((folder / T.STATE_FILE).read_text())
+    shutil.copy(other / C.OPTIMIZER_FILE, folder / C.OPTIMIZER_FILE)
+    state = json.loads((folder / C.STATE_FILE).read_text())
     del state["sha256"]  # as if written by hand: the shapes are what catches it
-    (folder / T.STATE_FILE).write_text(json.dumps(state))
+    (folder / C.STATE_FILE).write_text(json.dumps(state))
     assert T.main(["--resume", str(folder), "--steps", "4", "--no_progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{T.OPTIMIZER_FILE} does not fit the model" in err and "\n" not in err, err
+    assert f"{C.OPTIMIZER_FILE} does not fit the model" in err and "\n" not in err, err
 
 
 def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
@@ -223,11 +225,45 @@ def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
     edit_config(auto_map={"AutoModelForCausalLM": "modeling_gpt2mini.Evil", "AutoConfig": "modeling_gpt2mini.X"})(
         folder
     )
-    model, _ = T.load_model_folder(folder)
+    model, _ = C.load_model_folder(folder)
     entry = app.load_entry("mine", str(folder))
     assert not marker.exists()
     assert type(model).__module__ == type(entry.model).__module__ == "modeling_gpt2mini"  # this project's file
     assert Path(sys.modules["modeling_gpt2mini"].__file__).resolve() == ROOT / "modeling_gpt2mini.py"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Atomic saves
+
+
+def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
+    T.train(T.TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 4, "eval_interval": 4})))
+    folder = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full (simulated, half-way through the save)")
+
+    monkeypatch.setattr(C, "plot_losses", explode)  # called after the weights are written into the new folder
+    with pytest.raises(OSError, match="simulated"):
+        T.train(T.resume_settings(folder, steps=8, progress=False))
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert after == before
+    assert not list(tmp_path.glob(".run.*"))
+
+
+def test_a_save_killed_between_the_two_renames_is_recovered(tmp_path):
+    T.train(T.TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 2, "eval_interval": 2})))
+    folder = tmp_path / "run"
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead = child.pid  # a process that has ended: its save was interrupted
+    moved = tmp_path / f".run.old-{dead}"
+    os.replace(folder, moved)  # what a SIGKILL right after moving the old folder aside leaves
+    (tmp_path / f".run.partial-{dead}").mkdir()
+    model, tok = C.load_model_folder(folder)
+    assert folder.is_dir() and not moved.exists() and not (tmp_path / f".run.partial-{dead}").exists()
+    assert model.config.n_layer == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -236,6 +272,7 @@ def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
 CHILD = """
 import os, sys, time
 sys.path.insert(0, {root!r})
+import checkpoint
 import train
 
 # pause at chosen points of the save number PAUSE_AT_SAVE: say so on stderr, then wait for a go-file (or a kill)
@@ -250,9 +287,9 @@ def pause(phase):
         while not os.path.exists(go + "-" + phase) and time.time() < deadline:
             time.sleep(0.02)
 
-real_save, real_plot = train.save_checkpoint, train.plot_losses
+real_save, real_plot = train.save_run, checkpoint.plot_losses
 
-def save_checkpoint(*args, **kwargs):
+def save_run(*args, **kwargs):
     saves[0] += 1
     return real_save(*args, **kwargs)
 
@@ -260,7 +297,7 @@ def plot_losses(*args, **kwargs):  # called inside write(tmp): the new folder is
     pause("write")
     return real_plot(*args, **kwargs)
 
-class Os:  # train.py's view of the os module: pauses around atomic_save's two renames
+class Os:  # checkpoint.py's view of the os module: pauses around atomic_save's two renames
     def __getattr__(self, name):
         return getattr(os, name)
 
@@ -271,7 +308,7 @@ class Os:  # train.py's view of the os module: pauses around atomic_save's two r
         elif ".partial-" in str(src):
             pause("after")  # the new folder is in place, the previous one not yet deleted
 
-train.save_checkpoint, train.plot_losses, train.os = save_checkpoint, plot_losses, Os()
+train.save_run, checkpoint.plot_losses, checkpoint.os = save_run, plot_losses, Os()
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -295,7 +332,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def step_of(folder: Path) -> int:
-    return json.loads((folder / T.STATE_FILE).read_text())["step"]
+    return json.loads((folder / C.STATE_FILE).read_text())["step"]
 
 
 @pytest.mark.slow
@@ -319,7 +356,7 @@ def test_sigkill_during_a_save_leaves_a_loadable_resumable_checkpoint(phase, sur
     assert proc.returncode == -signal.SIGKILL
     assert list(tmp_path.glob(".run.*"))  # the kill left debris of the save behind
 
-    model, tok = T.load_model_folder(folder)  # every loader recovers first
+    model, tok = C.load_model_folder(folder)  # every loader recovers first
     assert snapshot(folder) == expected  # byte for byte the checkpoint that was complete
     assert not list(tmp_path.glob(".run.*"))
     step = step_of(folder)
@@ -334,7 +371,7 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path)
     fresh = [*CHILD_ARGS, "--steps", "100000", "--eval_interval", "1", "--log_interval", "1", "--save", str(folder)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     for _ in range(3):
-        args = ["--resume", str(folder), "--no_progress"] if (folder / T.STATE_FILE).exists() else fresh
+        args = ["--resume", str(folder), "--no_progress"] if (folder / C.STATE_FILE).exists() else fresh
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), *args], env=env, stderr=subprocess.PIPE, text=True
         )
@@ -344,13 +381,13 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path)
         proc.communicate(timeout=60)
         if not folder.exists() and not list(tmp_path.glob(".run.old-*")):
             assert not steps  # killed before the first save was complete: nothing to keep yet
-            T.recover_interrupted_save(folder)
+            C.recover_interrupted_save(folder)
             continue
-        model, tok = T.load_model_folder(folder)  # checksums verified too
+        model, tok = C.load_model_folder(folder)  # checksums verified too
         assert not list(tmp_path.glob(".run.*"))
         steps.append(step_of(folder))
         assert steps == sorted(steps)  # never back to an older checkpoint
-        assert len(T.read_metrics(folder)) > 0
+        assert len(C.read_metrics(folder)) > 0
     assert steps and steps[-1] > 0
     result = T.train(T.resume_settings(folder, steps=steps[-1] + 1, progress=False))
     assert result["step"] == steps[-1] + 1
@@ -363,15 +400,15 @@ def test_loading_a_folder_while_train_py_saves_it_does_not_break_the_save(tmp_pa
     folder = tmp_path / "run"
     proc = start_child(tmp_path, folder, ["write", "between"], steps=4)
     wait_for_line(proc, "PAUSED write")
-    T.load_model_folder(folder)  # the previous checkpoint, while the new one is being written beside it
+    C.load_model_folder(folder)  # the previous checkpoint, while the new one is being written beside it
     assert list(tmp_path.glob(".run.partial-*"))  # left alone: its owner is alive
     (tmp_path / "go-write").touch()
     wait_for_line(proc, "PAUSED between")
-    with pytest.raises(T.UsageError, match="no model folder"):  # the moment with no folder: an error, no damage
-        T.load_model_folder(folder)
+    with pytest.raises(C.UsageError, match="no model folder"):  # the moment with no folder: an error, no damage
+        C.load_model_folder(folder)
     assert list(tmp_path.glob(".run.old-*")) and list(tmp_path.glob(".run.partial-*"))  # both left alone
     (tmp_path / "go-between").touch()
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 0, err[-3000:]
     assert step_of(folder) == 4 and not list(tmp_path.glob(".run.*"))
-    T.load_model_folder(folder)
+    C.load_model_folder(folder)

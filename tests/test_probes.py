@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from modeling_gpt2mini import TokenStream, knockout
+from generation_gpt2mini import TokenStream
+from probes import knockout
 
 IDS = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]])
 

@@ -1,0 +1,399 @@
+"""Run folders: where a model and its training live on disk, written atomically and checked when read.
+
+A run folder is a Hugging Face model folder (`config.json`, `model.safetensors`, the tokenizer, the two model files)
+plus what train.py keeps beside it: the metrics log (`metrics.jsonl`), the loss curve (`loss_curve.png`), and what
+`--resume` needs (`trainer_state.json`, `optimizer.safetensors`; no pickle).
+
+What is notable:
+- `atomic_save` writes the new folder beside the old one and swaps it in with two renames, so a crash, Ctrl-C or
+  SIGKILL never leaves a half-written folder; `recover_interrupted_save` undoes what a killed save left behind, and
+  leaves alone the folders of a save still in progress.
+- `load_model_folder` checks everything before it trusts it (the config's values, complete and finite weights that
+  match the config, the SHA-256 train.py recorded, a tokenizer that belongs to the model) and says in one line which
+  file is at fault. The folder's own copies of the model code are never run.
+- Every problem a user can fix is a `UsageError`: one line, exit code 2, nothing written.
+
+train.py, ablate.py, the lab and publish.py all read and write run folders through this module; none of them
+imports another to do so.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from configuration_gpt2mini import GPT2MiniConfig
+from modeling_gpt2mini import GPT2MiniForCausalLM
+
+MODEL_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "loss_curve.png"
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for, or a file they named that cannot be used: one line, exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing a folder atomically
+
+
+def _siblings(out_dir: Path, kind: str) -> list[Path]:
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
+
+
+def _alive(path: Path) -> bool:
+    """Whether the process that named a `.partial-PID` / `.old-PID` folder is still running (its save is not over)."""
+    try:
+        pid = int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False  # this process is not inside a save while it recovers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def recover_interrupted_save(out_dir: Path) -> None:
+    """Undo what a save killed half-way may have left: a stray partial folder, or the old folder moved aside.
+
+    Folders of a process that is still running are left alone: its save is in progress, not interrupted."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.exists():
+        return
+    for partial in _siblings(out_dir, "partial"):
+        if not _alive(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+    for old in _siblings(out_dir, "old"):
+        if _alive(old):
+            continue
+        if not out_dir.exists():
+            os.replace(old, out_dir)  # killed between the two renames: the previous save comes back
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder with `write(tmp)` next to `out_dir`, then swap it in. Readers never see a half-written folder;
+    if anything fails before the swap, the previous folder is untouched.
+
+    What a kill (even SIGKILL) can leave at each point, and what `recover_interrupted_save` makes of it on the next
+    load or save: during `write`, a `.partial-PID` folder (deleted); between the two renames, the previous folder as
+    `.old-PID` and no `out_dir` (moved back); after them, a stale `.old-PID` (deleted)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_save(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    _fsync_dir(out_dir.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading and checking a folder
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in `path`, or a UsageError naming the file."""
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
+    except ValueError as e:
+        raise UsageError(f"{path} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} does not hold a JSON object")
+    return data
+
+
+def one_line(e: Exception, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksums(folder: Path, names: tuple[str, ...]) -> None:
+    """Compare files with the SHA-256 that train.py recorded in trainer_state.json when it saved them (folders that
+    train.py did not write, such as the shipped fp16 models or a Hub download, have no record and are not checked).
+    Safetensors has no checksum of its own: without this, a flipped byte inside a tensor would load silently."""
+    try:
+        recorded = json.loads((folder / STATE_FILE).read_text()).get("sha256") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no record (or a damaged state file, which --resume reports by name)
+    for name in names:
+        want = recorded.get(name) if isinstance(recorded, dict) else None
+        if want and (folder / name).is_file() and sha256_of(folder / name) != want:
+            raise UsageError(
+                f"{folder / name} is damaged: its SHA-256 differs from the one train.py recorded in {STATE_FILE} "
+                "when it saved it"
+            )
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No load report or progress bar from transformers: a problem becomes our own one-line message instead."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_config(folder: Path, raw: dict):
+    """The folder's GPT2MiniConfig, or a UsageError naming config.json and the field that is wrong."""
+    try:
+        with _quiet_transformers():
+            return GPT2MiniConfig.from_pretrained(folder)
+    except Exception as e:  # transformers and huggingface_hub validate with their own exception types
+        message = one_line(e)
+        if not isinstance(e, ValueError) or message.startswith("Class validation"):
+            # transformers' token-id check runs before the config's own validation and cannot name the field;
+            # build the config again without the token ids to get the config's own message
+            try:
+                GPT2MiniConfig(**(raw | {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}))
+            except Exception as own:
+                message = one_line(own)
+        raise UsageError(f"{folder / 'config.json'} has an invalid value: {message}") from None
+
+
+def _weights_problem(info: dict) -> str | None:
+    """What `from_pretrained`'s loading info says is wrong between the weights and the config, in one phrase."""
+
+    def listed(keys) -> str:
+        keys = sorted(keys)
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    mismatched = sorted(info.get("mismatched_keys") or [])
+    if mismatched:
+        name, in_file, expected = mismatched[0]
+        return f"{name} is {tuple(in_file)} in the file but {tuple(expected)} for the config" + (
+            f" (and {len(mismatched) - 1} more tensors differ)" if len(mismatched) > 1 else ""
+        )
+    if info.get("missing_keys"):
+        return f"tensors missing from the file: {listed(info['missing_keys'])}"
+    if info.get("unexpected_keys"):
+        return f"tensors the config has no place for: {listed(info['unexpected_keys'])}"
+    if info.get("error_msgs"):
+        return "; ".join(str(m).splitlines()[0] for m in info["error_msgs"])
+    return None
+
+
+def load_model_folder(folder: str | Path, device: torch.device | None = None):
+    """Model and tokenizer from a saved folder, or a UsageError that names the file at fault.
+
+    Checked: config.json is a GPT-2 mini config with valid values; every JSON file parses; model.safetensors is
+    complete (not truncated, a readable header), matches the config tensor for tensor (no missing, extra or
+    differently shaped tensors), holds only finite numbers and, in a folder train.py saved, has the SHA-256 it was
+    saved with; tokenizer.json loads and belongs to the model (same vocabulary size and special-token ids). The
+    model code is this project's: the folder's own copies of the model files are never run."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    recover_interrupted_save(folder)
+    if not folder.is_dir():
+        raise UsageError(f"no model folder at {folder}")
+    config_file, weights, tok_file = folder / "config.json", folder / MODEL_FILE, folder / TOKENIZER_FILE
+    if not config_file.exists():
+        raise UsageError(f"{folder} is not a GPT-2 mini model folder (no config.json)")
+    raw = read_json(config_file)
+    if raw.get("model_type") != "gpt2mini":
+        raise UsageError(f"{config_file} is not a GPT-2 mini config (model_type must be 'gpt2mini')")
+    if not weights.exists():
+        raise UsageError(f"{folder} has no {MODEL_FILE}")
+    if not tok_file.exists():
+        raise UsageError(f"{folder} has no {TOKENIZER_FILE} (save the tokenizer next to the model)")
+    for name in (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        if (folder / name).exists():
+            read_json(folder / name)  # a damaged file is named here, not deep inside a library
+    config = load_config(folder, raw)
+    try:
+        with _quiet_transformers():
+            model, info = GPT2MiniForCausalLM.from_pretrained(
+                folder, config=config, output_loading_info=True, ignore_mismatched_sizes=True
+            )
+    except SafetensorError as e:
+        raise UsageError(f"cannot load {weights}: damaged or truncated ({one_line(e)})") from None
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise UsageError(f"cannot load {weights}: {one_line(e)}") from None
+    problem = _weights_problem(info)
+    if problem:
+        raise UsageError(f"{weights} does not match {config_file}: {problem}")
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise UsageError(f"{weights}: {name} holds NaN or infinite values (a damaged file, or a diverged run)")
+    verify_checksums(folder, (MODEL_FILE,))  # what is left: damage that still parses, e.g. one flipped byte
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as e:  # the tokenizers library raises its own exception types
+        raise UsageError(f"cannot load {tok_file}: {one_line(e)}") from None
+    if len(tokenizer) != model.config.vocab_size:
+        raise UsageError(
+            f"{folder}: tokenizer.json has {len(tokenizer)} tokens but the model's vocabulary is "
+            f"{model.config.vocab_size} (config.json): they do not belong together"
+        )
+    for which in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        ours, theirs = getattr(model.config, which, None), getattr(tokenizer, which, None)
+        if ours is not None and theirs is not None and ours != theirs:
+            raise UsageError(
+                f"{folder}: tokenizer.json has {which} {theirs} but config.json has {ours}: they do not belong together"
+            )
+    return (model.to(device) if device is not None else model), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A training run's files
+
+
+def save_run(out_dir, model, tokenizer, state: dict, metrics: list[dict], resume_tensors: dict) -> None:
+    """Save a run folder atomically: the model folder (`save_pretrained` + tokenizer), the state and the tensors
+    `--resume` needs (with their SHA-256 recorded in the state file), the metrics log and the loss curve."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_file(resume_tensors, tmp / OPTIMIZER_FILE)
+        # safetensors has no checksum of its own: record one, so that a damaged file is caught when loaded
+        sums = {name: sha256_of(tmp / name) for name in (MODEL_FILE, OPTIMIZER_FILE)}
+        (tmp / STATE_FILE).write_text(json.dumps(state | {"sha256": sums}, indent=2, ensure_ascii=False))
+        with open(tmp / METRICS_FILE, "w") as f:
+            for row in metrics:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        plot_losses(metrics, tmp / CURVE_FILE, title=state.get("title", ""))
+
+    atomic_save(Path(out_dir), write)
+
+
+def plot_losses(metrics: list[dict], path: Path, title: str = "") -> None:
+    """Training loss (per logged step) and evaluated train/validation loss against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    logged = [m for m in metrics if "loss" in m]
+    evals = [m for m in metrics if "val_loss" in m]
+    if logged:
+        ax.plot([m["step"] for m in logged], [m["loss"] for m in logged], lw=0.8, alpha=0.5, label="batch loss")
+    if evals:
+        ax.plot([m["step"] for m in evals], [m["train_loss"] for m in evals], "o-", ms=3, label="train (eval)")
+        ax.plot([m["step"] for m in evals], [m["val_loss"] for m in evals], "o-", ms=3, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats / character)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The rows of a run folder's metrics log (none if it has no log), or a UsageError naming the line that is not
+    a JSON object."""
+    path = Path(folder) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}, line {number}, is not a JSON object (a damaged log?)")
+        rows.append(row)
+    return rows
+
+
+def read_state(folder: str | Path) -> dict:
+    folder = Path(folder)
+    recover_interrupted_save(folder)
+    if not (folder / STATE_FILE).exists() or not (folder / OPTIMIZER_FILE).exists():
+        raise UsageError(
+            f"cannot resume from {folder}: no {STATE_FILE} and {OPTIMIZER_FILE} there (a folder saved "
+            "by train.py is needed)"
+        )
+    state = read_json(folder / STATE_FILE)
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(state.get("settings"), dict):
+        raise UsageError(f"{folder / STATE_FILE} has no valid 'step' and 'settings' (a damaged file?)")
+    return state
+
+
+def load_resume_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """optimizer.safetensors (optimizer moments and RNG states), or a UsageError naming it."""
+    path = Path(folder) / OPTIMIZER_FILE
+    try:
+        tensors = load_file(path)
+    except SafetensorError as e:
+        raise UsageError(f"cannot load {path}: damaged or truncated ({one_line(e)})") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    verify_checksums(Path(folder), (OPTIMIZER_FILE,))
+    return tensors

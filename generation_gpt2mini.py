@@ -1,0 +1,518 @@
+"""Fast streaming generation for GPT-2 mini: what the lab and the command line decode with.
+
+What is notable:
+- `TokenStream` samples one token per row per `step()` from a pre-allocated KV buffer (`KVBuffer`), with temperature,
+  top-k, top-p, repetition penalty and a per-stream seed, and slides its window past the context length; several
+  prompts go in one left-padded batch. `stream_text` wraps it for text, `round_robin` advances several streams in turn.
+- `SamplingSettings` is the one place sampling settings are validated: every entry point (this module's API,
+  train.py's flags, the lab's requests) builds one and turns its ValueError into its own kind of message.
+- `DecodeStep` is the single-token forward written as the few dozen tensor operations it is, compiled with
+  TorchScript where available; a test holds it to the model's own forward for every ablation switch.
+
+It builds on `modeling_gpt2mini` and is not part of the model folder: `generate()` works without it, and a change here
+re-ships nothing.
+"""
+
+import math
+import numbers
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from configuration_gpt2mini import GPT2MiniConfig
+from modeling_gpt2mini import GPT2MiniForCausalLM
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sampling settings
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How each next token is picked, validated once, here (a ValueError that names the setting).
+
+    - temperature: 0 is greedy (argmax); higher is more random.
+    - top_k: sample from the k most likely tokens (0: all). top_p: from the smallest set holding this much
+      probability (1: all). repetition_penalty: CTRL's, as transformers applies it (1: off).
+    - seed: the stream's own generator, so the same seed gives the same text whatever else runs (None: random).
+    - max_new_tokens: how many tokens to generate.
+    A caller with narrower ranges (the lab's sliders) passes them to `checked`, which names the range it broke.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    max_new_tokens: int = 200
+
+    def __post_init__(self):
+        if not self.temperature >= 0 or self.temperature == math.inf:  # written so that NaN fails too
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not _whole(self.top_k) or self.top_k < 0:
+            raise ValueError(f"top_k must be a whole number >= 0, got {self.top_k!r}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 < self.repetition_penalty < math.inf:
+            raise ValueError(f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}")
+        if self.seed is not None and (not _whole(self.seed) or not 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
+        if not _whole(self.max_new_tokens) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
+
+    @classmethod
+    def checked(cls, limits: dict[str, tuple[float, float]] | None = None, **values) -> "SamplingSettings":
+        """Settings from `values`, each first checked against its inclusive (low, high) range in `limits`."""
+        for name, (low, high) in (limits or {}).items():
+            value = values.get(name)
+            if value is not None and not low <= value <= high:  # NaN fails too
+                raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+        return cls(**values)
+
+    def stream_options(self) -> dict:
+        """The keywords `TokenStream` takes (everything but max_new_tokens)."""
+        return {k: v for k, v in asdict(self).items() if k != "max_new_tokens"}
+
+
+def _whole(value) -> bool:
+    """An integer of any kind (Python, NumPy), not a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The KV buffer and the single-token step
+
+
+class KVBuffer:
+    """A pre-allocated key/value cache, written in place: per layer one (B, n_head, n_positions, 3, head_dim) tensor.
+
+    Index 1 of the fourth dimension holds keys, index 2 values; a `DecodeStep` writes a new position's query, key and
+    value together with one copy (its attention projection emits them in that per-head order), so index 0 holds its
+    queries. The cache has the two methods the attention layers use (`update`, `get_seq_length`), so the model's own
+    forward can fill it (a prefill). `length` is advanced by the caller after each forward, so every layer writes the
+    same slots. `bias` is the additive attention bias over key positions, per (row, head): 0, or the dtype's most
+    negative value where a row has left padding.
+    """
+
+    def __init__(self, config: GPT2MiniConfig, batch_size: int, device, dtype):
+        B, nh, T, hd = batch_size, config.n_head, config.n_positions, config.n_embd // config.n_head
+        self.qkv = [torch.zeros(B, nh, T, 3, hd, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        # views of the same memory in the shapes a DecodeStep writes and `torch.baddbmm` / `torch.bmm` read, made once
+        self.rows = [c.view(B * nh, T, 3, hd) for c in self.qkv]
+        self.keys_t = [c[:, :, :, 1].reshape(B * nh, T, hd).transpose(1, 2) for c in self.qkv]  # (B*nh, hd, T)
+        self.values = [c[:, :, :, 2].reshape(B * nh, T, hd) for c in self.qkv]  # (B*nh, T, hd)
+        for view in self.rows + self.keys_t + self.values:  # views of the cache, not copies
+            assert view.untyped_storage().data_ptr() in {c.untyped_storage().data_ptr() for c in self.qkv}
+        self.bias = torch.zeros(B * nh, 1, T, device=device, dtype=dtype)
+        self.n_head = nh
+        self.length = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def update(self, key, value, layer_idx):
+        if key.shape[1] == 0:  # a layer without attention only counts positions
+            return key, value
+        end = self.length + key.shape[2]
+        c = self.qkv[layer_idx]
+        c[:, :, self.length : end, 1] = key
+        c[:, :, self.length : end, 2] = value
+        return c[:, :, :end, 1], c[:, :, :end, 2]
+
+    def mask_padding(self, attention_mask: torch.Tensor) -> None:
+        """After a prefill: hide the keys of padding positions (attention_mask 0) from every later `DecodeStep`."""
+        pad = (attention_mask == 0).repeat_interleave(self.n_head, dim=0)  # (B * nh, width)
+        self.bias[:, 0, : pad.shape[1]].masked_fill_(pad, torch.finfo(self.bias.dtype).min)
+
+    def reset(self) -> None:
+        self.length = 0
+        self.bias.zero_()
+
+
+class DecodeStep:
+    """One new token per row through a model with a filled `KVBuffer`, as the few dozen tensor operations it is.
+
+    It computes what `GPT2MiniForCausalLM.forward` computes for a (B, 1) input over the cache (a test holds them
+    together for every ablation switch), without what a general forward needs per call: module calls, output objects,
+    mask construction, cache bookkeeping. At batch 1 a 0.8M-parameter model is bound by per-operation overhead (each
+    small operation costs microseconds of dispatch, the arithmetic less), so the number of operations is the cost:
+    - the attention projection emits q, k, v per head in the cache's layout: one copy stores them;
+    - each head's query meets the cached keys in one batched matmul (`baddbmm` adds the bias that hides left padding),
+      then softmax and one more batched matmul over views of the cache: no SDPA set-up, no mask building;
+    - weights are pre-transposed once (the query's pre-scaled by 1/sqrt(head_dim)), so every projection is one
+      `addmm`. On CPU all of these stay single-threaded at this size (`baddbmm` with a scale factor did not: under
+      load it waited milliseconds for a second thread).
+    The step itself, `decode_step`, is compiled with TorchScript when this torch has it, which runs the ~70 operations
+    from C++ without the Python interpreter between them (1.7x faster here; `torch.compile` made this step slower on
+    CPU, see docs/performance.md); otherwise the same function runs as Python.
+    It reads `Block.use_residual` live (so residual knockouts apply) and refuses (`usable()` is False) while the model
+    is in training mode or has forward hooks, which only the module path runs: `TokenStream` then uses the model.
+    It holds pre-transposed copies of the weights: `DecodeStep.of(model)` keeps one per model and builds a new one
+    when a parameter has changed since (an optimizer step, an in-place edit).
+    """
+
+    @classmethod
+    def of(cls, model: GPT2MiniForCausalLM) -> "DecodeStep":
+        """The model's DecodeStep, rebuilt only if a parameter changed (or was replaced) since it was made."""
+        version = tuple((id(p), p._version) for p in model.parameters())
+        cached = model.__dict__.get("_decode_step")
+        if cached is None or cached[0] != version:
+            cached = (version, cls(model))
+            model.__dict__["_decode_step"] = cached  # not a submodule or attribute nn.Module tracks
+        return cached[1]
+
+    def __init__(self, model: GPT2MiniForCausalLM):
+        cfg = model.config
+        t = model.transformer
+        self.model = model
+        self.n_head, self.eps = cfg.n_head, cfg.layer_norm_epsilon
+        head_dim = cfg.n_embd // cfg.n_head
+        self.wte = t.wte.weight.detach()
+        self.wpe = t.wpe.weight.detach() if t.wpe is not None else None
+        self.blocks = list(t.h)
+        self.attn: list[list[torch.Tensor]] = []  # per layer [ln_1 weight, bias, w_qkv, b_qkv, w_o, b_o] or []
+        self.mlp: list[list[torch.Tensor]] = []  # per layer [ln_2 weight, bias, w_fc, b_fc, w_proj, b_proj] or []
+        self.flags: list[list[bool]] = []  # per layer [pre-LN, post-LN]
+        for b in t.h:
+            attn = []
+            if b.attn is not None:
+                # c_attn's outputs reordered from (q|k|v, head, dim) to (head, q|k|v, dim), the layout of the cache,
+                # and the query's columns pre-scaled by 1/sqrt(head_dim) (baddbmm with alpha != 1 leaves BLAS on CPU)
+                w_qkv, b_qkv = _transposed(b.attn.c_attn)
+                scale = torch.tensor([head_dim**-0.5, 1.0, 1.0], dtype=w_qkv.dtype, device=w_qkv.device)
+                scale = scale[:, None, None]
+                w_qkv = (w_qkv.view(-1, 3, cfg.n_head, head_dim) * scale).transpose(1, 2).reshape(w_qkv.shape)
+                b_qkv = (b_qkv.view(3, cfg.n_head, head_dim) * scale).transpose(0, 1).reshape(b_qkv.shape)
+                attn = _affine(b.ln_1) + [w_qkv, b_qkv] + list(_transposed(b.attn.c_proj))
+            mlp = _affine(b.ln_2) + list(_transposed(b.mlp.c_fc)) + list(_transposed(b.mlp.c_proj)) if b.mlp else []
+            self.attn.append(attn)
+            self.mlp.append(mlp)
+            self.flags.append([b.pre_ln, b.post_ln])
+        self.ln_f = _affine(t.ln_f) if t.ln_f is not None else []
+        self.head = model.lm_head.weight.detach().t().contiguous()
+        from torch.nn.modules import module as global_hooks
+
+        # the hook dictionaries themselves (empty is falsy), so that checking them all costs about a microsecond
+        self.hooks = [global_hooks._global_forward_hooks, global_hooks._global_forward_pre_hooks]
+        for m in model.modules():
+            self.hooks += [m._forward_hooks, m._forward_pre_hooks]
+
+    def usable(self) -> bool:
+        """False while the model trains (dropout) or has forward hooks (knockouts, probes): use the modules then."""
+        return not self.model.training and not any(self.hooks)
+
+    @torch.inference_mode()
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer) -> torch.Tensor:
+        """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it); returns (B, V) logits."""
+        residual = [b.use_residual for b in self.blocks]
+        return compiled_decode_step()(
+            tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
+            self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, self.n_head, self.eps,
+        )  # fmt: skip
+
+
+def decode_step(
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    pos: int,
+    bias: torch.Tensor,
+    rows: list[torch.Tensor],
+    keys_t: list[torch.Tensor],
+    values: list[torch.Tensor],
+    wte: torch.Tensor,
+    wpe: torch.Tensor | None,
+    attn: list[list[torch.Tensor]],
+    mlp: list[list[torch.Tensor]],
+    flags: list[list[bool]],
+    residual: list[bool],
+    ln_f: list[torch.Tensor],
+    head: torch.Tensor,
+    n_head: int,
+    eps: float,
+) -> torch.Tensor:
+    """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
+
+    Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
+    """
+    B, C = tokens.shape[0], wte.shape[1]
+    hd = C // n_head
+    n = pos + 1
+    visible = bias.narrow(2, 0, n)  # slots 0..pos: 0, or the most negative value for left padding
+    x = torch.embedding(wte, tokens)
+    if wpe is not None:
+        x = x + torch.embedding(wpe, positions)
+    for i in range(len(flags)):
+        pre, post = flags[i][0], flags[i][1]
+        w = attn[i]
+        if len(w) > 0:
+            h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
+            qkv = torch.addmm(w[3], h, w[2]).view(B * n_head, 3, hd)  # q, k, v of every row and head
+            rows[i].select(1, pos).copy_(qkv)
+            scores = torch.baddbmm(visible, qkv.narrow(1, 0, 1), keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
+            y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
+            h = torch.addmm(w[5], y.view(B, C), w[4])
+            x = x + h if residual[i] else h
+            if post:
+                x = torch.layer_norm(x, [C], w[0], w[1], eps)
+        w = mlp[i]
+        if len(w) > 0:
+            h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
+            h = torch.addmm(w[5], F.gelu(torch.addmm(w[3], h, w[2]), approximate="tanh"), w[4])
+            x = x + h if residual[i] else h
+            if post:
+                x = torch.layer_norm(x, [C], w[0], w[1], eps)
+    if len(ln_f) > 0:
+        x = torch.layer_norm(x, [C], ln_f[0], ln_f[1], eps)
+    return torch.mm(x, head).float()
+
+
+_COMPILED: list = []
+_COMPILE_LOCK = threading.Lock()  # the app's worker threads may ask at once; catch_warnings is not thread-safe
+
+
+def compiled_decode_step():
+    """`decode_step` compiled with TorchScript once per process, or the plain function where that fails."""
+    if not _COMPILED:
+        with _COMPILE_LOCK:
+            if not _COMPILED:
+                import warnings
+
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.compile; see DecodeStep
+                        _COMPILED.append(torch.jit.script(decode_step))
+                except Exception:  # no TorchScript in this torch, or no source: the same function, run as Python
+                    _COMPILED.append(decode_step)
+    return _COMPILED[0]
+
+
+def _transposed(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight as (in, out), bias): the operands of `torch.addmm(bias, x, weight)`."""
+    return linear.weight.detach().t().contiguous(), linear.bias.detach()
+
+
+def _affine(norm: nn.LayerNorm | None) -> list[torch.Tensor]:
+    """[weight, bias] of a LayerNorm; two empty placeholders where there is none (the flags then skip them)."""
+    return [torch.empty(0), torch.empty(0)] if norm is None else [norm.weight.detach(), norm.bias.detach()]
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Apply temperature, then top-k, then top-p (nucleus) to (B, V) logits; removed entries become -inf.
+
+    Same order and tie rules as transformers' warpers; at least one token always survives.
+    """
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - top_p)
+        remove[..., -1] = False  # keep the most likely token
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty as transformers applies it: seen tokens' logits are divided by `penalty` if positive,
+    multiplied if negative. `seen` is a (B, V) bool mask."""
+    if penalty == 1.0:
+        return logits
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+class TokenStream:
+    """Incremental sampling from one model for a batch of prompts, one token per row per `step()`.
+
+    - prompts: a list of token-id lists (rows may differ in length: they are left-padded) or a (B, T) tensor.
+    - temperature 0 means greedy (argmax); top_k 0 and top_p 1.0 switch those filters off.
+    - seed: the stream's own `torch.Generator`, so the same seed gives the same tokens whatever else runs.
+    - Past the context length the window slides: when the buffer is full, the last `window` tokens of each row are
+      re-encoded at positions 0.. and decoding continues from there (the blog's generator crops the same way, but
+      re-encodes every step). A prompt longer than the context keeps its last `n_positions` tokens.
+
+    `logits` holds the (B, V) next-token logits before any filtering, for displays of the distribution.
+    Iterating yields one (B,) tensor of new tokens per step, forever; bound it with `itertools.islice` or `take`.
+    """
+
+    def __init__(
+        self,
+        model: GPT2MiniForCausalLM,
+        prompts: Sequence[Sequence[int]] | torch.Tensor,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        window: int | None = None,
+        pad_token_id: int = 0,
+        fast: bool = True,
+    ):
+        if isinstance(prompts, torch.Tensor):
+            prompts = prompts.tolist()
+        rows = [list(map(int, p)) for p in prompts]
+        if not rows or any(len(r) == 0 for r in rows):
+            raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
+        settings = SamplingSettings(temperature, top_k, top_p, repetition_penalty, seed)  # a ValueError naming it
+        cfg = model.config
+        bad = [t for r in rows for t in r if not 0 <= t < cfg.vocab_size]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0 to {cfg.vocab_size - 1})")
+        self.window = window if window is not None else cfg.n_positions * 3 // 4
+        if not 0 < self.window < cfg.n_positions:
+            raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
+        self.model = model
+        self.temperature, self.top_k, self.top_p = settings.temperature, int(settings.top_k), settings.top_p
+        self.repetition_penalty = settings.repetition_penalty
+        self.pad_token_id = pad_token_id
+        param = next(model.parameters())
+        self.device = param.device
+        self.generator = torch.Generator(device=self.device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+        self.history = rows  # every token of every row, prompt included
+        self.seen = torch.zeros(len(rows), cfg.vocab_size, dtype=torch.bool, device=self.device)
+        for i, r in enumerate(rows):
+            self.seen[i, torch.tensor(r, device=self.device)] = True
+        self.cache = KVBuffer(cfg, len(rows), self.device, param.dtype)
+        self.attention_mask = None
+        self.positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)  # of each row's next token
+        self.fast = DecodeStep.of(model) if fast else None
+        self.logits = self._encode([r[-cfg.n_positions :] for r in rows])
+
+    @torch.inference_mode()
+    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=self.attention_mask,
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.cache.length += input_ids.shape[1]
+        return out.logits[:, -1, :].float()
+
+    def _encode(self, rows: list[list[int]]) -> torch.Tensor:
+        """(Re-)fill the cache from scratch with `rows`, left-padded to equal length; return the next-token logits."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+        self.cache.reset()
+        self.attention_mask = None if bool(mask.all()) else mask.to(self.device)
+        self.positions = mask.sum(dim=1).to(self.device)
+        logits = self._forward(ids.to(self.device))
+        if self.attention_mask is not None:
+            self.cache.mask_padding(self.attention_mask)
+        return logits
+
+    @torch.inference_mode()
+    def step(self) -> torch.Tensor:
+        """Sample one token for every row, feed it back, and return the (B,) new tokens."""
+        logits = self.logits
+        if self.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, self.seen, self.repetition_penalty)
+        if self.temperature == 0:
+            token = logits.argmax(dim=-1)
+        else:
+            probs = filter_logits(logits, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
+            # a draw from `probs`: argmax of p / E with E ~ Exp(1) (the exponential race; cheaper than
+            # torch.multinomial at this size). The clamp keeps 0/0 (a filtered token meeting E == 0) from winning.
+            noise = torch.empty_like(probs).exponential_(generator=self.generator).clamp_min_(1e-30)
+            token = probs.div_(noise).argmax(dim=-1)
+        if self.repetition_penalty != 1.0:
+            self.seen.scatter_(1, token[:, None], True)
+        for row, t in zip(self.history, token.tolist(), strict=True):
+            row.append(t)
+        if self.cache.length < self.model.config.n_positions:
+            if self.attention_mask is not None:
+                ones = self.attention_mask.new_ones(len(self.history), 1)
+                self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
+            if self.fast is not None and self.fast.usable():
+                self.logits = self.fast(token, self.positions, self.cache)
+                self.cache.length += 1
+            else:
+                self.logits = self._forward(token[:, None])
+            self.positions += 1
+        else:  # the window is full: keep the last `window` tokens of every row and re-encode them
+            self.logits = self._encode([row[-self.window :] for row in self.history])
+        return token
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        while True:
+            yield self.step()
+
+    def take(self, n: int) -> list[list[int]]:
+        """Advance `n` steps and return the n new tokens of every row."""
+        new = [self.step() for _ in range(n)]
+        return torch.stack(new, dim=1).tolist() if new else [[] for _ in self.history]
+
+
+class TextDecoder:
+    """Turns a stream of token ids into text pieces, holding back a UTF-8 character split over byte tokens."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.pending: list[int] = []
+
+    def push(self, token: int) -> str:
+        self.pending.append(token)
+        text = self.tokenizer.decode(self.pending, skip_special_tokens=True)
+        if text.endswith("\ufffd") and len(self.pending) < 4:
+            return ""  # an incomplete multi-byte character: wait for its remaining bytes
+        self.pending = []
+        return text
+
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character decodes to U+FFFD)."""
+        text = self.tokenizer.decode(self.pending, skip_special_tokens=True) if self.pending else ""
+        self.pending = []
+        return text
+
+
+def stream_text(
+    model: GPT2MiniForCausalLM,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 200,
+    **sampling,
+) -> Iterator[str]:
+    """Yield the continuation of `prompt` piece by piece (usually one character per token).
+
+    `sampling` takes `TokenStream`'s keywords: temperature, top_k, top_p, repetition_penalty, seed, window.
+    An empty prompt starts from a newline; a lone surrogate in it (text that has no UTF-8 form) becomes U+FFFD.
+    """
+    if prompt and re.search("[\ud800-\udfff]", prompt):  # no UTF-8 form: pairs joined, lone ones U+FFFD
+        prompt = prompt.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    ids = tokenizer.encode(prompt or "\n", add_special_tokens=False)
+    stream = TokenStream(model, [ids], pad_token_id=tokenizer.pad_token_id or 0, **sampling)
+    decoder = TextDecoder(tokenizer)
+    for _ in range(max_new_tokens):
+        piece = decoder.push(int(stream.step()[0]))
+        if piece:
+            yield piece
+
+
+def round_robin(streams: Iterable[Iterator]) -> Iterator[tuple[int, object]]:
+    """Advance several iterators one item each in turn; yield `(index, item)` until all are exhausted."""
+    active = list(enumerate(streams))
+    while active:
+        still = []
+        for i, it in active:
+            try:
+                yield i, next(it)
+            except StopIteration:
+                continue
+            still.append((i, it))
+        active = still
