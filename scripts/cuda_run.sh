@@ -1,6 +1,6 @@
 #!/bin/bash
 # The prepared CUDA session (one GPU): the ablation runs whose models the repository ships, training speed on
-# CUDA (bf16 autocast, eager and torch.compile), then bench.py against the peers on CUDA (with MFU). Writes logs and results under $OUT (default: out/cuda).
+# CUDA (bf16 autocast, eager and torch.compile), then bench/speed.py against the peers on CUDA (with MFU). Writes logs and results under $OUT (default: out/cuda).
 #   bash scripts/cuda_run.sh
 set -u
 export PYTHONUNBUFFERED=1
@@ -44,13 +44,13 @@ PY
 done
 cat "$OUT/speed.jsonl"
 
-# 3. bench.py on CUDA: bf16 training with compile (MFU against the H200's dense bf16 peak, 989 TFLOP/s) at batch 32
+# 3. bench/speed.py on CUDA: bf16 training with compile (MFU against the H200's dense bf16 peak, 989 TFLOP/s) at batch 32
 #    and a GPU-sized batch, generation, memory. fp32 generation (the peers' generate() has no bf16 switch here).
 for batch in 32 256; do
-  $PY bench.py --device cuda --dtype bf16 --compile --peak_tflops 989 --batch "$batch" --threads 4 \
+  $PY -m bench.speed --device cuda --dtype bf16 --compile --peak_tflops 989 --batch "$batch" --threads 4 \
     --only training --json "$OUT/bench_train_b$batch.jsonl" > "$OUT/bench_train_b$batch.txt" 2>&1
 done
-$PY bench.py --device cuda --only generation,memory --threads 4 --json "$OUT/bench_gen.jsonl" \
+$PY -m bench.speed --device cuda --only generation,memory --threads 4 --json "$OUT/bench_gen.jsonl" \
   > "$OUT/bench_gen.txt" 2>&1
 tail -n 30 "$OUT"/bench_*.txt
 ls -la "$OUT"

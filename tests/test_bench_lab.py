@@ -1,8 +1,8 @@
-"""bench_app.py's smoke run: it drives the real app on the shipped models and prints its figures."""
+"""bench/lab.py's smoke run: it drives the real app on the shipped models and prints its figures."""
 
 import json
 
-import bench_app
+from bench import lab as bench_app
 
 
 def test_quick_run_prints_rounds_and_a_summary(capsys):

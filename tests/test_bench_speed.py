@@ -1,4 +1,4 @@
-"""bench.py's smoke run: every contender of every section is measured and reported against its peer."""
+"""bench/speed.py's smoke run: every contender of every section is measured and reported against its peer."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import bench
+from bench import speed as bench
 from conftest import ROOT
 
 
@@ -15,7 +15,7 @@ from conftest import ROOT
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.jsonl"
     run = subprocess.run(
-        [sys.executable, "bench.py", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "bench.speed", "--quick", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,8 +1,8 @@
 """Load test of the lab: many clients at once, on this machine only (127.0.0.1), bounded in time and count.
 
-    python loadtest.py                          # 16 clients for 60 s on the shipped models, then the saturation check
-    python loadtest.py --quick                  # 4 clients for 8 s, short generations (a smoke run, under a minute)
-    python loadtest.py --clients 32 --duration 120 --json out.json
+    python -m bench.load                          # 16 clients for 60 s on the shipped models, then the saturation check
+    python -m bench.load --quick                  # 4 clients for 8 s, short generations (a smoke run, under a minute)
+    python -m bench.load --clients 32 --duration 120 --json out.json
 
 It starts `python app.py` in its own process on a free port of 127.0.0.1 and runs `--clients` threads in this one,
 each with its own gradio_client, each looping until `--duration` is over: a generation (/generate) and a side-by-side
@@ -35,7 +35,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a file (python bench/load.py): the project's modules are one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RUNNING = 4  # events the app runs at once (app.build_demo: concurrency_limit=4)
 PROMPTS = ["ROMEO:", "First Citizen:\n", "KING RICHARD III:\nNow is the winter", "JULIET:\nO Romeo, Romeo!"]
 

@@ -1,10 +1,10 @@
-"""loadtest.py --quick: concurrent clients against the real app on 127.0.0.1, bounded in time; no errors, the
+"""bench/load.py --quick: concurrent clients against the real app on 127.0.0.1, bounded in time; no errors, the
 figures it reports, the server's memory within the bound, and a saturated queue answering "Queue is full" at once."""
 
 import json
 import time
 
-import loadtest
+from bench import load as loadtest
 
 
 def test_quick_load_test_meets_its_goals(tmp_path, capsys):

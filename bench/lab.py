@@ -1,7 +1,7 @@
 """How fast the lab streams, measured on the machine it runs on (a benchmark, not a test).
 
-    python bench_app.py                 # the shipped models, 4 panes x 300 characters, 5 rounds
-    python bench_app.py --quick         # 1 round of 60 characters (a smoke run)
+    python -m bench.lab                 # the shipped models, 4 panes x 300 characters, 5 rounds
+    python -m bench.lab --quick         # 1 round of 60 characters (a smoke run)
 
 It starts the app (`python app.py`) in its own process on 127.0.0.1, as a user would, and drives it with gradio_client
 from this one, like a browser in another process, and reports per round:
@@ -21,10 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run as a file (python bench/lab.py): the project's modules are one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import app
+import torch  # noqa: E402
+
+import app  # noqa: E402
 
 
 def main(argv=None) -> int:

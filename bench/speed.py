@@ -1,10 +1,10 @@
 """Speed and memory of GPT-2 mini against its peers, measured side by side in one run (a benchmark, not a test).
 
-    python bench.py                      # training, generation and memory on the CPU (about 10 minutes on 2 cores)
-    python bench.py --compile            # also torch.compile'd training (compile time reported separately)
-    python bench.py --quick              # a smoke run of every code path in well under a minute (the tests run it)
-    python bench.py --device cuda --dtype bf16 --compile   # on a GPU: bf16 autocast, MFU against --peak_tflops
-    python bench.py --profile docs/profiles.md             # torch.profiler tables: where the time goes
+    python -m bench.speed             # training, generation and memory on the CPU (about 10 minutes on 2 cores)
+    python -m bench.speed --compile   # also torch.compile'd training (compile time reported separately)
+    python -m bench.speed --quick     # a smoke run of every code path in well under a minute (the tests run it)
+    python -m bench.speed --device cuda --dtype bf16 --compile   # on a GPU: bf16 autocast, MFU against --peak_tflops
+    python -m bench.speed --profile docs/profiles.md             # torch.profiler tables: where the time goes
 
 What it measures, every contender with the same configuration (4 layers, 4 heads, 128 dims, context 256, vocabulary
 65, dropout 0, random weights, fp32 unless --dtype) and the same number of threads:
@@ -34,7 +34,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a file (python bench/speed.py): the project's modules are one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PEER_TRAIN = "GPT2LMHeadModel"
 PEER_GENERATE = "GPT2LMHeadModel.generate()"
 GOALS = {"training": 1.3, "generation": 10.0}  # x the peer: eager training on CPU; fast API at batch 1
@@ -306,7 +308,7 @@ def bench_generation(args, emit) -> list[dict]:
 
 def peak_memory(args, what: str) -> float:
     """Run `what` in a fresh process and return its peak memory above the baseline, in MiB."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory", what, "--device", args.device]
+    cmd = [sys.executable, "-m", "bench.speed", "--_memory", what, "--device", args.device]
     cmd += ["--batch", str(args.batch), "--context", str(args.context), "--threads", str(args.threads)]
     cmd += ["--dtype", args.dtype, "--new", str(args.new[0]), "--prompt_len", str(args.prompt_len)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -414,7 +416,7 @@ def profile(args, path: Path) -> None:
             peer.generate(prompt, max_new_tokens=100, min_new_tokens=100, do_sample=False, pad_token_id=0)
 
     sections.append((f"{PEER_GENERATE}, 100 new tokens", table(peer_generate, 1)))
-    text = [f"# Profiles ({machine()})", "", f"Written by `python bench.py --profile {path}`.", ""]
+    text = [f"# Profiles ({machine()})", "", f"Written by `python -m bench.speed --profile {path}`.", ""]
     for title, body in sections:
         text += [f"## {title}", "", "```", body.rstrip(), "```", ""]
     path.write_text("\n".join(text))
@@ -565,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as e:
-        print(f"bench.py: error: {e}", file=sys.stderr)
+        print(f"bench.speed: error: {e}", file=sys.stderr)
         return 2
     import torch
 
@@ -575,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device.split(":")[0]
         )
         if not ok:
-            print(f"bench.py: error: device {args.device!r} is not available here", file=sys.stderr)
+            print(f"bench.speed: error: device {args.device!r} is not available here", file=sys.stderr)
             return 2
     if args._memory:
         memory_child(args)
@@ -584,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         profile(args, Path(args.profile))
         return 0
     sink = open(args.json, "w") if args.json else None  # noqa: SIM115 (closed below)
-    print(f"# bench.py on {machine()}", flush=True)
+    print(f"# bench.speed on {machine()}", flush=True)
 
     def emit(row):
         line = json.dumps(row)
