@@ -226,59 +226,15 @@ def run_corpus(
         base.corpus = corpus
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    log_path = out / "variants.json"  # how each variant's training went, kept across reuses
-    try:
-        runs = json.loads(log_path.read_text())
-    except (OSError, ValueError):
-        runs = {}
-    label = corpus or Path(data).stem
-
-    def announce(i: int, name: str) -> None:
-        print(f"[{label} {i}/{len(names)}] {name}: {variant_label(name)}", file=sys.stderr)
-
-    if jobs > 1:
-        for i, name in enumerate(names, 1):
-            announce(i, name)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)
-        ) as ex:
-            futures = {name: ex.submit(train_variant, base, name, out / name, fresh) for name in names}
-            done = {name: f.result() for name, f in futures.items()}
-    else:
-        done = {}
-        for i, name in enumerate(names, 1):
-            announce(i, name)
-            done[name] = train_variant(base, name, out / name, fresh)
-    for name, info in done.items():
-        if not info["reused"] or name not in runs:
-            runs[name] = info | {"jobs": jobs}
-    log_path.write_text(json.dumps(runs, indent=2) + "\n")
-    # Rows are read back from the folders, so a reused run reports what it measured when it trained.
+    done = train_variants(base, names, out, fresh, jobs, label=corpus or Path(data).stem)
+    runs = log_runs(out / "variants.json", done, jobs)
     train_text, val_text = train_val_split(text, base.val_fraction)
-    device = torch.device(
-        "cuda" if base.device.startswith("cuda") or (base.device == "auto" and torch.cuda.is_available()) else "cpu"
-    )
-    rows = []
-    for name in names:
-        folder = out / name
-        if not (folder / STATE_FILE).exists():  # diverged before its first save
-            rows.append({"variant": name, "label": variant_label(name), "diverged": runs[name]["diverged"]})
-            continue
-        row = row_for(name, folder, val_text, prompt, sample_chars, device)
-        row["diverged"] = runs[name]["diverged"]
-        row["wall_s"] = round(runs[name]["wall_s"], 1)
-        rows.append(row)
-    wall = time.perf_counter() - t0
+    rows = read_rows(names, out, runs, val_text, prompt, sample_chars, pick_eval_device(base.device))
     result = {
         "corpus": Path(data).stem if data else corpus,
         "prompt": prompt,
         "hardware": hardware(base.device),
-        "wall_s": round(wall, 1),
+        "wall_s": round(time.perf_counter() - t0, 1),
         "trained_now": [n for n in names if not done[n]["reused"]],
         "jobs": jobs,
         "recipe": {k: v for k, v in asdict(base).items() if k in RECIPE_FIELDS},
@@ -291,6 +247,65 @@ def run_corpus(
     (out / "samples.md").write_text(samples_md(result))
     plot_curves(out, names, result["corpus"])
     return result
+
+
+def train_variants(base: TrainSettings, names: list[str], out: Path, fresh: bool, jobs: int, label: str) -> dict:
+    """Train (or reuse, or resume) each variant into out/<name>, one after the other or `jobs` processes at once;
+    return what happened to each."""
+
+    def announce(i: int, name: str) -> None:
+        print(f"[{label} {i}/{len(names)}] {name}: {variant_label(name)}", file=sys.stderr)
+
+    if jobs == 1:
+        done = {}
+        for i, name in enumerate(names, 1):
+            announce(i, name)
+            done[name] = train_variant(base, name, out / name, fresh)
+        return done
+    for i, name in enumerate(names, 1):
+        announce(i, name)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as ex:
+        futures = {name: ex.submit(train_variant, base, name, out / name, fresh) for name in names}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def log_runs(path: Path, done: dict, jobs: int) -> dict:
+    """How each variant's training went, kept across reuses in `path` (variants.json); returns the whole log."""
+    try:
+        runs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        runs = {}
+    for name, info in done.items():
+        if not info["reused"] or name not in runs:
+            runs[name] = info | {"jobs": jobs}
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+    return runs
+
+
+def read_rows(names, out: Path, runs: dict, val_text: str, prompt: str, sample_chars: int, device) -> list[dict]:
+    """The table rows, read back from the folders, so a reused run reports what it measured when it trained."""
+    rows = []
+    for name in names:
+        folder = out / name
+        if not (folder / STATE_FILE).exists():  # diverged before its first save
+            rows.append({"variant": name, "label": variant_label(name), "diverged": runs[name]["diverged"]})
+            continue
+        row = row_for(name, folder, val_text, prompt, sample_chars, device)
+        row["diverged"] = runs[name]["diverged"]
+        row["wall_s"] = round(runs[name]["wall_s"], 1)
+        rows.append(row)
+    return rows
+
+
+def pick_eval_device(device: str) -> torch.device:
+    """Where the rows are measured: CUDA when training used it, else the CPU."""
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if cuda else "cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

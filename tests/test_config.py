@@ -68,3 +68,29 @@ def test_auto_config_registration(tmp_path):
     GPT2MiniConfig(n_layer=2).save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert type(loaded) is GPT2MiniConfig and loaded.n_layer == 2
+
+
+def test_the_registry_of_switches_is_the_one_source():
+    import ablate
+    import app
+    import train
+    from configuration_gpt2mini import BASELINE, SWITCHES, choices, gpt2_value, switch_fields, variant_label, variants
+
+    names = [s.variant for s in SWITCHES]
+    assert len(set(names)) == len(names) and BASELINE not in names
+    for s in SWITCHES:
+        assert s.value != gpt2_value(s.field) and s.value in choices(s.field)  # each switch changes something
+        assert GPT2MiniConfig(**{s.field: s.value}).ablations == {s.field: s.value}
+        assert s.label and s.meaning and variant_label(s.variant) == s.label
+    # everything downstream is generated from it: train.py's flags, ablate's variants, the lab's order
+    flags = {a.dest for a in train.build_parser()._actions}
+    assert {s.flag for s in SWITCHES} <= flags
+    assert list(ablate.VARIANTS) == [BASELINE, *names] == list(variants()) == list(app.ORDER)
+    assert set(switch_fields()) == {s.field for s in SWITCHES}
+
+
+def test_a_switch_field_takes_only_its_registered_values():
+    with pytest.raises(ValueError, match="ln_style must be one of"):
+        GPT2MiniConfig(ln_style="middle")
+    with pytest.raises(ValueError, match="use_mlp must be true or false"):
+        GPT2MiniConfig(use_mlp=1)  # 1 == True, but a config written by hand must say true

@@ -1,4 +1,5 @@
-"""Inference-time knockouts: each equals the surgery it claims, nothing leaks out of the `with` block."""
+"""probes.py: inference-time knockouts each equal the surgery they claim, nothing leaks out of the `with` block; the
+probe's attention entropy and residual norms are what they say, computed from the model's own outputs."""
 
 import copy
 
@@ -7,7 +8,7 @@ import torch
 
 from conftest import tiny_model
 from generation_gpt2mini import TokenStream
-from probes import knockout
+from probes import knockout, probe
 
 IDS = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]])
 
@@ -86,3 +87,18 @@ def test_parts_the_model_does_not_have_are_refused(model, kw):
     with pytest.raises(ValueError, match="no "):
         with knockout(model, **kw):
             pass
+
+
+def test_probe_measures_each_layers_attention_entropy_and_residual_norm(model):
+    model.train()
+    with torch.no_grad():
+        out = model(IDS, output_attentions=True, output_hidden_states=True, use_cache=False)
+    found = probe(model, IDS)
+    assert model.training  # the probe runs in eval mode and puts the mode back
+    for layer, weights in enumerate(out.attentions):
+        entropy = -(weights * (weights + 1e-12).log()).sum(-1).mean()
+        assert found["attn_entropy"][layer] == pytest.approx(entropy.item(), rel=1e-5)
+    # a block's output is the next block's input: hidden_states[i + 1] (the last one before ln_f)
+    assert found["resid_norm"][0] == pytest.approx(out.hidden_states[1].norm(dim=-1).mean().item(), rel=1e-5)
+    uniform = probe(tiny_model(n_layer=2, use_attention=False), IDS)
+    assert uniform["attn_entropy"] == [None, None] and len(uniform["resid_norm"]) == 2

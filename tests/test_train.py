@@ -309,3 +309,28 @@ def test_distributed_step_equals_single_process_step(tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=2e-6, rtol=0)
     state = json.loads((tmp_path / "ddp" / C.STATE_FILE).read_text())
     assert state["world_size"] == 2 and state["tokens_per_step"] == 6 * 32
+
+
+def test_switch_flags_make_the_config_and_the_folder_name():
+    args = T.build_parser().parse_args(["--disable_residual", "1", "--ln_style", "post", "--untie_embeddings", "0"])
+    switches = T.switches_from_flags(vars(args))
+    assert switches == {"use_residual": False, "ln_style": "post"}
+    s = T.TrainSettings(switches=switches)
+    assert T.default_save_dir(s) == str(Path("runs") / "shakespeare-residual_off-post_ln")
+    assert "--disable_residual 1" in T.repeat_command(s) and "--ln_style post" in T.repeat_command(s)
+    with pytest.raises(C.UsageError, match="no switch sets use_residual"):
+        T.TrainSettings(switches={"use_residual": "no"}).check()
+
+
+def test_a_resumed_run_keeps_its_architecture_and_old_state_files_still_resume(tmp_path, capsys):
+    run_train(tmp_path, steps=2, eval_interval=2, switches={"use_attention": False})
+    folder = tmp_path / "run"
+    assert T.main(["--resume", str(folder), "--steps", "4", "--disable_residual", "1", "--no_progress"]) == 2
+    assert "keeps its architecture; drop --disable_residual" in capsys.readouterr().err
+    # a folder saved when each switch had its own setting (disable_attention: 1) resumes with the same switches
+    state = json.loads((folder / C.STATE_FILE).read_text())
+    settings = state["settings"]
+    del settings["switches"]
+    settings |= {"disable_attention": 1, "disable_residual": 0, "ln_style": None}
+    (folder / C.STATE_FILE).write_text(json.dumps(state))
+    assert T.resume_settings(folder, steps=4).switches == {"use_attention": False}
