@@ -12,8 +12,13 @@ What is notable:
 - Attention: every layer's and head's attention over the prompt's last 64 characters, with each head's entropy.
 - Knockout: switch off heads, attention or MLP layers, or residual connections of the trained baseline at inference
   time (on a private copy, so other users are not affected) and compare loss and samples with the intact model.
+- Every request is checked by the handlers themselves (RAW_INPUTS): `check_settings` only turns the request's values
+  into numbers, and generation_gpt2mini.SamplingSettings, with the sliders' LIMITS, is the one validation of them.
+- The three streaming events (side by side, generate, knockout) step and pace through one generator, `paced`: an
+  update after the first character, then at most every UPDATE_S, a stop at TIME_LIMIT_S, and always a final update.
 - No network: the models are read from disk, Gradio's analytics are off, and no theme is fetched.
-`build_demo(lab)` builds the Blocks for tests and Spaces; `python app.py` launches it.
+`build_demo(lab)` builds the Blocks for tests and Spaces (one function per tab, each wiring its own events);
+`python app.py` launches it.
 """
 
 import argparse
@@ -25,6 +30,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +43,13 @@ import torch  # noqa: E402
 from checkpoint import UsageError, load_model_folder, read_metrics  # noqa: E402
 from configuration_gpt2mini import variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
-from generation_gpt2mini import TextDecoder, TokenStream, filter_logits  # noqa: E402
+from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from probes import knockout  # noqa: E402
 from tokenizer import encode, unseen_characters, valid_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
+DEFAULT_PANES = 4  # variants chosen when a corpus is picked (the first four)
 ORDER = tuple(variants())  # the baseline, then the registry's variants (configuration_gpt2mini.SWITCHES)
 EXAMPLES = [
     ["shakespeare", "ROMEO:\nO, she doth teach the torches to burn bright!"],
@@ -50,14 +57,17 @@ EXAMPLES = [
     ["wagahai", "吾輩は猫である。"],
     ["wagahai", "主人は"],
 ]
-LIMITS = {  # what the API accepts; the sliders use the same ranges
+# What the API accepts, by SamplingSettings' field names (SamplingSettings.checked holds a request to these ranges);
+# the sliders use the same ranges.
+LIMITS = {
     "temperature": (0.0, 2.0),
     "top_k": (0, 200),
     "top_p": (0.01, 1.0),
-    "max_new": (1, 2000),
+    "max_new_tokens": (1, 2000),
     "repetition_penalty": (1.0, 2.0),
     "seed": (0, 2**31 - 1),
 }
+WHOLE_SETTINGS = ("top_k", "max_new_tokens", "seed")  # integers: 40, "40" and 40.0 are 40; 40.5 is refused
 ATTENTION_CHARS = 64
 TIME_LIMIT_S = 120  # a generation stops itself after this long (Gradio's time_limit only covers .stream events)
 UPDATE_S = 0.1  # a streaming event updates the page at most this often
@@ -222,29 +232,42 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
 # Checks and prompt handling
 
 
-def check_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed) -> tuple:
-    """The sampling settings as numbers, or a gr.Error naming the one out of range (the API can send anything)."""
-    values = {
-        "temperature": temperature,
-        "top_k": top_k,
-        "top_p": top_p,
-        "max_new": max_new,
-        "repetition_penalty": repetition_penalty,
-        "seed": seed,
-    }
-    out = []
-    for name, value in values.items():
-        lo, hi = LIMITS[name]
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond any float
-            number = math.inf
-        except (TypeError, ValueError):
-            raise gr.Error(f"{name} must be a number, got {shown(value)}") from None
-        if not (math.isfinite(number) and lo <= number <= hi):
-            raise gr.Error(f"{name} must be between {lo} and {hi}, got {shown(value)}")
-        out.append(int(number) if name in ("top_k", "max_new", "seed") else number)
-    return tuple(out)
+def as_number(name: str, value) -> int | float:
+    """A sampling setting from a request as a number, or a gr.Error if it is none (the API can send a string, None,
+    a list, a complex number...). Numeric strings are numbers; an integer beyond any float is infinite (out of every
+    range). A whole value of an integer setting (40, "40", 40.0) becomes an int, exactly as sent when it is one; a
+    fraction stays a float, which SamplingSettings refuses, naming the setting. The ranges are SamplingSettings'."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return math.inf
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, got {shown(value)}") from None
+    if name not in WHOLE_SETTINGS or not number.is_integer():  # NaN and infinities are not whole either
+        return number
+    return int(value) if isinstance(value, int) else int(number)
+
+
+def check_settings(**raw) -> SamplingSettings:
+    """The request's sampling settings (SamplingSettings' field names; those not given keep its defaults), checked
+    once, by SamplingSettings against LIMITS, or one gr.Error naming the setting."""
+    values = {name: as_number(name, value) for name, value in raw.items()}
+    try:
+        return SamplingSettings.checked(limits=LIMITS, **values)
+    except ValueError as e:
+        raise gr.Error(html.escape(str(e), quote=False)) from None
+
+
+def generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed) -> SamplingSettings:
+    """`check_settings` for the six settings a streaming event takes, in the order its inputs list them."""
+    return check_settings(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
 
 
 def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[str]]:
@@ -283,6 +306,47 @@ def shown_char(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Pacing: the one loop every streaming event runs
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A moment to update the page, from `paced`: `steps` taken so far; `final` on the last one (flush the decoders,
+    then render once more); `notice`, on a final tick that the time limit ended, the sentence saying so."""
+
+    steps: int
+    final: bool = False
+    notice: str = ""
+
+
+def paced(
+    step: Callable[[int], object],
+    n: int,
+    start: float | None = None,
+    every: float | None = None,
+    limit: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[Tick]:
+    """Call step(0), step(1), ... up to step(n - 1), yielding a Tick after the first step (the first character shows
+    at once), then at most once every `every` seconds (UPDATE_S), and a final Tick at the end: after the n-th step,
+    or after the step that passed `limit` seconds (TIME_LIMIT_S) since `start` (default: now), with its notice."""
+    every = UPDATE_S if every is None else every
+    limit = TIME_LIMIT_S if limit is None else limit
+    start = clock() if start is None else start
+    last = start
+    for i in range(n):
+        step(i)
+        now = clock()
+        if now - start > limit:
+            yield Tick(i + 1, final=True, notice=f"Stopped after {limit:g} s, the per-request limit.")
+            return
+        if i == 0 or now - last > every:
+            last = now
+            yield Tick(i + 1)
+    yield Tick(n, final=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Generation
 
 
@@ -306,122 +370,125 @@ def first_difference(texts: list[str]) -> int | None:
     return None
 
 
-def open_stream(model, tokenizer, ids: list[int], temperature, top_k, top_p, repetition_penalty, seed):
-    """A TokenStream for one prompt with the lab's sampling settings."""
-    return TokenStream(
-        model,
-        [ids],
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        pad_token_id=tokenizer.pad_token_id or 0,
-    )
+def agreement(split: int | None) -> str:
+    """The status line saying how far the side-by-side texts agree."""
+    if split is None:
+        return "The variants agree on everything so far."
+    if split == 0:
+        return "The variants differ from the first character."
+    return f"The variants agree on the first {split} characters."
 
 
-def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
-    """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
-    start = time.perf_counter()
-    temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
-        temperature, top_k, top_p, max_new, repetition_penalty, seed
-    )
+def open_stream(model, tokenizer, ids: list[int], settings: SamplingSettings) -> TokenStream:
+    """A TokenStream for one prompt with the request's sampling settings."""
+    return TokenStream(model, [ids], **settings.stream_options(), pad_token_id=tokenizer.pad_token_id or 0)
+
+
+def chosen_entries(lab: Lab, corpus, names) -> list[Entry]:
+    """The variants a side-by-side request chose: one to MAX_PANES of them, or a gr.Error."""
     names = as_list(names, "variants")
     if not names:
         raise gr.Error("choose at least one variant")
     if len(names) > MAX_PANES:
         raise gr.Error(f"at most {MAX_PANES} variants at once")
-    entries = [lab.get(corpus, n) for n in names]
-    prompts, notices = [], []
-    for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
-        ids, said = prepare_prompt(e, prompt)
-        prompts.append(ids)
-        notices += [n for n in said if n not in notices]
-    shown_prompt = entries[0].tokenizer.decode(prompts[0])
-    sampling = (temperature, top_k, top_p, repetition_penalty, seed)
-    streams = [open_stream(e.model, e.tokenizer, ids, *sampling) for e, ids in zip(entries, prompts, strict=True)]
-    decoders = [TextDecoder(e.tokenizer) for e in entries]
-    k = len(entries)
-    texts, nll, busy = [""] * k, [0.0] * k, [0.0] * k
-    multi = k > 1
-    first_char = None
-    stopped = False
+    return [lab.get(corpus, n) for n in names]
 
-    def render(done: bool):
-        split = first_difference(texts) if multi else None
-        elapsed = max(time.perf_counter() - start, 1e-9)
+
+class SideBySide:
+    """The state of one side-by-side request: a stream, a decoder, the text so far, the model's average loss on it
+    and the time spent stepping it, per pane; `step` advances every pane by one token, `render` draws them."""
+
+    def __init__(self, entries: list[Entry], prompt, settings: SamplingSettings, start: float):
+        self.entries, self.start = entries, start
+        prompts, self.notices = [], []
+        for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
+            ids, said = prepare_prompt(e, prompt)
+            prompts.append(ids)
+            self.notices += [n for n in said if n not in self.notices]
+        self.prompt = entries[0].tokenizer.decode(prompts[0])
+        self.streams = [
+            open_stream(e.model, e.tokenizer, ids, settings) for e, ids in zip(entries, prompts, strict=True)
+        ]
+        self.decoders = [TextDecoder(e.tokenizer) for e in entries]
+        k = len(entries)
+        self.texts, self.nll, self.busy = [""] * k, [0.0] * k, [0.0] * k
+        self.multi = k > 1
+        self.first_char = None
+
+    def step(self, taken: int) -> None:
+        """One token for every pane (`taken`: the steps before this one, for the running average loss)."""
+        for i, stream in enumerate(self.streams):
+            t = time.perf_counter()
+            logp = torch.log_softmax(stream.logits[0], dim=-1)
+            token = int(stream.step()[0])
+            self.nll[i] = (self.nll[i] * taken + -float(logp[token])) / (taken + 1)
+            self.texts[i] += self.decoders[i].push(token)
+            self.busy[i] += time.perf_counter() - t
+        if self.first_char is None:
+            self.first_char = time.perf_counter() - self.start
+
+    def flush(self) -> None:
+        for i, decoder in enumerate(self.decoders):
+            self.texts[i] += decoder.flush()
+
+    def render(self, tick: Tick) -> list:
+        """(status, pane 1, ..., pane MAX_PANES): the panes not in use are left as they are."""
+        split = first_difference(self.texts) if self.multi else None
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        steps = tick.steps
         panes = []
-        for e, text, loss, t in zip(entries, texts, nll, busy, strict=True):
+        for e, text, loss, t in zip(self.entries, self.texts, self.nll, self.busy, strict=True):
             stats = (
                 f"{len(text)} chars · {len(text) / elapsed:,.0f} chars/s · {1000 * t / max(steps, 1):.2f} ms per step"
                 f" · model's loss on its text {loss:.2f}"
             )
-            panes.append(pane_html(e.label, shown_prompt, text, len(text) if split is None else split, stats, multi))
-        status = list(notices)
-        if multi and all(texts):
-            status.append(
-                "The variants agree on everything so far."
-                if split is None
-                else "The variants differ from the first character."
-                if split == 0
-                else f"The variants agree on the first {split} characters."
-            )
-        if stopped:
-            status.append(f"Stopped after {TIME_LIMIT_S} s, the per-request limit.")
-        if done and first_char is not None:
-            status.append(f"First character after {first_char * 1000:.0f} ms.")
+            common = len(text) if split is None else split
+            panes.append(pane_html(e.label, self.prompt, text, common, stats, self.multi))
+        status = list(self.notices)
+        if self.multi and all(self.texts):
+            status.append(agreement(split))
+        if tick.notice:
+            status.append(tick.notice)
+        if tick.final and self.first_char is not None:
+            status.append(f"First character after {self.first_char * 1000:.0f} ms.")
         return ["  \n".join(status)] + panes + [gr.skip()] * (MAX_PANES - len(panes))
 
-    last, steps = 0.0, 0
-    for step in range(max_new):
-        for i, stream in enumerate(streams):
-            t = time.perf_counter()
-            logp = torch.log_softmax(stream.logits[0], dim=-1)
-            token = int(stream.step()[0])
-            nll[i] = (nll[i] * step + -float(logp[token])) / (step + 1)
-            texts[i] += decoders[i].push(token)
-            busy[i] += time.perf_counter() - t
-        steps = step + 1
-        now = time.perf_counter()
-        if first_char is None:
-            first_char = now - start
-        if now - start > TIME_LIMIT_S:
-            stopped = True
-            break
-        if now - last > UPDATE_S or step == 0:
-            last = now
-            yield render(False)
-    for i, decoder in enumerate(decoders):
-        texts[i] += decoder.flush()
-    yield render(True)
+
+def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
+    """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
+    start = time.perf_counter()
+    settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
+    run = SideBySide(chosen_entries(lab, corpus, names), prompt, settings, start)
+    for tick in paced(run.step, settings.max_new_tokens, start):
+        if tick.final:
+            run.flush()
+        yield run.render(tick)
 
 
 def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
     """The single-model tab: stream (text, status)."""
-    temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
-        temperature, top_k, top_p, max_new, repetition_penalty, seed
-    )
+    settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
     start = time.perf_counter()
     entry = lab.get(corpus, name)
     ids, notices = prepare_prompt(entry, prompt)
-    stream = open_stream(entry.model, entry.tokenizer, ids, temperature, top_k, top_p, repetition_penalty, seed)
+    stream = open_stream(entry.model, entry.tokenizer, ids, settings)
     decoder = TextDecoder(entry.tokenizer)
-    text, last = entry.tokenizer.decode(ids), 0.0
-    n = 0
-    for step in range(max_new):
+    text, written = entry.tokenizer.decode(ids), 0
+
+    def step(_: int) -> None:
+        nonlocal text, written
         piece = decoder.push(int(stream.step()[0]))
         text += piece
-        n += len(piece)
-        now = time.perf_counter()
-        if now - start > TIME_LIMIT_S:
-            notices.append(f"Stopped after {TIME_LIMIT_S} s, the per-request limit.")
-            break
-        if now - last > UPDATE_S or step == 0:
-            last = now
-            yield text, "  \n".join(notices + [f"{n} characters, {n / (now - start):,.0f} chars/s"])
-    text += decoder.flush()
-    now = time.perf_counter()
-    yield text, "  \n".join(notices + [f"{n} characters in {now - start:.2f} s ({n / (now - start):,.0f} chars/s)"])
+        written += len(piece)
+
+    for tick in paced(step, settings.max_new_tokens, start):
+        took = time.perf_counter() - start
+        if not tick.final:
+            yield text, "  \n".join(notices + [f"{written} characters, {written / took:,.0f} chars/s"])
+            continue
+        text += decoder.flush()
+        notices += [tick.notice] if tick.notice else []
+        yield text, "  \n".join(notices + [f"{written} characters in {took:.2f} s ({written / took:,.0f} chars/s)"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -451,13 +518,13 @@ def next_char_table(entry: Entry, ids: list[int], temperature: float, top_k: int
 
 def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p):
     """One bar chart per chosen variant (the rest hidden), plus notices."""
-    temperature, top_k, top_p, *_ = check_settings(temperature, top_k, top_p, 1, 1.0, 0)
+    settings = check_settings(temperature=temperature, top_k=top_k, top_p=top_p)
     names = as_list(names, "variants")[:MAX_PANES]
     plots, notices = [], []
     for name in names:
         entry = lab.get(corpus, name)
         ids, notices = prepare_prompt(entry, prompt)
-        df = next_char_table(entry, ids, temperature, top_k, top_p)
+        df = next_char_table(entry, ids, settings.temperature, settings.top_k, settings.top_p)
         plots.append(gr.BarPlot(value=df, title=entry.label, visible=True))
     plots += [gr.BarPlot(visible=False) for _ in range(MAX_PANES - len(plots))]
     return ["  \n".join(notices)] + plots
@@ -575,6 +642,66 @@ def passage_loss(model, ids: torch.Tensor) -> float | None:
     return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten()))
 
 
+def baseline_of(lab: Lab, corpus) -> str:
+    """The model the Knockout tab breaks: the corpus's baseline, else its first model (a gr.Error for a corpus the
+    lab does not have)."""
+    names = lab.variants(corpus)
+    return "baseline" if "baseline" in names else names[0]
+
+
+def described(parts: dict) -> str:
+    """The parts a knockout switches off, in words."""
+    return (
+        ", ".join(
+            [f"L{layer + 1} H{head + 1}" for layer, head in parts["heads"]]
+            + [f"attention in L{layer + 1}" for layer in parts["attention"]]
+            + [f"MLP in L{layer + 1}" for layer in parts["mlp"]]
+            + [f"residual in L{layer + 1}" for layer in parts["residual"]]
+        )
+        or "nothing (choose parts to switch off)"
+    )
+
+
+def passage_comparison(lab: Lab, corpus: str, base_name: str, broken) -> list[str]:
+    """The intact and knocked-out loss on the corpus's fixed passage, as a line of the summary (none if the corpus
+    has no passage or it is shorter than one window). The intact model's loss is computed once per model."""
+    entry, passage = lab.get(corpus, base_name), lab.passage(corpus)
+    if not passage:
+        return []
+    cfg = entry.model.config
+    key = (corpus, base_name)
+    if key not in lab.cache:  # the passage's ids and the intact loss, once per model
+        ids = encode(entry.tokenizer, passage[: PASSAGE_WINDOWS * cfg.n_positions * 2])
+        lab.cache[key] = (ids, passage_loss(entry.model, ids))
+    passage_ids, intact_loss = lab.cache[key]
+    if intact_loss is None:
+        return []
+    broken_loss = passage_loss(broken, passage_ids)
+    return [
+        f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} tokens): intact "
+        f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
+    ]
+
+
+def intact_and_broken(entry: Entry, broken, ids: list[int], settings: SamplingSettings, head: str):
+    """Sample from the intact and the knocked-out model side by side; yield (summary, intact text, knocked text)."""
+    shown_prompt = entry.tokenizer.decode(ids)
+    streams = [open_stream(m, entry.tokenizer, ids, settings) for m in (entry.model, broken)]
+    decoders = [TextDecoder(entry.tokenizer), TextDecoder(entry.tokenizer)]
+    texts = ["", ""]
+
+    def step(_: int) -> None:
+        for i in range(2):
+            texts[i] += decoders[i].push(int(streams[i].step()[0]))
+
+    for tick in paced(step, settings.max_new_tokens):
+        if tick.final:
+            for i in range(2):
+                texts[i] += decoders[i].flush()
+            head += f"  \n{tick.notice}" if tick.notice else ""
+        yield head, shown_prompt + texts[0], shown_prompt + texts[1]
+
+
 def run_knockout(
     lab: Lab,
     corpus,
@@ -591,66 +718,21 @@ def run_knockout(
     seed,
 ):
     """Loss on the fixed passage and a sample, intact against knocked out; yields (summary, intact, knocked)."""
-    temperature, top_k, top_p, max_new, repetition_penalty, seed = check_settings(
-        temperature, top_k, top_p, max_new, repetition_penalty, seed
-    )
-    names = lab.variants(corpus)  # a gr.Error for a corpus the lab does not have
-    base_name = "baseline" if "baseline" in names else names[0]
+    settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
+    base_name = baseline_of(lab, corpus)
     entry = lab.get(corpus, base_name)
-    cfg = entry.model.config
-    parts = parse_parts(heads, attention, mlp, residual, cfg.n_layer, cfg.n_head)
+    parts = parse_parts(heads, attention, mlp, residual, entry.model.config.n_layer, entry.model.config.n_head)
     broken = copy.deepcopy(entry.model)  # a private copy: the hooks never touch what other users run
-    what = (
-        ", ".join(
-            [f"L{layer + 1} H{head + 1}" for layer, head in parts["heads"]]
-            + [f"attention in L{layer + 1}" for layer in parts["attention"]]
-            + [f"MLP in L{layer + 1}" for layer in parts["mlp"]]
-            + [f"residual in L{layer + 1}" for layer in parts["residual"]]
-        )
-        or "nothing (choose parts to switch off)"
-    )
-    summary = [f"Knocked out of **{entry.label}**: {html.escape(what)}."]
+    summary = [f"Knocked out of **{entry.label}**: {html.escape(described(parts))}."]
     ids, notices = prepare_prompt(entry, prompt)
-    start = entry.tokenizer.decode(ids)
-    sampling = (temperature, top_k, top_p, repetition_penalty, seed)
     with knockout(broken, **parts):
-        passage = lab.passage(corpus)
-        if passage:
-            key = (corpus, base_name)
-            if key not in lab.cache:  # the passage's ids and the intact loss, once per model
-                ids_ = encode(entry.tokenizer, passage[: PASSAGE_WINDOWS * cfg.n_positions * 2])
-                lab.cache[key] = (ids_, passage_loss(entry.model, ids_))
-            passage_ids, intact_loss = lab.cache[key]
-            broken_loss = passage_loss(broken, passage_ids)
-            if intact_loss is not None:
-                summary.append(
-                    f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} tokens): intact "
-                    f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
-                )
-        streams = [open_stream(m, entry.tokenizer, ids, *sampling) for m in (entry.model, broken)]
-        decoders = [TextDecoder(entry.tokenizer), TextDecoder(entry.tokenizer)]
-        texts = ["", ""]
-        head = "  \n".join(notices + summary)
-        last = 0.0
-        began = time.perf_counter()
-        for step in range(max_new):
-            for i in range(2):
-                texts[i] += decoders[i].push(int(streams[i].step()[0]))
-            now = time.perf_counter()
-            if now - began > TIME_LIMIT_S:
-                head += f"  \nStopped after {TIME_LIMIT_S} s, the per-request limit."
-                break
-            if now - last > UPDATE_S or step == 0:
-                last = now
-                yield head, start + texts[0], start + texts[1]
-        texts = [t + d.flush() for t, d in zip(texts, decoders, strict=True)]
-        yield head, start + texts[0], start + texts[1]
+        summary += passage_comparison(lab, corpus, base_name, broken)
+        yield from intact_and_broken(entry, broken, ids, settings, "  \n".join(notices + summary))
 
 
 def knockout_choices(lab: Lab, corpus: str) -> tuple[list[str], list[str]]:
     """'L1 H1'... and 'L1'... for the corpus's baseline (the model the Knockout tab breaks)."""
-    names = lab.variants(corpus)
-    cfg = lab.get(corpus, "baseline" if "baseline" in names else names[0]).model.config
+    cfg = lab.get(corpus, baseline_of(lab, corpus)).model.config
     heads = [f"L{layer + 1} H{h + 1}" for layer in range(cfg.n_layer) for h in range(cfg.n_head)]
     return heads, [f"L{layer + 1}" for layer in range(cfg.n_layer)]
 
@@ -696,209 +778,275 @@ Same prompt, same seed: watch where the variants part. Highlighted text is where
 """
 
 
-def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
-    """The lab as a gr.Blocks (not launched). Up to 4 generations run at once; `queue_size` more wait, and a request
-    beyond that is turned away at once with Gradio's "Queue is full" (HTTP 503) instead of waiting for a timeout."""
-    lab = lab or load_lab()
+def prompt_for(corpus: str) -> str:
+    """A corpus's sample prompt (a newline for models of your own)."""
+    return CORPORA[corpus].sample_prompt if corpus in CORPORA else "\n"
+
+
+@dataclass
+class Inputs:
+    """The inputs above the tabs, which every tab reads: the corpus, the chosen variants, the prompt and the
+    sampling settings (`sampling`, in the order the streaming handlers take them)."""
+
+    corpus: gr.Dropdown
+    names: gr.CheckboxGroup
+    prompt: gr.Textbox
+    temperature: gr.Slider
+    top_k: gr.Slider
+    top_p: gr.Slider
+    max_new: gr.Slider
+    repetition_penalty: gr.Slider
+    seed: gr.Number
+
+    @property
+    def sampling(self) -> list:
+        return [self.temperature, self.top_k, self.top_p, self.max_new, self.repetition_penalty, self.seed]
+
+
+def sampling_inputs() -> list:
+    """The sampling sliders (their ranges are LIMITS, what the API accepts) and the seed, in an accordion."""
+    with gr.Accordion("Sampling", open=True):
+        with gr.Row():
+            temperature = gr.Slider(
+                *LIMITS["temperature"], value=0.8, step=0.05, label="Temperature (0 = greedy)", elem_id="temperature"
+            )
+            top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
+            top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
+        with gr.Row():
+            max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label="Max new characters")
+            repetition_penalty = gr.Slider(
+                *LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty"
+            )
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
+    return [temperature, top_k, top_p, max_new, repetition_penalty, seed]
+
+
+def shared_inputs(lab: Lab) -> Inputs:
+    """The corpus, the variants, the prompt, the sampling settings and the examples, above the tabs."""
     corpora = lab.corpora()
     first = corpora[0]
-    first_variants = lab.variants(first)
-    default_names = first_variants[:4]
+    with gr.Row():
+        corpus = gr.Dropdown(corpora, value=first, label="Models trained on", scale=1)
+        names = gr.CheckboxGroup(
+            lab.choices(first),
+            value=lab.variants(first)[:DEFAULT_PANES],
+            label="Variants (side by side, next character)",
+            scale=3,
+        )
+    prompt = gr.Textbox(value=prompt_for(first), label="Prompt", lines=2, elem_id="prompt")
+    inputs = Inputs(corpus, names, prompt, *sampling_inputs())
+    examples = [e for e in EXAMPLES if e[0] in corpora] or [[first, prompt_for(first)]]
+    gr.Examples(examples, inputs=[corpus, prompt], label="Examples (English and Japanese)")
+    return inputs
 
-    def prompt_for(corpus: str) -> str:
-        return CORPORA[corpus].sample_prompt if corpus in CORPORA else "\n"
 
-    with gr.Blocks(title="GPT-2 mini lab") as demo:
-        gr.Markdown(INTRO)
+def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
+    """One model, streamed into a text box. Returns its model dropdown (the corpus sets its choices)."""
+    first = lab.corpora()[0]
+    with gr.Tab("Generate"):
         with gr.Row():
-            corpus = gr.Dropdown(corpora, value=first, label="Models trained on", scale=1)
-            names = gr.CheckboxGroup(
-                lab.choices(first), value=default_names, label="Variants (side by side, next character)", scale=3
-            )
-        prompt = gr.Textbox(value=prompt_for(first), label="Prompt", lines=2, elem_id="prompt")
-        with gr.Accordion("Sampling", open=True):
+            one_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
+            one_btn = gr.Button("Generate", variant="primary")
+            one_stop = gr.Button("Stop")
+        one_status = gr.Markdown()
+        one_out = gr.Textbox(label="Output", lines=12, buttons=["copy"], elem_id="one-out")
+    ev = one_btn.click(
+        lambda *a: (yield from generate_one(lab, *a)),
+        [inputs.corpus, one_name, inputs.prompt, *inputs.sampling],
+        [one_out, one_status],
+        api_name="generate",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        concurrency_id="generation",
+        concurrency_limit=4,
+    )
+    one_stop.click(None, None, None, cancels=[ev])
+    return one_name
+
+
+def side_by_side_tab(lab: Lab, inputs: Inputs) -> None:
+    """The chosen variants streaming at once, one pane each (a pane per chosen variant is shown)."""
+    shown_panes = len(lab.variants(lab.corpora()[0])[:DEFAULT_PANES])
+    with gr.Tab("Side by side"):
+        with gr.Row():
+            compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
+            compare_stop = gr.Button("Stop")
+        compare_status = gr.Markdown(elem_id="compare-status")
+        panes = []
+        for row in range(MAX_PANES // 2):
             with gr.Row():
-                temperature = gr.Slider(
-                    *LIMITS["temperature"],
-                    value=0.8,
-                    step=0.05,
-                    label="Temperature (0 = greedy)",
-                    elem_id="temperature",
-                )
-                top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
-                top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
+                for col in range(2):
+                    i = row * 2 + col
+                    panes.append(gr.HTML(visible=i < shown_panes, elem_id=f"pane-{i}", elem_classes="gm-slot"))
+
+    def on_names(selected):
+        n = len(selected or [])
+        return [gr.HTML(visible=i < n) for i in range(MAX_PANES)]
+
+    inputs.names.change(on_names, inputs.names, panes, api_visibility="private")
+    ev = compare_btn.click(
+        lambda *a: (yield from generate_panes(lab, *a)),
+        [inputs.corpus, inputs.names, inputs.prompt, *inputs.sampling],
+        [compare_status, *panes],
+        api_name="side_by_side",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        concurrency_id="generation",
+        concurrency_limit=4,
+    )
+    compare_stop.click(None, None, None, cancels=[ev])
+
+
+def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
+    """A bar chart of the next character per chosen variant, redrawn whenever what it depends on changes."""
+    with gr.Tab("Next character"):
+        next_status = gr.Markdown("The most likely next characters after the prompt, per variant.")
+        bars = []
+        for row in range(MAX_PANES // 2):
             with gr.Row():
-                max_new = gr.Slider(*LIMITS["max_new"], value=300, step=1, label="Max new characters")
-                repetition_penalty = gr.Slider(
-                    *LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty"
-                )
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
-        settings = [temperature, top_k, top_p, max_new, repetition_penalty, seed]
-        examples = [e for e in EXAMPLES if e[0] in corpora] or [[first, prompt_for(first)]]
-        gr.Examples(examples, inputs=[corpus, prompt], label="Examples (English and Japanese)")
-
-        with gr.Tabs():
-            with gr.Tab("Generate"):
-                with gr.Row():
-                    one_name = gr.Dropdown(lab.choices(first), value=first_variants[0], label="Model")
-                    one_btn = gr.Button("Generate", variant="primary")
-                    one_stop = gr.Button("Stop")
-                one_status = gr.Markdown()
-                one_out = gr.Textbox(label="Output", lines=12, buttons=["copy"], elem_id="one-out")
-            with gr.Tab("Side by side"):
-                with gr.Row():
-                    compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
-                    compare_stop = gr.Button("Stop")
-                compare_status = gr.Markdown(elem_id="compare-status")
-                panes = []
-                for row in range(MAX_PANES // 2):
-                    with gr.Row():
-                        for col in range(2):
-                            i = row * 2 + col
-                            panes.append(
-                                gr.HTML(visible=i < len(default_names), elem_id=f"pane-{i}", elem_classes="gm-slot")
-                            )
-            with gr.Tab("Next character"):
-                next_status = gr.Markdown("The most likely next characters after the prompt, per variant.")
-                bars = []
-                for row in range(MAX_PANES // 2):
-                    with gr.Row():
-                        for col in range(2):
-                            i = row * 2 + col
-                            bars.append(
-                                gr.BarPlot(
-                                    x="candidate",
-                                    y="probability",
-                                    sort="-y",
-                                    y_lim=[0, 1],
-                                    visible=False,
-                                    elem_id=f"bars-{i}",
-                                    height=260,
-                                )
-                            )
-            with gr.Tab("Attention"):
-                with gr.Row():
-                    attn_name = gr.Dropdown(lab.choices(first), value=first_variants[0], label="Model")
-                    attn_btn = gr.Button("Show attention", variant="primary")
-                attn_status = gr.Markdown()
-                attn_plot = gr.Plot(label="Attention per layer (rows) and head (columns)")
-                attn_table = gr.Dataframe(label="Mean attention entropy per head (low = focused)")
-            with gr.Tab("Knockout"):
-                gr.Markdown(
-                    "Switch parts of the trained **baseline** off at inference time and compare it with the "
-                    "intact model (same prompt, same seed)."
-                )
-                heads0, layers0 = knockout_choices(lab, first)
-                ko_heads = gr.CheckboxGroup(heads0, label="Heads")
-                with gr.Row():
-                    ko_attn = gr.CheckboxGroup(layers0, label="Whole attention layer")
-                    ko_mlp = gr.CheckboxGroup(layers0, label="MLP layer")
-                    ko_res = gr.CheckboxGroup(layers0, label="Residual connections of layer")
-                ko_btn = gr.Button("Run knockout", variant="primary")
-                ko_status = gr.Markdown()
-                with gr.Row():
-                    ko_intact = gr.Textbox(label="Intact", lines=8)
-                    ko_broken = gr.Textbox(label="Knocked out", lines=8)
-            with gr.Tab("Training"):
-                curves0, table0 = training_view(lab, first)
-                curves = gr.LinePlot(
-                    curves0,
-                    x="step",
-                    y="validation loss",
-                    color="variant",
-                    label="Validation loss while training (fixed evaluation batches)",
-                )
-                table = gr.Dataframe(table0, label="Evaluations from each variant's metrics log")
-
-        # corpus and variant choices
-        def on_corpus(c):
-            v, labelled = lab.variants(c), lab.choices(c)
-            heads, layers = knockout_choices(lab, c)
-            return (
-                gr.CheckboxGroup(choices=labelled, value=v[:4]),
-                gr.Dropdown(choices=labelled, value=v[0]),
-                gr.Dropdown(choices=labelled, value=v[0]),
-                *training_view(lab, c),
-                gr.CheckboxGroup(choices=heads, value=[]),
-                *[gr.CheckboxGroup(choices=layers, value=[]) for _ in range(3)],
-            )
-
-        corpus.change(
-            on_corpus,
-            corpus,
-            [names, one_name, attn_name, curves, table, ko_heads, ko_attn, ko_mlp, ko_res],
-            api_name="choose_corpus",
-            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-        )
-        # the corpus's sample prompt only when the user picks a corpus (an example sets its own prompt)
-        corpus.input(prompt_for, corpus, prompt, api_visibility="private")
-
-        def on_names(selected):
-            n = len(selected or [])
-            return [gr.HTML(visible=i < n) for i in range(MAX_PANES)]
-
-        names.change(on_names, names, panes, api_visibility="private")
-
-        gen_inputs = [corpus, names, prompt, *settings]
-        ev = compare_btn.click(
-            lambda *a: (yield from generate_panes(lab, *a)),
-            gen_inputs,
-            [compare_status, *panes],
-            api_name="side_by_side",
-            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-            concurrency_id="generation",
-            concurrency_limit=4,
-        )
-        compare_stop.click(None, None, None, cancels=[ev])
-        ev1 = one_btn.click(
-            lambda *a: (yield from generate_one(lab, *a)),
-            [corpus, one_name, prompt, *settings],
-            [one_out, one_status],
-            api_name="generate",
-            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-            concurrency_id="generation",
-            concurrency_limit=4,
-        )
-        one_stop.click(None, None, None, cancels=[ev1])
-
-        next_inputs = [corpus, names, prompt, temperature, top_k, top_p]
-        next_outputs = [next_status, *bars]
-        temperature.change(
+                for col in range(2):
+                    i = row * 2 + col
+                    bars.append(
+                        gr.BarPlot(
+                            x="candidate",
+                            y="probability",
+                            sort="-y",
+                            y_lim=[0, 1],
+                            visible=False,
+                            elem_id=f"bars-{i}",
+                            height=260,
+                        )
+                    )
+    next_inputs = [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p]
+    next_outputs = [next_status, *bars]
+    inputs.temperature.change(
+        lambda *a: next_char(lab, *a),
+        next_inputs,
+        next_outputs,
+        trigger_mode="always_last",
+        show_progress="hidden",
+        api_name="next_character",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+    )
+    for trigger in (inputs.top_k.change, inputs.top_p.change, inputs.names.change, inputs.prompt.change, demo.load):
+        trigger(
             lambda *a: next_char(lab, *a),
             next_inputs,
             next_outputs,
             trigger_mode="always_last",
             show_progress="hidden",
-            api_name="next_character",
-            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+            api_visibility="private",
+            preprocess=False,
         )
-        for trigger in (top_k.change, top_p.change, names.change, prompt.change, demo.load):
-            trigger(
-                lambda *a: next_char(lab, *a),
-                next_inputs,
-                next_outputs,
-                trigger_mode="always_last",
-                show_progress="hidden",
-                api_visibility="private",
-                preprocess=False,
-            )
 
-        attn_btn.click(
-            lambda *a: attention_view(lab, *a),
-            [corpus, attn_name, prompt],
-            [attn_status, attn_plot, attn_table],
-            api_name="attention",
-            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+
+def attention_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
+    """Attention maps and head entropies for one model. Returns its model dropdown (the corpus sets its choices)."""
+    first = lab.corpora()[0]
+    with gr.Tab("Attention"):
+        with gr.Row():
+            attn_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
+            attn_btn = gr.Button("Show attention", variant="primary")
+        attn_status = gr.Markdown()
+        attn_plot = gr.Plot(label="Attention per layer (rows) and head (columns)")
+        attn_table = gr.Dataframe(label="Mean attention entropy per head (low = focused)")
+    attn_btn.click(
+        lambda *a: attention_view(lab, *a),
+        [inputs.corpus, attn_name, inputs.prompt],
+        [attn_status, attn_plot, attn_table],
+        api_name="attention",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+    )
+    return attn_name
+
+
+def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
+    """Parts of the baseline switched off, against the intact model. Returns the four part choices (heads, whole
+    attention, MLP, residual layers; the corpus sets their choices)."""
+    with gr.Tab("Knockout"):
+        gr.Markdown(
+            "Switch parts of the trained **baseline** off at inference time and compare it with the "
+            "intact model (same prompt, same seed)."
         )
-        ko_btn.click(
-            lambda *a: (yield from run_knockout(lab, *a)),
-            [corpus, ko_heads, ko_attn, ko_mlp, ko_res, prompt, *settings],
-            [ko_status, ko_intact, ko_broken],
-            api_name="knockout",
-            preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-            concurrency_id="generation",
-            concurrency_limit=4,
+        heads, layers = knockout_choices(lab, lab.corpora()[0])
+        ko_heads = gr.CheckboxGroup(heads, label="Heads")
+        with gr.Row():
+            ko_attn = gr.CheckboxGroup(layers, label="Whole attention layer")
+            ko_mlp = gr.CheckboxGroup(layers, label="MLP layer")
+            ko_res = gr.CheckboxGroup(layers, label="Residual connections of layer")
+        ko_btn = gr.Button("Run knockout", variant="primary")
+        ko_status = gr.Markdown()
+        with gr.Row():
+            ko_intact = gr.Textbox(label="Intact", lines=8)
+            ko_broken = gr.Textbox(label="Knocked out", lines=8)
+    parts = [ko_heads, ko_attn, ko_mlp, ko_res]
+    ko_btn.click(
+        lambda *a: (yield from run_knockout(lab, *a)),
+        [inputs.corpus, *parts, inputs.prompt, *inputs.sampling],
+        [ko_status, ko_intact, ko_broken],
+        api_name="knockout",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        concurrency_id="generation",
+        concurrency_limit=4,
+    )
+    return parts
+
+
+def training_tab(lab: Lab) -> list:
+    """The variants' validation-loss curves and evaluations. Returns the plot and the table (the corpus sets them)."""
+    curves0, table0 = training_view(lab, lab.corpora()[0])
+    with gr.Tab("Training"):
+        curves = gr.LinePlot(
+            curves0,
+            x="step",
+            y="validation loss",
+            color="variant",
+            label="Validation loss while training (fixed evaluation batches)",
         )
+        table = gr.Dataframe(table0, label="Evaluations from each variant's metrics log")
+    return [curves, table]
+
+
+def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, training: list, parts: list) -> None:
+    """Picking a corpus sets every tab's choices to its models: the variants (the first DEFAULT_PANES chosen), the
+    Generate and Attention model dropdowns, the Training tab, and the knockout parts (none chosen); picking one (not
+    an example, which sets its own prompt) also sets the prompt to the corpus's sample prompt."""
+
+    def on_corpus(c):
+        v, labelled = lab.variants(c), lab.choices(c)
+        heads, layers = knockout_choices(lab, c)
+        return (
+            gr.CheckboxGroup(choices=labelled, value=v[:DEFAULT_PANES]),
+            *[gr.Dropdown(choices=labelled, value=v[0]) for _ in model_dropdowns],
+            *training_view(lab, c),
+            gr.CheckboxGroup(choices=heads, value=[]),
+            *[gr.CheckboxGroup(choices=layers, value=[]) for _ in parts[1:]],
+        )
+
+    inputs.corpus.change(
+        on_corpus,
+        inputs.corpus,
+        [inputs.names, *model_dropdowns, *training, *parts],
+        api_name="choose_corpus",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+    )
+    # the corpus's sample prompt only when the user picks a corpus (an example sets its own prompt)
+    inputs.corpus.input(prompt_for, inputs.corpus, inputs.prompt, api_visibility="private")
+
+
+def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The lab as a gr.Blocks (not launched). Up to 4 generations run at once; `queue_size` more wait, and a request
+    beyond that is turned away at once with Gradio's "Queue is full" (HTTP 503) instead of waiting for a timeout."""
+    lab = lab or load_lab()
+    with gr.Blocks(title="GPT-2 mini lab") as demo:
+        gr.Markdown(INTRO)
+        inputs = shared_inputs(lab)
+        with gr.Tabs():
+            one_name = generate_tab(lab, inputs)
+            side_by_side_tab(lab, inputs)
+            next_character_tab(lab, inputs, demo)
+            attn_name = attention_tab(lab, inputs)
+            parts = knockout_tab(lab, inputs)
+            training = training_tab(lab)
+        wire_corpus(lab, inputs, [one_name, attn_name], training, parts)
     demo.queue(default_concurrency_limit=4, max_size=queue_size)
     return demo
 

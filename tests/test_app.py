@@ -3,6 +3,7 @@ would. Tiny random models keep it fast; the browser test (test_app_browser.py) u
 
 import html
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from gradio_client import Client
 import app
 from conftest import ROOT, tiny_model
 from corpus import load_corpus
+from generation_gpt2mini import SamplingSettings
 from tokenizer import build_tokenizer
 
 SETTINGS = [0.8, 40, 0.95]  # temperature, top_k, top_p
@@ -175,6 +177,7 @@ def test_knockout_reports_loss_and_samples(client):
         ((["baseline"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, -5), "seed must be between"),
         ((["baseline"], "ROMEO:", "hot", 40, 0.95, 40, 1.0, 0), "temperature must be a number, got 'hot'"),
         ((["baseline"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, "x"), "seed must be a number"),
+        ((["baseline"], "ROMEO:", 0.8, 40.5, 0.95, 40, 1.0, 0), "top_k must be a whole number"),
         (([], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, 0), "choose at least one variant"),
         ((["wings_off"], "ROMEO:", 0.8, 40, 0.95, 40, 1.0, 0), "wings_off"),
     ],
@@ -190,7 +193,7 @@ def test_bad_parameters_get_a_clear_error(client, args, message):
         ((2.5, 40, 0.95, 10, 1.0, 0), "temperature must be between"),
         ((0.8, 201, 0.95, 10, 1.0, 0), "top_k must be between"),
         ((0.8, 40, 0.0, 10, 1.0, 0), "top_p must be between"),
-        ((0.8, 40, 0.95, 0, 1.0, 0), "max_new must be between"),
+        ((0.8, 40, 0.95, 0, 1.0, 0), "max_new_tokens must be between"),
         ((0.8, 40, 0.95, 10, 0.5, 0), "repetition_penalty must be between"),
         ((0.8, 40, 0.95, 10, 1.0, -1), "seed must be between"),
         ((float("nan"), 40, 0.95, 10, 1.0, 0), "temperature must be between"),
@@ -199,8 +202,88 @@ def test_bad_parameters_get_a_clear_error(client, args, message):
 )
 def test_check_settings_names_the_bad_setting(values, message):
     with pytest.raises(app.gr.Error, match=message):
-        app.check_settings(*values)
-    assert app.check_settings(0.8, 40.0, 0.95, 10.0, 1.0, 3.0) == (0.8, 40, 0.95, 10, 1.0, 3)
+        app.generation_settings(*values)
+
+
+def test_numbers_as_text_and_whole_floats_are_taken():
+    settings = app.generation_settings(0.8, 40.0, "0.95", "10", 1, 3.0)
+    assert settings == SamplingSettings(0.8, 40, 0.95, 1.0, 3, max_new_tokens=10)
+    assert all(type(v) is int for v in (settings.top_k, settings.max_new_tokens, settings.seed))
+    with pytest.raises(app.gr.Error) as caught:
+        app.generation_settings(0.8, 10**30, 0.95, 10, 1.0, 0)
+    assert caught.value.message == f"top_k must be between 0 and 200, got {10**30}"  # the int as sent
+    next_char_only = app.check_settings(temperature="0", top_k=5, top_p=1)  # the rest keep SamplingSettings' defaults
+    assert (next_char_only.temperature, next_char_only.top_k, next_char_only.top_p) == (0.0, 5, 1.0)
+
+
+WHOLE = {"top_k": 1, "max_new_tokens": 3, "seed": 5}  # their places in generation_settings' arguments
+
+
+@pytest.mark.parametrize(
+    "values, name",
+    [
+        ((0.8, 40.5, 0.95, 10, 1.0, 0), "top_k"),
+        ((0.8, 40, 0.95, "10.5", 1.0, 0), "max_new_tokens"),
+        ((0.8, 40, 0.95, 10, 1.0, 3.25), "seed"),
+    ],
+)
+def test_a_fraction_for_an_integer_setting_is_one_clear_error(values, name):
+    with pytest.raises(app.gr.Error) as caught:
+        app.generation_settings(*values)
+    assert re.fullmatch(rf"{name} must be a whole number[^,]*, got {values[WHOLE[name]]}", caught.value.message)
+
+
+def test_paced_updates_after_the_first_step_then_at_most_every_interval():
+    now, calls = [0.0], []
+
+    def step(i):
+        calls.append(i)
+        now[0] += 0.03
+
+    ticks = app.paced(step, 10, every=0.1, clock=lambda: now[0])
+    assert next(ticks) == app.Tick(1) and calls == [0]  # the first character shows at once
+    rest = list(ticks)
+    assert calls == list(range(10))
+    assert rest == [app.Tick(5), app.Tick(9), app.Tick(10, final=True)]  # then every > 0.1 s, and a final update
+
+
+def test_paced_stops_at_the_time_limit_and_says_so():
+    now, calls = [0.0], []
+
+    def step(i):
+        calls.append(i)
+        now[0] += 50
+
+    ticks = list(app.paced(step, 10, clock=lambda: now[0]))  # TIME_LIMIT_S: 120 s
+    assert calls == [0, 1, 2]  # the step that passed the limit was the last
+    assert ticks == [
+        app.Tick(1),
+        app.Tick(2),
+        app.Tick(3, final=True, notice="Stopped after 120 s, the per-request limit."),
+    ]
+    now[0] = 0.0
+    late = list(app.paced(step, 10, start=-100.0, clock=lambda: now[0]))  # counted from the request's start
+    assert late == [app.Tick(1, final=True, notice="Stopped after 120 s, the per-request limit.")]
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_paced_always_ends_with_one_final_update(n):
+    ticks = list(app.paced(lambda i: None, n, clock=lambda: 0.0))
+    assert ticks[-1] == app.Tick(n, final=True) and sum(t.final for t in ticks) == 1
+    assert [t.steps for t in ticks[:-1]] == ([1] if n else [])  # no time passes: only the first step's update
+
+
+def test_every_streaming_event_stops_at_the_time_limit(lab, monkeypatch):
+    monkeypatch.setattr(app, "TIME_LIMIT_S", 0)
+    stopped = "Stopped after 0 s, the per-request limit."
+    s = (*SETTINGS, 50, 1.0, 0)
+    *_, (text, status) = app.generate_one(lab, "shakespeare", "baseline", "KING:", *s)
+    assert stopped in status and re.search(r"^[01] characters in", status.splitlines()[-1])  # one step
+    *_, (status, *panes) = app.generate_panes(lab, "shakespeare", ["baseline", "residual_off"], "KING:", *s)
+    assert stopped in status and "First character after" in status
+    assert all(int(p.split("<span>")[1].split(" chars")[0]) <= 1 for p in panes[:2])
+    *_, (summary, intact, broken) = app.run_knockout(lab, "shakespeare", ["L1 H1"], [], [], [], "KING:", *s)
+    assert summary.endswith(stopped) and len(intact) <= len("KING:") + 1
 
 
 def test_models_with_different_tokenizers_side_by_side(client):

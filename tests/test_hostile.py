@@ -426,7 +426,7 @@ def test_hostile_requests_through_the_client_then_the_server_still_serves(server
         ("/generate", ("shakespeare", "baseline", "x", None, 40, 0.95, 5, 1.0, 0), "temperature must be a number"),
         ("/generate", ("shakespeare", "baseline", "x", 0.8, 40, 0.95, 5, 1.0, [1]), "seed must be a number"),
         ("/generate", ("shakespeare", "baseline", "x", 0.8, 10**30, 0.95, 5, 1.0, 0), "top_k must be between"),
-        ("/generate", ("shakespeare", "baseline", "x", 0.8, 40, 0.95, 10**6, 1.0, 0), "max_new must be between"),
+        ("/generate", ("shakespeare", "baseline", "x", 0.8, 40, 0.95, 10**6, 1.0, 0), "max_new_tokens must be between"),
         ("/generate", ("shakespeare", "baseline", "x", 0.8, 40, "0.5", 5, 1.0, 0), None),  # a number as text
         ("/side_by_side", ("shakespeare", "baseline", "x", *s), None),  # one name for a list of names
         ("/side_by_side", ("shakespeare", 42, "x", *s), "variants must be a list"),
