@@ -12,6 +12,10 @@ What is notable:
   loss curve, and a README.md model card generated from them (architecture next to GPT-2 small, the ablation
   switches, data and recipe, the measured validation loss, a usage snippet, limitations). The resume state
   (trainer_state.json, optimizer.safetensors) stays behind: it is for `train.py --resume`, not for Hub users.
+- The card is a Markdown template, `MODEL_CARD` (the Space's is `SPACE_CARD`): read it to see the card's shape. Small
+  functions fill its placeholders from the folder's files (config.json, metrics.jsonl, trainer_state.json with the
+  settings and the `command` train.py recorded, the tokenizer), the shipped corpora and data/PROVENANCE.md, and the
+  switch registry (`configuration_gpt2mini.SWITCHES`); nothing in it is written for one particular model.
 - The Space holds app.py and exactly the project modules it imports (found by reading the imports), the models/
   tree, the corpus files the Knockout tab reads, a requirements.txt pinned to the versions installed here (CPU
   torch), and a README.md with the Space front matter (`sdk: gradio`, `sdk_version` = the installed Gradio).
@@ -24,16 +28,19 @@ What is notable:
 import argparse
 import ast
 import importlib.metadata
+import inspect
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from checkpoint import CURVE_FILE, METRICS_FILE, OPTIMIZER_FILE, STATE_FILE, UsageError, load_model_folder, read_metrics
-from configuration_gpt2mini import SWITCHES, gpt2_value, switch_fields
+from configuration_gpt2mini import BASELINE, SWITCHES, GPT2MiniConfig, gpt2_value, switch_fields, variant_label
 from corpus import CORPORA, CorpusSpec, load_corpus, train_val_split
 from tokenizer import n_chars as corpus_characters
 
@@ -62,6 +69,23 @@ GPT2_SMALL = {
     "vocab": "50,257 byte-level BPE tokens",
     "parameters": "124M",
     "data": "WebText, about 40 GB of web pages",
+}
+# the architecture table's rows for the switchable parts: (row, config field, how GPT-2's value reads)
+ARCHITECTURE_SWITCHES = (
+    ("LayerNorm", "ln_style", "pre-LN + final LayerNorm"),
+    ("residual connections", "use_residual", "yes"),
+    ("causal self-attention", "use_attention", "yes"),
+    ("MLP (GELU, tanh approximation)", "use_mlp", "yes"),
+    ("learned position embeddings", "use_position_embeddings", "yes"),
+    ("output layer tied to the input embedding", "tie_word_embeddings", "yes"),
+)
+LANGUAGE_NAMES = {"en": "English", "ja": "Japanese"}
+# the split of a folder that does not record its own (no trainer_state.json): corpus.py's default (train.py's too)
+DEFAULT_VAL_FRACTION = inspect.signature(train_val_split).parameters["val_fraction"].default
+# what the copy a shipped corpus was taken from adds to the works' rights, by CorpusSpec.aozora (data/PROVENANCE.md)
+COPY_RIGHTS = {
+    True: "Aozora Bunko's transcriptions add no rights",
+    False: "the excerpt compiled by karpathy/char-rnn is MIT-licensed",
 }
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")  # the Hub's fixed list
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -130,16 +154,78 @@ def training_corpus(tokenizer, settings: dict) -> tuple[str | None, CorpusSpec |
     return None, None, None
 
 
+@dataclass(frozen=True)
+class TrainingText:
+    """The training text as far as the folder tells: its name, the shipped corpus it is, and the split train.py made."""
+
+    name: str | None  # the shipped corpus's name, or the text file's; None when the folder does not say
+    spec: CorpusSpec | None  # the shipped corpus, or None
+    text: str  # the whole text ("" when it is not at hand)
+    train: str  # its first part, trained on
+    val: str  # its last `val_fraction`, the validation split
+    val_fraction: float
+
+
+def training_text(tokenizer, settings: dict) -> TrainingText:
+    """The training text of a run with these settings ({} when the folder does not record them)."""
+    name, spec, text = training_corpus(tokenizer, settings)
+    val_fraction = settings.get("val_fraction", DEFAULT_VAL_FRACTION)
+    train, val = train_val_split(text, val_fraction) if text else ("", "")
+    return TrainingText(name, spec, text or "", train, val, val_fraction)
+
+
+def provenance_table() -> dict[str, list[str]]:
+    """{file: its eight cells} from data/PROVENANCE.md's table of the shipped files ({} without that file)."""
+    path = ROOT / "data" / "PROVENANCE.md"
+    table = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and re.fullmatch(r"[0-9a-f]{64}", cells[7]):  # a file's row, not the header
+            table[cells[0]] = cells
+    return table
+
+
 def provenance_rows(spec: CorpusSpec) -> list[list[str]]:
     """[file, work, author, source, sha256] for each file of a shipped corpus, from data/PROVENANCE.md."""
-    rows = {}
-    path = ROOT / "data" / "PROVENANCE.md"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 8 and cells[0] in spec.files:
-                rows[cells[0]] = [cells[0], cells[1], cells[2], cells[3], cells[7]]
-    return [rows.get(f, [f, "", "", "", ""]) for f in spec.files]
+    table = provenance_table()
+    return [[f, *table[f][1:4], table[f][7]] if f in table else [f, "", "", "", ""] for f in spec.files]
+
+
+def _year_in_brackets(cell: str) -> tuple[str, int, int] | None:
+    """A provenance cell's year or span in brackets at its end, as (text, first, last): "吾輩は猫である (1905–06)"
+    gives ("1905–06", 1905, 1906), "銀河鉄道の夜 (posthumous, 1934)" gives ("1934", 1934, 1934); None without one."""
+    m = re.search(r"\((?:[^()]*\s)?((\d{4})(?:–(\d{2}|\d{4}))?)\)$", cell)
+    if not m:
+        return None
+    first, end = int(m[2]), m[3]
+    last = first if not end else int(end) if len(end) == 4 else first // 100 * 100 + int(end)
+    return m[1], first, last
+
+
+def _before_brackets(cell: str) -> str:
+    return cell.split(" (")[0]
+
+
+def public_domain_reason(spec: CorpusSpec) -> str:
+    """Why a shipped corpus is in the public domain, from data/PROVENANCE.md: when its works were first published,
+    when their authors died (the table gives each author's year once), and what the copy taken adds."""
+    table = provenance_table()
+    rows = [table[f] for f in spec.files if f in table]
+    died = {_before_brackets(c[2]): year[2] for c in table.values() if (year := _year_in_brackets(c[2]))}
+    authors = {_before_brackets(c[2]) for c in rows}
+    published = [_year_in_brackets(c[1]) for c in rows]
+    when = who = ""
+    if len(rows) == 1 and published[0]:
+        when = f"the work was first published in {published[0][0]}"
+    elif rows and all(published):
+        first, last = min(p[1] for p in published), max(p[2] for p in published)
+        when = f"the works were first published between {first} and {last}"
+    if authors and authors <= died.keys():
+        last_death = max(died[a] for a in authors)
+        who = f"an author who died in {last_death}" if len(authors) == 1 else f"authors who died by {last_death}"
+    reason = f"{when} by {who}" if when and who else when or (f"the work of {who}" if who else "")
+    note = COPY_RIGHTS[spec.aozora]
+    return f"{reason} ({note})" if reason else note
 
 
 def requirement(name: str) -> str:
@@ -154,38 +240,298 @@ def requirement(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The model card
+# The model card: the template (a line ending in a backslash continues on the next: one Markdown line in the card)
+
+MODEL_CARD = """\
+# GPT-2 mini: {name}
+
+A character-level GPT-2 with {parameters} parameters ({layers}, {heads}, {n_embd}-dimensional embeddings, a \
+{context}-character context), trained from scratch on {trained_on}. It is GPT-2's architecture at toy scale, with \
+GPT-2's parameter names and numerics, loadable with `from_pretrained`.
+
+{broken_variant}
+
+## Use it
+
+```python
+{usage}```
+
+`trust_remote_code=True` runs `modeling_gpt2mini.py` and `configuration_gpt2mini.py` from this repository (they \
+import only torch and transformers; read them first if you like). It needs `{transformers}` and `{torch}`. The \
+prompt plus `max_new_tokens` must fit the {context}-character context: `generate()` refuses to go past it with a \
+clear error.
+
+## Architecture next to GPT-2 small
+
+| | this model | GPT-2 small |
+|---|---|---|
+{architecture_rows}
+
+## Ablation switches
+
+Every part that matters can be switched off in `config.json` (each switch is read where `modeling_gpt2mini.py` \
+builds that part). {switches_changed}
+
+| switch | this model | GPT-2 | the other values mean |
+|---|---|---|---|
+{switch_rows}
+
+## Training data
+
+{training_data}
+
+## Training recipe
+
+{recipe}
+
+## Evaluation
+
+{evaluation}
+
+## Limitations
+
+- It is tiny: {parameters} parameters, trained on {trained_amount}. It learns spelling, word shapes and the layout of \
+its text (names, line breaks, punctuation), not meaning or facts; what it writes is pastiche.
+- It reads and writes characters and knows only the {characters} characters of its training text{language}. Any \
+other character goes in as its UTF-8 bytes, which it never saw in training, so the text after it degrades.
+- Its context is {context} characters: `generate()` stops there with an error. The model file also has a streaming \
+decoder (`stream_text`) that slides its window past the context.
+- It imitates {imitates}; it has no safety tuning, no instruction following and no chat format.
+{broken_limitation}
+
+## Files
+
+README.md (this card), {files}.
+
+Made with the GPT-2 mini project's `publish.py`.
+"""
+
+# the card's snippet, a template that is also Python: tests/test_publish.py runs the card's copy as written
+USAGE_SNIPPET = """\
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+repo_id = "{repo_id}"
+model = AutoModelForCausalLM.from_pretrained(repo_id, trust_remote_code=True)  # the code is in this repo
+tok = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+
+generator = pipeline("text-generation", model=model, tokenizer=tok)
+out = generator({prompt}, max_new_tokens={max_new_tokens}, do_sample=True, temperature=0.8, top_k=40)
+print(out[0]["generated_text"])
+"""
+
+BROKEN_VARIANT = """\
+**This is a deliberately broken variant** ({switches}): it differs from GPT-2 in {that_switch} and was trained to \
+show what {that_part} of the architecture {does}. Expect worse text than the baseline."""
+
+# the "Training data" section: a shipped corpus, another text file, or nothing recorded
+SHIPPED_CORPUS = """\
+The GPT-2 mini project's `{name}` corpus, {description}: {characters} characters, {distinct} distinct, language \
+`{language}`.{cleaning}
+
+Training used the first {train_share} ({train_characters} characters); the last {val_share} ({val_characters} \
+characters) is the validation split, never trained on.
+
+| file | work | author (died) | source | sha256 |
+|---|---|---|---|---|
+{provenance_rows}
+
+All of it is in the public domain: {public_domain}. Sources, hashes and the reasoning are in the project's \
+`data/PROVENANCE.md`."""
+AOZORA_CLEANING = """ Aozora Bunko's markup (header, ruby, editor's notes, footer) is removed and its gaiji notes \
+are resolved to the characters they describe."""
+OTHER_TEXT_FILE = """\
+A text file, `{name}`, that is not one of the project's corpora: its provenance and license are not recorded here. \
+The vocabulary has {characters} distinct characters."""
+UNRECORDED_TEXT = """\
+Not recorded in the model folder, and not one of the project's corpora. The vocabulary has {characters} distinct \
+characters."""
+
+
+def fill(template: str, **values) -> str:
+    """The template with its placeholders filled; an optional part left empty leaves no run of blank lines."""
+    return re.sub(r"\n{3,}", "\n\n", template.format(**values))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The model card: the values, computed from the model folder and the switch registry
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the model card reports, gathered once from the model folder."""
+
+    folder: Path
+    repo_id: str
+    config: GPT2MiniConfig
+    parameters: int
+    characters: int  # the distinct characters the tokenizer knows (its first ids)
+    state: dict  # trainer_state.json ({} when the folder has none)
+    metrics: list[dict]  # metrics.jsonl
+    data: TrainingText
+    prompt: str  # the usage snippet's prompt: the corpus's sample prompt
+    max_new_tokens: int  # what fits in the context after the prompt (at most 200)
+
+    @property
+    def settings(self) -> dict:
+        return self.state.get("settings", {})
+
+    @property
+    def evals(self) -> list[dict]:
+        return [m for m in self.metrics if "val_loss" in m]
+
+
+def model_facts(folder: str | Path, repo_id: str, model, tokenizer) -> ModelFacts:
+    """Read what the card needs from the folder (and the model and tokenizer loaded from it), once."""
+    folder = Path(folder)
+    state = run_state(folder)
+    data = training_text(tokenizer, state.get("settings", {}))
+    prompt = data.spec.sample_prompt if data.spec else "\n"
+    room = model.config.n_positions - len(tokenizer.encode(prompt, add_special_tokens=False))
+    return ModelFacts(
+        folder=folder,
+        repo_id=repo_id,
+        config=model.config,
+        parameters=model.num_parameters(),
+        characters=corpus_characters(tokenizer),
+        state=state,
+        metrics=read_metrics(folder),
+        data=data,
+        prompt=prompt,
+        max_new_tokens=max(1, min(200, room)),
+    )
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def _yes(value) -> str:
-    return "yes" if value else "**no**"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """The count and the noun, plural unless the count is 1: "1 layer", "1,500 optimizer steps"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
-def recipe_lines(settings: dict, state: dict, metrics: list[dict], n_positions: int) -> list[str]:
-    """How the model was trained, from trainer_state.json's settings, or else from what the training log shows."""
+def _table(rows) -> str:
+    """Markdown table rows, one line each."""
+    return "\n".join("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
+
+
+def _assignments(fields: dict) -> str:
+    """`use_residual=false`, ... : switch fields as they read in config.json."""
+    return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in fields.items())
+
+
+def switch_cell(cfg, field: str, as_gpt2: str) -> str:
+    """How the architecture table shows a switch field: as GPT-2's value reads, or in bold what is different."""
+    value = getattr(cfg, field)
+    if value == gpt2_value(field):
+        return as_gpt2
+    if isinstance(value, bool):
+        return "**yes**" if value else "**no**"
+    return f"**{next(s.label for s in SWITCHES if s.field == field and s.value == value)}**"
+
+
+def architecture_rows(f: ModelFacts) -> str:
+    """The rows of "Architecture next to GPT-2 small": sizes, vocabulary, data, then the switchable parts."""
+    cfg, train = f.config, f.data.train
+    rows = [
+        ("layers", cfg.n_layer, GPT2_SMALL["n_layer"]),
+        ("attention heads", cfg.n_head, GPT2_SMALL["n_head"]),
+        ("embedding dimension", cfg.n_embd, GPT2_SMALL["n_embd"]),
+        ("MLP hidden width", f"{cfg.inner_dim:,}", f"{GPT2_SMALL['inner']:,}"),
+        ("context", f"{cfg.n_positions:,} characters", GPT2_SMALL["context"]),
+        (
+            "vocabulary",
+            f"{cfg.vocab_size:,}: {f.characters:,} characters + 2 special tokens + 256 byte-fallback tokens",
+            GPT2_SMALL["vocab"],
+        ),
+        ("parameters", f"{f.parameters:,}", GPT2_SMALL["parameters"]),
+        (
+            "training data",
+            f"{len(train):,} characters ({len(train.encode()) / 1e6:.1f} MB of UTF-8)" if train else "see below",
+            GPT2_SMALL["data"],
+        ),
+    ]
+    rows += [(row, switch_cell(cfg, field, as_gpt2), as_gpt2) for row, field, as_gpt2 in ARCHITECTURE_SWITCHES]
+    return _table(rows)
+
+
+def switch_rows(cfg) -> str:
+    """The rows of "Ablation switches": every field of the registry, this model's value (bold where it differs),
+    GPT-2's, and what each other value means."""
+    rows = []
+    for field in switch_fields():
+        value, gpt2 = getattr(cfg, field), gpt2_value(field)
+        shown = f"`{json.dumps(value)}`" if value == gpt2 else f"**`{json.dumps(value)}`**"
+        meanings = "; ".join(f"`{json.dumps(s.value)}`: {s.meaning}" for s in SWITCHES if s.field == field)
+        rows.append((f"`{field}`", shown, f"`{json.dumps(gpt2)}`", meanings))
+    return _table(rows)
+
+
+def switches_changed(cfg) -> str:
+    if not cfg.ablations:
+        return "This model has them all as GPT-2 has them."
+    return f"This model has {_count(len(cfg.ablations), 'switch', 'switches')} set away from GPT-2."
+
+
+def broken_variant(cfg) -> str:
+    """The warning under the title of a variant trained with switches away from GPT-2 ("" for GPT-2 itself)."""
+    if not cfg.ablations:
+        return ""
+    one = len(cfg.ablations) == 1
+    return BROKEN_VARIANT.format(
+        switches=_assignments(cfg.ablations),
+        that_switch="that switch" if one else "those switches",
+        that_part="that part" if one else "those parts",
+        does="does" if one else "do",
+    )
+
+
+def training_data(f: ModelFacts) -> str:
+    """The "Training data" section: the shipped corpus with its split and provenance, or what is known of the text."""
+    data, spec = f.data, f.data.spec
+    if spec is None:
+        template = OTHER_TEXT_FILE if data.name else UNRECORDED_TEXT
+        return template.format(name=data.name, characters=f"{f.characters:,}")
+    return SHIPPED_CORPUS.format(
+        name=data.name,
+        description=spec.description,
+        characters=f"{len(data.text):,}",
+        distinct=f"{len(set(data.text)):,}",
+        language=spec.language,
+        cleaning=AOZORA_CLEANING if spec.aozora else "",
+        train_share=f"{1 - data.val_fraction:.0%}",
+        train_characters=f"{len(data.train):,}",
+        val_share=f"{data.val_fraction:.0%}",
+        val_characters=f"{len(data.val):,}",
+        provenance_rows=_table(r[:4] + [f"`{r[4][:16]}…`" if r[4] else ""] for r in provenance_rows(spec)),
+        public_domain=public_domain_reason(spec),
+    )
+
+
+def recipe_from_log(metrics: list[dict]) -> list[str]:
+    """What the training log shows of the recipe (for a folder without trainer_state.json)."""
     logged = [m for m in metrics if "lr" in m]
-    if not settings:
-        if not logged:
-            return ["This folder records neither its training settings nor a training log."]
-        lrs = [m["lr"] for m in logged]
-        return [
-            "The folder keeps the training log (`metrics.jsonl`) but not the full settings (no `trainer_state.json`). "
-            "From the log:",
-            "",
-            f"- {logged[-1]['step']:,} optimizer steps; the learning rate logged every {logged[0]['step']} steps rose "
-            f"to {max(lrs):.3g} and ended at {lrs[-1]:.3g} (warmup, then decay)",
-            f"- {logged[-1].get('elapsed_s', 0):,.0f} s of training, about {logged[-1].get('tokens_per_s', 0):,} "
-            "tokens/s at the end",
-        ]
-    s = settings
+    if not logged:
+        return ["This folder records neither its training settings nor a training log."]
+    lrs = [m["lr"] for m in logged]
+    return [
+        f"The folder keeps the training log (`{METRICS_FILE}`) but not the full settings (no `{STATE_FILE}`). "
+        "From the log:",
+        "",
+        f"- {_count(logged[-1]['step'], 'optimizer step')}; the learning rate logged every {logged[0]['step']} steps "
+        f"rose to {max(lrs):.3g} and ended at {lrs[-1]:.3g} (warmup, then decay)",
+        f"- {logged[-1].get('elapsed_s', 0):,.0f} s of training, about {logged[-1].get('tokens_per_s', 0):,} "
+        "tokens/s at the end",
+    ]
+
+
+def recipe_from_settings(s: dict, state: dict, n_positions: int) -> list[str]:
+    """The recipe as trainer_state.json records it: optimizer, batches, short-context warmup, regularisation,
+    hardware, and the command that repeats the run."""
     planned, done = s.get("steps"), state.get("step", s.get("steps"))
     per_step = state.get("tokens_per_step")
     lines = [
-        f"- {done:,} optimizer steps"
+        f"- {_count(done, 'optimizer step')}"
         + (f" of the {planned:,} planned (the run was stopped early)" if done != planned else "")
         + f": AdamW (beta2 {s['beta2']:g}, weight decay {s['weight_decay']:g} on matrices only), peak learning rate "
         f"{s['lr']:g} after {s['warmup']} warmup steps, cosine decay to {s['min_lr']:g}, gradient clipping at "
@@ -203,237 +549,113 @@ def recipe_lines(settings: dict, state: dict, metrics: list[dict], n_positions: 
         )
     lines.append(f"- dropout {s['dropout']:g}, seed {s['seed']}")
     if state.get("elapsed_s"):
-        where = state.get("device", "?")
         world = state.get("world_size", 1)
         lines.append(
-            f"- {state['elapsed_s']:,.0f} s of training on {where}"
+            f"- {state['elapsed_s']:,.0f} s of training on {state.get('device', '?')}"
             + (f" ({world} processes)" if world > 1 else "")
             + (f", torch {state['torch']}" if state.get("torch") else "")
         )
-    if state.get("command"):
+    if state.get("command"):  # written by train.py: the flags that differ from its defaults
         lines += ["", f"To train it again with this project: `{state['command']}`"]
     return lines
 
 
-def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
-    """README.md for the model repository: Hub metadata and a body generated from the folder's own files."""
-    from huggingface_hub import ModelCard, ModelCardData
+def recipe(f: ModelFacts) -> str:
+    """The "Training recipe" section, from trainer_state.json's settings, or else from the training log."""
+    if f.settings:
+        return "\n".join(recipe_from_settings(f.settings, f.state, f.config.n_positions))
+    return "\n".join(recipe_from_log(f.metrics))
 
-    folder = Path(folder)
-    cfg = model.config
-    state = run_state(folder)
-    settings = state.get("settings", {})
-    metrics = read_metrics(folder)
-    evals = [m for m in metrics if "val_loss" in m]
-    corpus, spec, text = training_corpus(tokenizer, settings)
-    val_fraction = settings.get("val_fraction", 0.1)  # train.py's default
-    train_text, val_text = train_val_split(text, val_fraction) if text else ("", "")
-    params = model.num_parameters()
-    n_chars = corpus_characters(tokenizer)
-    ablations = cfg.ablations
-    prompt = spec.sample_prompt if spec else "\n"
-    max_new = max(1, min(200, cfg.n_positions - len(tokenizer.encode(prompt, add_special_tokens=False))))
 
-    tags = ["gpt2mini", "gpt2", "character-level", "text-generation", "custom_code", "from-scratch"]
-    if ablations:
-        tags.append("ablation")
-    data = ModelCardData(
-        license=LICENSE,
-        language=[spec.language] if spec else None,
-        library_name="transformers",
-        pipeline_tag="text-generation",
-        tags=tags,
-    )
-
-    where = f"{spec.description}" if spec else (f"the text file `{corpus}`" if corpus else "an unrecorded text")
-    out = [f"# GPT-2 mini: {repo_id.split('/')[1]}", ""]
-    out.append(
-        f"A character-level GPT-2 with {params:,} parameters ({cfg.n_layer} layers, {cfg.n_head} heads, "
-        f"{cfg.n_embd}-dimensional embeddings, a {cfg.n_positions}-character context), trained from scratch on "
-        f"{where}. It is GPT-2's architecture at toy scale, with GPT-2's parameter names and numerics, loadable with "
-        "`from_pretrained`."
-    )
-    if ablations:
-        broken = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in ablations.items())
-        out += [
-            "",
-            f"**This is a deliberately broken variant** ({broken}): it differs from GPT-2 in that switch and was "
-            "trained to show what that part of the architecture does. Expect worse text than the baseline.",
-        ]
-
-    out += [
-        "",
-        "## Use it",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline",
-        "",
-        f'repo_id = "{repo_id}"',
-        "model = AutoModelForCausalLM.from_pretrained(repo_id, trust_remote_code=True)  # the code is in this repo",
-        "tok = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)",
-        "",
-        'generator = pipeline("text-generation", model=model, tokenizer=tok)',
-        f"out = generator({json.dumps(prompt, ensure_ascii=False)}, max_new_tokens={max_new}, do_sample=True, "
-        "temperature=0.8, top_k=40)",
-        'print(out[0]["generated_text"])',
-        "```",
-        "",
-        "`trust_remote_code=True` runs `modeling_gpt2mini.py` and `configuration_gpt2mini.py` from this repository "
-        "(they import only torch and transformers; read them first if you like). It needs "
-        f"`{requirement('transformers')}` and `{requirement('torch')}`. The prompt plus `max_new_tokens` must fit "
-        f"the {cfg.n_positions}-character context: `generate()` refuses to go past it with a clear error.",
-    ]
-
-    rows = [
-        ("layers", cfg.n_layer, GPT2_SMALL["n_layer"]),
-        ("attention heads", cfg.n_head, GPT2_SMALL["n_head"]),
-        ("embedding dimension", cfg.n_embd, GPT2_SMALL["n_embd"]),
-        ("MLP hidden width", f"{cfg.inner_dim:,}", f"{GPT2_SMALL['inner']:,}"),
-        ("context", f"{cfg.n_positions:,} characters", GPT2_SMALL["context"]),
-        (
-            "vocabulary",
-            f"{cfg.vocab_size:,}: {n_chars:,} characters + 2 special tokens + 256 byte-fallback tokens",
-            GPT2_SMALL["vocab"],
-        ),
-        ("parameters", f"{params:,}", GPT2_SMALL["parameters"]),
-        (
-            "training data",
-            f"{len(train_text):,} characters ({len(train_text.encode()) / 1e6:.1f} MB of UTF-8)"
-            if text
-            else "see below",
-            GPT2_SMALL["data"],
-        ),
-        (
-            "LayerNorm",
-            {"pre": "pre-LN + final LayerNorm", "post": "**post-LN**", "none": "**none**"}[cfg.ln_style],
-            "pre-LN + final LayerNorm",
-        ),
-        ("residual connections", _yes(cfg.use_residual), "yes"),
-        ("causal self-attention", _yes(cfg.use_attention), "yes"),
-        ("MLP (GELU, tanh approximation)", _yes(cfg.use_mlp), "yes"),
-        ("learned position embeddings", _yes(cfg.use_position_embeddings), "yes"),
-        ("output layer tied to the input embedding", _yes(cfg.tie_word_embeddings), "yes"),
-    ]
-    out += ["", "## Architecture next to GPT-2 small", "", "| | this model | GPT-2 small |", "|---|---|---|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-
-    out += [
-        "",
-        "## Ablation switches",
-        "",
-        "Every part that matters can be switched off in `config.json` (one branch each in `Block.forward`). "
-        + (
-            f"This model has {len(ablations)} switched away from GPT-2."
-            if ablations
-            else "This model has them all as GPT-2 has them."
-        ),
-        "",
-        "| switch | this model | GPT-2 | the other values mean |",
-        "|---|---|---|---|",
-    ]
-    for name in switch_fields():
-        value, gpt2 = getattr(cfg, name), gpt2_value(name)
-        shown = f"`{json.dumps(value)}`" if value == gpt2 else f"**`{json.dumps(value)}`**"
-        meaning = "; ".join(f"`{json.dumps(s.value)}`: {s.meaning}" for s in SWITCHES if s.field == name)
-        out.append(f"| `{name}` | {shown} | `{json.dumps(gpt2)}` | {meaning} |")
-
-    out += ["", "## Training data", ""]
-    if spec:
-        out.append(
-            f"The GPT-2 mini project's `{corpus}` corpus, {spec.description}: {len(text):,} characters, "
-            f"{len(set(text)):,} distinct, language `{spec.language}`."
-            + (
-                " Aozora Bunko's markup (header, ruby, editor's notes, footer) is removed and its gaiji notes are "
-                "resolved to the characters they describe."
-                if spec.aozora
-                else ""
-            )
-        )
-        out += [
-            "",
-            f"Training used the first {1 - val_fraction:.0%} ({len(train_text):,} characters); the last "
-            f"{val_fraction:.0%} ({len(val_text):,} characters) is the validation split, never trained on.",
-            "",
-            "| file | work | author (died) | source | sha256 |",
-            "|---|---|---|---|---|",
-        ]
-        out += ["| " + " | ".join(r[:4] + [f"`{r[4][:16]}…`" if r[4] else ""]) + " |" for r in provenance_rows(spec)]
-        out += [
-            "",
-            "All of it is in the public domain: "
-            + (
-                "the works were first published between 1905 and 1934 by authors who died by 1933 (Aozora Bunko's "
-                "transcriptions add no rights)."
-                if spec.aozora
-                else "Shakespeare's plays, in the excerpt compiled by karpathy/char-rnn (MIT-licensed)."
-            )
-            + " Sources, hashes and the reasoning are in the project's `data/PROVENANCE.md`.",
-        ]
-    elif corpus:
-        out.append(
-            f"A text file, `{corpus}`, that is not one of the project's corpora: its provenance and license are not "
-            f"recorded here. The vocabulary has {n_chars:,} distinct characters."
-        )
-    else:
-        out.append(
-            f"Not recorded in the model folder, and not one of the project's corpora. The vocabulary has {n_chars:,} "
-            "distinct characters."
-        )
-
-    out += ["", "## Training recipe", ""] + recipe_lines(settings, state, metrics, cfg.n_positions)
-
-    out += ["", "## Evaluation", ""]
+def evaluation(f: ModelFacts) -> str:
+    """The "Evaluation" section: the last validation loss and how it was measured, the untrained loss, the curve."""
+    cfg, evals = f.config, f.evals
+    lines = []
     if evals:
         last, first = evals[-1], evals[0]
         measure = (
-            f"the mean over {settings['eval_iters']} fixed batches of {settings['batch_size']} random "
-            f"{cfg.n_positions}-character windows"
-            if settings
+            f"the mean over {_count(f.settings['eval_iters'], 'fixed batch', 'fixed batches')} of "
+            f"{f.settings['batch_size']} random {cfg.n_positions}-character windows"
+            if f.settings
             else "the mean over the fixed batches of random full-context windows that train.py evaluates on"
         )
-        out.append(
+        lines.append(
             f"Validation loss **{_fmt(last['val_loss'])}** nats per character (cross-entropy with the natural log; "
             f"perplexity {math.exp(last['val_loss']):.2f} per character) at step {last['step']:,}: {measure} "
             f"from the validation split. On the same kind of batches from the training split: "
             f"{_fmt(last['train_loss'])}."
         )
         if first["step"] == 0:
-            out.append(
+            lines.append(
                 f"At step 0, untrained, the validation loss was {_fmt(first['val_loss'])} (ln {cfg.vocab_size} = "
                 f"{math.log(cfg.vocab_size):.3f}: a uniform guess over the vocabulary)."
             )
-        out.append(f"(From `{METRICS_FILE}`, the training log in this repository.)")
+        lines.append(f"(From `{METRICS_FILE}`, the training log in this repository.)")
     else:
-        out.append("This folder records no evaluation (no `metrics.jsonl`).")
-    if (folder / CURVE_FILE).exists():
-        out += ["", f"![training and validation loss against steps]({CURVE_FILE})"]
+        lines.append(f"This folder records no evaluation (no `{METRICS_FILE}`).")
+    if (f.folder / CURVE_FILE).exists():
+        lines += ["", f"![training and validation loss against steps]({CURVE_FILE})"]
+    return "\n".join(lines)
 
-    language = {"en": "English", "ja": "Japanese"}.get(spec.language, spec.language) if spec else None
-    out += [
-        "",
-        "## Limitations",
-        "",
-        f"- It is tiny: {params:,} parameters, trained on "
-        + (f"{len(train_text):,} characters" if text else "one text")
-        + ". It learns spelling, word shapes and the layout of its text (names, line breaks, punctuation), not "
-        "meaning or facts; what it writes is pastiche.",
-        f"- It reads and writes characters and knows only the {n_chars:,} characters of its training text"
-        + (f" ({language})" if language else "")
-        + ". Any other character goes in as its UTF-8 bytes, which it never saw in training, so the text after it "
-        "degrades.",
-        f"- Its context is {cfg.n_positions} characters: `generate()` stops there with an error. The model file also "
-        "has a streaming decoder (`stream_text`) that slides its window past the context.",
-        "- It imitates "
-        + ("old public-domain texts, with their period's views and language" if spec else "its training text")
-        + "; it has no safety tuning, no instruction following and no chat format.",
-    ]
-    if ablations:
-        out.append("- It is broken on purpose (see above): use the baseline for anything but comparisons.")
 
-    files = [name for name in MODEL_FILES if name == "generation_config.json" or (folder / name).exists()]
-    out += ["", "## Files", "", "README.md (this card), " + ", ".join(f"`{f}`" for f in files) + "."]
-    out += ["", "Made with the GPT-2 mini project's `publish.py`.", ""]
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(out))).rstrip("\n") + "\n"
+def card_metadata(f: ModelFacts) -> str:
+    """The card's YAML front matter: license, language, library, pipeline and tags."""
+    from huggingface_hub import ModelCardData
+
+    tags = ["gpt2mini", "gpt2", "character-level", "text-generation", "custom_code", "from-scratch"]
+    spec = f.data.spec
+    return ModelCardData(
+        license=LICENSE,
+        language=[spec.language] if spec else None,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=tags + (["ablation"] if f.config.ablations else []),
+    ).to_yaml()
+
+
+def model_card_values(f: ModelFacts) -> dict[str, str]:
+    """Every placeholder of MODEL_CARD, filled from the facts."""
+    cfg, data, spec = f.config, f.data, f.data.spec
+    files = [name for name in MODEL_FILES if name == "generation_config.json" or (f.folder / name).exists()]
+    usage = USAGE_SNIPPET.format(
+        repo_id=f.repo_id, prompt=json.dumps(f.prompt, ensure_ascii=False), max_new_tokens=f.max_new_tokens
+    )
+    return dict(
+        name=f.repo_id.split("/")[1],
+        parameters=f"{f.parameters:,}",
+        layers=_count(cfg.n_layer, "layer"),
+        heads=_count(cfg.n_head, "head"),
+        n_embd=cfg.n_embd,
+        context=cfg.n_positions,
+        trained_on=spec.description if spec else f"the text file `{data.name}`" if data.name else "an unrecorded text",
+        broken_variant=broken_variant(cfg),
+        usage=usage,
+        transformers=requirement("transformers"),
+        torch=requirement("torch"),
+        architecture_rows=architecture_rows(f),
+        switches_changed=switches_changed(cfg),
+        switch_rows=switch_rows(cfg),
+        training_data=training_data(f),
+        recipe=recipe(f),
+        evaluation=evaluation(f),
+        trained_amount=f"{len(data.train):,} characters" if data.train else "one text",
+        characters=f"{f.characters:,}",
+        language=f" ({LANGUAGE_NAMES.get(spec.language, spec.language)})" if spec else "",
+        imitates="old public-domain texts, with their period's views and language" if spec else "its training text",
+        broken_limitation="- It is broken on purpose (see above): use the baseline for anything but comparisons."
+        if cfg.ablations
+        else "",
+        files=", ".join(f"`{name}`" for name in files),
+    )
+
+
+def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
+    """README.md for the model repository: Hub metadata, and MODEL_CARD filled from the folder's own files."""
+    from huggingface_hub import ModelCard
+
+    facts = model_facts(folder, repo_id, model, tokenizer)
+    body = fill(MODEL_CARD, **model_card_values(facts))
+    return str(ModelCard(f"---\n{card_metadata(facts)}\n---\n\n{body}")).rstrip("\n") + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -548,13 +770,31 @@ def space_requirements() -> str:
     return "\n".join(lines) + "\n"
 
 
-def space_card(folders: list[Path], parameters: dict[Path, int]) -> str:
-    """README.md for the Space: the front matter the Hub reads, and what the Space holds."""
-    from huggingface_hub import SpaceCard, SpaceCardData
+SPACE_CARD = """\
+# GPT-2 mini lab
 
-    gradio_version = importlib.metadata.version("gradio")  # the SDK the Space runs: the one tested here
+A character-level GPT-2 small enough to read in one sitting{variants}. Same prompt, same seed: watch where the \
+variants part. Tabs: side by side, generate, next character, attention maps, knockout (switch off heads or layers of \
+the trained baseline), training curves.
 
-    data = SpaceCardData(
+| corpus | variant | switches changed | parameters | validation loss (last evaluation) |
+|---|---|---|---|---|
+{model_rows}
+
+Validation loss: nats per character on fixed batches of the held-out last {val_share} of each corpus, from each \
+model's training log (`{metrics_file}`). The models run on the CPU, one torch thread per process.
+
+The training texts are in the public domain: {texts}. `data/PROVENANCE.md` has the sources and hashes. Made \
+with the GPT-2 mini project's `publish.py --space`; run it locally with \
+`pip install -r requirements.txt gradio=={gradio_version}` and `python app.py`.
+"""
+
+
+def space_metadata(gradio_version: str) -> str:
+    """The Space's YAML front matter: what the Hub reads to build and run it."""
+    from huggingface_hub import SpaceCardData
+
+    return SpaceCardData(
         title="GPT-2 mini lab",
         emoji="🔬",
         colorFrom="indigo",
@@ -567,41 +807,47 @@ def space_card(folders: list[Path], parameters: dict[Path, int]) -> str:
         short_description="A character-level GPT-2 and its broken twins",
         tags=["gpt2", "character-level", "ablation", "interpretability", "education"],
         pinned=False,
+    ).to_yaml()
+
+
+def shipped_variants(folders: list[Path]) -> str:
+    """ ", next to copies trained with one part switched off or changed (residual off, ...)": the registry's labels
+    of the variants shipped, in registry order ("" when only baselines are shipped)."""
+    names = {f.name for f in folders} - {BASELINE}
+    order = [s.variant for s in SWITCHES]
+    names = sorted(names, key=lambda v: (order.index(v) if v in order else len(order), v))
+    if not names:
+        return ""
+    return f", next to copies trained with one part switched off or changed ({', '.join(map(variant_label, names))})"
+
+
+def space_model_row(folder: Path, parameters: int) -> tuple:
+    """A model's row of the Space's table: corpus, variant, switches changed, size, last validation loss."""
+    config = json.loads((folder / "config.json").read_text())
+    values = {k: config.get(k, gpt2_value(k)) for k in switch_fields()}
+    changed = {k: v for k, v in values.items() if v != gpt2_value(k)}
+    evals = [m for m in read_metrics(folder) if "val_loss" in m]
+    loss = f"{evals[-1]['val_loss']:.3f} at step {evals[-1]['step']:,}" if evals else "not recorded"
+    return folder.parent.name, folder.name, _assignments(changed) or "none (GPT-2)", f"{parameters:,}", loss
+
+
+def space_card(folders: list[Path], parameters: dict[Path, int]) -> str:
+    """README.md for the Space: the front matter the Hub reads, and SPACE_CARD filled with what the Space holds."""
+    from huggingface_hub import SpaceCard
+
+    gradio_version = importlib.metadata.version("gradio")  # the SDK the Space runs: the one tested here
+    specs = [CORPORA[c] for c in sorted({f.parent.name for f in folders}) if c in CORPORA]
+    fractions = sorted({run_state(f).get("settings", {}).get("val_fraction", DEFAULT_VAL_FRACTION) for f in folders})
+    body = fill(
+        SPACE_CARD,
+        variants=shipped_variants(folders),
+        model_rows=_table(space_model_row(f, parameters[f]) for f in folders),
+        val_share=" or ".join(f"{x:.0%}" for x in fractions),
+        metrics_file=METRICS_FILE,
+        texts="; ".join(s.description + (" from Aozora Bunko" if s.aozora else "") for s in specs),
+        gradio_version=gradio_version,
     )
-    body = [
-        "# GPT-2 mini lab",
-        "",
-        "A character-level GPT-2 small enough to read in one sitting, next to copies trained with one part switched "
-        "off (residual connections, attention, LayerNorm placement). Same prompt, same seed: watch where the "
-        "variants part. Tabs: side by side, generate, next character, attention maps, knockout (switch off heads "
-        "or layers of the trained baseline), training curves.",
-        "",
-        "| corpus | variant | switches changed | parameters | validation loss (last evaluation) |",
-        "|---|---|---|---|---|",
-    ]
-    for f in folders:
-        cfg = json.loads((f / "config.json").read_text())
-        changed = {k: cfg.get(k, gpt2_value(k)) for k in switch_fields() if cfg.get(k, gpt2_value(k)) != gpt2_value(k)}
-        evals = [m for m in read_metrics(f) if "val_loss" in m]
-        n = parameters[f]
-        body.append(
-            f"| {f.parent.name} | {f.name} | "
-            + (", ".join(f"`{k}={json.dumps(v)}`" for k, v in changed.items()) or "none (GPT-2)")
-            + f" | {n:,} | "
-            + (f"{evals[-1]['val_loss']:.3f} at step {evals[-1]['step']:,}" if evals else "not recorded")
-            + " |"
-        )
-    body += [
-        "",
-        "Validation loss: nats per character on fixed batches of the held-out last 10% of each corpus, from each "
-        "model's training log (`metrics.jsonl`). The models run on the CPU, one torch thread per process.",
-        "",
-        "The training texts (Tiny Shakespeare; 夏目漱石『吾輩は猫である』 from Aozora Bunko) are in the public domain; "
-        "`data/PROVENANCE.md` has the sources and hashes. Made with the GPT-2 mini project's `publish.py --space`; "
-        f"run it locally with `pip install -r requirements.txt gradio=={gradio_version}` and `python app.py`.",
-        "",
-    ]
-    return str(SpaceCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))).rstrip("\n") + "\n"
+    return str(SpaceCard(f"---\n{space_metadata(gradio_version)}\n---\n\n{body}")).rstrip("\n") + "\n"
 
 
 def write_space_repo(dest: Path, models_dir: Path, parameters: dict[Path, int]) -> None:

@@ -417,7 +417,7 @@ class Run:
     device: torch.device
     model: GPT2MiniForCausalLM
     tokenizer: object
-    batches: "Batches"
+    batches: Batches
     fixed: dict  # the evaluation batches of each split, the same at every evaluation and on every resume
     optimizer: torch.optim.Optimizer
     out_dir: Path

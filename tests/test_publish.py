@@ -26,8 +26,9 @@ from huggingface_hub import ModelCard, SpaceCard, constants
 import checkpoint as C
 import publish
 import train as T
-from configuration_gpt2mini import switch_fields
+from configuration_gpt2mini import GPT2MiniConfig, switch_fields, variant_label
 from conftest import ROOT
+from corpus import CORPORA
 
 # huggingface_hub's LFS upload hands httpx a file object: a deprecation notice in the HTTP client, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes")
@@ -134,6 +135,20 @@ def test_model_card_metadata_and_body_come_from_the_folder(source, run, repo, tm
         assert "not the full settings" in text and f"{last['step']:,} optimizer steps" in text
     assert "## Limitations" in text and "## Training data" in text and "public domain" in text
     assert f'repo_id = "{REPO}"' in card_snippet(card.content)
+    assert "{" not in text and "\n\n\n" not in text  # the template, filled
+
+
+def test_the_card_names_switched_parts_and_rights_from_the_registry_and_provenance():
+    cfg = GPT2MiniConfig(ln_style="none", use_residual=False)
+    assert publish.switch_cell(cfg, "ln_style", "pre-LN + final LayerNorm") == "**no LayerNorm**"  # its label
+    assert publish.switch_cell(cfg, "use_residual", "yes") == "**no**"
+    assert publish.switch_cell(cfg, "use_mlp", "yes") == "yes"
+    assert publish.broken_variant(cfg).startswith("**This is a deliberately broken variant** (`use_residual=false`, ")
+    assert publish.switches_changed(cfg) == "This model has 2 switches set away from GPT-2."
+    reasons = {name: publish.public_domain_reason(spec) for name, spec in CORPORA.items()}  # data/PROVENANCE.md
+    assert reasons["wagahai"].startswith("the work was first published in 1905–06 by an author who died in 1916 (")
+    assert reasons["aozora"].startswith("the works were first published between 1905 and 1934 by authors who died by")
+    assert "died in 1616" in reasons["shakespeare"] and "MIT-licensed" in reasons["shakespeare"]
 
 
 FRESH = r"""
@@ -415,6 +430,12 @@ def test_space_front_matter_requirements_and_files(space):
         [spec] = req.specifier
         assert spec.operator == "==" and ours[name].specifier.contains(spec.version.split("+")[0]), name
     assert str(pinned["torch"].specifier).endswith("+cpu")
+
+    body = SpaceCard.load(space / "README.md").text
+    for folder in publish.model_folders(ROOT / "models"):
+        assert f"| {folder.parent.name} | {folder.name} | " in body
+        assert folder.name == "baseline" or variant_label(folder.name) in body  # the registry's label
+        assert CORPORA[folder.parent.name].description in body
 
     files = set(publish.repo_files(space))
     shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "models").rglob("*") if p.is_file()}

@@ -5,7 +5,7 @@ What is notable:
   was trained with. The field's default is GPT-2's value.
 - `SWITCHES` is the one registry of those switches: per variant its name, the field and value it sets, a label and
   a one-line meaning. train.py's flags, ablate.py's variants, the lab's labels and the model card are generated from
-  it, so a new switch is one entry here plus its branch in `modeling_gpt2mini.Block`.
+  it, so a new switch is one entry here plus its branch in modeling_gpt2mini.py.
 - Validation happens in one place (`validate`), at construction and again before the model is built, and names the
   offending field.
 

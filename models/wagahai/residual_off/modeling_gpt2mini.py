@@ -4,7 +4,9 @@ What is notable here:
 - The body is plain PyTorch with GPT-2's parameter names (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, `attn.c_proj`,
   `ln_2`, `mlp.c_fc`, `mlp.c_proj`, `ln_f`) and numerics (tanh GELU, eps 1e-5, q|k|v split), so a
   `transformers.GPT2LMHeadModel` converts into it with identical logits (`GPT2MiniForCausalLM.from_gpt2`).
-- Every ablation switch of `GPT2MiniConfig` is one branch in `Block.forward`.
+- Every ablation switch of `GPT2MiniConfig` is one readable branch where the model builds that part: `Block` for the
+  sub-layers, their residual connections and LayerNorms, `GPT2MiniModel` for positions and the final LayerNorm, the
+  config's `tie_word_embeddings` for the head.
 - The shell is a thin `PreTrainedModel` + `GenerationMixin`: transformers 5.x KV cache passed as `cache=`, SDPA with
   an eager path, attention masks for left padding, tied embeddings, `save_pretrained` to safetensors.
 
