@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from configuration_gpt2mini import GPT2MiniConfig
-from modeling_gpt2mini import GPT2MiniForCausalLM
+from modeling_gpt2mini import MLP, Block, CausalSelfAttention, GPT2MiniForCausalLM, GPT2MiniModel
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Sampling settings
@@ -52,17 +52,17 @@ class SamplingSettings:
 
     def __post_init__(self):
         if not self.temperature >= 0 or self.temperature == math.inf:  # written so that NaN fails too
-            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+            raise ValueError(f"temperature must be a finite number, 0 or more, got {self.temperature}")
         if not _whole(self.top_k) or self.top_k < 0:
-            raise ValueError(f"top_k must be a whole number >= 0, got {self.top_k!r}")
+            raise ValueError(f"top_k must be a whole number, 0 or more, got {self.top_k!r}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 < self.repetition_penalty < math.inf:
-            raise ValueError(f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}")
+            raise ValueError(f"repetition_penalty must be a finite number above 0, got {self.repetition_penalty}")
         if self.seed is not None and (not _whole(self.seed) or not 0 <= self.seed < 2**63):
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
         if not _whole(self.max_new_tokens) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
+            raise ValueError(f"max_new_tokens must be a whole number, 1 or more, got {self.max_new_tokens!r}")
 
     @classmethod
     def checked(cls, limits: dict[str, tuple[float, float]] | None = None, **values) -> "SamplingSettings":
@@ -140,60 +140,27 @@ class DecodeStep:
     together for every ablation switch), without what a general forward needs per call: module calls, output objects,
     mask construction, cache bookkeeping. At batch 1 a 0.8M-parameter model is bound by per-operation overhead (each
     small operation costs microseconds of dispatch, the arithmetic less), so the number of operations is the cost:
-    - the attention projection emits q, k, v per head in the cache's layout: one copy stores them;
+    - the attention projection's q, k, v go into the cache's per-head layout with one (strided) copy;
     - each head's query meets the cached keys in one batched matmul (`baddbmm` adds the bias that hides left padding),
       then softmax and one more batched matmul over views of the cache: no SDPA set-up, no mask building;
-    - weights are pre-transposed once (the query's pre-scaled by 1/sqrt(head_dim)), so every projection is one
-      `addmm`. On CPU all of these stay single-threaded at this size (`baddbmm` with a scale factor did not: under
-      load it waited milliseconds for a second thread).
+    - every projection is one `F.linear`. On CPU all of these stay single-threaded at this size (`baddbmm` with a
+      scale factor did not: under load it waited milliseconds for a second thread, so the query is scaled first).
     The step itself, `decode_step`, is compiled with TorchScript when this torch has it, which runs the ~70 operations
     from C++ without the Python interpreter between them (1.7x faster here; `torch.compile` made this step slower on
     CPU, see docs/performance.md); otherwise the same function runs as Python.
-    It reads `Block.use_residual` live (so residual knockouts apply) and refuses (`usable()` is False) while the model
-    is in training mode or has forward hooks, which only the module path runs: `TokenStream` then uses the model.
-    It holds pre-transposed copies of the weights: `DecodeStep.of(model)` keeps one per model and builds a new one
-    when a parameter has changed since (an optimizer step, an in-place edit).
+    It keeps no copy of any weight: every step reads the model's parameters as they are at that moment, so no update
+    can be missed (an optimizer step, fused or not, `load_state_dict`, an in-place edit, `.to(dtype)`, a replaced
+    parameter). It reads `Block.use_residual` live too (so residual knockouts apply), and refuses (`usable()` is
+    False) while the model is in training mode or has forward hooks, which only the module path runs: `TokenStream`
+    then uses the model.
     """
 
-    @classmethod
-    def of(cls, model: GPT2MiniForCausalLM) -> "DecodeStep":
-        """The model's DecodeStep, rebuilt only if a parameter changed (or was replaced) since it was made."""
-        version = tuple((id(p), p._version) for p in model.parameters())
-        cached = model.__dict__.get("_decode_step")
-        if cached is None or cached[0] != version:
-            cached = (version, cls(model))
-            model.__dict__["_decode_step"] = cached  # not a submodule or attribute nn.Module tracks
-        return cached[1]
-
     def __init__(self, model: GPT2MiniForCausalLM):
-        cfg = model.config
-        t = model.transformer
         self.model = model
-        self.n_head, self.eps = cfg.n_head, cfg.layer_norm_epsilon
-        head_dim = cfg.n_embd // cfg.n_head
-        self.wte = t.wte.weight.detach()
-        self.wpe = t.wpe.weight.detach() if t.wpe is not None else None
-        self.blocks = list(t.h)
-        self.attn: list[list[torch.Tensor]] = []  # per layer [ln_1 weight, bias, w_qkv, b_qkv, w_o, b_o] or []
-        self.mlp: list[list[torch.Tensor]] = []  # per layer [ln_2 weight, bias, w_fc, b_fc, w_proj, b_proj] or []
-        self.flags: list[list[bool]] = []  # per layer [pre-LN, post-LN]
-        for b in t.h:
-            attn = []
-            if b.attn is not None:
-                # c_attn's outputs reordered from (q|k|v, head, dim) to (head, q|k|v, dim), the layout of the cache,
-                # and the query's columns pre-scaled by 1/sqrt(head_dim) (baddbmm with alpha != 1 leaves BLAS on CPU)
-                w_qkv, b_qkv = _transposed(b.attn.c_attn)
-                scale = torch.tensor([head_dim**-0.5, 1.0, 1.0], dtype=w_qkv.dtype, device=w_qkv.device)
-                scale = scale[:, None, None]
-                w_qkv = (w_qkv.view(-1, 3, cfg.n_head, head_dim) * scale).transpose(1, 2).reshape(w_qkv.shape)
-                b_qkv = (b_qkv.view(3, cfg.n_head, head_dim) * scale).transpose(0, 1).reshape(b_qkv.shape)
-                attn = _affine(b.ln_1) + [w_qkv, b_qkv] + list(_transposed(b.attn.c_proj))
-            mlp = _affine(b.ln_2) + list(_transposed(b.mlp.c_fc)) + list(_transposed(b.mlp.c_proj)) if b.mlp else []
-            self.attn.append(attn)
-            self.mlp.append(mlp)
-            self.flags.append([b.pre_ln, b.post_ln])
-        self.ln_f = _affine(t.ln_f) if t.ln_f is not None else []
-        self.head = model.lm_head.weight.detach().t().contiguous()
+        self.none = torch.empty(0)  # stands for a LayerNorm a variant does not have (its flag then skips it)
+        self.blocks = list(model.transformer.h)
+        self.supported = all(type(m) in SUPPORTED_MODULES for m in model.modules())  # exactly these, no subclass
+        self.collect()
         from torch.nn.modules import module as global_hooks
 
         # the hook dictionaries themselves (empty is falsy), so that checking them all costs about a microsecond
@@ -202,16 +169,44 @@ class DecodeStep:
             self.hooks += [m._forward_hooks, m._forward_pre_hooks]
 
     def usable(self) -> bool:
-        """False while the model trains (dropout) or has forward hooks (knockouts, probes): use the modules then."""
-        return not self.model.training and not any(self.hooks)
+        """False while the model trains (dropout), has forward hooks (knockouts, probes) or modules this step does not
+        know (a PEFT adapter, a quantized layer): the modules are stepped then, and compute what those do."""
+        return self.supported and not self.model.training and not any(self.hooks)
+
+    def collect(self) -> None:
+        """Gather the model's Parameter objects as `decode_step` takes them (references, never copies): per layer
+        [ln_1 weight, bias, c_attn weight, bias, c_proj weight, bias] (or [] without attention), the same for the
+        MLP, [pre-LN, post-LN] flags; ln_f's [weight, bias] (or []); the embeddings and the head."""
+        t = self.model.transformer
+        self.attn, self.mlp, self.flags = [], [], []
+        for b in self.blocks:
+            a, m = b.attn, b.mlp
+            self.attn.append([] if a is None else self._norm(b.ln_1) + _linear(a.c_attn) + _linear(a.c_proj))
+            self.mlp.append([] if m is None else self._norm(b.ln_2) + _linear(m.c_fc) + _linear(m.c_proj))
+            self.flags.append([b.pre_ln, b.post_ln])
+        self.ln_f = [] if t.ln_f is None else self._norm(t.ln_f)
+        self.wte, self.wpe = t.wte.weight, (t.wpe.weight if t.wpe is not None else None)
+        self.head = self.model.lm_head.weight
+        # where each Parameter lives, to see at every step that none has been replaced since
+        self.held = [(m._parameters, k, p) for m in self.model.modules() for k, p in m._parameters.items()]
+
+    def current(self) -> bool:
+        """Whether the model still holds the Parameter objects gathered (a dictionary lookup each: microseconds)."""
+        return all(d.get(k) is p for d, k, p in self.held)
+
+    def _norm(self, norm: nn.LayerNorm | None) -> list[torch.Tensor]:
+        return [self.none, self.none] if norm is None else [norm.weight, norm.bias]
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer) -> torch.Tensor:
         """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it); returns (B, V) logits."""
+        if not self.current():  # a parameter was replaced (not just updated in place): gather them again
+            self.collect()
+        cfg = self.model.config
         residual = [b.use_residual for b in self.blocks]
         return compiled_decode_step()(
             tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
-            self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, self.n_head, self.eps,
+            self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
         )  # fmt: skip
 
 
@@ -237,6 +232,7 @@ def decode_step(
     """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
 
     Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
+    Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies.
     """
     B, C = tokens.shape[0], wte.shape[1]
     hd = C // n_head
@@ -245,29 +241,43 @@ def decode_step(
     x = torch.embedding(wte, tokens)
     if wpe is not None:
         x = x + torch.embedding(wpe, positions)
+    if B == 1:
+        x = x[0]  # one row is carried as a (C,) vector, so that every projection is one `addmv` (see `_project`)
     for i in range(len(flags)):
         pre, post = flags[i][0], flags[i][1]
         w = attn[i]
         if len(w) > 0:
             h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
-            qkv = torch.addmm(w[3], h, w[2]).view(B * n_head, 3, hd)  # q, k, v of every row and head
-            rows[i].select(1, pos).copy_(qkv)
-            scores = torch.baddbmm(visible, qkv.narrow(1, 0, 1), keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
+            qkv = _project(h, w[2], w[3]).view(B, 3, n_head, hd)  # q|k|v, then heads, as c_attn emits them
+            slot = rows[i].select(1, pos)  # (B*nh, 3, hd): this position's q, k, v of every row and head
+            slot.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
+            q = slot.narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
+            scores = torch.baddbmm(visible, q, keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
             y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
-            h = torch.addmm(w[5], y.view(B, C), w[4])
+            h = _project(y.view(x.size()), w[4], w[5])
             x = x + h if residual[i] else h
             if post:
                 x = torch.layer_norm(x, [C], w[0], w[1], eps)
         w = mlp[i]
         if len(w) > 0:
             h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
-            h = torch.addmm(w[5], F.gelu(torch.addmm(w[3], h, w[2]), approximate="tanh"), w[4])
+            h = _project(F.gelu(_project(h, w[2], w[3]), approximate="tanh"), w[4], w[5])
             x = x + h if residual[i] else h
             if post:
                 x = torch.layer_norm(x, [C], w[0], w[1], eps)
     if len(ln_f) > 0:
         x = torch.layer_norm(x, [C], ln_f[0], ln_f[1], eps)
-    return torch.mm(x, head).float()
+    logits = _project(x, head, None)
+    return (logits.unsqueeze(0) if B == 1 else logits).float()
+
+
+def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` with nn.Linear's (out, in) weight as it is stored: a (C,) vector goes through one
+    `addmv`, which reads the weight row by row (as fast here as `addmm` on a transposed copy, and there is no copy to
+    go stale); (B, C) rows through `F.linear`."""
+    if x.dim() == 1:
+        return torch.mv(weight, x) if bias is None else torch.addmv(bias, weight, x)
+    return F.linear(x, weight, bias)
 
 
 _COMPILED: list = []
@@ -290,14 +300,16 @@ def compiled_decode_step():
     return _COMPILED[0]
 
 
-def _transposed(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight as (in, out), bias): the operands of `torch.addmm(bias, x, weight)`."""
-    return linear.weight.detach().t().contiguous(), linear.bias.detach()
+def _linear(linear: nn.Linear) -> list[torch.Tensor]:
+    return [linear.weight, linear.bias]
 
 
-def _affine(norm: nn.LayerNorm | None) -> list[torch.Tensor]:
-    """[weight, bias] of a LayerNorm; two empty placeholders where there is none (the flags then skip them)."""
-    return [torch.empty(0), torch.empty(0)] if norm is None else [norm.weight.detach(), norm.bias.detach()]
+# the modules `decode_step` computes exactly; any other kind (a LoRA wrapper, a quantized Linear subclass, this
+# model's classes loaded as remote code from a folder) sends a stream to the modules
+SUPPORTED_MODULES = (
+    GPT2MiniForCausalLM, GPT2MiniModel, Block, CausalSelfAttention, MLP, nn.Linear, nn.LayerNorm, nn.Embedding,
+    nn.Dropout, nn.GELU, nn.ModuleList,
+)  # fmt: skip
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -386,7 +398,7 @@ class TokenStream:
         self.cache = KVBuffer(cfg, len(rows), self.device, param.dtype)
         self.attention_mask = None
         self.positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)  # of each row's next token
-        self.fast = DecodeStep.of(model) if fast else None
+        self.fast = DecodeStep(model) if fast else None
         self.logits = self._encode([r[-cfg.n_positions :] for r in rows])
 
     @torch.inference_mode()

@@ -261,38 +261,121 @@ def test_the_scripted_step_equals_the_python_step():
     assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
     m = sharpen(tiny_model(n_layer=3))
     step = DecodeStep(m)
-    outs = []
-    for fn in (decode_step, compiled_decode_step()):
-        cache = KVBuffer(m.config, 2, "cpu", torch.float32)
-        tokens, positions, logits = torch.tensor([3, 7]), torch.tensor([0, 0]), []
-        with torch.inference_mode():
-            for _ in range(20):
-                args = (tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values)
-                rest = (step.wte, step.wpe, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f, step.head)
-                out = fn(*args, *rest, step.n_head, step.eps)
-                cache.length += 1
-                positions = positions + 1
-                tokens = out.argmax(-1)
-                logits.append(out)
-        outs.append(torch.stack(logits))
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
+    t = m.transformer
+    for rows in (2, 1):  # one row is carried as a vector, several as a matrix
+        outs = []
+        for fn in (decode_step, compiled_decode_step()):
+            cache = KVBuffer(m.config, rows, "cpu", torch.float32)
+            tokens, positions, logits = torch.tensor([3, 7][:rows]), torch.zeros(rows, dtype=torch.long), []
+            with torch.inference_mode():
+                for _ in range(20):
+                    args = (tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values)
+                    rest = (t.wte.weight, t.wpe.weight, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f)
+                    out = fn(*args, *rest, m.lm_head.weight, m.config.n_head, m.config.layer_norm_epsilon)
+                    cache.length += 1
+                    positions = positions + 1
+                    tokens = out.argmax(-1)
+                    logits.append(out)
+            outs.append(torch.stack(logits))
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
 
 
-def test_decode_step_is_kept_per_model_and_rebuilt_when_the_weights_change():
-    from generation_gpt2mini import DecodeStep
+def adamw(fused: bool | None = None, foreach: bool | None = None):
+    def update(m):
+        opt = torch.optim.AdamW(m.parameters(), lr=0.05, fused=fused, foreach=foreach)
+        m(prompt(9), labels=prompt(9)).loss.backward()
+        opt.step()
 
-    m = sharpen(tiny_model())
-    first = DecodeStep.of(m)
-    assert DecodeStep.of(m) is first and TokenStream(m, prompt(3)).fast is first  # no weight copies per stream
+    return update
+
+
+def sgd(m):
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    m(prompt(9), labels=prompt(9)).loss.backward()
+    opt.step()
+
+
+def copy_in_place(m):
     with torch.no_grad():
-        m.transformer.h[0].mlp.c_fc.weight.mul_(3.0)  # an in-place edit, as an optimizer step makes
-    assert DecodeStep.of(m) is not first
+        for p in m.parameters():
+            p.copy_(p * 1.5 + 0.01)
+
+
+def assign_data(m):
+    with torch.no_grad():
+        for p in m.parameters():
+            p.data = p.data * 1.5 + 0.01
+
+
+def load_other(m):
+    m.load_state_dict(sharpen(tiny_model(seed=7)).state_dict())
+
+
+def replace_a_parameter(m):
+    fc = m.transformer.h[0].mlp.c_fc
+    fc.weight = torch.nn.Parameter(fc.weight.detach() * -2.0)
+
+
+def to_double(m):
+    m.to(torch.float64)
+
+
+# Every way a weight can change under a model that has streamed before: no derived copy may outlive it.
+UPDATES = {
+    "AdamW fused": adamw(fused=True),  # torch 2.13 on CPU: updates without bumping the version counter
+    "AdamW foreach": adamw(foreach=True),
+    "AdamW for-loop": adamw(foreach=False),
+    "SGD": sgd,
+    "load_state_dict": load_other,
+    "copy_ under no_grad": copy_in_place,
+    "param.data = ...": assign_data,
+    "a replaced Parameter": replace_a_parameter,
+    ".to(dtype)": to_double,
+}
+
+
+@pytest.mark.parametrize("update", UPDATES.values(), ids=UPDATES.keys())
+def test_the_fast_decoder_never_decodes_with_old_weights(update, tmp_path):
+    m = sharpen(tiny_model())
     x = prompt(7)
-    fast = TokenStream(m, x, temperature=0)
-    slow = TokenStream(m, x, temperature=0, fast=False)
-    fast.take(10)
-    slow.take(10)
+    TokenStream(m, x, temperature=0).take(5)  # streamed before the update (the old cache lived across streams)
+    m.train()
+    update(m)
+    m.eval()
+    fast, slow = TokenStream(m, x, temperature=0), TokenStream(m, x, temperature=0, fast=False)
+    fast.take(8), slow.take(8)
     torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
+    # and a fresh model loaded from the updated weights decodes the same
+    m.save_pretrained(tmp_path)
+    fresh = type(m).from_pretrained(tmp_path, dtype=m.dtype).eval()
+    again = TokenStream(fresh, x, temperature=0)
+    again.take(8)
+    torch.testing.assert_close(again.logits, fast.logits, atol=1e-5, rtol=0)
+    assert again.history == fast.history
+
+
+def test_an_update_in_the_middle_of_a_stream_reaches_its_next_step():
+    m = sharpen(tiny_model())
+    stream = TokenStream(m, prompt(7), temperature=0)
+    stream.take(3)
+    copy_in_place(m)
+    with torch.inference_mode():
+        slot = stream.cache.length
+        token, position = torch.tensor([stream.history[0][-1]]), stream.positions.clone()
+        fast = stream.fast(token, position, stream.cache)
+        stream.cache.length = slot  # the same slot again, through the modules
+        slow = m(token[:, None], cache=stream.cache, use_cache=True, position_ids=position[:, None]).logits[:, -1]
+    torch.testing.assert_close(fast, slow.float(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_fast_decoder_follows_the_model_to_another_device():
+    m = sharpen(tiny_model())
+    TokenStream(m, prompt(7), temperature=0).take(3)
+    m.to("cuda")
+    fast, slow = TokenStream(m, prompt(7), temperature=0), TokenStream(m, prompt(7), temperature=0, fast=False)
+    fast.take(8), slow.take(8)
+    torch.testing.assert_close(fast.logits, slow.logits, atol=1e-4, rtol=0)
 
 
 def test_decode_step_after_a_slide_with_a_row_still_shorter_than_the_window():

@@ -1,6 +1,7 @@
 """train.py: a short run learns and saves a loadable folder; resume is exact; saves are atomic; the blog's command
 line works; distributed training equals single-process training; bad input gets one clear line and exit code 2."""
 
+import ast
 import json
 import os
 import shutil
@@ -334,3 +335,16 @@ def test_a_resumed_run_keeps_its_architecture_and_old_state_files_still_resume(t
     settings |= {"disable_attention": 1, "disable_residual": 0, "ln_style": None}
     (folder / C.STATE_FILE).write_text(json.dumps(state))
     assert T.resume_settings(folder, steps=4).switches == {"use_attention": False}
+
+
+def test_the_samples_printed_while_training_are_what_the_saved_checkpoint_writes(tmp_path, capsys):
+    # the second sample is the one a decoder that kept copies of the first sample's weights got wrong (fused AdamW
+    # on the CPU updates the weights without bumping their version counter)
+    folder, prompt = tmp_path / "run", "ROMEO:"
+    args = TINY_ARGS + ["--steps", "40", "--eval_interval", "20", "--eval_iters", "1", "--lr", "3e-2", "--warmup", "0"]
+    assert T.main(args + ["--sample_chars", "40", "--sample_prompt", prompt, "--save", str(folder)]) == 0
+    printed = [line.strip() for line in capsys.readouterr().err.splitlines() if line.startswith("  '")]
+    assert len(printed) == 2
+    again = ["--temperature", "0.8", "--top_k", "40", "--seed", "0", "--max_tokens", "40", "--allow_unseen"]
+    assert T.main(["--load", str(folder), "--generate", "--prompt", prompt, *again]) == 0
+    assert capsys.readouterr().out == ast.literal_eval(printed[-1]) + "\n"

@@ -1,0 +1,114 @@
+"""The fast decoder of this working tree against the one at a git revision, interleaved in one process.
+
+    python -m bench.against a6b357f            # greedy, batch 1, the default model, 1 thread
+    python -m bench.against a6b357f --threads 2 --rounds 15
+
+For a change to generation_gpt2mini.py: it loads that file as it was at REV (with today's model file) next to
+today's, checks that both give the same tokens, then times them round by round in alternating order, so that load on
+a shared machine hits both alike. It prints the median time per `DecodeStep` call (a filled cache, one token) and
+the median characters/s of a whole `TokenStream` (240 new characters, greedy), each with the per-round ratios.
+"""
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (python bench/against.py): the project's modules are one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import generation_gpt2mini as today  # noqa: E402
+from configuration_gpt2mini import GPT2MiniConfig  # noqa: E402
+from modeling_gpt2mini import GPT2MiniForCausalLM  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def module_at(rev: str, folder: Path):
+    """generation_gpt2mini.py as it was at `rev`, imported under another name."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:generation_gpt2mini.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    path = folder / "generation_at_rev.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("generation_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def step_timer(mod, model):
+    """A function that runs one decode step over a half-full cache."""
+    make = getattr(mod.DecodeStep, "of", mod.DecodeStep)  # older revisions kept one step per model
+    step, cache = make(model), mod.KVBuffer(model.config, 1, "cpu", torch.float32)
+    cache.length = model.config.n_positions // 2
+    tokens, positions = torch.tensor([5]), torch.tensor([cache.length])
+    return lambda: step(tokens, positions, cache)
+
+
+def stream_timer(mod, model, prompt):
+    def run():
+        mod.TokenStream(model, prompt, temperature=0, seed=0).take(240)
+
+    return run
+
+
+def interleaved(runners: dict, rounds: int, repeat: int) -> dict[str, list[float]]:
+    """Seconds per call of each runner, per round, alternating which goes first."""
+    for run in runners.values():
+        run()
+    times = {name: [] for name in runners}
+    for r in range(rounds):
+        for name in list(runners) if r % 2 == 0 else list(reversed(runners)):
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                runners[name]()
+            times[name].append((time.perf_counter() - t0) / repeat)
+    return times
+
+
+def report(label: str, times: dict, unit) -> None:
+    then, now = times["at REV"], times["today"]
+    ratios = [b / a for a, b in zip(then, now, strict=True)]
+    print(
+        f"{label}: REV {unit(statistics.median(then))}, today {unit(statistics.median(now))}; "
+        f"today / REV time {statistics.median(ratios):.3f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="generation_gpt2mini.py at a git revision against today's, interleaved")
+    p.add_argument("rev", help="a git revision, e.g. a6b357f")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--rounds", type=int, default=9)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = GPT2MiniForCausalLM(GPT2MiniConfig(vocab_size=65)).eval()
+    prompt = [[1, 2, 3, 4, 5, 6, 7, 8]]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            then = module_at(args.rev, Path(tmp))
+        except subprocess.CalledProcessError as e:
+            print(f"error: git cannot show generation_gpt2mini.py at {args.rev}: {e.stderr.strip()}", file=sys.stderr)
+            return 2
+        same = then.TokenStream(model, prompt, temperature=0).take(60) == today.TokenStream(
+            model, prompt, temperature=0
+        ).take(60)
+        print(f"# {args.rev} against the working tree, {args.threads} thread(s); same greedy tokens: {same}")
+        mods = {"at REV": then, "today": today}
+        steps = interleaved({k: step_timer(m, model) for k, m in mods.items()}, args.rounds, 300)
+        report("decode step", steps, lambda s: f"{s * 1e6:.0f} us")
+        streams = interleaved({k: stream_timer(m, model, prompt) for k, m in mods.items()}, args.rounds, 1)
+        report("TokenStream, 240 characters", streams, lambda s: f"{240 / s:,.0f} chars/s")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
