@@ -91,11 +91,10 @@ class KVBuffer:
     """A pre-allocated key/value cache, written in place: per layer one (B, n_head, n_positions, 3, head_dim) tensor.
 
     Index 1 of the fourth dimension holds keys, index 2 values; a `DecodeStep` writes a new position's query, key and
-    value together with one copy (its attention projection emits them in that per-head order), so index 0 holds its
-    queries. The cache has the two methods the attention layers use (`update`, `get_seq_length`), so the model's own
-    forward can fill it (a prefill). `length` is advanced by the caller after each forward, so every layer writes the
-    same slots. `bias` is the additive attention bias over key positions, per (row, head): 0, or the dtype's most
-    negative value where a row has left padding.
+    value together with one copy, so index 0 holds its queries. The cache has the methods the model's forward calls
+    (`get_seq_length`, `get_mask_sizes`, `update`), so the model itself can fill it (a prefill). `length` is
+    advanced by the caller after each forward, so every layer writes the same slots. `bias` is the additive attention
+    bias over key positions, per (row, head): 0, or the dtype's most negative value where a row has left padding.
     """
 
     def __init__(self, config: GPT2MiniConfig, batch_size: int, device, dtype):
@@ -114,8 +113,12 @@ class KVBuffer:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.length
 
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        """(keys `update` will return, offset): as transformers' caches say it."""
+        return self.length + query_length, 0
+
     def update(self, key, value, layer_idx):
-        if key.shape[1] == 0:  # a layer without attention only counts positions
+        if key.shape[-1] != self.qkv[layer_idx].shape[-1]:  # a layer without attention only counts positions
             return key, value
         end = self.length + key.shape[2]
         c = self.qkv[layer_idx]

@@ -42,6 +42,7 @@ from pathlib import Path
 from checkpoint import CURVE_FILE, METRICS_FILE, OPTIMIZER_FILE, STATE_FILE, UsageError, load_model_folder, read_metrics
 from configuration_gpt2mini import BASELINE, SWITCHES, GPT2MiniConfig, gpt2_value, switch_fields, variant_label
 from corpus import CORPORA, CorpusSpec, load_corpus, train_val_split
+from modeling_gpt2mini import LORA_TARGET_MODULES
 from tokenizer import n_chars as corpus_characters
 
 ROOT = Path(__file__).resolve().parent
@@ -59,6 +60,13 @@ MODEL_FILES = {
     METRICS_FILE: False,
     CURVE_FILE: False,
 }
+# what a repository of the weights as plain GPT-2 takes from the folder (config.json, model.safetensors and
+# generation_config.json are written by GPT2LMHeadModel.save_pretrained instead; no code)
+GPT2_FILES = ["config.json", "model.safetensors", "generation_config.json"] + [
+    name
+    for name in MODEL_FILES
+    if name not in ("config.json", "model.safetensors", "generation_config.json", *CODE_FILES)
+]
 # GPT-2 small (Radford et al. 2019; the Hugging Face `gpt2` checkpoint), for the comparison table
 GPT2_SMALL = {
     "n_layer": 12,
@@ -256,10 +264,8 @@ GPT-2's parameter names and numerics, loadable with `from_pretrained`.
 ```python
 {usage}```
 
-`trust_remote_code=True` runs `modeling_gpt2mini.py` and `configuration_gpt2mini.py` from this repository (they \
-import only torch and transformers; read them first if you like). It needs `{transformers}` and `{torch}`. The \
-prompt plus `max_new_tokens` must fit the {context}-character context: `generate()` refuses to go past it with a \
-clear error.
+{code_note} It needs `{transformers}` and `{torch}`. The prompt plus `max_new_tokens` must fit the \
+{context}-character context: {past_context}.
 
 ## Architecture next to GPT-2 small
 
@@ -267,14 +273,7 @@ clear error.
 |---|---|---|
 {architecture_rows}
 
-## Ablation switches
-
-Every part that matters can be switched off in `config.json` (each switch is read where `modeling_gpt2mini.py` \
-builds that part). {switches_changed}
-
-| switch | this model | GPT-2 | the other values mean |
-|---|---|---|---|
-{switch_rows}
+{kind_section}
 
 ## Training data
 
@@ -294,8 +293,8 @@ builds that part). {switches_changed}
 its text (names, line breaks, punctuation), not meaning or facts; what it writes is pastiche.
 - It reads and writes characters and knows only the {characters} characters of its training text{language}. Any \
 other character goes in as its UTF-8 bytes, which it never saw in training, so the text after it degrades.
-- Its context is {context} characters: `generate()` stops there with an error. The model file also has a streaming \
-decoder (`stream_text`) that slides its window past the context.
+- Its context is {context} characters: `generate()` stops there with an error. (The GPT-2 mini project's streaming \
+decoder, `generation_gpt2mini.stream_text`, slides its window past the context; it is not part of this repository.)
 - It imitates {imitates}; it has no safety tuning, no instruction following and no chat format.
 {broken_limitation}
 
@@ -318,6 +317,59 @@ generator = pipeline("text-generation", model=model, tokenizer=tok)
 out = generator({prompt}, max_new_tokens={max_new_tokens}, do_sample=True, temperature=0.8, top_k=40)
 print(out[0]["generated_text"])
 """
+
+# the card's snippet for the same weights saved as plain GPT-2 (publish.py --as-gpt2): no code from the repository
+USAGE_SNIPPET_GPT2 = """\
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+repo_id = "{repo_id}"
+model = AutoModelForCausalLM.from_pretrained(repo_id)  # a GPT2LMHeadModel: no custom code
+tok = AutoTokenizer.from_pretrained(repo_id)
+
+generator = pipeline("text-generation", model=model, tokenizer=tok)
+out = generator({prompt}, max_new_tokens={max_new_tokens}, do_sample=True, temperature=0.8, top_k=40)
+print(out[0]["generated_text"])
+"""
+
+CODE_NOTE = """\
+`trust_remote_code=True` runs `modeling_gpt2mini.py` and `configuration_gpt2mini.py` from this repository (they \
+import only torch and transformers; read them first if you like)."""
+CODE_NOTE_GPT2 = """\
+No code comes from this repository: the model is a `transformers.GPT2LMHeadModel` (`model_type: gpt2`), converted \
+from GPT-2 mini with `GPT2MiniForCausalLM.to_gpt2()`, which gives identical logits."""
+
+SWITCHES_SECTION = """\
+## Ablation switches
+
+Every part that matters can be switched off in `config.json` (each switch is read where `modeling_gpt2mini.py` \
+builds that part). {switches_changed}
+
+| switch | this model | GPT-2 | the other values mean |
+|---|---|---|---|
+{switch_rows}
+
+## Fine-tune it with LoRA
+
+PEFT has no default target modules for `gpt2mini`; name them. The projections are `nn.Linear` (GPT-2's are \
+`Conv1D`), so `fan_in_fan_out` stays `False`:
+
+```python
+from peft import LoraConfig, get_peft_model
+
+model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules={lora_targets}))
+```"""
+GPT2_SECTION = """\
+## Plain GPT-2
+
+These are GPT-2 mini's weights saved as GPT-2 itself: `config.json` says `model_type: gpt2`, and the repository \
+holds no Python. Checked by the GPT-2 mini project's tests: `AutoModelForCausalLM` and the `text-generation` \
+pipeline load it in a fresh process without `trust_remote_code`, with the same logits as the original and the same \
+`tokenizer.json`. Other tools that read GPT-2 checkpoints (ONNX export and Optimum, transformers.js, vLLM, \
+llama.cpp's converter) should take the weights as they take GPT-2's; that was not tested here. The tokenizer is \
+not GPT-2's byte-level BPE but a character tokenizer in `tokenizer.json` (a BPE model with no merges and byte \
+fallback): a tool that insists on GPT-2's `vocab.json` and `merges.txt` will not find them. Left-padded input \
+without `position_ids` counts the padding as positions (GPT-2's rule; `generate` passes `position_ids`, so \
+generations are unaffected)."""
 
 BROKEN_VARIANT = """\
 **This is a deliberately broken variant** ({switches}): it differs from GPT-2 in {that_switch} and was trained to \
@@ -370,6 +422,7 @@ class ModelFacts:
     data: TrainingText
     prompt: str  # the usage snippet's prompt: the corpus's sample prompt
     max_new_tokens: int  # what fits in the context after the prompt (at most 200)
+    plain_gpt2: bool = False  # the card of the weights saved as GPT-2 itself (publish.py --as-gpt2)
 
     @property
     def settings(self) -> dict:
@@ -380,7 +433,7 @@ class ModelFacts:
         return [m for m in self.metrics if "val_loss" in m]
 
 
-def model_facts(folder: str | Path, repo_id: str, model, tokenizer) -> ModelFacts:
+def model_facts(folder: str | Path, repo_id: str, model, tokenizer, plain_gpt2: bool = False) -> ModelFacts:
     """Read what the card needs from the folder (and the model and tokenizer loaded from it), once."""
     folder = Path(folder)
     state = run_state(folder)
@@ -398,6 +451,7 @@ def model_facts(folder: str | Path, repo_id: str, model, tokenizer) -> ModelFact
         data=data,
         prompt=prompt,
         max_new_tokens=max(1, min(200, room)),
+        plain_gpt2=plain_gpt2,
     )
 
 
@@ -420,11 +474,11 @@ def _assignments(fields: dict) -> str:
     return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in fields.items())
 
 
-def switch_cell(cfg, field: str, as_gpt2: str) -> str:
+def switch_cell(cfg, field: str, gpt2_reads: str) -> str:
     """How the architecture table shows a switch field: as GPT-2's value reads, or in bold what is different."""
     value = getattr(cfg, field)
     if value == gpt2_value(field):
-        return as_gpt2
+        return gpt2_reads
     if isinstance(value, bool):
         return "**yes**" if value else "**no**"
     return f"**{next(s.label for s in SWITCHES if s.field == field and s.value == value)}**"
@@ -451,7 +505,7 @@ def architecture_rows(f: ModelFacts) -> str:
             GPT2_SMALL["data"],
         ),
     ]
-    rows += [(row, switch_cell(cfg, field, as_gpt2), as_gpt2) for row, field, as_gpt2 in ARCHITECTURE_SWITCHES]
+    rows += [(row, switch_cell(cfg, field, reads), reads) for row, field, reads in ARCHITECTURE_SWITCHES]
     return _table(rows)
 
 
@@ -602,7 +656,8 @@ def card_metadata(f: ModelFacts) -> str:
     """The card's YAML front matter: license, language, library, pipeline and tags."""
     from huggingface_hub import ModelCardData
 
-    tags = ["gpt2mini", "gpt2", "character-level", "text-generation", "custom_code", "from-scratch"]
+    tags = ["gpt2mini", "gpt2", "character-level", "text-generation", "from-scratch"]
+    tags += [] if f.plain_gpt2 else ["custom_code"]
     spec = f.data.spec
     return ModelCardData(
         license=LICENSE,
@@ -616,9 +671,20 @@ def card_metadata(f: ModelFacts) -> str:
 def model_card_values(f: ModelFacts) -> dict[str, str]:
     """Every placeholder of MODEL_CARD, filled from the facts."""
     cfg, data, spec = f.config, f.data, f.data.spec
-    files = [name for name in MODEL_FILES if name == "generation_config.json" or (f.folder / name).exists()]
-    usage = USAGE_SNIPPET.format(
+    listed = GPT2_FILES if f.plain_gpt2 else MODEL_FILES
+    files = [name for name in listed if name == "generation_config.json" or (f.folder / name).exists()]
+    usage = (USAGE_SNIPPET_GPT2 if f.plain_gpt2 else USAGE_SNIPPET).format(
         repo_id=f.repo_id, prompt=json.dumps(f.prompt, ensure_ascii=False), max_new_tokens=f.max_new_tokens
+    )
+    kind_section = (
+        GPT2_SECTION
+        if f.plain_gpt2
+        else fill(
+            SWITCHES_SECTION,
+            switches_changed=switches_changed(cfg),
+            switch_rows=switch_rows(cfg),
+            lora_targets=json.dumps(list(LORA_TARGET_MODULES)),
+        )
     )
     return dict(
         name=f.repo_id.split("/")[1],
@@ -630,11 +696,14 @@ def model_card_values(f: ModelFacts) -> dict[str, str]:
         trained_on=spec.description if spec else f"the text file `{data.name}`" if data.name else "an unrecorded text",
         broken_variant=broken_variant(cfg),
         usage=usage,
+        code_note=CODE_NOTE_GPT2 if f.plain_gpt2 else CODE_NOTE,
+        past_context="GPT-2's own code does not check this, and fails past it with an IndexError in its position table"
+        if f.plain_gpt2
+        else "`generate()` refuses to go past it with a clear error",
         transformers=requirement("transformers"),
         torch=requirement("torch"),
         architecture_rows=architecture_rows(f),
-        switches_changed=switches_changed(cfg),
-        switch_rows=switch_rows(cfg),
+        kind_section=kind_section,
         training_data=training_data(f),
         recipe=recipe(f),
         evaluation=evaluation(f),
@@ -649,11 +718,12 @@ def model_card_values(f: ModelFacts) -> dict[str, str]:
     )
 
 
-def model_card(folder: str | Path, repo_id: str, model, tokenizer) -> str:
-    """README.md for the model repository: Hub metadata, and MODEL_CARD filled from the folder's own files."""
+def model_card(folder: str | Path, repo_id: str, model, tokenizer, plain_gpt2: bool = False) -> str:
+    """README.md for the model repository: Hub metadata, and MODEL_CARD filled from the folder's own files (for the
+    weights saved as plain GPT-2 when `plain_gpt2`)."""
     from huggingface_hub import ModelCard
 
-    facts = model_facts(folder, repo_id, model, tokenizer)
+    facts = model_facts(folder, repo_id, model, tokenizer, plain_gpt2)
     body = fill(MODEL_CARD, **model_card_values(facts))
     return str(ModelCard(f"---\n{card_metadata(facts)}\n---\n\n{body}")).rstrip("\n") + "\n"
 
@@ -700,10 +770,32 @@ def write_model_repo(folder: str | Path, dest: Path, repo_id: str, model=None, t
     (dest / "README.md").write_text(model_card(folder, repo_id, model, tokenizer))
 
 
-def assemble_model(folder: str | Path, out: str | Path, repo_id: str) -> Path:
-    """Check `folder`, then write its model repository to `out` atomically. Returns `out`."""
+def write_gpt2_repo(folder: str | Path, dest: Path, repo_id: str, model, tokenizer) -> None:
+    """Write the model as plain GPT-2 into the (new, empty) folder `dest`: `to_gpt2()`'s save_pretrained, the
+    tokenizer, the training log and curve, and its card. No code files."""
+    folder = Path(folder)
+    as_gpt2(model).save_pretrained(dest)
+    for name in GPT2_FILES:
+        if (folder / name).is_file() and not (dest / name).exists():
+            shutil.copyfile(folder / name, dest / name)
+    (dest / "README.md").write_text(model_card(folder, repo_id, model, tokenizer, plain_gpt2=True))
+
+
+def as_gpt2(model):
+    """`model.to_gpt2()`, or a UsageError naming the switch GPT-2 cannot express."""
+    try:
+        return model.to_gpt2()
+    except ValueError as e:
+        raise UsageError(f"--as-gpt2: {e}") from None
+
+
+def assemble_model(folder: str | Path, out: str | Path, repo_id: str, plain_gpt2: bool = False) -> Path:
+    """Check `folder`, then write its model repository (as plain GPT-2 if asked) to `out` atomically. Returns `out`."""
     check_repo_id(repo_id)
     model, tokenizer = check_model_folder(folder)
+    if plain_gpt2:
+        as_gpt2(model)  # refused before anything is written
+        return write_new_folder(out, lambda tmp: write_gpt2_repo(folder, tmp, repo_id, model, tokenizer))
     return write_new_folder(out, lambda tmp: write_model_repo(folder, tmp, repo_id, model, tokenizer))
 
 
@@ -952,11 +1044,12 @@ def publish_model(
     out: str | Path | None = None,
     endpoint: str | None = None,
     report=print,
+    plain_gpt2: bool = False,
 ) -> str | None:
     """Assemble the model repository for `folder` and upload it (what `publish.py MODEL_DIR` and
-    `train.py --push-to-hub` run). Returns the commit URL (None for a dry run)."""
+    `train.py --push-to-hub` run); as plain GPT-2 with `plain_gpt2`. Returns the commit URL (None for a dry run)."""
     return _publish(
-        lambda dest: assemble_model(folder, dest, repo_id),
+        lambda dest: assemble_model(folder, dest, repo_id, plain_gpt2),
         repo_id,
         "model",
         token=token,
@@ -1039,6 +1132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", "-m", help="commit message")
     p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="list the files; send nothing")
     p.add_argument("--out", metavar="DIR", help="also keep the assembled folder here (a new folder)")
+    p.add_argument(
+        "--as-gpt2",
+        "--as_gpt2",
+        dest="as_gpt2",
+        action="store_true",
+        help="publish the model as plain GPT-2 (GPT2LMHeadModel, model_type gpt2, no custom code); baseline only",
+    )
     return p
 
 
@@ -1057,13 +1157,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.space:
-            if args.model_dir or args.repo_id:
+            if args.model_dir or args.repo_id or args.as_gpt2:
                 raise UsageError("--space publishes the lab; publish a model folder in a separate command")
             publish_space(args.space, models_dir=args.models, **options)
         else:
             if not args.model_dir or not args.repo_id:
                 raise UsageError("give a model folder and --repo-id OWNER/NAME (or --space OWNER/NAME for the lab)")
-            publish_model(args.model_dir, args.repo_id, **options)
+            publish_model(args.model_dir, args.repo_id, plain_gpt2=args.as_gpt2, **options)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

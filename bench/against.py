@@ -3,8 +3,9 @@
     python -m bench.against a6b357f            # greedy, batch 1, the default model, 1 thread
     python -m bench.against a6b357f --threads 2 --rounds 15
 
-For a change to generation_gpt2mini.py: it loads that file as it was at REV (with today's model file) next to
-today's, checks that both give the same tokens, then times them round by round in alternating order, so that load on
+For a change to the decoder or the model: it loads generation_gpt2mini.py, modeling_gpt2mini.py and
+configuration_gpt2mini.py as they were at REV (under other module names) next to today's, gives both models the same
+weights, checks that both give the same tokens, then times them round by round in alternating order, so that load on
 a shared machine hits both alike. It prints the median time per `DecodeStep` call (a filled cache, one token) and
 the median characters/s of a whole `TokenStream` (240 new characters, greedy), each with the per-round ratios.
 """
@@ -30,17 +31,27 @@ from modeling_gpt2mini import GPT2MiniForCausalLM  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def module_at(rev: str, folder: Path):
-    """generation_gpt2mini.py as it was at `rev`, imported under another name."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:generation_gpt2mini.py"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    path = folder / "generation_at_rev.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("generation_at_rev", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+FILES = {"configuration_gpt2mini": "configuration_at_rev", "modeling_gpt2mini": "modeling_at_rev"}
+
+
+def modules_at(rev: str, folder: Path):
+    """(generation module, model class) as they were at `rev`, imported under other names next to today's."""
+    loaded = {}
+    for name in (*FILES, "generation_gpt2mini"):
+        source = subprocess.run(
+            ["git", "show", f"{rev}:{name}.py"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        for today_name, rev_name in FILES.items():  # their imports of each other point at the REV copies
+            source = source.replace(f"from .{today_name} import", f"from {rev_name} import")
+            source = source.replace(f"from {today_name} import", f"from {rev_name} import")
+        module_name = FILES.get(name, "generation_at_rev")
+        path = folder / f"{module_name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        loaded[name] = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = loaded[name]
+        spec.loader.exec_module(loaded[name])
+    return loaded["generation_gpt2mini"], loaded["modeling_gpt2mini"].GPT2MiniForCausalLM
 
 
 def step_timer(mod, model):
@@ -94,18 +105,19 @@ def main(argv=None) -> int:
     prompt = [[1, 2, 3, 4, 5, 6, 7, 8]]
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            then = module_at(args.rev, Path(tmp))
+            then, model_class = modules_at(args.rev, Path(tmp))
         except subprocess.CalledProcessError as e:
-            print(f"error: git cannot show generation_gpt2mini.py at {args.rev}: {e.stderr.strip()}", file=sys.stderr)
+            print(f"error: git cannot show the model files at {args.rev}: {e.stderr.strip()}", file=sys.stderr)
             return 2
-        same = then.TokenStream(model, prompt, temperature=0).take(60) == today.TokenStream(
-            model, prompt, temperature=0
-        ).take(60)
+        old_model = model_class(model_class.config_class(**model.config.to_dict())).eval()
+        old_model.load_state_dict(model.state_dict())
+        greedy = [mod.TokenStream(m, prompt, temperature=0).take(60) for mod, m in ((then, old_model), (today, model))]
+        same = greedy[0] == greedy[1]
         print(f"# {args.rev} against the working tree, {args.threads} thread(s); same greedy tokens: {same}")
-        mods = {"at REV": then, "today": today}
-        steps = interleaved({k: step_timer(m, model) for k, m in mods.items()}, args.rounds, 300)
+        pairs = {"at REV": (then, old_model), "today": (today, model)}
+        steps = interleaved({k: step_timer(mod, m) for k, (mod, m) in pairs.items()}, args.rounds, 300)
         report("decode step", steps, lambda s: f"{s * 1e6:.0f} us")
-        streams = interleaved({k: stream_timer(m, model, prompt) for k, m in mods.items()}, args.rounds, 1)
+        streams = interleaved({k: stream_timer(mod, m, prompt) for k, (mod, m) in pairs.items()}, args.rounds, 1)
         report("TokenStream, 240 characters", streams, lambda s: f"{240 / s:,.0f} chars/s")
     return 0 if same else 1
 

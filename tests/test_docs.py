@@ -4,6 +4,7 @@ README's switch table is the registry `configuration_gpt2mini.SWITCHES`, its fil
 folder, and every relative link and #anchor in the README and the docs resolves."""
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -136,3 +137,10 @@ def test_every_relative_link_and_anchor_resolves(doc):
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no heading with that anchor in {dest.name}")
     assert not broken, f"{name(doc)}: {broken}"
+
+
+def test_the_readme_names_the_lora_target_modules_the_model_file_defines():
+    from modeling_gpt2mini import LORA_TARGET_MODULES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"target_modules={json.dumps(list(LORA_TARGET_MODULES))}" in readme

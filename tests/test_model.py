@@ -131,3 +131,99 @@ def test_return_dict_false_gives_a_tuple():
     out = m(x, labels=x, return_dict=False)
     assert isinstance(out, tuple)
     assert torch.equal(out[1], m(x).logits)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Caches, attention implementations, gradient checkpointing: transformers' contract, held to the plain paths
+
+PADDED = torch.tensor([[0, 0, 5, 6, 7, 8, 9], [3, 4, 5, 6, 7, 8, 9]])
+PADDED_MASK = (torch.arange(7)[None] >= torch.tensor([[2], [0]])).long()
+
+
+def special_ids(**kw):
+    return sharpen(tiny_model(pad_token_id=0, eos_token_id=1, bos_token_id=1, **kw))
+
+
+@pytest.mark.parametrize("switches", [{}, {"use_attention": False}, {"ln_style": "post"}])
+def test_a_static_cache_generates_exactly_what_the_dynamic_cache_does(switches):
+    m = special_ids(**switches)
+    for ids, mask in ((PADDED[1:], PADDED_MASK[1:]), (PADDED, PADDED_MASK)):  # one prompt; a left-padded batch
+        dynamic = m.generate(ids, attention_mask=mask, max_new_tokens=20, do_sample=False)
+        static = m.generate(ids, attention_mask=mask, max_new_tokens=20, do_sample=False, cache_implementation="static")
+        assert torch.equal(static, dynamic)
+
+
+@pytest.mark.parametrize("switches", [{}, {"use_attention": False}])
+def test_caches_filled_by_hand_give_the_logits_of_one_full_forward(switches):
+    from transformers.cache_utils import DynamicCache, StaticCache
+
+    m = special_ids(**switches)
+    x = PADDED[1:]
+    full = m(x, use_cache=False).logits[:, -1]
+    for cache in (StaticCache(config=m.config, max_cache_len=20), DynamicCache(config=m.config)):
+        m(x[:, :-3], cache=cache, use_cache=True)
+        m(x[:, -3:-1], cache=cache, use_cache=True)  # two at once over a filled cache
+        step = m(x[:, -1:], cache=cache, use_cache=True).logits[:, -1]
+        torch.testing.assert_close(step, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_transformers_compiled_generation_runs_on_cpu():
+    from transformers import CompileConfig
+
+    m = special_ids()
+    ids = PADDED[1:]
+    compiled = CompileConfig(fullgraph=True, mode="default", dynamic=False)
+    compiled._compile_all_devices = True  # transformers' switch for compiling generate off the GPU (its tests use it)
+    out = m.generate(ids, max_new_tokens=12, do_sample=False, cache_implementation="static", compile_config=compiled)
+    assert hasattr(m, "_compiled_call")  # generate really ran the torch.compile'd forward
+    assert torch.equal(out, m.generate(ids, max_new_tokens=12, do_sample=False))
+
+
+def test_a_cache_this_model_cannot_fill_is_refused_by_name():
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    m = tiny_model()
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    with pytest.raises(ValueError, match="cannot use a EncoderDecoderCache: it supports DynamicCache and StaticCache"):
+        m(PADDED[1:], cache=cache, use_cache=True)
+
+
+def test_set_attn_implementation_takes_effect_and_refuses_what_it_cannot_run():
+    m = special_ids()
+    with torch.no_grad():
+        sdpa = m(PADDED, attention_mask=PADDED_MASK).logits
+        m.set_attn_implementation("eager")
+        assert m.config._attn_implementation == "eager"
+        calls = []
+        hook = m.transformer.h[0].attn.register_forward_hook(lambda _m, _a, out: calls.append(out[1]))
+        eager = m(PADDED, attention_mask=PADDED_MASK).logits
+        hook.remove()
+    assert calls[0] is not None  # the eager path ran: it is the one that computes the weights
+    torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=0)
+    with pytest.raises((ValueError, ImportError)):
+        m.set_attn_implementation("flash_attention_2")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    def grads(checkpointing: bool):
+        m = tiny_model(seed=3).train()
+        if checkpointing:
+            m.gradient_checkpointing_enable()
+            assert m.is_gradient_checkpointing
+        m(PADDED, attention_mask=PADDED_MASK, labels=PADDED).loss.backward()
+        return {n: p.grad for n, p in m.named_parameters()}
+
+    plain, checkpointed = grads(False), grads(True)
+    for name, g in plain.items():
+        torch.testing.assert_close(checkpointed[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_left_padding_counts_positions_from_the_first_real_token():
+    # documented in docs/model.md: GPT2LMHeadModel counts the padding too, unless given position_ids (generate gives
+    # them, so generations agree); here a padded row equals the same row unpadded without any position_ids
+    m = special_ids()
+    with torch.no_grad():
+        padded = m(PADDED, attention_mask=PADDED_MASK).logits[0, 2:]
+        alone = m(PADDED[:1, 2:]).logits[0]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)

@@ -85,9 +85,10 @@ def place_in_hub_cache(folder: Path, cache: Path, repo_id: str, kind: str = "mod
 
 
 def card_snippet(readme: str) -> str:
+    """The card's Python blocks, as one script: the usage snippet, then (for GPT-2 mini) the LoRA one on its model."""
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) == 1
-    return blocks[0]
+    assert blocks
+    return "\n".join(blocks)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -396,6 +397,99 @@ def test_a_failure_on_the_hub_side_is_one_line_and_exit_1(run, online, monkeypat
     assert T.main(args + ["--save", str(tmp_path / "kept"), "--push-to-hub", REPO]) == 1
     assert f"the model is saved in {tmp_path / 'kept'}" in capsys.readouterr().err
     assert (tmp_path / "kept" / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The model as plain GPT-2 (--as-gpt2)
+
+EXPECTED_GPT2 = EXPECTED - {"configuration_gpt2mini.py", "modeling_gpt2mini.py"}
+
+FRESH_GPT2 = r"""
+import json, sys
+import torch
+try:
+    import modeling_gpt2mini  # noqa: F401
+    importable = True
+except ImportError:
+    importable = False
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+folder, repo_id, snippet, out = sys.argv[1:]
+logits = {}
+for key, source in (("folder", folder), ("repo_id", repo_id)):
+    model = AutoModelForCausalLM.from_pretrained(source)  # no trust_remote_code
+    tok = AutoTokenizer.from_pretrained(source)
+    logits[key] = model(torch.tensor([tok.encode("First Citizen:", add_special_tokens=False)])).logits
+torch.save(logits, out)
+greedy = pipeline("text-generation", model=folder)("ROMEO:", max_new_tokens=16, do_sample=False)[0]["generated_text"]
+print("--- snippet ---")
+exec(compile(snippet, "README.md", "exec"), {})  # the model card's snippet, as written
+print("--- end ---")
+print(json.dumps({"importable": importable, "greedy": greedy, "class": type(model).__name__}))
+"""
+
+
+@pytest.fixture(scope="module")
+def gpt2_repo(run):
+    return publish.assemble_model(run, run.parent / "gpt2_repo", REPO, plain_gpt2=True)
+
+
+def test_as_gpt2_is_plain_gpt2_that_loads_without_remote_code_in_a_fresh_process(run, gpt2_repo, tmp_path):
+    assert set(publish.repo_files(gpt2_repo)) == EXPECTED_GPT2  # no Python at all
+    config = json.loads((gpt2_repo / "config.json").read_text())
+    assert config["model_type"] == "gpt2" and config["architectures"] == ["GPT2LMHeadModel"]
+    assert "auto_map" not in config
+    assert (gpt2_repo / "tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
+    card = ModelCard.load(gpt2_repo / "README.md")
+    assert "custom_code" not in card.data.tags and "## Plain GPT-2" in card.text
+    assert "trust_remote_code" not in card_snippet(card.content)
+    cache = tmp_path / "hub"
+    place_in_hub_cache(gpt2_repo, cache, REPO)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    snippet = card_snippet(card.content)
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_GPT2, str(gpt2_repo), REPO, snippet, str(tmp_path / "logits.pt")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["importable"] is False and result["class"] == "GPT2LMHeadModel"
+    model, tok = C.load_model_folder(run)
+    ids = torch.tensor([tok.encode("First Citizen:", add_special_tokens=False)])
+    theirs = torch.load(tmp_path / "logits.pt", weights_only=True)
+    with torch.no_grad():
+        for key in ("folder", "repo_id"):
+            torch.testing.assert_close(theirs[key], model(ids).logits, atol=2e-5, rtol=0)
+    ref = model.generate(torch.tensor([tok.encode("ROMEO:")]), max_new_tokens=16, do_sample=False)
+    assert result["greedy"] == tok.decode(ref[0])
+    assert out.stdout.split("--- snippet ---\n")[1].startswith("ROMEO:")
+
+
+def test_as_gpt2_dry_run_lists_exactly_what_the_upload_sends(run, online, tmp_path, capsys):
+    args = [str(run), "--repo-id", REPO, "--as-gpt2"]
+    assert publish.main([*args, "--dry-run"]) == 0
+    listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert set(listed) == EXPECTED_GPT2 and online.commits == []
+    sent = tmp_path / "sent"
+    assert publish.main([*args, "--out", str(sent)]) == 0
+    [commit] = online.commits
+    assert set(commit["files"]) == set(listed)
+    for name, data in commit["files"].items():
+        assert data == (sent / name).read_bytes(), name
+
+
+def test_as_gpt2_refuses_a_variant_gpt2_cannot_express_in_one_line(online, tmp_path, capsys):
+    out = tmp_path / "out"
+    folder = str(ROOT / "models" / "shakespeare" / "post_ln")
+    assert publish.main([folder, "--repo-id", REPO, "--as-gpt2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: --as-gpt2: GPT-2 has no equivalent of ln_style='post': only the baseline architecture converts"
+    )
+    assert not out.exists() and online.repos == [] and online.commits == []
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import Cache, DynamicCache, StaticCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 try:  # relative import when loaded as remote code from a model folder, plain import from the project root
@@ -35,41 +35,42 @@ except ImportError:
 
 
 def attention_mask_for(
-    attention_mask: torch.Tensor | None, q_len: int, past_len: int, device: torch.device
+    attention_mask: torch.Tensor | None, q_len: int, past_len, kv_len: int, device: torch.device
 ) -> tuple[torch.Tensor | None, bool]:
     """Return `(mask, is_causal)` for `F.scaled_dot_product_attention`.
 
-    `mask` is None or a (B or 1, 1, q_len, past_len + q_len) bool tensor, True where a query may attend. SDPA's own
-    `is_causal=True` aligns the triangle top-left, which is only right for a prefill on an empty cache; every other
-    case gets an explicit bottom-right causal mask, combined with the key padding mask when there is one.
+    Query i sits at position past_len + i, key j at position j; kv_len is how many keys the cache returns, which a
+    static cache makes larger than past_len + q_len (its unfilled slots are hidden by causality). `mask` is None or a
+    (B or 1, 1, q_len, kv_len) bool tensor, True where a query may attend; a 4-D mask (what `generate` prepares for a
+    static cache) is used as it is. The mask is built from positions with tensor operations only, never from the
+    values in `attention_mask`, so torch.export and ONNX keep one graph for every padding pattern. SDPA's own
+    `is_causal=True` aligns the triangle top-left, which is only right for a prefill on an empty cache.
     """
-    kv_len = past_len + q_len
-    if attention_mask is not None:
-        if attention_mask.shape[-1] != kv_len:
-            raise ValueError(
-                f"attention_mask covers {attention_mask.shape[-1]} positions but the cache and the input hold {kv_len}"
-            )
-        if bool(attention_mask.all()):
-            attention_mask = None
-    if attention_mask is None:
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask, False
+    if attention_mask is None and isinstance(past_len, int) and kv_len == past_len + q_len:
         if q_len == 1:
             return None, False  # one new query sees every cached key
         if past_len == 0:
             return None, True
-    mask = causal_mask(q_len, past_len, device)  # (1, 1, q, kv)
+    q_pos = past_len + torch.arange(q_len, device=device)[:, None]  # (q, 1); past_len may be a tensor
+    k_pos = torch.arange(kv_len, device=device)[None, :]  # (1, kv)
+    mask = (k_pos <= q_pos)[None, None]  # (1, 1, q, kv)
     if attention_mask is not None:
-        keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, kv)
+        keys = padding_keys(attention_mask, past_len, q_len, kv_len)[:, None, None, :]  # (B, 1, 1, kv)
         # a padding query still attends to itself: no row is empty, so neither SDPA nor softmax produce NaN
-        own = torch.arange(kv_len, device=device)[None, :] == torch.arange(past_len, kv_len, device=device)[:, None]
-        mask = (mask & keys) | own
+        mask = (mask & keys) | (k_pos == q_pos)[None, None]
     return mask, False
 
 
-def causal_mask(q_len: int, past_len: int, device) -> torch.Tensor:
-    """(1, 1, q_len, past_len + q_len) bool, aligned bottom-right: query i sits at position past_len + i."""
-    q_pos = torch.arange(past_len, past_len + q_len, device=device)[:, None]
-    k_pos = torch.arange(past_len + q_len, device=device)[None, :]
-    return (k_pos <= q_pos)[None, None]
+def padding_keys(attention_mask: torch.Tensor, past_len, q_len: int, kv_len: int) -> torch.Tensor:
+    """The 2-D (B, past + q) padding mask as a (B, kv_len) bool mask; a static cache's slots beyond it count as
+    padding (causality hides them anyway)."""
+    width = attention_mask.shape[-1]
+    if width > kv_len or (isinstance(past_len, int) and width not in (past_len + q_len, kv_len)):
+        held = f"{past_len + q_len}" if isinstance(past_len, int) else f"up to {kv_len}"
+        raise ValueError(f"attention_mask covers {width} positions but the cache and the input hold {held}")
+    return F.pad(attention_mask.bool(), (0, kv_len - width))
 
 
 class CausalSelfAttention(nn.Module):
@@ -98,9 +99,11 @@ class CausalSelfAttention(nn.Module):
         if eager or output_attentions:
             # explicit softmax: the reference path, and the only one that can return the weights
             scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, nh, T, past + T)
-            if mask is None and is_causal:
-                mask = causal_mask(T, k.shape[-2] - T, x.device)
-            if mask is not None:
+            if mask is None and is_causal:  # a prefill on an empty cache: the plain triangle
+                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()[None, None]
+            if mask is not None and mask.dtype != torch.bool:  # additive, as generate prepares it for eager models
+                scores = scores + mask
+            elif mask is not None:
                 # an additive finfo.min (not -inf) keeps a fully masked row finite
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             weights = F.softmax(scores, dim=-1)
@@ -151,9 +154,10 @@ class Block(nn.Module):
             if self.post_ln:
                 x = self.ln_1(x)
         elif cache is not None:
-            # no keys to keep, but the cache still counts positions so that cached decoding places tokens right
-            empty = x.new_zeros(x.shape[0], 0, x.shape[1], 0)
-            cache.update(empty, empty, self.layer_idx)
+            # nothing to attend to, but the cache still counts positions so that cached decoding places tokens right
+            # (one zero channel: a cache reads its length from what it holds, and an empty tensor holds nothing)
+            counter = x.new_zeros(x.shape[0], 1, x.shape[1], 1)
+            cache.update(counter, counter, self.layer_idx)
         # Fully connected
         if self.mlp is not None:
             h = self.ln_2(x) if self.pre_ln else x
@@ -176,6 +180,14 @@ class GPT2MiniPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     _no_split_modules = ["Block"]
     _supports_sdpa = True
+    supports_gradient_checkpointing = True  # GPT2MiniModel.forward checkpoints block by block
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # transformers guesses this from the source (it looks for its attention-function registry); here every
+        # forward reads config._attn_implementation ("sdpa" or "eager"), so `set_attn_implementation` takes effect
+        # at once. Other implementations are refused by transformers' own check (no _supports_flash_attn etc.).
+        return True
 
     def _init_weights(self, module):
         """GPT-2's scheme: N(0, 0.02) everywhere, zero biases, and residual projections scaled by 1/sqrt(2 n_layer)."""
@@ -183,6 +195,34 @@ class GPT2MiniPreTrainedModel(PreTrainedModel):
         if isinstance(module, (CausalSelfAttention, MLP)):
             std = self.config.initializer_range / math.sqrt(2 * self.config.n_layer)
             nn.init.normal_(module.c_proj.weight, mean=0.0, std=std)
+
+
+# the projections to adapt with PEFT's LoRA (it has no default for gpt2mini): LoraConfig(target_modules=...)
+LORA_TARGET_MODULES = ("c_attn", "attn.c_proj", "c_fc", "mlp.c_proj")
+
+# GPT-2 stores these four as Conv1D weights of shape (in, out); nn.Linear's are (out, in)
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def positions_for(attention_mask: torch.Tensor | None, past_len, q_len: int, device) -> torch.Tensor:
+    """Position ids of the new tokens: from past_len on, or, with a 2-D padding mask, counted from each row's first
+    real token (GPT2LMHeadModel counts the left padding too unless it is given position_ids, as generate does)."""
+    new = past_len + torch.arange(q_len, device=device)  # (q,); past_len may be a tensor
+    if attention_mask is None or attention_mask.dim() != 2:
+        return new[None]
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0).index_select(-1, new)  # (B, q)
+
+
+def check_cache(cache):
+    """The cache as it is, or a ValueError naming a kind this model does not fill correctly."""
+    if isinstance(cache, Cache):
+        layers = getattr(cache, "layers", None) or []
+        if type(cache) not in (DynamicCache, StaticCache) or any(layer.is_sliding for layer in layers):
+            raise ValueError(
+                f"GPT-2 mini cannot use a {type(cache).__name__}: it supports DynamicCache and StaticCache "
+                '(generate\'s cache_implementation "dynamic", "offloaded", "static" and "offloaded_static")'
+            )
+    return cache
 
 
 class GPT2MiniModel(GPT2MiniPreTrainedModel):
@@ -195,6 +235,7 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
         self.wpe = nn.Embedding(config.n_positions, config.n_embd) if config.use_position_embeddings else None
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         # post-LN already normalises every block's output; with no LayerNorm there is none to add
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon) if config.ln_style == "pre" else None
         self.post_init()
@@ -204,6 +245,16 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
 
     def set_input_embeddings(self, new_embeddings):
         self.wte = new_embeddings
+
+    def check_context(self, positions: int) -> None:
+        """A clear error instead of an index error deep in `wpe` when the input (or a static cache) needs more
+        positions than the model has."""
+        if positions > self.config.n_positions:
+            raise ValueError(
+                f"sequence length {positions} exceeds the model's context of {self.config.n_positions} "
+                f"positions (n_positions); crop the input to its last {self.config.n_positions} tokens, or use "
+                "generation_gpt2mini's TokenStream / stream_text, which slide the window"
+            )
 
     def forward(
         self,
@@ -225,39 +276,35 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        if not use_cache:
+        if use_cache and not checkpointing:  # a checkpointed block runs twice: it must not fill a cache twice
+            cache = check_cache(cache) if cache is not None else DynamicCache(config=self.config)
+        else:
             cache = None
 
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
-        B, T = x.shape[:2]
-        past_len = cache.get_seq_length() if cache is not None else 0
-        if past_len + T > self.config.n_positions:
-            raise ValueError(
-                f"sequence length {past_len + T} exceeds the model's context of {self.config.n_positions} "
-                f"positions (n_positions); crop the input to its last {self.config.n_positions} tokens, or use "
-                "generation_gpt2mini's TokenStream / stream_text, which slide the window"
-            )
+        T = x.shape[1]
+        past_len = cache.get_seq_length() if cache is not None else 0  # a 0-d tensor for a static cache
+        kv_len = cache.get_mask_sizes(T, 0)[0] if cache is not None else T  # keys the cache will return
+        self.check_context(past_len + T if isinstance(past_len, int) else kv_len)
         if self.wpe is not None:
             if position_ids is None:
-                if attention_mask is not None:
-                    # left padding: real tokens are numbered from 0 in every row
-                    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
-                else:
-                    position_ids = torch.arange(past_len, past_len + T, device=x.device)[None]
+                position_ids = positions_for(attention_mask, past_len, T, x.device)
             x = x + self.wpe(position_ids)
         x = self.drop(x)
 
-        mask, is_causal = attention_mask_for(attention_mask, T, past_len, x.device)
+        mask, is_causal = attention_mask_for(attention_mask, T, past_len, kv_len, x.device)
         eager = self.config._attn_implementation == "eager"
         all_hidden = [] if output_hidden_states else None
         all_attn = [] if output_attentions else None
         for block in self.h:
             if output_hidden_states:
                 all_hidden.append(x)
-            x, weights = block(x, mask, is_causal, cache, eager, output_attentions)
+            if checkpointing:  # keep only each block's input; recompute its inside in the backward pass
+                x, weights = self._gradient_checkpointing_func(block.__call__, x, mask, is_causal, None, eager, False)
+            else:
+                x, weights = block(x, mask, is_causal, cache, eager, output_attentions)
             if output_attentions:
                 all_attn.append(weights)
         if self.ln_f is not None:
@@ -373,20 +420,60 @@ class GPT2MiniForCausalLM(GPT2MiniPreTrainedModel, GenerationMixin):
             **config_overrides,
         )
         model = cls(config)
-        transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
         state = {}
         for name, tensor in gpt2.state_dict().items():
             if name.endswith(("attn.bias", "attn.masked_bias")) and name not in model.state_dict():
                 continue  # old GPT-2 checkpoints carry the causal mask as a buffer
             if name == "lm_head.weight" and config.tie_word_embeddings:
                 continue
-            state[name] = tensor.t().contiguous() if name.endswith(transposed) else tensor
+            state[name] = tensor.t().contiguous() if name.endswith(CONV1D_WEIGHTS) else tensor
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [m for m in missing if not (m == "lm_head.weight" and config.tie_word_embeddings)]
         if missing or unexpected:
             raise ValueError(f"GPT-2 state dict does not fit: missing {missing}, unexpected {unexpected}")
         model.tie_weights()
         return model.to(gpt2.dtype).eval()
+
+    def to_gpt2(self):
+        """This model as a `transformers.GPT2LMHeadModel` with identical logits: what it saves is plain GPT-2, which
+        loads wherever GPT-2 does, without this project's code. The inverse of `from_gpt2`. A variant that GPT-2
+        cannot express (any switch but untied embeddings) is refused with a ValueError naming the switch."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        c = self.config
+        foreign = {k: v for k, v in c.ablations.items() if k != "tie_word_embeddings"}
+        if foreign:
+            switched = ", ".join(f"{k}={v!r}" for k, v in foreign.items())
+            raise ValueError(f"GPT-2 has no equivalent of {switched}: only the baseline architecture converts")
+        config = GPT2Config(
+            vocab_size=c.vocab_size,
+            n_positions=c.n_positions,
+            n_embd=c.n_embd,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            n_inner=c.n_inner,
+            activation_function="gelu_new",  # tanh GELU, as here
+            embd_pdrop=c.embd_pdrop,
+            attn_pdrop=c.attn_pdrop,
+            resid_pdrop=c.resid_pdrop,
+            layer_norm_epsilon=c.layer_norm_epsilon,
+            initializer_range=c.initializer_range,
+            tie_word_embeddings=c.tie_word_embeddings,
+            bos_token_id=c.bos_token_id,
+            eos_token_id=c.eos_token_id,
+            pad_token_id=c.pad_token_id,
+            attn_implementation=c._attn_implementation,
+        )
+        gpt2 = GPT2LMHeadModel(config)
+        state = {k: v.t().contiguous() if k.endswith(CONV1D_WEIGHTS) else v for k, v in self.state_dict().items()}
+        if c.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        missing, unexpected = gpt2.load_state_dict(state, strict=False)
+        if [m for m in missing if m != "lm_head.weight"] or unexpected:
+            raise ValueError(f"the state dict does not fit GPT2LMHeadModel: missing {missing}, unexpected {unexpected}")
+        gpt2.tie_weights()
+        gpt2.generation_config = self.generation_config
+        return gpt2.to(self.dtype).train(self.training)
 
 
 GPT2MiniForCausalLM.register_for_auto_class("AutoModelForCausalLM")
