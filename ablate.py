@@ -146,9 +146,7 @@ def train_variant(base: TrainSettings, name: str, folder: Path, fresh: bool = Fa
         if done is not None:
             print(f"  {name}: resuming at step {done}", file=sys.stderr)
             s.resume = str(folder)
-        elif folder.exists():
-            shutil.rmtree(folder)
-        try:
+        try:  # a folder of other settings is saved over (a save keeps what it did not write; see checkpoint.py)
             result = train(s)
         except NonFiniteLoss as e:
             diverged = str(e)

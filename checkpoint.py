@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,8 +40,20 @@ METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 
 
+# what a save writes; anything else in a checkpoint folder is the user's, and a save moves it into the new folder
+SAVED_NAMES = frozenset(
+    {"config.json", MODEL_FILE, "generation_config.json", TOKENIZER_FILE, "tokenizer_config.json"}
+    | {"special_tokens_map.json", "configuration_gpt2mini.py", "modeling_gpt2mini.py"}
+    | {STATE_FILE, OPTIMIZER_FILE, METRICS_FILE, CURVE_FILE}
+)
+
+
 class UsageError(Exception):
     """A mistake in what the user asked for, or a file they named that cannot be used: one line, exit code 2."""
+
+
+class SaveError(Exception):
+    """A save that failed while it wrote (a full disk, say): one line, exit code 1, the previous checkpoint intact."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -84,7 +97,7 @@ def recover_interrupted_save(out_dir: Path) -> None:
         if not out_dir.exists():
             os.replace(old, out_dir)  # killed between the two renames: the previous save comes back
         else:
-            shutil.rmtree(old, ignore_errors=True)
+            retire(old, out_dir)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -103,14 +116,20 @@ def _fsync_dir(path: Path) -> None:
 
 def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Write a folder with `write(tmp)` next to `out_dir`, then swap it in. Readers never see a half-written folder;
-    if anything fails before the swap, the previous folder is untouched.
+    if anything fails before the swap, the previous folder is untouched and nothing is left beside it.
+
+    Only a new path, an empty folder or a GPT-2 mini checkpoint is replaced (anything else is a UsageError, before
+    anything is written), and what the user keeps in a checkpoint folder (files a save does not write) moves into the
+    new one: a save never deletes what it did not write.
 
     What a kill (even SIGKILL) can leave at each point, and what `recover_interrupted_save` makes of it on the next
-    load or save: during `write`, a `.partial-PID` folder (deleted); between the two renames, the previous folder as
-    `.old-PID` and no `out_dir` (moved back); after them, a stale `.old-PID` (deleted)."""
+    load or save: during `write`, a `.partial-PID` folder (deleted: it holds only what `write` wrote); between the two
+    renames, the previous folder as `.old-PID` and no `out_dir` (moved back); after them, a stale `.old-PID` (the
+    user's files in it move into `out_dir`, then it is deleted)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_save(out_dir)
+    check_replaceable(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -120,15 +139,113 @@ def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
+        swap(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def swap(new: Path, out_dir: Path) -> None:
+    """Put the finished folder `new` in the place of `out_dir` with two renames, then retire the previous one. If a
+    rename fails (a mount point cannot be renamed, for one), the previous folder is where it was."""
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     if out_dir.exists():
         os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
+    try:
+        os.replace(new, out_dir)
+    except BaseException:
+        if old.exists() and not out_dir.exists():
+            os.replace(old, out_dir)
+        raise
     _fsync_dir(out_dir.parent)
+    if old.exists():
+        retire(old, out_dir)
+
+
+def retire(old: Path, out_dir: Path) -> None:
+    """Delete a replaced checkpoint folder, after moving into `out_dir` every entry a save does not write."""
+    for entry in old.iterdir():
+        if entry.name not in SAVED_NAMES and not (out_dir / entry.name).exists():
+            os.replace(entry, out_dir / entry.name)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """A UsageError unless a save may put a new folder at `out_dir`: a new path, an empty folder, or a checkpoint."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} is a file, not a folder: save into a new or empty folder")
+    if not out_dir.is_dir():
+        return
+    if os.path.ismount(out_dir):
+        raise UsageError(
+            f"{out_dir} is a mount point, which a save cannot replace: save into a folder inside it, "
+            f"e.g. {out_dir / 'run'}"
+        )
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if entries and not is_checkpoint(out_dir):
+        listed = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise UsageError(
+            f"{out_dir} already holds files that are not a GPT-2 mini checkpoint ({listed}): nothing was written; "
+            "save into a new or empty folder"
+        )
+
+
+def is_checkpoint(folder: Path) -> bool:
+    """Whether `folder` holds a GPT-2 mini model (its config.json says model_type gpt2mini)."""
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type") == "gpt2mini"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_save_target(out_dir: Path, need_bytes: int) -> None:
+    """Before a run: refuse, in one line, a folder a save would damage or could not write (see `check_replaceable`),
+    a place that cannot be written, or a disk without room for one checkpoint of `need_bytes`."""
+    out_dir = Path(out_dir)
+    recover_interrupted_save(out_dir)
+    check_replaceable(out_dir)
+    anchor = out_dir.parent
+    while not anchor.exists():  # the folders a save would create: judge the first one that exists
+        anchor = anchor.parent
+    try:
+        with tempfile.TemporaryFile(dir=anchor):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot save to {out_dir}: {anchor} cannot be written ({e.strerror or e})") from None
+    free = shutil.disk_usage(anchor).free
+    if free < need_bytes:
+        raise UsageError(
+            f"cannot save to {out_dir}: one checkpoint needs about {need_bytes / 1e6:,.0f} MB and {anchor} has "
+            f"{free / 1e6:,.0f} MB free"
+        )
+
+
+@contextlib.contextmanager
+def save_lock(out_dir: Path):
+    """Held while one process trains into `out_dir`: a second one is refused at once instead of racing it (the last
+    writer would win). The lock is a `.NAME.lock` file beside the folder, removed when the run ends."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = out_dir.parent / f".{out_dir.name}.lock"
+    with open(path, "a+") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UsageError(f"{out_dir} is being trained into by {holder}: wait for it, or save elsewhere") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -319,7 +436,10 @@ def save_run(out_dir, model, tokenizer, state: dict, metrics: list[dict], resume
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         plot_losses(metrics, tmp / CURVE_FILE, title=state.get("title", ""))
 
-    atomic_save(Path(out_dir), write)
+    try:
+        atomic_save(Path(out_dir), write)
+    except OSError as e:  # a full disk, a quota, a folder gone read-only: the previous folder is untouched
+        raise SaveError(f"cannot save {out_dir}: {e.strerror or e}") from None
 
 
 def plot_losses(metrics: list[dict], path: Path, title: str = "") -> None:

@@ -41,12 +41,15 @@ import torch
 from checkpoint import (
     OPTIMIZER_FILE,
     STATE_FILE,
+    SaveError,
     UsageError,
+    check_save_target,
     load_model_folder,
     load_resume_tensors,
     one_line,
     read_metrics,
     read_state,
+    save_lock,
     save_run,
 )
 from configuration_gpt2mini import SWITCHES, choices, gpt2_value, switch_fields
@@ -116,6 +119,7 @@ class TrainSettings:
         return sizes | self.switches
 
     def check(self) -> None:
+        """A UsageError naming the flag for any setting a run cannot use (NaN and infinity fail every test here)."""
         positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -124,19 +128,11 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} must be a positive integer, got {value}")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise UsageError(f"need 0 <= --min_lr <= --lr and --lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if self.stop_at is not None and self.stop_at <= 0:
             raise UsageError(f"--stop_at must be a positive step, got {self.stop_at}")
-        if not 0 <= self.dropout < 1:
-            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.short_context < 0 or not 0 <= self.short_fraction <= 1:
-            raise UsageError(
-                f"need --short_context >= 0 and 0 <= --short_fraction <= 1, got {self.short_context} and "
-                f"{self.short_fraction}"
-            )
-        if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise UsageError("--warmup, --grad_clip and --weight_decay must not be negative")
+        for name, (ok, what) in self.number_rules().items():
+            if not ok(getattr(self, name)):
+                raise UsageError(f"--{name} must be {what}, got {getattr(self, name)}")
         for name, value in self.switches.items():
             if name not in switch_fields() or value not in choices(name):
                 raise UsageError(f"no switch sets {name} to {value!r} (configuration_gpt2mini.SWITCHES)")
@@ -145,6 +141,22 @@ class TrainSettings:
         if self.load and self.model_overrides():
             flags = ", ".join(self.model_overrides())
             raise UsageError(f"the architecture comes from the loaded folder; drop {flags} or train from scratch")
+
+    def number_rules(self) -> dict:
+        """{setting: (test, what it must be)} for the real-valued settings."""
+        finite = math.isfinite
+        return {
+            "lr": (lambda v: finite(v) and v > 0, "a finite number above 0"),
+            "min_lr": (lambda v: 0 <= v <= self.lr, "between 0 and --lr"),
+            "val_fraction": (lambda v: 0 < v < 1, "between 0 and 1, both excluded"),
+            "beta2": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+            "dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+            "short_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+            "short_context": (lambda v: v >= 0, "0 or more"),
+            "warmup": (lambda v: v >= 0, "0 or more"),
+            "weight_decay": (lambda v: finite(v) and v >= 0, "a finite number, 0 or more"),
+            "grad_clip": (lambda v: finite(v) and v >= 0, "a finite number, 0 or more (0: off)"),
+        }
 
 
 def switches_from_flags(flags: dict) -> dict:
@@ -489,6 +501,8 @@ def setup(s: TrainSettings) -> Run:
     torch.manual_seed(s.seed + dist.rank)
     text = load_corpus(s.data) if s.data else load_corpus(s.corpus)
     model, tokenizer = build_model(s, text)
+    if s.resume:
+        check_same_vocabulary(tokenizer, text, s)
     model.to(device).train()
     train_text, val_text = train_val_split(text, s.val_fraction)
     block = model.config.n_positions
@@ -497,11 +511,31 @@ def setup(s: TrainSettings) -> Run:
     )
     fixed = {"train": batches.fixed("train", s.eval_iters, seed=1), "val": batches.fixed("val", s.eval_iters, seed=2)}
     out_dir = Path(s.save or default_save_dir(s))
+    if dist.main:  # refused now, not after training up to the first save
+        check_save_target(out_dir, checkpoint_bytes(model))
     run = Run(s, dist, device, model, tokenizer, batches, fixed, make_optimizer(model, s, device), out_dir)
     if resume_state is not None:
         restore(run, resume_state)
     run.runner = wrap(model, s, dist, device)
     return run
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About what one saved checkpoint takes on disk: fp32 weights and AdamW's two moments, plus logs and code."""
+    return 3 * 4 * model.num_parameters() + 2_000_000
+
+
+def check_same_vocabulary(tokenizer, text: str, s: TrainSettings) -> None:
+    """A resumed run continues on text its vocabulary was built from: another corpus would be fed as bytes the
+    model never learned (or leave characters unused), so it is refused."""
+    if build_tokenizer(text).get_vocab() != tokenizer.get_vocab():
+        new = unseen_characters(tokenizer, text)
+        shown = " ".join(repr(c) for c in new[:5]) + (" ..." if len(new) > 5 else "")
+        raise UsageError(
+            f"{s.resume} was trained with another vocabulary than {s.data or s.corpus}'s"
+            + (f" ({len(new)} of its characters are new to it: {shown})" if new else "")
+            + ": a resumed run keeps its text; to train this model on new text, start a new run with --load"
+        )
 
 
 def build_model(s: TrainSettings, text: str) -> tuple[GPT2MiniForCausalLM, object]:
@@ -619,28 +653,32 @@ def train(settings: TrainSettings | None = None, **overrides) -> dict:
             raise TypeError(f"unknown training setting {k!r}")
         setattr(s, k, v)
     run = setup(s)
-    if run.dist.main:
-        announce(run)
-    bar = progress_bar(run)
-    result = {"folder": str(run.out_dir)}
-    with StopRequest() as stop:
-        if run.dist.main:  # said once Ctrl-C is handled, so a wrapper can wait for this line before it may interrupt
-            say(f"training steps {run.step + 1}-{s.steps}; Ctrl-C saves a checkpoint and stops", bar)
-        try:
-            result |= loop(run, stop, bar)
-        except NonFiniteLoss as e:
-            kept = (
-                f"the last good checkpoint (step {run.saved_step}) is kept in {run.out_dir}"
-                if run.saved_step is not None
-                else "nothing was saved"
-            )
-            raise NonFiniteLoss(f"{e}; stopping. Lower --lr or keep --grad_clip on; {kept}") from None
-        finally:
-            if bar is not None:
-                bar.close()
-            if run.dist.world > 1:
-                leave_process_group(run)
+    with save_lock(run.out_dir) if run.dist.main else contextlib.nullcontext():  # one process per folder
+        if run.dist.main:
+            announce(run)
+        bar = progress_bar(run)
+        result = {"folder": str(run.out_dir)}
+        with StopRequest() as stop:
+            if run.dist.main:  # said once Ctrl-C is handled, so a wrapper can wait for this line to interrupt
+                say(f"training steps {run.step + 1}-{s.steps}; Ctrl-C saves a checkpoint and stops", bar)
+            try:
+                result |= loop(run, stop, bar)
+            except NonFiniteLoss as e:
+                raise NonFiniteLoss(f"{e}; stopping. Lower --lr or keep --grad_clip on; {kept(run)}") from None
+            except SaveError as e:
+                raise SaveError(f"{e}; {kept(run)}") from None
+            finally:
+                if bar is not None:
+                    bar.close()
+                if run.dist.world > 1:
+                    leave_process_group(run)
     return result | summary(run, result)
+
+
+def kept(run: Run) -> str:
+    if run.saved_step is None:
+        return "nothing was saved"
+    return f"the last good checkpoint (step {run.saved_step}) is kept in {run.out_dir}"
 
 
 def loop(run: Run, stop: "StopRequest", bar) -> dict:
@@ -979,7 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLoss as e:
+    except (NonFiniteLoss, SaveError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -174,3 +174,15 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_variant_folder_that_is_not_a_checkpoint_is_refused_and_kept(tmp_path, capsys):
+    data = tmp_path / "text.txt"
+    data.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:6000], encoding="utf-8")
+    mine = tmp_path / "out" / "text" / "baseline"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    args = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY]
+    assert ablate.main(args) == 2
+    assert "already holds files that are not a GPT-2 mini checkpoint (notes.txt)" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"

@@ -245,11 +245,11 @@ def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
         raise OSError("disk full (simulated, half-way through the save)")
 
     monkeypatch.setattr(C, "plot_losses", explode)  # called after the weights are written into the new folder
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(C.SaveError, match="simulated"):
         T.train(T.resume_settings(folder, steps=8, progress=False))
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after == before
-    assert not list(tmp_path.glob(".run.*"))
+    assert not debris(tmp_path)
 
 
 def test_a_save_killed_between_the_two_renames_is_recovered(tmp_path):
@@ -327,6 +327,12 @@ def start_child(tmp_path, folder, phases, steps=100, extra=()):
     return subprocess.Popen([sys.executable, str(script), *args], env=env, stderr=subprocess.PIPE, text=True)
 
 
+def debris(parent: Path) -> list[Path]:
+    """What a save left beside the folder: a partial new folder or the old one moved aside. (A killed run's lock file,
+    `.run.lock`, is not debris: the kernel released its lock, and the next run on the folder reuses and removes it.)"""
+    return list(parent.glob(".run.partial-*")) + list(parent.glob(".run.old-*"))
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -354,11 +360,11 @@ def test_sigkill_during_a_save_leaves_a_loadable_resumable_checkpoint(phase, sur
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    assert list(tmp_path.glob(".run.*"))  # the kill left debris of the save behind
+    assert debris(tmp_path)  # the kill left debris of the save behind
 
     model, tok = C.load_model_folder(folder)  # every loader recovers first
     assert snapshot(folder) == expected  # byte for byte the checkpoint that was complete
-    assert not list(tmp_path.glob(".run.*"))
+    assert not debris(tmp_path)
     step = step_of(folder)
     result = T.train(T.resume_settings(folder, steps=step + 2, progress=False))
     assert result["step"] == step + 2
@@ -384,7 +390,7 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path)
             C.recover_interrupted_save(folder)
             continue
         model, tok = C.load_model_folder(folder)  # checksums verified too
-        assert not list(tmp_path.glob(".run.*"))
+        assert not debris(tmp_path)
         steps.append(step_of(folder))
         assert steps == sorted(steps)  # never back to an older checkpoint
         assert len(C.read_metrics(folder)) > 0
@@ -410,5 +416,159 @@ def test_loading_a_folder_while_train_py_saves_it_does_not_break_the_save(tmp_pa
     (tmp_path / "go-between").touch()
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 0, err[-3000:]
-    assert step_of(folder) == 4 and not list(tmp_path.glob(".run.*"))
+    assert step_of(folder) == 4 and not debris(tmp_path)
     C.load_model_folder(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Nothing lost: a save never deletes what it did not write; what it cannot do is refused before training
+
+
+def train_py(*args, tiny=True, cwd=None, timeout=300, **popen):
+    """train.py in a real process (with the tiny model's flags unless it resumes)."""
+    cmd = [sys.executable, str(ROOT / "train.py"), *(CHILD_ARGS if tiny else ["--no_progress"]), *args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+def test_save_refuses_a_folder_that_is_not_a_checkpoint_and_touches_nothing(tmp_path):
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "thesis.txt").write_text("thesis")
+    (notes / "sub" / "data.csv").write_text("1,2")
+    before, around = tree(notes), sorted(p.name for p in tmp_path.iterdir())
+    out = train_py("--steps", "1", "--save", str(notes))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: {notes} already holds files that are not a GPT-2 mini checkpoint (sub, thesis.txt): nothing was "
+        "written; save into a new or empty folder"
+    ]
+    assert tree(notes) == before and sorted(p.name for p in tmp_path.iterdir()) == around
+
+
+def test_files_the_user_keeps_in_a_checkpoint_survive_every_save(tmp_path):
+    folder = tmp_path / "run"
+    assert train_py("--steps", "2", "--eval_interval", "2", "--save", str(folder)).returncode == 0
+    (folder / "my notes.txt").write_text("keep me")
+    (folder / "plots").mkdir()
+    (folder / "plots" / "a.png").write_bytes(b"png")
+    out = train_py("--resume", str(folder), "--steps", "6", "--eval_interval", "2", tiny=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert step_of(folder) == 6  # saved over twice more
+    assert (folder / "my notes.txt").read_text() == "keep me" and (folder / "plots" / "a.png").read_bytes() == b"png"
+    assert not debris(tmp_path)
+
+
+def test_an_empty_folder_is_saved_into(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert train_py("--steps", "1", "--save", str(tmp_path / "empty")).returncode == 0
+    assert (tmp_path / "empty" / "model.safetensors").exists()
+
+
+def test_a_mount_point_is_refused_at_start_and_a_failed_rename_leaves_nothing_behind(tmp_path, monkeypatch):
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    monkeypatch.setattr(C.os.path, "ismount", lambda p: Path(p) == folder)
+    with pytest.raises(C.UsageError, match="is a mount point, which a save cannot replace: save into a folder inside"):
+        C.check_save_target(folder, 1000)
+    # and should a rename fail anyway (EBUSY, as for a mount point), the previous folder stays and no partial is left
+    T.train(T.TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 2, "eval_interval": 2})))
+    before = tree(tmp_path / "run")
+    real = os.replace
+
+    def busy(src, dst):
+        if Path(src) == tmp_path / "run":
+            raise OSError(16, "Device or resource busy")
+        return real(src, dst)
+
+    monkeypatch.setattr(C.os, "replace", busy)
+    with pytest.raises(C.SaveError, match="Device or resource busy"):
+        T.train(T.resume_settings(tmp_path / "run", steps=4, progress=False))
+    assert tree(tmp_path / "run") == before and not debris(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [("/proc/gpt2mini-run", "/proc cannot be written"), ("/sys/gpt2mini/run", "/sys cannot be written")],
+)
+def test_a_place_that_cannot_be_written_is_refused_before_training(where, message):
+    out = train_py("--steps", "1", "--save", where)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
+    assert "training steps" not in out.stderr
+
+
+def test_too_little_disk_for_one_checkpoint_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(C.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 5000, 5000))
+    assert T.main([*CHILD_ARGS, "--steps", "1", "--save", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one checkpoint needs about" in err[0] and "MB free" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+FULL_DISK = """
+import errno, sys
+sys.path.insert(0, {root!r})
+import checkpoint, train
+
+real = checkpoint.plot_losses
+saves = [0]
+
+def plot_losses(*args, **kwargs):  # inside the second save, after the weights are written: the disk fills up
+    saves[0] += 1
+    if saves[0] == 2:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(*args, **kwargs)
+
+checkpoint.plot_losses = plot_losses
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    folder = tmp_path / "run"
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK.format(root=str(ROOT)))
+    args = [*CHILD_ARGS, "--steps", "6", "--eval_interval", "2", "--save", str(folder)]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: cannot save {folder}: No space left on device; the last good checkpoint (step 2) is kept in {folder}"
+    )
+    assert "Traceback" not in out.stderr and step_of(folder) == 2 and not debris(tmp_path)
+    C.load_model_folder(folder)  # and it loads
+
+
+def test_a_second_process_saving_to_the_same_folder_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *CHILD_ARGS, "--steps", "100000", "--save", str(folder)],
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_line(first, "training steps")
+        second = train_py("--steps", "2", "--save", str(folder))
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"error: {folder} is being trained into by process {first.pid}: wait for it, or save elsewhere"
+        ]
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
+    assert train_py("--steps", "2", "--save", str(folder)).returncode == 0  # the lock went with the process
+
+
+def test_resuming_on_another_corpus_is_refused(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert T.main([*CHILD_ARGS, "--steps", "2", "--save", str(folder)]) == 0
+    capsys.readouterr()
+    assert T.main(["--resume", str(folder), "--steps", "4", "--corpus", "wagahai", "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {folder} was trained with another vocabulary than wagahai's (") and "\n" not in err
+    assert "start a new run with --load" in err and step_of(folder) == 2

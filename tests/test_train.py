@@ -230,6 +230,11 @@ def test_blog_command_line_generate_and_interactive(trained, tmp_path):
         (["--load", "notamodel", "--generate"], "not a GPT-2 mini model folder"),
         (["--resume", "notamodel"], "cannot resume from notamodel"),
         (["--generate"], "need --load"),
+        (["--val_fraction", "0"], "--val_fraction must be between 0 and 1, both excluded, got 0.0"),
+        (["--val_fraction", "nan"], "--val_fraction must be between 0 and 1, both excluded, got nan"),
+        (["--beta2", "1.5"], "--beta2 must be at least 0 and below 1, got 1.5"),
+        (["--lr", "nan"], "--lr must be a finite number above 0, got nan"),
+        (["--grad_clip", "inf"], "--grad_clip must be a finite number, 0 or more (0: off), got inf"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, tmp_path, monkeypatch, capsys):
