@@ -45,7 +45,7 @@ from configuration_gpt2mini import variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from probes import knockout  # noqa: E402
-from tokenizer import encode, unseen_characters, valid_text  # noqa: E402
+from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
@@ -288,17 +288,16 @@ def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[st
     # One character is one token or more, so the last n characters hold the last n tokens: cropping before
     # tokenizing keeps a 100k-character prompt as cheap as a short one.
     n = entry.model.config.n_positions
-    long = len(prompt) > n
-    prompt = prompt[-n:]
-    unseen = unseen_characters(entry.tokenizer, prompt)
+    cropped = crop_to_tokens(entry.tokenizer, prompt[-n:], n)  # whole characters only, never a character's bytes
+    unseen = unseen_characters(entry.tokenizer, cropped)
     if unseen:
         listed = html.escape(" ".join(repr(c) for c in unseen[:8]), quote=False)
         notices.append(f"Characters the model never saw ({listed}) go in as UTF-8 bytes.")
-    ids = entry.tokenizer.encode(prompt, add_special_tokens=False)
-    if long or len(ids) > n:
-        notices.append(f"The prompt is longer than the model's context: using its last {n} tokens.")
-        ids = ids[-n:]
-    return ids, notices
+    if len(cropped) < len(prompt):
+        notices.append(
+            f"The prompt is longer than the model's context of {n} tokens: using its last {len(cropped)} characters."
+        )
+    return entry.tokenizer.encode(cropped, add_special_tokens=False), notices
 
 
 def shown_char(text: str) -> str:

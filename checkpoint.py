@@ -20,13 +20,14 @@ imports another to do so.
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from configuration_gpt2mini import GPT2MiniConfig
@@ -252,10 +253,24 @@ def save_lock(out_dir: Path):
 # Reading and checking a folder
 
 
+# the largest JSON files a loader reads: a GPT-2 mini tokenizer.json holds one entry per character of its corpus (the
+# shipped ones are under 100 KB), the others a few fields; anything larger is refused before it is read or parsed
+MAX_JSON_BYTES = {TOKENIZER_FILE: 16_000_000}
+MAX_OTHER_JSON_BYTES = 1_000_000
+
+
 def read_json(path: Path) -> dict:
-    """The JSON object in `path`, or a UsageError naming the file."""
+    """The JSON object in `path`, or a UsageError naming the file (also one too large to be what it claims)."""
+    path = Path(path)
+    limit = MAX_JSON_BYTES.get(path.name, MAX_OTHER_JSON_BYTES)
     try:
-        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+        size = path.stat().st_size
+        if size > limit:
+            raise UsageError(
+                f"{path} is {size / 1e6:,.1f} MB, more than any GPT-2 mini {path.name} (at most "
+                f"{limit / 1e6:,.0f} MB): not reading it"
+            )
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text (a damaged file?)") from None
     except ValueError as e:
@@ -351,6 +366,37 @@ def _weights_problem(info: dict) -> str | None:
     return None
 
 
+def check_sizes(config: GPT2MiniConfig, weights: Path, config_file: Path) -> None:
+    """Compare config.json's sizes with the tensor shapes in model.safetensors' header, which is read without loading
+    a tensor. A size that does not match is one line naming config.json, before any memory is spent on it (a config
+    that says n_embd 20000 or n_layer 100000 would otherwise be allocated first)."""
+    try:
+        with safe_open(weights, "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise UsageError(f"cannot load {weights}: damaged or truncated ({one_line(e)})") from None
+    wte = shapes.get("transformer.wte.weight")
+    if wte is None or len(wte) != 2:
+        raise UsageError(f"{weights} has no transformer.wte.weight (not a GPT-2 mini model's weights?)")
+    found = {"vocab_size": (wte[0], "transformer.wte.weight"), "n_embd": (wte[1], "transformer.wte.weight")}
+    for field, name, needed in (
+        ("n_positions", "transformer.wpe.weight", config.use_position_embeddings),
+        ("inner_dim", "transformer.h.0.mlp.c_fc.weight", config.use_mlp),
+    ):
+        if needed and name in shapes:
+            found[field] = (shapes[name][0], name)
+    layers = {int(m[1]) for k in shapes if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
+    if layers:
+        found["n_layer"] = (max(layers) + 1, f"transformer.h.{max(layers)}")
+    wrong = [
+        f"{k} {getattr(config, k):,}, but {name} " + (f"is {shapes[name]}" if name in shapes else "is its last layer")
+        for k, (v, name) in found.items()
+        if getattr(config, k) != v
+    ]
+    if wrong:
+        raise UsageError(f"{config_file} does not match {weights}: it says " + "; ".join(wrong))
+
+
 def load_model_folder(folder: str | Path, device: torch.device | None = None):
     """Model and tokenizer from a saved folder, or a UsageError that names the file at fault.
 
@@ -379,6 +425,7 @@ def load_model_folder(folder: str | Path, device: torch.device | None = None):
         if (folder / name).exists():
             read_json(folder / name)  # a damaged file is named here, not deep inside a library
     config = load_config(folder, raw)
+    check_sizes(config, weights, config_file)  # before a model of config.json's sizes is built
     try:
         with _quiet_transformers():
             model, info = GPT2MiniForCausalLM.from_pretrained(

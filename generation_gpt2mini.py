@@ -318,10 +318,16 @@ SUPPORTED_MODULES = (
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Apply temperature, then top-k, then top-p (nucleus) to (B, V) logits; removed entries become -inf.
 
-    Same order and tie rules as transformers' warpers; at least one token always survives.
+    Same order and tie rules as transformers' warpers; at least one token always survives. The logits are shifted so
+    that the largest is 0 before they are divided by the temperature: the same distribution, and no overflow to
+    NaN at any temperature above 0 (a tiny one leaves only the most likely tokens: greedy).
     """
     if temperature != 1.0:
-        logits = logits / temperature
+        shifted = logits - logits.amax(dim=-1, keepdim=True)
+        if temperature >= torch.finfo(logits.dtype).tiny:
+            logits = shifted / temperature
+        else:  # below what the dtype can hold (it would divide by 0): the limit, greedy
+            logits = shifted.masked_fill(shifted < 0, float("-inf"))
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

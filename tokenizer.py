@@ -88,6 +88,19 @@ def unseen_characters(tokenizer, text: str) -> list[str]:
     return list(dict.fromkeys(c for c in text if c not in vocab))  # in order of appearance
 
 
+def crop_to_tokens(tokenizer, text: str, n: int) -> str:
+    """The longest end of `text` that takes at most `n` tokens, cut between characters (a character the vocabulary
+    lacks takes one token per UTF-8 byte, and cutting through it would leave bytes that are no character)."""
+    vocab = tokenizer.get_vocab()
+    used, start = 0, len(text)
+    while start > 0:
+        cost = 1 if text[start - 1] in vocab else len(text[start - 1].encode("utf-8"))
+        if used + cost > n:
+            break
+        used, start = used + cost, start - 1
+    return text[start:]
+
+
 def n_chars(tokenizer: PreTrainedTokenizerFast) -> int:
     """How many corpus characters the vocabulary holds (the rest are the 2 specials and 256 bytes)."""
     return len(tokenizer) - 2 - len(BYTE_TOKENS)

@@ -324,3 +324,20 @@ def test_a_bad_model_argument_is_one_line_and_exit_2(model, message):
     )
     assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_long_prompt_is_cropped_between_characters_and_shown_without_replacement_marks(lab):
+    long = "吾輩は猫である。" * 11  # none of these characters is in the Shakespeare vocabulary: 3 bytes each
+    entry = lab.get("shakespeare", "baseline")
+    ids, notices = app.prepare_prompt(entry, long)
+    shown = entry.tokenizer.decode(ids)
+    n = entry.model.config.n_positions
+    assert len(ids) <= n and "\ufffd" not in shown and long.endswith(shown) and len(ids) > n - 3
+    assert any(f"using its last {len(shown)} characters" in x for x in notices)
+
+
+def test_a_tiny_temperature_gives_a_real_distribution_in_the_next_character_view(lab):
+    entry = lab.get("shakespeare", "baseline")
+    ids, _ = app.prepare_prompt(entry, "ROMEO:")
+    table = app.next_char_table(entry, ids, 1e-40, 0, 1.0)
+    assert table["probability"].notna().all() and table["probability"].iloc[0] == 1.0

@@ -120,7 +120,7 @@ DAMAGE = {  # what is done to a good folder: (the file the message must name, wh
     "weights truncated to 0 bytes": (truncate(0), "model.safetensors", "damaged or truncated"),
     "weights header garbled": (garble_header, "model.safetensors", "damaged or truncated"),
     "a tensor missing": (edit_tensors(drop_tensor), "model.safetensors", "missing from the file: transformer.wpe"),
-    "a tensor of the wrong shape": (edit_tensors(reshape_tensor), "model.safetensors", "is (3, 3) in the file"),
+    "a tensor of the wrong shape": (edit_tensors(reshape_tensor), "model.safetensors", "wpe.weight is (3, 3)"),
     "a NaN weight": (edit_tensors(poison_tensor), "model.safetensors", "c_fc.bias holds NaN"),
     "config not JSON": (write("config.json", '{"model_type": "gpt2mini",'), "config.json", "not valid JSON"),
     "config a list": (write("config.json", "[1, 2]"), "config.json", "does not hold a JSON object"),
@@ -129,9 +129,9 @@ DAMAGE = {  # what is done to a good folder: (the file the message must name, wh
     "config vocab_size": (edit_config(vocab_size="lots"), "config.json", "vocab_size must be a positive integer"),
     "config ln_style": (edit_config(ln_style="sideways"), "config.json", "ln_style must be one of"),
     "config dropout": (edit_config(attn_pdrop=1.5), "config.json", "attn_pdrop must be a probability"),
-    "config more layers": (edit_config(n_layer=3), "config.json", "tensors missing from the file: transformer.h.2"),
-    "config fewer layers": (edit_config(n_layer=1), "config.json", "no place for: transformer.h.1"),
-    "config context": (edit_config(n_positions=32), "config.json", "transformer.wpe.weight is (64, 32) in the file"),
+    "config more layers": (edit_config(n_layer=3), "config.json", "n_layer 3, but transformer.h.1 is its last layer"),
+    "config fewer layers": (edit_config(n_layer=1), "config.json", "n_layer 1, but transformer.h.1 is its last layer"),
+    "config context": (edit_config(n_positions=32), "config.json", "n_positions 32, but transformer.wpe.weight is"),
     "config eos": (edit_config(eos_token_id=3), "config.json", "eos_token_id"),
     "tokenizer of another corpus": (other_tokenizer, "tokenizer.json", "261 tokens but the model's vocabulary is"),
     "tokenizer truncated": (truncate_tokenizer, "tokenizer.json", "not valid JSON"),
@@ -572,3 +572,41 @@ def test_resuming_on_another_corpus_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {folder} was trained with another vocabulary than wagahai's (") and "\n" not in err
     assert "start a new run with --load" in err and step_of(folder) == 2
+
+
+@pytest.mark.parametrize(
+    "sizes, named",
+    [
+        ({"n_embd": 20000, "n_head": 4}, "n_embd 20,000, but transformer.wte.weight is"),
+        ({"n_layer": 100000}, "n_layer 100,000, but transformer.h.1 is its last layer"),
+        ({"vocab_size": 50_000_000}, "vocab_size 50,000,000, but transformer.wte.weight is"),
+        ({"n_positions": 10**9}, "n_positions 1,000,000,000, but transformer.wpe.weight is"),
+        ({"n_inner": 10**8}, "inner_dim 100,000,000, but transformer.h.0.mlp.c_fc.weight is"),
+    ],
+)
+def test_huge_sizes_in_config_json_are_refused_before_anything_is_allocated(sizes, named, saved, tmp_path):
+    import resource
+    import time
+
+    folder = tmp_path / "huge"
+    shutil.copytree(saved, folder)
+    edit_config(**sizes)(folder)
+    rss, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    with pytest.raises(C.UsageError) as caught:
+        C.load_model_folder(folder)
+    assert "config.json does not match" in str(caught.value) and named in str(caught.value)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss  # KiB: the process's high-water mark
+    assert time.monotonic() - start < 5 and grown < 200_000
+
+
+def test_an_oversized_tokenizer_json_is_refused_unread(saved, tmp_path):
+    import time
+
+    folder = tmp_path / "big"
+    shutil.copytree(saved, folder)
+    with open(folder / "tokenizer.json", "ab") as f:
+        f.truncate(49_000_000)  # 49 MB: a sparse file, cheap to make, slow to parse
+    start = time.monotonic()
+    with pytest.raises(C.UsageError, match=r"tokenizer\.json is 49\.0 MB, more than any GPT-2 mini tokenizer\.json"):
+        C.load_model_folder(folder)
+    assert time.monotonic() - start < 2

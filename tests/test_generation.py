@@ -141,6 +141,19 @@ def test_bad_sampling_parameters_are_rejected():
     TokenStream(m, prompt(3), top_k=np.int64(5), seed=np.int64(7)).take(2)  # NumPy integers are whole numbers
 
 
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324, 1e-8])
+def test_any_temperature_above_zero_gives_a_distribution_and_tiny_ones_are_greedy(temperature, tok):
+    m = sharpen(tiny_model(tok))
+    logits = torch.randn(3, 97) * 5
+    probs = filter_logits(logits, temperature).softmax(-1)
+    assert torch.isfinite(probs).all() and torch.equal(probs.argmax(-1), logits.argmax(-1))
+    assert torch.equal(probs.max(-1).values, torch.ones(3))  # all of it on the most likely token
+    x = prompt(7, vocab=len(tok))
+    greedy = TokenStream(m, x, temperature=0).take(30)
+    assert TokenStream(m, x, temperature=temperature, top_k=40, top_p=0.9, seed=3).take(30) == greedy
+    assert "\ufffd" not in "".join(stream_text(m, tok, "First", max_new_tokens=20, temperature=temperature))
+
+
 def test_filters_match_transformers_warpers():
     torch.manual_seed(0)
     logits = torch.randn(4, 97) * 3
@@ -151,7 +164,9 @@ def test_filters_match_transformers_warpers():
             expected = TopKLogitsWarper(top_k)(ids, expected)
         if top_p < 1.0:
             expected = TopPLogitsWarper(top_p)(ids, expected)
-        assert torch.equal(filter_logits(logits, temperature, top_k, top_p), expected)
+        ours = filter_logits(logits, temperature, top_k, top_p)
+        assert torch.equal(ours.isinf(), expected.isinf())  # the same tokens removed
+        torch.testing.assert_close(ours.softmax(-1), expected.softmax(-1), atol=1e-6, rtol=0)  # the same distribution
     seen = torch.zeros(4, 97, dtype=torch.bool).scatter_(1, ids, True)
     from generation_gpt2mini import apply_repetition_penalty
 
