@@ -603,7 +603,8 @@ def attention_view(lab: Lab, corpus, name, prompt):
 
 
 def parse_parts(heads, attention, mlp, residual, n_layer: int, n_head: int) -> dict:
-    """'L2 H3' / 'L1' choices to 0-based knockout arguments; a gr.Error for anything the model does not have."""
+    """'L2 H3' / 'L1' choices to 0-based knockout arguments, each part once; a gr.Error for anything the model does
+    not have."""
     limits = f"{n_layer} layers L1-L{n_layer}, {n_head} heads H1-H{n_head}"
 
     def layer_of(choice) -> int:
@@ -621,11 +622,11 @@ def parse_parts(heads, attention, mlp, residual, n_layer: int, n_head: int) -> d
             raise gr.Error(f"no head {shown(choice)} in this model ({limits})")
         return layer - 1, head - 1
 
-    return {
-        "heads": [head_of(h) for h in as_list(heads, "heads")],
-        "attention": [layer_of(c) for c in as_list(attention, "attention layers")],
-        "mlp": [layer_of(c) for c in as_list(mlp, "MLP layers")],
-        "residual": [layer_of(c) for c in as_list(residual, "residual layers")],
+    return {  # each part once, in the order first chosen (["L1 H1", "L1  H1"] is one head)
+        "heads": list(dict.fromkeys(head_of(h) for h in as_list(heads, "heads"))),
+        "attention": list(dict.fromkeys(layer_of(c) for c in as_list(attention, "attention layers"))),
+        "mlp": list(dict.fromkeys(layer_of(c) for c in as_list(mlp, "MLP layers"))),
+        "residual": list(dict.fromkeys(layer_of(c) for c in as_list(residual, "residual layers"))),
     }
 
 

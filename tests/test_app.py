@@ -341,3 +341,11 @@ def test_a_tiny_temperature_gives_a_real_distribution_in_the_next_character_view
     ids, _ = app.prepare_prompt(entry, "ROMEO:")
     table = app.next_char_table(entry, ids, 1e-40, 0, 1.0)
     assert table["probability"].notna().all() and table["probability"].iloc[0] == 1.0
+
+
+def test_duplicate_knockout_parts_count_once(lab):
+    parts = app.parse_parts(["L1 H1", "L1 H1", " L1  H1 ", "L2 H1"], ["L2", "L2"], ["L1", " L1"], [], 2, 2)
+    assert parts == {"heads": [(0, 0), (1, 0)], "attention": [1], "mlp": [0], "residual": []}
+    twice = ["L1 H1", "L1 H1"]
+    *_, (summary, _, _) = app.run_knockout(lab, "shakespeare", twice, [], [], [], "KING:", 0, 0, 1, 5, 1, 0)
+    assert "Knocked out of **baseline**: L1 H1." in summary
