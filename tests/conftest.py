@@ -1,10 +1,14 @@
 """Shared fixtures: tiny models and a tokenizer built in-process. No network, nothing downloaded."""
 
 import contextlib
+import json
 import os
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -113,9 +117,26 @@ def serve(demo):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options(demo)
     )
     try:
         yield url
     finally:
         demo.close()
+
+
+def raw_join(url: str, fn: int | str, data: list, session: str | None = None) -> tuple[int, dict]:
+    """POST /gradio_api/queue/join as gradio_client does (fn: an index, or an API name looked up in /config); the
+    update stream is not opened. Returns (HTTP status, the JSON answer)."""
+    if isinstance(fn, str):
+        with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
+            fn = next(d["id"] for d in json.loads(response.read())["dependencies"] if d.get("api_name") == fn)
+    body = json.dumps({"data": data, "fn_index": fn, "session_hash": session or uuid.uuid4().hex}).encode()
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/gradio_api/queue/join", body, {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

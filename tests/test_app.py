@@ -14,7 +14,7 @@ import torch
 from gradio_client import Client
 
 import app
-from conftest import ROOT, tiny_model
+from conftest import ROOT, raw_join, tiny_model
 from corpus import load_corpus
 from generation_gpt2mini import SamplingSettings
 from tokenizer import build_tokenizer
@@ -56,7 +56,11 @@ def lab():
 def client(lab):
     demo = app.build_demo(lab)
     _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **app.LAUNCH
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        **app.launch_options(demo),
     )
     yield Client(url, verbose=False)
     demo.close()
@@ -349,3 +353,111 @@ def test_duplicate_knockout_parts_count_once(lab):
     twice = ["L1 H1", "L1 H1"]
     *_, (summary, _, _) = app.run_knockout(lab, "shakespeare", twice, [], [], [], "KING:", 0, 0, 1, 5, 1, 0)
     assert "Knocked out of **baseline**: L1 H1." in summary
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Who is listening (app.Clients, fed by app.ClientWatch): the rules, on a clock of our own
+
+
+def watched(clock, session="s", fn_index=5, event_id="e1") -> tuple[app.Clients, app.Ticket]:
+    clients = app.Clients(grace=5.0, clock=lambda: clock[0])
+    ticket = app.Ticket(clients, session, fn_index, clock[0])
+    clients.joined(ticket, event_id)
+    return clients, ticket
+
+
+def test_a_ticket_is_gone_once_its_session_has_had_no_stream_for_the_grace():
+    clock = [100.0]
+    clients, ticket = watched(clock)
+    clock[0] = 104.0
+    assert not ticket.gone() and not clients.listened("s")  # not yet listened to, but within the grace
+    clock[0] = 105.5
+    assert ticket.gone()  # a join nobody read
+    clients.opened("s")
+    assert not ticket.gone() and clients.listened("s")
+    clock[0] = 500.0
+    assert not ticket.gone()  # a stream open: as long as it takes
+    clients.closed("s")
+    clock[0] = 504.0
+    assert not ticket.gone()  # the stream closed 4 s ago
+    clock[0] = 505.5
+    assert ticket.gone()
+
+
+def test_cancels_by_event_id_or_by_session_and_event():
+    clock = [0.0]
+    clients, first = watched(clock, event_id="e1")
+    second = app.Ticket(clients, "s", 5, 0.0)
+    clients.joined(second, "e2")
+    other = app.Ticket(clients, "s", 1, 0.0)  # another event of the same session
+    clients.joined(other, "e3")
+    clients.opened("s")
+    clients.cancel(event_id="e2")  # /reset, or /cancel with the id
+    assert second.gone() and not first.gone() and not other.gone()
+    clients.cancel("s", 5, None)  # /cancel sent before the join returned its id
+    assert first.gone() and not other.gone()
+    assert not first.wait()  # a cancelled ticket does not start
+
+
+def test_a_session_that_never_reads_is_refused_after_max_unread_joins():
+    clients = app.Clients(grace=5.0)
+    for i in range(app.MAX_UNREAD_JOINS):
+        clients.joined(app.Ticket(clients, "s", 5, 0.0), f"e{i}")
+    assert clients.unread("s") == app.MAX_UNREAD_JOINS  # ClientWatch answers the next join with HTTP 429
+    clients.opened("s")
+    assert clients.unread("s") == 0
+
+
+def test_the_watch_remembers_a_bounded_number_of_sessions_and_events(monkeypatch):
+    monkeypatch.setattr(app, "WATCHED_MAX", 10)
+    clients = app.Clients(grace=5.0)
+    clients.opened("reading")
+    for i in range(50):
+        clients.joined(app.Ticket(clients, f"s{i}", 5, 0.0), f"e{i}")
+    assert len(clients.sessions) <= 10 and len(clients.tickets) <= 10
+    assert clients.listened("reading")  # a session with an open stream is kept
+
+
+def test_an_unwatched_ticket_always_has_a_listener():
+    ticket = app.Ticket.of(None)  # a handler called directly, or a server launched without app.launch_options
+    assert ticket.wait() and not ticket.gone()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The real app.py: what a user's mistakes leave in the server's log
+
+
+def test_user_mistakes_and_raw_stop_joins_leave_no_traceback_in_the_server_log(tmp_path):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    url = f"http://127.0.0.1:{port}/"
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.5)
+        with pytest.raises(Exception, match="choose at least one variant"):  # a gr.Error in a streaming event
+            side_by_side(client, [], max_new=5).result()
+        with pytest.raises(Exception, match="temperature must be a number"):  # ... and in another
+            client.predict("shakespeare", ["baseline"], "x", "hot", 40, 0.95, api_name="/next_character")
+        deps = client.config["dependencies"]
+        for fn in [d["id"] for d in deps if not d["backend_fn"]]:  # the Stop buttons' events, joined raw
+            assert raw_join(url, fn, [])[0] == 400
+        assert raw_join(url, "side_by_side", ["shakespeare", ["baseline"], "ROMEO:"]) == (
+            400,
+            {"detail": "side_by_side takes 9 inputs, got 3"},
+        )
+        assert "gm-text" in side_by_side(client, ["baseline"], max_new=5).result()[1]  # and it still serves
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    assert [line for line in lines if line.strip() and not line.startswith("* ")] == []  # Gradio's start-up lines

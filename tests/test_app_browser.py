@@ -40,7 +40,7 @@ def url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, address, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options(demo)
     )
     yield address
     demo.close()

@@ -8,10 +8,14 @@ applied wherever outside text comes in): each becomes U+FFFD, and a surrogate *p
 carry them) becomes its character; the saved tokenizer itself refuses such text.
 """
 
+import collections
+import inspect
 import json
 import math
 import time
+import urllib.error
 import urllib.request
+import uuid
 
 import gradio as gr
 import pytest
@@ -20,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
-from conftest import SAMPLE_TEXT, serve, tiny_lab, tiny_model
+from conftest import SAMPLE_TEXT, raw_join, serve, tiny_lab, tiny_model
 from corpus import load_corpus
 from generation_gpt2mini import TokenStream, stream_text
 from tokenizer import build_tokenizer, valid_text
@@ -295,8 +299,10 @@ def strings_in(value):
 
 
 def call(fn, args):
-    """Run a handler to the end (generators too); return its last output."""
-    out = fn.fn(*args)
+    """Run a handler to the end (generators too); return its last output. The streaming events take the gr.Request
+    first (app.listening), which Gradio passes; None here (no client to watch)."""
+    takes_request = "request" in inspect.signature(fn.fn).parameters
+    out = fn.fn(None, *args) if takes_request else fn.fn(*args)
     if hasattr(out, "__next__"):
         *_, out = out  # the last update
     return out
@@ -445,3 +451,101 @@ def test_hostile_requests_through_the_client_then_the_server_still_serves(server
     # nothing broke: a normal request is answered as before
     text, status = client.predict("shakespeare", "baseline", "ROMEO:", 0, 0, 1, 10, 1, 0, api_name="/generate")
     assert text.startswith("ROMEO:") and "characters in" in status
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Clients that never read, go away or cancel (app.py's LISTENING): the server stops working for them
+
+
+@pytest.fixture()
+def steps(monkeypatch):
+    """Every generation step the app takes, counted by the request's max_new_tokens, each made 5 ms slower: a
+    2000-character request would keep a slot (and a core) for over 10 s if nothing stopped it."""
+    counts = collections.Counter()
+    real = app.open_stream
+
+    def counted(model, tokenizer, ids, settings):
+        stream = real(model, tokenizer, ids, settings)
+        step = stream.step
+
+        def slow_step(*args, **kwargs):
+            counts[settings.max_new_tokens] += 1
+            time.sleep(0.005)
+            return step(*args, **kwargs)
+
+        stream.step = slow_step
+        return stream
+
+    monkeypatch.setattr(app, "open_stream", counted)
+    return counts
+
+
+LONG = ["shakespeare", ["baseline", "residual_off"], "ROMEO:", 0.8, 40, 0.95, 2000, 1.0, 0]  # 2 panes, 2000 steps
+
+
+def probe_s(client) -> float:
+    """Seconds until a short generation comes back (it waits for one of the 4 slots)."""
+    start = time.monotonic()
+    text, status = client.predict("shakespeare", "baseline", "KING:", 0, 0, 1, 5, 1, 0, api_name="/generate")
+    assert "characters in" in status
+    return time.monotonic() - start
+
+
+def test_joins_nobody_reads_generate_nothing_and_free_their_slots(server, steps):
+    url, client = server
+    sessions = [uuid.uuid4().hex for _ in range(4)]
+    for session in sessions:  # every slot taken by a request whose stream is never opened
+        status, answer = raw_join(url, "side_by_side", LONG, session)
+        assert status == 200 and "event_id" in answer
+    took = probe_s(client)
+    assert took < app.LISTEN_GRACE_S + 4  # unchecked: over 10 s, as long as an unread request runs
+    time.sleep(1.0)
+    assert steps[2000] == 0  # not one step for a request nobody reads
+    assert steps[5] == 5
+    # what the server kept for a session that opens its stream late: a few small messages, and why it did not run
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={sessions[0]}", timeout=30) as stream:
+        messages = [json.loads(line[5:]) for line in stream if line.startswith(b"data:")]
+    kinds = [m["msg"] for m in messages]
+    assert kinds[-2:] == ["process_completed", "close_stream"] and set(kinds[:-2]) <= {"estimation", "process_starts"}
+    assert len(kinds) < 10 and "no client read this request" in messages[-2]["output"]["error"]
+
+
+def test_a_cancel_right_after_submit_stops_the_job(server, steps):
+    url, _ = server
+    client = Client(url, verbose=False)  # one session, as a script submitting and cancelling would have
+    jobs = []
+    for seed in range(6):
+        job = client.submit(*LONG[:-1], seed, api_name="/side_by_side")
+        job.cancel()  # before the join has returned: gradio_client sends /cancel without an event id, then /reset
+        jobs.append(job)
+    took = probe_s(Client(url, verbose=False))
+    assert took < 5  # unchecked: over 10 s behind the cancelled jobs
+    before = steps[2000]
+    time.sleep(1.0)
+    assert steps[2000] == before < 4 * 2 * 2000 // 10  # nothing runs on, and little ran at all
+    assert all(job.done() for job in jobs)
+
+
+def test_wrong_joins_get_one_line_naming_the_problem(server):
+    url, _ = server
+    with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
+        deps = json.loads(response.read())["dependencies"]
+    stops = [d["id"] for d in deps if not d["backend_fn"]]  # the Stop buttons' two events each
+    assert len(stops) == 4
+    for fn in stops:
+        assert raw_join(url, fn, []) == (
+            400,
+            {"detail": f"event {fn} runs in the browser only (a Stop button: cancel with POST /gradio_api/cancel)"},
+        )
+    assert raw_join(url, "side_by_side", LONG[:3]) == (400, {"detail": "side_by_side takes 9 inputs, got 3"})
+    assert raw_join(url, "knockout", ["shakespeare", *[[]] * 4, "x", 0, 0, 1, 5, 1, 0, 0])[1] == {
+        "detail": "knockout takes 12 inputs, got 13"
+    }
+    assert raw_join(url, 999, [])[0] == 404 and "no event 999" in raw_join(url, 999, [])[1]["detail"]
+    body = json.dumps({"data": ["shakespeare"]}).encode()
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/gradio_api/call/generate", body, {"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 400 and json.loads(caught.value.read())["detail"] == "generate takes 9 inputs, got 1"
