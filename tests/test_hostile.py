@@ -549,3 +549,16 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=30)
     assert caught.value.code == 400 and json.loads(caught.value.read())["detail"] == "generate takes 9 inputs, got 1"
+
+
+def test_a_session_that_never_reads_is_refused_until_it_does(server, monkeypatch):
+    url, _ = server
+    monkeypatch.setattr(app, "MAX_UNREAD_JOINS", 2)
+    session, short = uuid.uuid4().hex, ["shakespeare", "baseline", "KING:", 0, 0, 1, 5, 1, 0]
+    assert [raw_join(url, "generate", short, session)[0] for _ in range(2)] == [200, 200]
+    status, answer = raw_join(url, "generate", short, session)
+    assert status == 429 and "made 2 requests without reading one" in answer["detail"]
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=30) as stream:
+        done = [json.loads(line[5:]) for line in stream if b'"process_completed"' in line]
+    assert len(done) == 2 and all(m["success"] for m in done)  # read in time: both ran
+    assert raw_join(url, "generate", short, session)[0] == 200
