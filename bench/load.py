@@ -1,7 +1,7 @@
 """Load test of the lab: many clients at once, on this machine only (127.0.0.1), bounded in time and count.
 
-    python -m bench.load                          # 16 clients for 60 s on the shipped models, then the saturation check
-    python -m bench.load --quick                  # 4 clients for 8 s, short generations (a smoke run, under a minute)
+    python -m bench.load                          # 16 clients for 60 s, clients that go away, the saturation check
+    python -m bench.load --quick                  # 4 clients for 8 s, short generations, small phases (a minute)
     python -m bench.load --clients 32 --duration 120 --json out.json
 
 It starts `python app.py` in its own process on a free port of 127.0.0.1 and runs `--clients` threads in this one,
@@ -15,6 +15,23 @@ starts after the deadline; each must end within `--timeout` s). Then it reports:
 - characters per second: every generated character of every finished request, over the wall time;
 - the server's resident memory (VmRSS from /proc) after a warm-up request of each kind, at the end, and its peak
   (VmHWM); goal: growth below `--rss-bound` MB.
+
+Then, on the same server, three phases of clients that go away, each followed by a probe (one short /generate from
+a client of its own, timed) and a look at the server: its CPU time over the next 3 s (IDLE_WINDOW_S) and its memory
+before and after the phase:
+
+- abandoned joins (`--abandoned`, default 20): raw `POST /gradio_api/queue/join`s of 4-pane, 2000-character
+  side-by-side comparisons, in gradio_client's payload ({"data", "fn_index", "session_hash"}), whose update stream is
+  never opened;
+- dropped connections (`--dropped`, default 8): the same requests, each client opening its stream, reading 3 updates
+  and closing the connection;
+- a cancel storm (`--cancels`, default 50): one gradio_client submitting such comparisons, each `job.cancel()`ed at
+  once.
+
+Goals for each: no errors; the probe answered within `--probe-bound` s (default 10: the lab waits up to 5 s for a
+client's stream, and a short generation takes well under a second); the server idle again (below `--idle-bound`
+cores, default 0.25: an idle lab polls its queue every millisecond, about 0.07 of a core on a 2-core VM, while one
+generating stream keeps a core busy); memory growth below `--rss-bound` MB.
 
 Then the saturation check: a second server with `--queue-size` (default 2) gets `--burst` requests at the same moment
 (default: the 4 that run at once + the queue + 6 more). The ones beyond what runs and waits must be turned away at once
@@ -32,6 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,6 +60,8 @@ if __package__ in (None, ""):  # run as a file (python bench/load.py): the proje
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RUNNING = 4  # events the app runs at once (app.build_demo: concurrency_limit=4)
 PROMPTS = ["ROMEO:", "First Citizen:\n", "KING RICHARD III:\nNow is the winter", "JULIET:\nO Romeo, Romeo!"]
+LONG_CHARS = 2000  # the largest request the lab takes: what a client that goes away would leave running
+IDLE_WINDOW_S = 3.0  # how long the server's CPU time is watched after a phase's probe
 
 
 @dataclass
@@ -75,6 +97,26 @@ class Report:
     rss_every_10s_mb: list[float] = field(default_factory=list)  # during the load: growing, or levelling off?
     rss_bound_mb: float = 0.0
     saturation: dict = field(default_factory=dict)
+    gone_clients: list[dict] = field(default_factory=list)  # the three phases (Phase, as dicts)
+    goals_met: bool = False
+
+
+@dataclass
+class Phase:
+    """One phase of clients that go away, and what the server did after it."""
+
+    name: str
+    requests: int
+    errors: int = 0
+    error_examples: list[str] = field(default_factory=list)
+    probe_s: float | None = None  # a short /generate sent after the phase: seconds to its answer (None: no answer)
+    probe_bound_s: float = 0.0
+    cpu_after_cores: float | None = None  # the server's CPU seconds per second over IDLE_WINDOW_S after the probe
+    idle_bound_cores: float = 0.0
+    rss_before_mb: float = 0.0
+    rss_after_mb: float = 0.0
+    rss_growth_mb: float = 0.0
+    rss_bound_mb: float = 0.0
     goals_met: bool = False
 
 
@@ -123,6 +165,11 @@ class Server:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         values = {k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)}
         return values["VmRSS"], values["VmHWM"]
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (utime + stime from /proc/PID/stat)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -241,6 +288,155 @@ def load_phase(server: Server, args, report: Report, variants: list[str]) -> Non
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Clients that go away: abandoned joins, dropped connections, a cancel storm
+
+
+def fn_index(url: str, api_name: str) -> int:
+    """The event's index, from the app's /config (what gradio_client reads too)."""
+    import httpx
+
+    dependencies = httpx.get(f"{url}config", timeout=30).json()["dependencies"]
+    return next(d["id"] for d in dependencies if d.get("api_name") == api_name)
+
+
+def long_comparison(args, variants: list[str], i: int) -> list:
+    """A side-by-side comparison of up to 4 variants, LONG_CHARS characters: the inputs, in the API's order."""
+    return [args.corpus, variants[:4], PROMPTS[i % len(PROMPTS)], 0.8, 40, 0.95, LONG_CHARS, 1.0, i]
+
+
+def raw_join(url: str, fn: int, data: list, session: str) -> str:
+    """POST /gradio_api/queue/join with gradio_client's payload; the event id (an error unless HTTP 200)."""
+    import httpx
+
+    answer = httpx.post(
+        f"{url}gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session}, timeout=30
+    )
+    answer.raise_for_status()
+    return answer.json()["event_id"]
+
+
+def error_text(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:200]
+
+
+def abandon(server: Server, args, variants: list[str]) -> Callable[[], list[str]]:
+    """`--abandoned` joins whose update stream is never opened, each from a session of its own."""
+    fn, errors = fn_index(server.url, "side_by_side"), []
+    for i in range(args.abandoned):
+        try:
+            raw_join(server.url, fn, long_comparison(args, variants, i), uuid.uuid4().hex)
+        except Exception as e:
+            errors.append(error_text(e))
+    return lambda: errors
+
+
+def drop(server: Server, args, variants: list[str]) -> Callable[[], list[str]]:
+    """`--dropped` clients at once, each joining, opening its stream, reading 3 updates and closing the connection."""
+    import httpx
+
+    fn, errors = fn_index(server.url, "side_by_side"), []
+
+    def one(i: int) -> None:
+        session = uuid.uuid4().hex
+        try:
+            raw_join(server.url, fn, long_comparison(args, variants, i), session)
+            url = f"{server.url}gradio_api/queue/data"
+            with httpx.stream("GET", url, params={"session_hash": session}, timeout=args.timeout) as stream:
+                updates = 0
+                for line in stream.iter_lines():
+                    updates += '"process_generating"' in line
+                    if updates == 3:
+                        return  # closes the connection
+            errors.append("the stream ended before 3 updates")
+        except Exception as e:
+            errors.append(error_text(e))
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(args.dropped)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=args.timeout)
+    return lambda: errors + ["a client still reading after the timeout" for t in threads if t.is_alive()]
+
+
+# gradio_client's own words when a job's stream ends just as it notices its cancel (gradio_client/utils.py:412, in
+# get_pred_from_sse_v1plus): the job was cancelled and stopped; the client only fails to say which came first.
+CLIENT_RACE = "Did not expect 2 tasks to be done."
+
+
+def cancel_storm(server: Server, args, variants: list[str]) -> Callable[[], list[str]]:
+    """One gradio_client submitting `--cancels` comparisons, each job.cancel()ed right after submit(). Checked after
+    the probe: every job done, cancelled or ended empty (a job the server stops before the client's cancel reaches it
+    ends with an empty result), none with an error or a finished comparison."""
+    client, jobs, errors = server.client(), [], []
+    for i in range(args.cancels):
+        try:
+            job = client.submit(*long_comparison(args, variants, i), api_name="/side_by_side")
+            job.cancel()
+            jobs.append(job)
+        except Exception as e:
+            errors.append(error_text(e))
+
+    def check() -> list[str]:
+        for job in jobs:
+            e = job.exception() if job.done() else None
+            if not job.done():
+                errors.append("a cancelled job not done after the probe")
+            elif e is None and "First character after" in str(job.result()[0]):
+                errors.append("a cancelled job ran to its end")  # an empty result is how some end: stopped at once
+            elif e is not None and not (isinstance(e, CancelledError) or CLIENT_RACE in str(e)):
+                errors.append(f"a cancelled job ended with {error_text(e)}")
+        return errors
+
+    return check
+
+
+def probe(client, args, variants: list[str]) -> float | None:
+    """Seconds until one short /generate comes back (None if it fails or times out)."""
+    start = time.perf_counter()
+    try:
+        job = client.submit(args.corpus, variants[0], "KING:", 0.8, 40, 0.95, 20, 1.0, 0, api_name="/generate")
+        _, status = job.result(timeout=args.timeout)
+    except Exception:
+        return None
+    return round(time.perf_counter() - start, 2) if "characters in" in status else None
+
+
+def gone_phase(server: Server, args, variants: list[str], name: str, requests: int, run) -> Phase:
+    """One phase (`run` sends its requests and returns the check of its errors), then the probe, the server's CPU
+    over IDLE_WINDOW_S and its memory."""
+    phase = Phase(name, requests, probe_bound_s=args.probe_bound)
+    phase.idle_bound_cores, phase.rss_bound_mb = args.idle_bound, args.rss_bound
+    probe_client = server.client()  # connected before the phase, so the probe times the answer only
+    phase.rss_before_mb = round(server.memory_mb()[0], 1)
+    check = run(server, args, variants)
+    phase.probe_s = probe(probe_client, args, variants)
+    cpu = server.cpu_s()
+    time.sleep(IDLE_WINDOW_S)
+    phase.cpu_after_cores = round((server.cpu_s() - cpu) / IDLE_WINDOW_S, 3)
+    phase.rss_after_mb = round(server.memory_mb()[0], 1)
+    phase.rss_growth_mb = round(phase.rss_after_mb - phase.rss_before_mb, 1)
+    errors = check()
+    phase.errors, phase.error_examples = len(errors), sorted(set(errors))[:5]
+    phase.goals_met = (
+        phase.errors == 0
+        and phase.probe_s is not None
+        and phase.probe_s < args.probe_bound
+        and phase.cpu_after_cores < args.idle_bound
+        and phase.rss_growth_mb < args.rss_bound
+    )
+    return phase
+
+
+GONE_PHASES = [  # (name, the argument giving its number of requests, what it sends)
+    ("abandoned joins", "abandoned", abandon),
+    ("dropped connections", "dropped", drop),
+    ("cancels right after submit", "cancels", cancel_storm),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The saturation check
 
 
@@ -342,11 +538,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst", type=int, help="simultaneous requests in the saturation check (default: 4 + queue + 6)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads (app.py --threads)")
     p.add_argument("--no-saturation", action="store_true", help="skip the saturation check")
-    p.add_argument("--quick", action="store_true", help="4 clients, 8 s, 40 characters: a smoke run")
+    p.add_argument("--abandoned", type=int, default=20, help="joins whose stream is never opened (0: skip)")
+    p.add_argument("--dropped", type=int, default=8, help="clients that read 3 updates and hang up (0: skip)")
+    p.add_argument("--cancels", type=int, default=50, help="jobs cancelled right after submit (0: skip)")
+    p.add_argument("--probe-bound", type=float, default=10.0, help="seconds a probe may take after a phase")
+    p.add_argument("--idle-bound", type=float, default=0.25, help="the server's CPU (cores) after a phase's probe")
+    p.add_argument(
+        "--quick", action="store_true", help="4 clients, 8 s, 40 characters, phases of 8, 4, 12: a smoke run"
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.duration, args.chars = 4, 8.0, 40
+        args.abandoned, args.dropped, args.cancels = 8, 4, 12
     args.burst = args.burst or RUNNING + args.queue_size + 6
     if min(args.clients, args.chars, args.queue_size, args.burst) < 1 or args.duration <= 0 or args.timeout <= 0:
         print(
@@ -356,6 +560,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.clients > 256 or args.duration > 3600 or args.burst > 256:
         print("error: at most 256 clients, 256 in a burst and 3600 s: this is a bounded test", file=sys.stderr)
+        return 2
+    if not all(0 <= n <= 256 for n in (args.abandoned, args.dropped, args.cancels)):
+        print("error: --abandoned, --dropped and --cancels must be between 0 and 256", file=sys.stderr)
+        return 2
+    if not (args.probe_bound > 0 and args.idle_bound > 0):
+        print("error: --probe-bound and --idle-bound must be positive", file=sys.stderr)
         return 2
     variants = variants_of(args.models, args.corpus)
     if not variants:
@@ -367,6 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(args.models, threads=args.threads)
     try:
         load_phase(server, args, report, variants)
+        for name, count, run in GONE_PHASES:
+            if getattr(args, count):
+                say(f"{name}: {getattr(args, count)}, then a probe")
+                report.gone_clients.append(asdict(gone_phase(server, args, variants, name, getattr(args, count), run)))
     finally:
         server.stop()
     if not args.no_saturation:
@@ -377,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         and report.requests > 0
         and report.rss_growth_mb < args.rss_bound
         and (args.no_saturation or report.saturation["ok"])
+        and all(phase["goals_met"] for phase in report.gone_clients)
     )
     print(summary(report))
     if args.json:
@@ -415,8 +630,23 @@ def summary(r: Report) -> str:
             f"refusal "
             f"{s['slowest_refusal_s']:.2f} s, message {s['message']!r}{'' if s['ok'] else '  NOT AS EXPECTED'}"
         )
+    for phase in r.gone_clients:
+        lines.append(gone_line(phase))
     lines.append("goals met" if r.goals_met else "GOALS NOT MET")
     return "\n".join(lines)
+
+
+def gone_line(p: dict) -> str:
+    """One phase of clients that go away, with its goals."""
+    probe = "no answer" if p["probe_s"] is None else f"{p['probe_s']:.1f} s"
+    examples = ("  " + "; ".join(p["error_examples"])) if p["errors"] else ""
+    return (
+        f"  {p['name'] + ':':29}{p['requests']:>3}; errors {p['errors']}, probe answered in {probe} (goal < "
+        f"{p['probe_bound_s']:g}), server CPU after it {p['cpu_after_cores']:.2f} cores (goal < "
+        f"{p['idle_bound_cores']:g}), memory {p['rss_before_mb']:.0f} -> {p['rss_after_mb']:.0f} MB "
+        f"({p['rss_growth_mb']:+.0f}; goal < {p['rss_bound_mb']:.0f})   {'MET' if p['goals_met'] else 'NOT MET'}"
+        f"{examples}"
+    )
 
 
 if __name__ == "__main__":
