@@ -578,8 +578,10 @@ def _replay(body: bytes, receive):
 
 
 async def _answer(send, status: int, message: str) -> None:
-    """An error answer in Gradio's own shape (FastAPI's {"detail": ...})."""
-    body = json.dumps({"detail": message}).encode()
+    """An error answer in Gradio's own shapes: {"detail": message}, or for HTTP 422 the list its validators answer
+    with, which gradio_client shows (it shows no detail of another 4xx)."""
+    detail = [{"__type__": "validate", "is_valid": False, "message": message, "parameter_name": "inputs"}]
+    body = json.dumps({"detail": detail if status == 422 else message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -638,7 +640,7 @@ class ClientWatch:
             return 400, f"{name} runs in the browser only (a Stop button: cancel with POST /gradio_api/cancel)"
         data = request.get("data")
         if isinstance(data, list) and len(data) != n_inputs:
-            return 400, f"{name} takes {n_inputs} input{'s' * (n_inputs != 1)}, got {len(data)}"
+            return 422, f"{name} takes {n_inputs} input{'s' * (n_inputs != 1)}, got {len(data)}"
         session = request.get("session_hash")
         if isinstance(session, str) and self.clients.unread(session) >= MAX_UNREAD_JOINS:
             return 429, (

@@ -527,7 +527,7 @@ def test_a_cancel_right_after_submit_stops_the_job(server, steps):
 
 
 def test_wrong_joins_get_one_line_naming_the_problem(server):
-    url, _ = server
+    url, client = server
     with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
         deps = json.loads(response.read())["dependencies"]
     stops = [d["id"] for d in deps if not d["backend_fn"]]  # the Stop buttons' two events each
@@ -537,10 +537,16 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
             400,
             {"detail": f"event {fn} runs in the browser only (a Stop button: cancel with POST /gradio_api/cancel)"},
         )
-    assert raw_join(url, "side_by_side", LONG[:3]) == (400, {"detail": "side_by_side takes 9 inputs, got 3"})
+    wrong = {"__type__": "validate", "is_valid": False, "parameter_name": "inputs"}  # Gradio's validator answer
+    assert raw_join(url, "side_by_side", LONG[:3]) == (
+        422,
+        {"detail": [{**wrong, "message": "side_by_side takes 9 inputs, got 3"}]},
+    )
     assert raw_join(url, "knockout", ["shakespeare", *[[]] * 4, "x", 0, 0, 1, 5, 1, 0, 0])[1] == {
-        "detail": "knockout takes 12 inputs, got 13"
+        "detail": [{**wrong, "message": "knockout takes 12 inputs, got 13"}]
     }
+    with pytest.raises(Exception, match="side_by_side takes 9 inputs, got 10"):  # gradio_client sends what it is given
+        client.predict(*LONG, 7, api_name="/side_by_side")
     assert raw_join(url, 999, [])[0] == 404 and "no event 999" in raw_join(url, 999, [])[1]["detail"]
     body = json.dumps({"data": ["shakespeare"]}).encode()
     request = urllib.request.Request(
@@ -548,7 +554,8 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=30)
-    assert caught.value.code == 400 and json.loads(caught.value.read())["detail"] == "generate takes 9 inputs, got 1"
+    answer = json.loads(caught.value.read())["detail"][0]["message"]
+    assert caught.value.code == 422 and answer == "generate takes 9 inputs, got 1"
 
 
 def test_a_session_that_never_reads_is_refused_until_it_does(server, monkeypatch):
