@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
+import lab_clients
 from conftest import SAMPLE_TEXT, raw_join, serve, tiny_lab, tiny_model
 from corpus import load_corpus
 from generation_gpt2mini import TokenStream, stream_text
@@ -300,7 +301,7 @@ def strings_in(value):
 
 def call(fn, args):
     """Run a handler to the end (generators too); return its last output. The streaming events take the gr.Request
-    first (app.listening), which Gradio passes; None here (no client to watch)."""
+    first (lab_clients.listening), which Gradio passes; None here (no client to watch)."""
     takes_request = "request" in inspect.signature(fn.fn).parameters
     out = fn.fn(None, *args) if takes_request else fn.fn(*args)
     if hasattr(out, "__next__"):
@@ -498,7 +499,7 @@ def test_joins_nobody_reads_generate_nothing_and_free_their_slots(server, steps)
         status, answer = raw_join(url, "side_by_side", LONG, session)
         assert status == 200 and "event_id" in answer
     took = probe_s(client)
-    assert took < app.LISTEN_GRACE_S + 4  # unchecked: over 10 s, as long as an unread request runs
+    assert took < lab_clients.LISTEN_GRACE_S + 4  # unchecked: over 10 s, as long as an unread request runs
     time.sleep(1.0)
     assert steps[2000] == 0  # not one step for a request nobody reads
     assert steps[5] == 5
@@ -560,7 +561,7 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
 
 def test_a_session_that_never_reads_is_refused_until_it_does(server, monkeypatch):
     url, _ = server
-    monkeypatch.setattr(app, "MAX_UNREAD_JOINS", 2)
+    monkeypatch.setattr(lab_clients, "MAX_UNREAD_JOINS", 2)
     session, short = uuid.uuid4().hex, ["shakespeare", "baseline", "KING:", 0, 0, 1, 5, 1, 0]
     assert [raw_join(url, "generate", short, session)[0] for _ in range(2)] == [200, 200]
     status, answer = raw_join(url, "generate", short, session)
@@ -569,3 +570,16 @@ def test_a_session_that_never_reads_is_refused_until_it_does(server, monkeypatch
         done = [json.loads(line[5:]) for line in stream if b'"process_completed"' in line]
     assert len(done) == 2 and all(m["success"] for m in done)  # read in time: both ran
     assert raw_join(url, "generate", short, session)[0] == 200
+
+
+def test_an_oversized_join_is_refused_unread(server):
+    import urllib.error
+
+    url, _ = server
+    body = b'{"data": ["' + b"a" * (lab_clients.MAX_BODY_BYTES + 10) + b'"], "fn_index": 0}'
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/gradio_api/queue/join", body, {"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 413 and b"over 8 MB" in caught.value.read()
