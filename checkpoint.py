@@ -137,8 +137,9 @@ def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         _fsync_dir(tmp)
         swap(tmp, out_dir)
     except BaseException:

@@ -31,7 +31,6 @@ import importlib.metadata
 import inspect
 import json
 import math
-import os
 import re
 import shutil
 import sys
@@ -39,7 +38,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from checkpoint import CURVE_FILE, METRICS_FILE, OPTIMIZER_FILE, STATE_FILE, UsageError, load_model_folder, read_metrics
+from checkpoint import (
+    CURVE_FILE,
+    METRICS_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    UsageError,
+    atomic_save,
+    load_model_folder,
+    read_metrics,
+)
 from configuration_gpt2mini import BASELINE, SWITCHES, GPT2MiniConfig, gpt2_value, switch_fields, variant_label
 from corpus import CORPORA, CorpusSpec, load_corpus, train_val_split
 from modeling_gpt2mini import LORA_TARGET_MODULES
@@ -62,11 +70,8 @@ MODEL_FILES = {
 }
 # what a repository of the weights as plain GPT-2 takes from the folder (config.json, model.safetensors and
 # generation_config.json are written by GPT2LMHeadModel.save_pretrained instead; no code)
-GPT2_FILES = ["config.json", "model.safetensors", "generation_config.json"] + [
-    name
-    for name in MODEL_FILES
-    if name not in ("config.json", "model.safetensors", "generation_config.json", *CODE_FILES)
-]
+WRITTEN_BY_GPT2 = ("config.json", "model.safetensors", "generation_config.json")
+GPT2_FILES = [*WRITTEN_BY_GPT2, *(name for name in MODEL_FILES if name not in (*WRITTEN_BY_GPT2, *CODE_FILES))]
 # GPT-2 small (Radford et al. 2019; the Hugging Face `gpt2` checkpoint), for the comparison table
 GPT2_SMALL = {
     "n_layer": 12,
@@ -733,21 +738,12 @@ def model_card(folder: str | Path, repo_id: str, model, tokenizer, plain_gpt2: b
 
 
 def write_new_folder(out: str | Path, write) -> Path:
-    """Create the folder `out` (which must not exist) with `write(tmp)` on a temporary folder beside it, then one
-    rename: a failure or Ctrl-C half-way leaves no `out` behind."""
+    """Create the folder `out` (which must not exist) with checkpoint.atomic_save: written beside it, then renamed
+    into place, so a failure or Ctrl-C half-way leaves no `out` behind."""
     out = Path(out)
     if out.exists():
         raise UsageError(f"{out} already exists: name a new folder (it is written whole, then kept)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic_save(out, write)
     return out
 
 
