@@ -21,6 +21,7 @@ run; `--ship DIR` copies the shipped variants into DIR/<corpus>/<variant> with f
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -29,20 +30,29 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
-from checkpoint import METRICS_FILE, STATE_FILE, UsageError, atomic_save, load_model_folder, read_metrics
-from configuration_gpt2mini import variant_label, variant_meaning, variants
+from checkpoint import (
+    METRICS_FILE,
+    STATE_FILE,
+    UsageError,
+    atomic_save,
+    atomic_write_text,
+    load_model_folder,
+    read_metrics,
+)
+from configuration_gpt2mini import BASELINE, variant_label, variant_meaning, variants
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from tokenizer import encode
 from train import NonFiniteLoss, TrainSettings, split_loss, train
 
 VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
-TABLE_STEPS = (100, 500)
+LRS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)  # the sweep: log-spaced by 2 around train.py's default 4e-3
+SEEDS = 3  # runs at each variant's best learning rate (the base seed and the next ones)
 # Quoted from the blog post the project descends from (Tiny Shakespeare, training-batch loss, its own recipe).
 BLOG = {"baseline_step100": 2.3, "residual_off_step100": 4.15, "baseline_step1000": 1.21, "vocab": 65}
 # The recipe fields a reused run must match (device, progress and where things go may differ).
@@ -109,16 +119,38 @@ def reference_losses(train_text: str, val_text: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Training the variants
+# Trials: one variant at one learning rate and seed
 
 
-def variant_settings(base: TrainSettings, name: str, folder: Path) -> TrainSettings:
+@dataclass(frozen=True)
+class Trial:
+    """One training run of the protocol: a variant at a learning rate with a seed."""
+
+    variant: str
+    lr: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}/lr{self.lr:g}-seed{self.seed}"
+
+    def folder(self, out: Path) -> Path:
+        return out / self.variant / f"lr{self.lr:g}-seed{self.seed}"
+
+
+def trial_settings(base: TrainSettings, trial: Trial, folder: Path) -> TrainSettings:
+    """The base recipe with the trial's switch, learning rate and seed; nothing else differs between trials."""
     s = TrainSettings(**asdict(base))
-    s.switches = dict(VARIANTS[name])
+    s.switches = dict(VARIANTS[trial.variant])
+    s.lr, s.seed = trial.lr, trial.seed
     s.save = str(folder)
     s.progress = False
     s.sample_chars = 0  # ablate.py samples once at the end, with one seed for all variants
     return s
+
+
+def recipe_of(s: TrainSettings) -> dict:
+    return {k: v for k, v in asdict(s).items() if k in RECIPE_FIELDS}
 
 
 def saved_progress(folder: Path, s: TrainSettings) -> int | None:
@@ -128,77 +160,136 @@ def saved_progress(folder: Path, s: TrainSettings) -> int | None:
     except (OSError, ValueError):
         return None
     saved = state.get("settings", {})
-    same = all(saved.get(k) == v for k, v in asdict(s).items() if k in RECIPE_FIELDS and k != "steps")
+    same = all(saved.get(k) == v for k, v in recipe_of(s).items() if k != "steps")
     return state.get("step") if same and saved.get("steps") == s.steps else None
 
 
-def train_variant(base: TrainSettings, name: str, folder: Path, fresh: bool = False) -> dict:
-    """Train (or reuse, or resume) one variant; return what happened."""
-    s = variant_settings(base, name, folder)
+def folder_state(folder: Path) -> list | None:
+    """What identifies the training a folder holds (its step and training time), or None if it holds none: a row
+    measured from the folder is reused only while this is unchanged."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        return [state["step"], state["elapsed_s"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_trial(base: TrainSettings, trial: Trial, out: Path, val_text: str, fresh: bool, threads: int) -> dict:
+    """Train (or resume) one trial and measure it; runs in a worker process when --jobs > 1."""
+    torch.set_num_threads(threads)
+    folder = trial.folder(out)
+    s = trial_settings(base, trial, folder)
     done = None if fresh else saved_progress(folder, s)
     t0 = time.perf_counter()
     diverged = None
-    if done is not None and done >= s.steps:
-        print(f"  {name}: reusing the finished run in {folder}", file=sys.stderr)
-        reused = True
-    else:
-        reused = False
-        if done is not None:
-            print(f"  {name}: resuming at step {done}", file=sys.stderr)
-            s.resume = str(folder)
+    if done is not None and done < s.steps:
+        print(f"  {trial.key}: resuming at step {done}", file=sys.stderr)
+        s.resume = str(folder)
+    if done is None or done < s.steps:
         try:  # a folder of other settings is saved over (a save keeps what it did not write; see checkpoint.py)
             result = train(s)
         except NonFiniteLoss as e:
             diverged = str(e)
-            print(f"  {name}: {e}", file=sys.stderr)
+            print(f"  {trial.key}: {e}", file=sys.stderr)
             result = {}
         if result.get("interrupted"):
             raise KeyboardInterrupt
-    return {
-        "variant": name,
-        "reused": reused,
-        "diverged": diverged,
-        "wall_s": time.perf_counter() - t0,
-        "hardware": hardware(s.device),
-    }
+    run = {"diverged": diverged, "wall_s": round(time.perf_counter() - t0, 1), "threads": threads}
+    return measure(trial, folder, s, val_text, run)
 
 
-def row_for(name: str, folder: Path, val_text: str, prompt: str, sample_chars: int, device) -> dict:
-    """The table row and the sample of a trained variant, read back from its folder."""
-    from generation_gpt2mini import stream_text
+ROW_VERSION = 1  # bump when `measure` changes: cached rows are then measured again from the folders
 
+
+def measure(trial: Trial, folder: Path, s: TrainSettings, val_text: str, run: dict) -> dict:
+    """A trial's row: its loss over the whole validation split, its curves and, at the end, the probes that say
+    how it failed (attention entropy, residual norm, input dependence, gradient norm per part)."""
+    row = {"key": trial.key, "variant": trial.variant, "lr": trial.lr, "seed": trial.seed, "version": ROW_VERSION}
+    row |= {"recipe": recipe_of(s), "state": folder_state(folder)} | run
+    if row["state"] is None:  # diverged before its first save
+        return row | {"val_split": None}
     state = json.loads((folder / STATE_FILE).read_text())
     metrics = read_metrics(folder)
-    evals = {m["step"]: m for m in metrics if "val_loss" in m}
-    logged = {m["step"]: m for m in metrics if "loss" in m}
-    model, tokenizer = load_model_folder(folder, device)
+    evals = [m for m in metrics if "val_loss" in m]
+    logged = [m for m in metrics if "loss" in m]
+    model, tokenizer = load_model_folder(folder, "cpu")
     model.eval()
-    block = model.config.n_positions
-    row = {
-        "variant": name,
-        "label": variant_label(name),
-        "switches": model.config.ablations,
-        "parameters": model.num_parameters(),
-        "context": block,
+    with torch.no_grad():
+        val_split = split_loss(model, encode(tokenizer, val_text), model.config.n_positions)
+    last = evals[-1] if evals else {}
+    entropy = [e for e in last.get("attn_entropy", []) if e is not None]
+    tail = [m["grad_norm_layers"] for m in logged[-10:] if "grad_norm_layers" in m]
+    return row | {
+        "val_split": None if row["diverged"] else round(val_split, 4),
+        "val_split_saved": round(val_split, 4),
         "steps": state["step"],
-        "elapsed_s": round(state.get("elapsed_s", 0.0), 1),
+        "parameters": model.num_parameters(),
+        "context": model.config.n_positions,
+        "switches": model.config.ablations,
         "tokens_per_s": round(state["step"] * state["tokens_per_step"] / state["elapsed_s"])
         if state.get("elapsed_s")
         else None,
-        "device": state.get("device"),
+        "val_curve": [[m["step"], round(m["val_loss"], 4)] for m in evals],
+        "loss_curve": [[m["step"], m["loss"]] for m in logged],
+        "batch_loss_100": next((m["loss"] for m in logged if m["step"] == 100), None),
+        "attn_entropy": round(sum(entropy) / len(entropy), 4) if entropy else None,
+        "attn_entropy_layers": last.get("attn_entropy"),
+        "resid_norm_layers": last.get("resid_norm"),
+        "input_dependence": last.get("input_dependence"),
+        "grad_norm_layers": [round(sum(g) / len(g), 5) for g in zip(*tail, strict=True)] if tail else None,
     }
-    for step in sorted({*TABLE_STEPS, 1000, state["step"]}):  # 1000: the blog's last figure
-        key = "end" if step == state["step"] else str(step)
-        e = evals.get(step)
-        row[f"train_{key}"] = round(e["train_loss"], 4) if e else None
-        row[f"val_{key}"] = round(e["val_loss"], 4) if e else None
-        row[f"batch_loss_{key}"] = logged[step]["loss"] if step in logged else None
-    with torch.no_grad():
-        row["val_split"] = round(split_loss(model, encode(tokenizer, val_text), block), 4)
-    row["sample"] = "".join(
-        stream_text(model, tokenizer, prompt, max_new_tokens=sample_chars, temperature=0.8, top_k=40, seed=0)
-    )
-    return row
+
+
+def cached_row(cache: dict, trial: Trial, s: TrainSettings, folder: Path) -> dict | None:
+    """The row measured earlier for this trial, if it was measured from exactly what the folder holds now."""
+    row = cache.get(trial.key)
+    if not row or row.get("version") != ROW_VERSION or row.get("recipe") != recipe_of(s):
+        return None
+    return row if row.get("state") == folder_state(folder) else None
+
+
+def run_trials(base, trials: list[Trial], out: Path, val_text: str, fresh: bool, jobs: int, label: str) -> dict:
+    """Each trial's row, trained now or reused from out/trials.json; `jobs` trials train at once (processes of
+    cpu_count / jobs threads each). The cache is written after every trial, so an interrupted sweep resumes."""
+    cache_file = out / "trials.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    rows, pending = {}, []
+    for t in trials:
+        row = None if fresh else cached_row(cache, t, trial_settings(base, t, t.folder(out)), t.folder(out))
+        if row is not None:
+            rows[t.key] = row
+        else:
+            pending.append(t)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    print(f"[{label}] {len(trials)} trials: {len(rows)} measured before, {len(pending)} to train", file=sys.stderr)
+
+    def keep(row: dict) -> None:
+        rows[row["key"]] = cache[row["key"]] = row
+        atomic_write_text(cache_file, json.dumps(cache, indent=1) + "\n")
+        print(f"[{label}] {row['key']}: val {_f(row.get('val_split'))} ({row['wall_s']:.0f} s)", file=sys.stderr)
+
+    if jobs == 1 or len(pending) <= 1:
+        for t in pending:
+            keep(run_trial(base, t, out, val_text, fresh, threads))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as ex:
+            futures = [ex.submit(run_trial, base, t, out, val_text, fresh, threads) for t in pending]
+            for f in as_completed(futures):
+                keep(f.result())
+    return {t.key: rows[t.key] for t in trials}
+
+
+def best_lr(rows: list[dict]) -> float | None:
+    """The learning rate at which a variant's base-seed trial ended lowest (diverged trials never win)."""
+    done = [r for r in rows if r.get("val_split") is not None]
+    return min(done, key=lambda r: (r["val_split"], r["lr"]))["lr"] if done else None
 
 
 def run_corpus(
@@ -212,9 +303,12 @@ def run_corpus(
     sample_chars: int = 200,
     fresh: bool = False,
     jobs: int = 1,
+    lrs: tuple = LRS,
+    seeds: int = SEEDS,
     command: str | None = None,
 ) -> dict:
-    """Train every variant on a shipped corpus (or the text file `data`) and write the comparisons into `out`."""
+    """The protocol on a shipped corpus (or the text file `data`): every variant at every learning rate with the
+    base seed; then, at each variant's best learning rate, `seeds` - 1 more seeds. Writes the comparisons to `out`."""
     text = load_corpus(data) if data else load_corpus(corpus)
     prompt = prompt if prompt is not None else (CORPORA[corpus].sample_prompt if not data else "\n")
     base = TrainSettings(**asdict(base))
@@ -223,85 +317,82 @@ def run_corpus(
     else:
         base.corpus = corpus
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    done = train_variants(base, names, out, fresh, jobs, label=corpus or Path(data).stem)
-    runs = log_runs(out / "variants.json", done, jobs)
+    label = corpus or Path(data).stem
     train_text, val_text = train_val_split(text, base.val_fraction)
-    rows = read_rows(names, out, runs, val_text, prompt, sample_chars, pick_eval_device(base.device))
+    t0 = time.perf_counter()
+    sweep = [Trial(n, lr, base.seed) for n in names for lr in lrs]
+    rows = run_trials(base, sweep, out, val_text, fresh, jobs, label)
+    best = {n: best_lr([rows[Trial(n, lr, base.seed).key] for lr in lrs]) for n in names}
+    repeats = [Trial(n, best[n], base.seed + k) for n in names if best[n] is not None for k in range(1, seeds)]
+    rows |= run_trials(base, repeats, out, val_text, fresh, jobs, label)
+    reference = reference_losses(train_text, val_text)
+    summaries = {n: summarize(n, rows, lrs, best[n], base.seed, seeds, reference) for n in names}
+    device = pick_eval_device(base.device)
+    for v in summaries.values():
+        if v["best_key"] and (out / v["best_key"] / STATE_FILE).exists():
+            v["sample"] = sample_from(out / v["best_key"], prompt, sample_chars, device)
     result = {
-        "corpus": Path(data).stem if data else corpus,
+        "corpus": label,
         "prompt": prompt,
         "hardware": hardware(base.device),
         "wall_s": round(time.perf_counter() - t0, 1),
-        "trained_now": [n for n in names if not done[n]["reused"]],
         "jobs": jobs,
-        "recipe": {k: v for k, v in asdict(base).items() if k in RECIPE_FIELDS},
+        "lrs": list(lrs),
+        "seeds": seeds,
+        "base_seed": base.seed,
+        "steps": base.steps,
+        "recipe": recipe_of(base),
         "command": command,
-        "rows": rows,
-        "reference": reference_losses(train_text, val_text),
+        "reference": reference,
+        "variants": summaries,
+        "trials": list(rows.values()),
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    (out / "results.md").write_text(results_table(result) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    (out / "results.md").write_text(results_table(result) + "\n\n" + sweep_table(result) + "\n")
     (out / "samples.md").write_text(samples_md(result))
-    plot_curves(out, names, result["corpus"])
+    plot_sweep(out, result)
+    plot_curves(out, result)
     return result
 
 
-def train_variants(base: TrainSettings, names: list[str], out: Path, fresh: bool, jobs: int, label: str) -> dict:
-    """Train (or reuse, or resume) each variant into out/<name>, one after the other or `jobs` processes at once;
-    return what happened to each."""
-
-    def announce(i: int, name: str) -> None:
-        print(f"[{label} {i}/{len(names)}] {name}: {variant_label(name)}", file=sys.stderr)
-
-    if jobs == 1:
-        done = {}
-        for i, name in enumerate(names, 1):
-            announce(i, name)
-            done[name] = train_variant(base, name, out / name, fresh)
-        return done
-    for i, name in enumerate(names, 1):
-        announce(i, name)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as ex:
-        futures = {name: ex.submit(train_variant, base, name, out / name, fresh) for name in names}
-        return {name: f.result() for name, f in futures.items()}
-
-
-def log_runs(path: Path, done: dict, jobs: int) -> dict:
-    """How each variant's training went, kept across reuses in `path` (variants.json); returns the whole log."""
-    try:
-        runs = json.loads(path.read_text())
-    except (OSError, ValueError):
-        runs = {}
-    for name, info in done.items():
-        if not info["reused"] or name not in runs:
-            runs[name] = info | {"jobs": jobs}
-    path.write_text(json.dumps(runs, indent=2) + "\n")
-    return runs
+def summarize(name: str, rows: dict, lrs, best: float | None, seed: int, seeds: int, reference: dict) -> dict:
+    """A variant across the protocol: its sweep, its best learning rate with the spread over seeds there, and its
+    stability window (the learning rates at which it ends below the bigram level)."""
+    sweep = [rows[Trial(name, lr, seed).key] for lr in lrs]
+    at_best = [rows[Trial(name, best, seed + k).key] for k in range(seeds)] if best is not None else []
+    losses = [r["val_split"] for r in at_best if r.get("val_split") is not None]
+    mean = sum(losses) / len(losses) if losses else None
+    std = (sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)) ** 0.5 if len(losses) > 1 else None
+    window = [r["lr"] for r in sweep if r.get("val_split") is not None and r["val_split"] < reference["bigram"]]
+    return {
+        "variant": name,
+        "label": variant_label(name),
+        "best_lr": best,
+        "at_edge": best is not None and len(lrs) > 1 and best in (min(lrs), max(lrs)),
+        "best_key": Trial(name, best, seed).key if best is not None else None,
+        "sweep": [{"lr": r["lr"], "val_split": r.get("val_split"), "diverged": r.get("diverged")} for r in sweep],
+        "seed_losses": losses,
+        "mean": round(mean, 4) if mean is not None else None,
+        "std": round(std, 4) if std is not None else None,
+        "min": min(losses) if losses else None,
+        "max": max(losses) if losses else None,
+        "window": window,
+        "parameters": next((r["parameters"] for r in sweep if "parameters" in r), None),
+    }
 
 
-def read_rows(names, out: Path, runs: dict, val_text: str, prompt: str, sample_chars: int, device) -> list[dict]:
-    """The table rows, read back from the folders, so a reused run reports what it measured when it trained."""
-    rows = []
-    for name in names:
-        folder = out / name
-        if not (folder / STATE_FILE).exists():  # diverged before its first save
-            rows.append({"variant": name, "label": variant_label(name), "diverged": runs[name]["diverged"]})
-            continue
-        row = row_for(name, folder, val_text, prompt, sample_chars, device)
-        row["diverged"] = runs[name]["diverged"]
-        row["wall_s"] = round(runs[name]["wall_s"], 1)
-        rows.append(row)
-    return rows
+def sample_from(folder: Path, prompt: str, sample_chars: int, device) -> str:
+    from generation_gpt2mini import stream_text
+
+    model, tokenizer = load_model_folder(folder, device)
+    model.eval()
+    return "".join(
+        stream_text(model, tokenizer, prompt, max_new_tokens=sample_chars, temperature=0.8, top_k=40, seed=0)
+    )
 
 
 def pick_eval_device(device: str) -> torch.device:
-    """Where the rows are measured: CUDA when training used it, else the CPU."""
+    """Where the samples are drawn: CUDA when training used it, else the CPU."""
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if cuda else "cpu")
 
@@ -314,101 +405,214 @@ def _f(x, digits=3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _lrs(lrs) -> str:
+    return ", ".join(f"{lr:g}" for lr in lrs) if lrs else "none"
+
+
+def versus(v: dict, base: dict) -> str:
+    """A variant against the baseline at their best learning rates: a difference smaller than the spread over
+    seeds (the two ranges overlap) is a tie."""
+    if v["mean"] is None or base["mean"] is None:
+        return "–"
+    if v["variant"] == base["variant"]:
+        return "reference"
+    gap = v["mean"] - base["mean"]
+    if (
+        len(v["seed_losses"]) > 1
+        and len(base["seed_losses"]) > 1
+        and v["min"] <= base["max"]
+        and base["min"] <= v["max"]
+    ):
+        return f"{gap:+.3f}: a tie (the seed ranges overlap)"
+    return f"{gap:+.3f}: " + ("worse" if gap > 0 else "better")
+
+
 def results_table(result: dict) -> str:
-    steps = [s for s in TABLE_STEPS]
-    head = ["variant", "parameters"]
-    for s in steps:
-        head += [f"train @{s}", f"val @{s}"]
-    head += ["train @end", "val @end", "val (whole split)", "tokens/s"]
+    """Each variant at its own best learning rate, with the spread over seeds and its stability window."""
+    head = [
+        "variant",
+        "parameters",
+        "best lr",
+        "val loss (mean)",
+        "seeds: min – max",
+        "against the baseline",
+        "below the bigram level at lr",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in result["rows"]:
-        if "parameters" not in r:
-            lines.append(f"| {r['label']} | diverged before the first save: {r['diverged']} |")
+    vs = result["variants"]
+    base = vs.get(BASELINE)
+    for v in vs.values():
+        if v["best_lr"] is None:
+            lines.append(f"| {v['label']} | – | – | diverged at every learning rate | – | – | none |")
             continue
-        cells = [r["label"] + (" (diverged)" if r.get("diverged") else ""), f"{r['parameters']:,}"]
-        for s in steps:
-            cells += [_f(r.get(f"train_{s}")), _f(r.get(f"val_{s}"))]
-        tok_s = f"{r['tokens_per_s']:,}" if r.get("tokens_per_s") else "–"
-        cells += [_f(r["train_end"]), _f(r["val_end"]), _f(r["val_split"]), tok_s]
+        edge = " (edge of the sweep)" if v["at_edge"] else ""
+        spread = f"{_f(v['min'])} – {_f(v['max'])} (n={len(v['seed_losses'])})"
+        against = versus(v, base) if base else "–"
+        params = f"{v['parameters']:,}" if v.get("parameters") else "–"
+        cells = [v["label"], params, f"{v['best_lr']:g}{edge}", _f(v["mean"]), spread, against, _lrs(v["window"])]
         lines.append("| " + " | ".join(cells) + " |")
-    ref = result.get("reference") or {}
+    ref = result["reference"]
     for key, label in (
         ("unigram", "*character frequencies only (unigram)*"),
         ("bigram", "*previous character only (bigram)*"),
     ):
-        if key in ref:
-            lines.append("| " + " | ".join([label] + ["–"] * (len(head) - 3) + [f"{ref[key]:.3f}", "–"]) + " |")
-    end_step = max((r.get("steps", 0) for r in result["rows"]), default=0)
-    note = (
-        f"\nLosses are cross-entropy in nats per character: train/val at steps {', '.join(map(str, steps))} and at the "
-        f"end (step {end_step}) on fixed evaluation batches; 'whole split' over every window of the validation text. "
-        "– means the run did not reach that step. The last two rows are no network at all, only counts from the "
-        "training text (see `ablate.reference_losses`), as yardsticks."
+        lines.append("| " + " | ".join([label, "–", "–", f"{ref[key]:.3f}", "–", "–", "–"]) + " |")
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + (
+            "Validation loss is cross-entropy in nats per character over every window of the held-out split, after "
+            f"{result['recipe']['steps']} steps. Best lr: the learning rate of the sweep ({_lrs(result['lrs'])}) "
+            "at which "
+            f"the seed-{result['base_seed']} run ended lowest; there the variant ran with {result['seeds']} seeds "
+            "(mean and range). A difference from the baseline smaller than the spread (overlapping ranges) is a tie. "
+            "The last rows are no network at all, only counts from the training text (`ablate.reference_losses`)."
+        )
     )
-    return "\n".join(lines) + "\n" + note
+
+
+def sweep_table(result: dict) -> str:
+    """Every variant at every learning rate (base seed): the numbers behind the sweep plot."""
+    lrs = result["lrs"]
+    lines = ["| variant | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|" + "---|" * (len(lrs) + 1)]
+    for v in result["variants"].values():
+        cells = []
+        for point in v["sweep"]:
+            if point["val_split"] is None:
+                cells.append("diverged")
+            else:
+                mark = "**" if point["lr"] == v["best_lr"] else ""
+                cells.append(f"{mark}{point['val_split']:.3f}{mark}")
+        lines.append(f"| {v['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evidence_table(result: dict, lr: float | None = None) -> str:
+    """What the probes measured at the end of each variant's run (at its best lr, or at `lr`): how it failed."""
+    rows = {r["key"]: r for r in result["trials"]}
+    head = [
+        "variant",
+        "lr",
+        "val loss",
+        "attention entropy",
+        "input dependence",
+        "residual norm (last block)",
+        "gradient norm: embeddings / first block / last block",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in result["variants"].values():
+        at = lr if lr is not None else v["best_lr"]
+        r = rows.get(Trial(v["variant"], at, result["base_seed"]).key) if at is not None else None
+        if not r or r.get("state") is None:
+            continue
+        g = r.get("grad_norm_layers") or []
+        grads = f"{g[0]:.3f} / {g[1]:.3f} / {g[-2]:.3f}" if len(g) >= 3 else "–"
+        norm = r["resid_norm_layers"][-1] if r.get("resid_norm_layers") else None
+        val = "diverged" if r.get("diverged") else _f(r["val_split"])
+        cells = [
+            v["label"],
+            f"{at:g}",
+            val,
+            _f(r.get("attn_entropy"), 2),
+            _f(r.get("input_dependence"), 3),
+            _f(norm, 1),
+            grads,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def samples_md(result: dict) -> str:
     parts = [f"# Samples: {result['corpus']}\n", f"Prompt {result['prompt']!r}, temperature 0.8, top-k 40, seed 0.\n"]
-    for r in result["rows"]:
-        if "sample" in r:
-            parts.append(f"## {r['label']}\n\n```text\n{result['prompt']}{r['sample']}\n```\n")
+    for v in result["variants"].values():
+        if "sample" in v:
+            parts.append(f"## {v['label']} (lr {v['best_lr']:g})\n\n```text\n{result['prompt']}{v['sample']}\n```\n")
     return "\n".join(parts)
 
 
-def plot_curves(out: Path, names: list[str], corpus: str) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(VARIANTS)}
+    return plt
+
+
+def _colors(plt) -> dict:
+    return {n: plt.get_cmap("tab10")(i) for i, n in enumerate(VARIANTS)}
+
+
+def plot_sweep(out: Path, result: dict) -> None:
+    """lr_sweep.png: the figure the lab shows too (figures.lr_sweep_figure)."""
+    from figures import lr_sweep_figure
+
+    lr_sweep_figure(result, list(VARIANTS)).savefig(out / "lr_sweep.png")
+
+
+def plot_curves(out: Path, result: dict) -> None:
+    """loss_curves.png and probes.png of each variant's best run: validation loss, attention entropy, input
+    dependence and gradient norm over training."""
+    plt = _pyplot()
+    colors = _colors(plt)
+    rows = {r["key"]: r for r in result["trials"]}
+    best = {n: rows[v["best_key"]] for n, v in result["variants"].items() if v["best_key"]}
     fig, (ax_val, ax_batch) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
-    for name in names:
-        m = read_metrics(out / name)
-        evals = [r for r in m if "val_loss" in r]
-        logged = [r for r in m if "loss" in r]
-        label, c = variant_label(name), colors[name]
-        if evals:
-            ax_val.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", ms=2.5, color=c, label=label)
-        if logged:
-            ax_batch.plot([r["step"] for r in logged], [r["loss"] for r in logged], lw=0.8, color=c, label=label)
+    for name, r in best.items():
+        label, c = f"{variant_label(name)} (lr {r['lr']:g})", colors[name]
+        ax_val.plot(*zip(*r["val_curve"], strict=True), "o-", ms=2.5, color=c, label=label)
+        ax_batch.plot(*zip(*r["loss_curve"], strict=True), lw=0.8, color=c, label=label)
     for ax, title in ((ax_val, "validation loss (fixed batches)"), (ax_batch, "training batch loss")):
+        for key, style in (("unigram", ":"), ("bigram", "--")):
+            ax.axhline(result["reference"][key], color="grey", ls=style, lw=1)
         ax.set_xlabel("step")
         ax.set_ylabel("nats / character")
-        ax.set_title(f"{corpus}: {title}", fontsize=10)
+        ax.set_title(f"{result['corpus']}: {title}, each variant at its best learning rate", fontsize=10)
         ax.grid(alpha=0.3)
     ax_val.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "loss_curves.png")
     plt.close(fig)
+    plot_probes(out, result, best, plt, colors)
 
-    fig, (ax_ent, ax_norm) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
-    for name in names:
-        evals = [r for r in read_metrics(out / name) if "attn_entropy" in r]
-        label, c = variant_label(name), colors[name]
-        ent = [(r["step"], [e for e in r["attn_entropy"] if e is not None]) for r in evals]
+
+def plot_probes(out: Path, result: dict, best: dict, plt, colors: dict) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=100)
+    for name, r in best.items():
+        evals = [m for m in read_metrics(out / r["key"]) if "attn_entropy" in m]
+        label, c = f"{variant_label(name)} (lr {r['lr']:g})", colors[name]
+        ent = [(m["step"], [e for e in m["attn_entropy"] if e is not None]) for m in evals]
         ent = [(s, sum(e) / len(e)) for s, e in ent if e]
         if ent:
-            ax_ent.plot([s for s, _ in ent], [e for _, e in ent], "o-", ms=2.5, color=c, label=label)
-        if evals:
-            ax_norm.plot(
-                [r["step"] for r in evals], [r["resid_norm"][-1] for r in evals], "o-", ms=2.5, color=c, label=label
-            )
-    ax_ent.set_title(f"{corpus}: attention entropy (nats, mean over layers and heads)", fontsize=10)
-    ax_norm.set_title(f"{corpus}: residual-stream norm after the last block", fontsize=10)
-    ax_norm.set_yscale("log")
-    for ax in (ax_ent, ax_norm):
-        ax.set_xlabel("step")
+            axes[0].plot(*zip(*ent, strict=True), "o-", ms=2.5, color=c, label=label)
+        dep = [(m["step"], m["input_dependence"]) for m in evals if "input_dependence" in m]
+        if dep:
+            axes[1].plot(*zip(*dep, strict=True), "o-", ms=2.5, color=c, label=label)
+        if r.get("grad_norm_layers"):
+            g = r["grad_norm_layers"]
+            axes[2].plot(range(len(g)), g, "o-", ms=3, color=c, label=label)
+    n = len(next(iter(best.values()))["grad_norm_layers"] or []) if best else 0
+    axes[2].set_xticks(range(n), ["embeddings", *(f"block {i}" for i in range(n - 2)), "head"][:n], fontsize=8)
+    axes[2].set_yscale("log")
+    titles = (
+        "attention entropy (nats, mean over layers and heads)",
+        "input dependence (nats; 0: every position predicts the same)",
+        "gradient norm per part, last 100 steps",
+    )
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(f"{result['corpus']}: {title}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("step")
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "attention.png")
+    fig.savefig(out / "probes.png")
     plt.close(fig)
 
 
-def ship(folder: Path, dest: Path) -> dict:
-    """Copy a trained variant as a small Hugging Face model folder: fp16 weights, float32 on load, no optimizer."""
+def ship(folder: Path, dest: Path, record: dict) -> dict:
+    """Copy a trained variant as a small Hugging Face model folder: fp16 weights, float32 on load, no optimizer; with
+    `record` (its learning rate and seed) in training.json."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -422,26 +626,36 @@ def ship(folder: Path, dest: Path) -> dict:
         for name in (METRICS_FILE, "loss_curve.png"):
             if (folder / name).exists():
                 shutil.copy2(folder / name, tmp / name)
+        (tmp / "training.json").write_text(json.dumps(record, indent=1) + "\n")
 
     atomic_save(dest, write)
     return {"folder": str(dest), "bytes": sum(f.stat().st_size for f in dest.iterdir())}
 
 
-def _delta(x: float, base: float) -> str:
-    return f"{x:.3f} ({x - base:+.3f} against the baseline)"
+def ship_best(result: dict, out: Path, dest: Path) -> list[dict]:
+    """Ship each shipped variant's best run (base seed) into dest/<variant>, with what it was trained with
+    (training.json), and the sweep's summary for the lab (dest/sweep.json)."""
+    shipped = []
+    for name in SHIPPED:
+        v = result["variants"].get(name)
+        if not v or not v["best_key"] or not (out / v["best_key"] / STATE_FILE).exists():
+            continue
+        row = next(r for r in result["trials"] if r["key"] == v["best_key"])
+        record = {"lr": v["best_lr"], "seed": row["seed"], "val_split": row["val_split"], "trial": row["key"]}
+        shipped.append(ship(out / v["best_key"], dest / name, record))
+    summary = {k: result[k] for k in ("corpus", "lrs", "seeds", "base_seed", "steps", "reference", "command")}
+    summary["variants"] = {n: {k: v[k] for k in SWEEP_KEYS} for n, v in result["variants"].items()}
+    atomic_write_text(dest / "sweep.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    return shipped
 
 
-def _last_probe(folder: Path) -> dict:
-    evals = [m for m in read_metrics(folder) if "attn_entropy" in m]
-    if not evals:
-        return {}
-    entropy = [e for e in evals[-1]["attn_entropy"] if e is not None]
-    return {"entropy": sum(entropy) / len(entropy) if entropy else None, "norm": evals[-1]["resid_norm"][-1]}
+SWEEP_KEYS = ("label", "best_lr", "at_edge", "sweep", "seed_losses", "mean", "std", "min", "max", "window")
 
 
 def recipe_line(recipe: dict, context) -> str:
+    """The recipe every trial shares (only the peak learning rate and the seed vary)."""
     default = asdict(TrainSettings())
-    keys = ("steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "short_context", "short_fraction")
+    keys = ("steps", "batch_size", "min_lr_ratio", "warmup", "weight_decay", "short_context", "short_fraction")
     same = all(recipe.get(k) == default[k] for k in keys)
     return (
         f"{recipe['steps']} steps, batch {recipe['batch_size']} x {context} characters"
@@ -451,9 +665,9 @@ def recipe_line(recipe: dict, context) -> str:
             if recipe.get("short_context") and recipe["short_context"] < context
             else ""
         )
-        + f", AdamW lr {recipe['lr']:g} "
-        f"(warmup {recipe['warmup']}, cosine to {recipe['min_lr']:g}), weight decay {recipe['weight_decay']:g}, "
-        f"seed {recipe['seed']}, dropout {recipe['dropout']:g}"
+        + f", AdamW at the trial's peak learning rate (warmup {recipe['warmup']}, cosine to "
+        f"{recipe['min_lr_ratio']:g} x the peak), weight decay {recipe['weight_decay']:g}, gradient clipping at "
+        f"{recipe['grad_clip']:g}, dropout {recipe['dropout']:g}"
         + (" (train.py's default recipe)" if same else " (not train.py's default recipe)")
         + f"; evaluation every {recipe['eval_interval']} steps on {recipe['eval_iters']} fixed batches per split"
     )
@@ -475,106 +689,142 @@ def yardstick(loss: float, ref: dict) -> str | None:
     return f"below the bigram level ({bi:.3f}), so it uses more than the current character"
 
 
-def meaning(name: str, row: dict, base: dict | None, folder: Path, base_folder: Path, ref: dict | None = None) -> str:
-    """One result in words: what the switch removes, then what this run measured."""
-    said = variant_meaning(name)
-    what = f"**{variant_label(name)}**: {said[0].upper() + said[1:]}."
-    if "val_split" not in row:
-        return f"- {what} Measured: it diverged before its first save ({row['diverged']})."
+def trial_row(result: dict, variant: str, lr: float | None) -> dict | None:
+    if lr is None:
+        return None
+    key = Trial(variant, lr, result["base_seed"]).key
+    return next((r for r in result["trials"] if r["key"] == key), None)
+
+
+def at_step(curve: list, step: int) -> float | None:
+    return next((value for s, value in curve or [] if s == step), None)
+
+
+def sensitivity(v: dict, result: dict) -> str:
+    """Does it train at all, and over which learning rates: the stability window in words."""
+    n, window = len(v["sweep"]), v["window"]
+    diverged = [p["lr"] for p in v["sweep"] if p["diverged"]]
+    said = (
+        f"it ends below the bigram level at {len(window)} of the {n} learning rates ({_lrs(window)})"
+        if window
+        else f"at none of the {n} learning rates does it end below the bigram level"
+    )
+    if diverged:
+        said += f"; it diverged at {_lrs(diverged)}"
+    return said
+
+
+def collapse_evidence(v: dict, result: dict) -> str | None:
+    """At the learning rates where a variant ended at the unigram level: its input dependence and gradient norms
+    against the baseline's at the same learning rate."""
+    uni = result["reference"]["unigram"]
+    flat = [p["lr"] for p in v["sweep"] if p["val_split"] is not None and abs(p["val_split"] - uni) < 0.05]
+    if not flat:
+        return None
     parts = []
-    if name == "baseline" or base is None or "val_split" not in base:
-        parts.append(f"validation loss {row['val_split']:.3f} over the whole split")
-        if yardstick(row["val_split"], ref or {}):
-            parts.append(yardstick(row["val_split"], ref or {}))
-    else:
-        gap = row["val_split"] - base["val_split"]
-        verdict = "worse than" if gap > 0.01 else "better than" if gap < -0.01 else "level with"
-        parts.append(f"validation loss {_delta(row['val_split'], base['val_split'])}, {verdict} the baseline")
-        if yardstick(row["val_split"], ref or {}):
-            parts.append(yardstick(row["val_split"], ref or {}))
-        if row["parameters"] != base["parameters"]:
-            parts.append(f"with {row['parameters'] / base['parameters']:.0%} of its parameters")
-        if base.get("val_100") is not None and row.get("val_100") is not None:
-            parts.append(f"{row['val_100'] - base['val_100']:+.3f} at step 100")
-        mine, theirs = _last_probe(folder), _last_probe(base_folder)
-        if mine.get("entropy") is not None and theirs.get("entropy") is not None:
-            parts.append(f"final attention entropy {mine['entropy']:.2f} nats against {theirs['entropy']:.2f}")
-        if mine and theirs:
-            parts.append(f"residual-stream norm {mine['norm']:.1f} against {theirs['norm']:.1f}")
+    for lr in flat:
+        mine, base = trial_row(result, v["variant"], lr), trial_row(result, BASELINE, lr)
+        if not mine or mine.get("input_dependence") is None:
+            continue
+        text = f"at lr {lr:g}, input dependence {mine['input_dependence']:.3f} nats"
+        if base and base.get("input_dependence") is not None and v["variant"] != BASELINE:
+            text += f" (baseline {base['input_dependence']:.3f})"
+        g, bg = mine.get("grad_norm_layers"), (base or {}).get("grad_norm_layers")
+        if g and bg and v["variant"] != BASELINE:
+            text += f", gradient norm of the first block {g[1]:.3f} (baseline {bg[1]:.3f})"
+        parts.append(text)
+    return (
+        f"At {_lrs(flat)} it ended at the unigram level; there the predictions barely depend on the input ("
+        + "; ".join(parts)
+        + "): every position predicts about the same distribution."
+        if parts
+        else None
+    )
+
+
+def meaning(v: dict, result: dict) -> str:
+    """One variant in words: what the switch removes, then what the protocol measured."""
+    said = variant_meaning(v["variant"])
+    what = f"**{v['label']}**: {said[0].upper() + said[1:]}."
+    if v["best_lr"] is None:
+        return f"- {what} Measured: it diverged at every learning rate of the sweep ({_lrs(result['lrs'])})."
+    base = result["variants"].get(BASELINE)
+    parts = [sensitivity(v, result)]
+    best = f"at its best learning rate, {v['best_lr']:g}"
+    if v["at_edge"]:
+        best += " (the edge of the sweep: its optimum may lie beyond)"
+    best += (
+        f", validation loss {v['mean']:.3f} (range {v['min']:.3f} – {v['max']:.3f} over {len(v['seed_losses'])} seeds)"
+    )
+    if base and v["variant"] != BASELINE:
+        best += f", {versus(v, base)} against the baseline"
+    parts.append(best)
+    level = yardstick(v["mean"], result["reference"])
+    if level:
+        parts.append(level)
     text = f"- {what} Measured: " + "; ".join(parts) + "."
-    if row.get("diverged"):
-        text += f" Training stopped early: {row['diverged']}"
-    return text
+    evidence = collapse_evidence(v, result)
+    return text + (f" {evidence}" if evidence else "")
 
 
 def blog_section(result: dict) -> list[str]:
-    ref = result.get("reference") or {}
-    rows = {x["variant"]: x for x in result["rows"]}
-    b, ro = rows.get("baseline", {}), rows.get("residual_off", {})
+    """The blog's printed losses against this protocol's runs (both variants at train.py's default lr 4e-3, the
+    recipe the blog's comparison used one learning rate for, and at their best)."""
+    ref = result["reference"]
+    default_lr = TrainSettings().lr
+    b, ro = trial_row(result, BASELINE, default_lr) or {}, trial_row(result, "residual_off", default_lr) or {}
+    ro_best = trial_row(result, "residual_off", result["variants"].get("residual_off", {}).get("best_lr")) or {}
     lines = [
         "## Against the blog's figures",
         "",
         "The blog post this project descends from printed single training-batch losses on Tiny Shakespeare from its "
-        "own model and recipe (Apple MPS). Ours are the training-batch loss at the same step under this page's recipe:",
+        f"own model and recipe (Apple MPS). Here, the training-batch loss at the same step, at lr {default_lr:g} "
+        "(train.py's default, one rate for both, as the blog did):",
         "",
         "| | blog | here |",
         "|---|---|---|",
         f"| baseline, step 100 | {BLOG['baseline_step100']} | {_f(b.get('batch_loss_100'))} |",
         f"| residual off, step 100 | {BLOG['residual_off_step100']} | {_f(ro.get('batch_loss_100'))} |",
-        f"| baseline, step 1000 | {BLOG['baseline_step1000']} | {_f(b.get('batch_loss_1000'))} (validation "
-        f"{_f(b.get('val_1000'))}; {_f(b.get('val_split'))} over the whole split after {b.get('steps', '–')} steps) |",
+        f"| baseline, step 1000 | {BLOG['baseline_step1000']} | {_f(at_step(b.get('loss_curve'), 1000))} "
+        f"(validation {_f(at_step(b.get('val_curve'), 1000))}) |",
         "",
         "Why they differ:",
         "",
+        "- Step 100 is early: where a model stands then depends on the learning rate, warmup and batch size, which "
+        "differ between the blog's recipe and ours; and one batch is a noisy measure.",
     ]
-    if b.get("batch_loss_100") is not None and b.get("train_100") is not None:
-        lines.append(
-            "- Step 100 is early: where a model stands then depends on the learning rate, warmup and batch size, "
-            "which differ between the blog's recipe and ours; and one batch is a noisy measure (here the baseline's "
-            f"step-100 batch scored {b['batch_loss_100']:.3f} while 20 fixed batches gave {b['train_100']:.3f})."
-        )
     uniform = math.log(BLOG["vocab"])
-    if ro.get("batch_loss_100") is not None:
-        lines.append(
-            f"- The blog's residual-off {BLOG['residual_off_step100']} is within "
-            f"{abs(uniform - BLOG['residual_off_step100']):.2f} of ln {BLOG['vocab']} = {uniform:.3f}, the loss of "
-            "uniform guessing over its characters: that model had not moved by step 100. Here it had reached "
-            f"{ro['batch_loss_100']:.3f} ({yardstick(ro['batch_loss_100'], ref) or 'see the table'})."
-        )
+    lines.append(
+        f"- The blog's residual-off {BLOG['residual_off_step100']} is within "
+        f"{abs(uniform - BLOG['residual_off_step100']):.2f} of ln {BLOG['vocab']} = {uniform:.3f}, the loss of uniform "
+        "guessing over its characters: that model had not moved by step 100."
+    )
     lines.append(
         "- The blog's step-1000 loss is far below this project's baseline at step 1000 and below what nanoGPT's "
         "documented CPU recipe reaches on held-out text (1.88). Its printout shows a 65-character vocabulary (Tiny "
         "Shakespeare's) next to a Japanese sample that such a vocabulary cannot produce, so the printed run and the "
         "samples come from different setups; and a training-batch loss is not a held-out loss."
     )
-    if b.get("val_split") is not None and ro.get("val_split") is not None:
-        slower = ro["val_split"] > b["val_split"]
+    if ro.get("val_split") is not None and ro_best.get("val_split") is not None:
         lines.append(
-            "- The blog's lesson on residual connections "
-            + ("holds here" if slower else "does not hold here")
-            + f": residual off ends at {ro['val_split']:.3f} against the baseline's {b['val_split']:.3f}"
-            + (f", {yardstick(ro['val_split'], ref)}." if yardstick(ro["val_split"], ref) else ".")
+            f"- Its lesson on residual connections, measured fairly: at lr {default_lr:g} residual off ends at "
+            f"{ro['val_split']:.3f} ({yardstick(ro['val_split'], ref)}); at its own best learning rate, "
+            f"{ro_best['lr']:g}, at {ro_best['val_split']:.3f} ({yardstick(ro_best['val_split'], ref)}). The "
+            "comparison at one learning rate says how it fares under the baseline's recipe, not whether it can train."
         )
-    ao = rows.get("attention_off", {})
-    if b.get("val_split") is not None and ao.get("val_split") is not None:
-        lines.append(
-            "- So does the one on attention" if ao["val_split"] > b["val_split"] else "- The one on attention does not"
-        )
-        level = yardstick(ao["val_split"], ref)
-        lines[-1] += f": attention off ends at {ao['val_split']:.3f}" + (f", {level}." if level else ".")
     return lines + [""]
 
 
 def write_report(path: Path, results: list[dict], total_wall: float, images: Path) -> None:
-    """docs/ablations.md: every number comes from `results` (what this run measured) or is quoted from the blog."""
+    """docs/ablations.md: every number comes from `results` (what the runs measured) or is quoted from the blog;
+    each corpus's results.json is copied beside it as the record `--verify` checks."""
     images.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(images, path.parent)
     r0 = results[0]
-    trained = sum(x.get("wall_s", 0) for r in results for x in r["rows"])
-    reused = sum(len(r["rows"]) - len(r.get("trained_now", [])) for r in results)
-    hardware_seen = sorted({r["hardware"] for r in results})
+    trained = sum(t.get("wall_s", 0) for r in results for t in r["trials"])
+    threads = sorted({t.get("threads") for r in results for t in r["trials"] if t.get("threads")})
     lines = [
-        "# Ablations: break GPT-2 mini and watch what breaks",
+        "# Ablations: break GPT-2 mini and watch what breaks, each variant at its own best learning rate",
         "",
         "Written by `ablate.py`; every figure below was measured by the command that wrote this page:",
         "",
@@ -582,62 +832,159 @@ def write_report(path: Path, results: list[dict], total_wall: float, images: Pat
         r0.get("command") or "python ablate.py",
         "```",
         "",
-        f"- Hardware: {'; '.join(hardware_seen)}"
-        + (
-            f", {r0['jobs']} variants training at once (tokens/s is per variant under that sharing)"
-            if r0.get("jobs", 1) > 1
-            else ""
-        )
-        + ".",
-        f"- Wall time: training the variants took {trained / 60:.1f} min (wall time added up over variants, when "
-        f"each was trained); this run of the command took {total_wall / 60:.1f} min"
-        + (f" and reused {reused} finished variants" if reused else "")
-        + ". tokens/s is each variant's training "
-        "throughput as measured; on a shared machine it moves with load, so compare the losses, not the speeds.",
-        f"- Recipe, the same for every variant: {recipe_line(r0['recipe'], r0['rows'][0].get('context', '?'))}.",
+        f"- Hardware: {'; '.join(sorted({r['hardware'] for r in results}))}; {r0['jobs']} trials at once, "
+        f"{', '.join(map(str, threads)) or '?'} thread(s) each (on the CPU a trial's result is deterministic for a "
+        "given thread count; another count rounds differently and ends a little elsewhere).",
+        f"- Wall time: the trials took {trained / 3600:.1f} h added up (each when it was trained); this run of the "
+        f"command took {total_wall / 60:.1f} min.",
+        f"- Protocol: every variant trains at each learning rate of the sweep ({_lrs(r0['lrs'])}) with seed "
+        f"{r0['base_seed']}; at the one where it ends lowest (its best), it trains again with "
+        f"{r0['seeds'] - 1} more seed(s). Tables give the mean and range over those {r0['seeds']} seeds; a difference "
+        "smaller than the spread (overlapping ranges) is called a tie. The stability window is the set of learning "
+        "rates at which a variant ends below the bigram level, i.e. uses more than the current character.",
+        f"- Recipe, the same for every trial: {recipe_line(r0['recipe'], r0['trials'][0].get('context', '?'))}.",
         "- Each variant differs from the baseline by one switch (`python train.py --help` lists them); the data order "
-        "is the same for all of them. One variant alone: e.g. `python train.py --disable_residual 1`.",
+        "is the same for all of them. One trial alone: e.g. `python train.py --disable_residual 1 --lr 1e-3`.",
+        "- The probes (train.py logs them at every evaluation): attention entropy, residual-stream norm per layer, "
+        "input dependence (the mean KL divergence of each position's prediction from their mean: 0 when the model "
+        "predicts the same distribution whatever it reads) and the gradient norm of each part (before clipping).",
         "",
     ]
     for r in results:
-        corpus, out = r["corpus"], Path(r["out"])
-        for fig in ("loss_curves.png", "attention.png"):
-            if (out / fig).exists():
-                shutil.copy2(out / fig, images / f"{corpus}_{fig}")
-        lines += [
-            f"## {corpus}",
-            "",
-            results_table(r),
-            "",
-            f"![loss curves]({rel}/{corpus}_loss_curves.png)",
-            "",
-            f"![attention entropy and residual norm]({rel}/{corpus}_attention.png)",
-            "",
-            "### What each result means",
-            "",
-        ]
-        rows = {x["variant"]: x for x in r["rows"]}
-        for name, x in rows.items():
-            lines.append(meaning(name, x, rows.get("baseline"), out / name, out / "baseline", r.get("reference")))
-        lines += ["", "### Samples", "", f"Prompt {r['prompt']!r}, temperature 0.8, top-k 40, seed 0.", ""]
-        written = {}
-        for x in r["rows"]:
-            if "sample" not in x:
-                continue
-            lines += [f"**{x['label']}**", ""]
-            if x["sample"] in written:
-                lines += [
-                    f"The same text as **{written[x['sample']]}**, character for character: with the same seed, "
-                    "two models that learned the same distribution write the same characters.",
-                    "",
-                ]
-            written.setdefault(x["sample"], x["label"])
-            lines += ["```text", r["prompt"] + x["sample"], "```", ""]
+        lines += corpus_section(r, Path(r["out"]), images, rel)
     shakespeare = next((r for r in results if r["corpus"] == "shakespeare"), None)
     if shakespeare:
         lines += blog_section(shakespeare)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
+
+
+def corpus_section(r: dict, out: Path, images: Path, rel: str) -> list[str]:
+    corpus = r["corpus"]
+    for fig in ("lr_sweep.png", "loss_curves.png", "probes.png"):
+        if (out / fig).exists():
+            shutil.copy2(out / fig, images / f"{corpus}_{fig}")
+    atomic_write_text(images / f"{corpus}_results.json", json.dumps(r, indent=1, ensure_ascii=False) + "\n")
+    default_lr = TrainSettings().lr
+    lines = [
+        f"## {corpus}",
+        "",
+        "### Each variant at its own best learning rate",
+        "",
+        results_table(r),
+        "",
+        f"![loss against learning rate]({rel}/{corpus}_lr_sweep.png)",
+        "",
+        "### The sweep (seed " + str(r["base_seed"]) + "; bold: the best learning rate)",
+        "",
+        sweep_table(r),
+        "",
+        "### How each variant ends: the probes",
+        "",
+        "At its best learning rate:",
+        "",
+        evidence_table(r),
+        "",
+    ]
+    if default_lr in r["lrs"]:
+        lines += [
+            f"At lr {default_lr:g}, train.py's default (one rate for all):",
+            "",
+            evidence_table(r, default_lr),
+            "",
+        ]
+    lines += [
+        f"![loss curves]({rel}/{corpus}_loss_curves.png)",
+        "",
+        f"![probes]({rel}/{corpus}_probes.png)",
+        "",
+        "### What each result means",
+        "",
+        *(meaning(v, r) for v in r["variants"].values()),
+        "",
+        "### Samples",
+        "",
+        f"Each variant at its best learning rate (seed {r['base_seed']}); prompt {r['prompt']!r}, temperature 0.8, "
+        "top-k 40, seed 0.",
+        "",
+    ]
+    written = {}
+    for v in r["variants"].values():
+        if "sample" not in v:
+            continue
+        lines += [f"**{v['label']}** (lr {v['best_lr']:g})", ""]
+        if v["sample"] in written:
+            lines += [
+                f"The same text as **{written[v['sample']]}**, character for character: with the same seed, two "
+                "models that learned the same distribution write the same characters.",
+                "",
+            ]
+        written.setdefault(v["sample"], v["label"])
+        lines += ["```text", r["prompt"] + v["sample"], "```", ""]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Verify: re-derive a cheap subset of the published figures
+
+
+VERIFY_STEPS = 50
+VERIFY_TOLERANCE = 2e-3  # nats: another CPU can round differently; a changed recipe moves step 50 by far more
+SHIPPED_TOLERANCE = 2e-3  # nats: the shipped weights are the trained ones rounded to fp16
+
+
+def verify(images: Path, models: Path, steps: int = VERIFY_STEPS) -> list[str]:
+    """Re-derive, with the current code, the cheap part of what the report published: each corpus's yardsticks, the
+    first `steps` steps of its baseline's best trial (same seed and thread count), and each shipped model's loss.
+    Returns one line per figure checked, starting with 'ok' or 'DRIFT'."""
+    records = sorted(images.glob("*_results.json"))
+    if not records:
+        raise UsageError(f"no *_results.json in {images}: write a report first (--report)")
+    lines = []
+    for record in records:
+        r = json.loads(record.read_text())
+        if r["corpus"] not in CORPORA:
+            lines.append(f"skip {r['corpus']}: not a shipped corpus")
+            continue
+        train_text, val_text = train_val_split(load_corpus(r["corpus"]), r["recipe"]["val_fraction"])
+        ref = reference_losses(train_text, val_text)
+        for key in ("unigram", "bigram"):
+            lines.append(check(f"{r['corpus']} {key} level", r["reference"][key], ref[key], 0.0))
+        row = trial_row(r, BASELINE, r["variants"][BASELINE]["best_lr"])
+        lines.append(check(f"{r['corpus']} {row['key']} loss at step {steps}", *replay(row, steps), VERIFY_TOLERANCE))
+        for folder in sorted(p.parent for p in (models / r["corpus"]).glob("*/training.json")):
+            shipped = json.loads((folder / "training.json").read_text())
+            model, tokenizer = load_model_folder(folder)
+            with torch.no_grad():
+                loss = split_loss(model, encode(tokenizer, val_text), model.config.n_positions)
+            lines.append(check(f"{folder} validation loss", shipped["val_split"], round(loss, 4), SHIPPED_TOLERANCE))
+    return lines
+
+
+def check(what: str, published: float | None, now: float | None, tolerance: float) -> str:
+    ok = published is not None and now is not None and abs(published - now) <= tolerance
+    return f"{'ok' if ok else 'DRIFT'}  {what}: published {published}, now {now}"
+
+
+def replay(row: dict, steps: int) -> tuple[float | None, float | None]:
+    """The batch loss at `steps` of a trial as published, and as the current code trains it again (same recipe,
+    seed and thread count, in a temporary folder)."""
+    import tempfile
+
+    published = at_step(row["loss_curve"], steps)
+    s = TrainSettings(**row["recipe"])
+    s.progress, s.stop_at, s.log_interval = False, steps, 10
+    threads = torch.get_num_threads()
+    torch.set_num_threads(row.get("threads") or threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            s.save = str(Path(tmp) / "replay")
+            with contextlib.redirect_stdout(sys.stderr):
+                train(s)
+            now = at_step([[m["step"], m["loss"]] for m in read_metrics(s.save) if "loss" in m], steps)
+    finally:
+        torch.set_num_threads(threads)
+    return published, now
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -657,15 +1004,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind, hint in (
         ("steps", int, "optimizer steps per variant"),
         ("batch_size", int, "sequences per step"),
-        ("lr", float, "peak learning rate"),
-        ("min_lr", float, "final learning rate"),
+        ("min_lr_ratio", float, "final learning rate as a fraction of each trial's peak"),
         ("warmup", int, "warmup steps"),
         ("seed", int, "seed for every variant"),
         ("eval_iters", int, "fixed batches per evaluation"),
     ):
         p.add_argument(f"--{name}", type=kind, default=getattr(d, name), help=hint)
+    p.add_argument("--eval_interval", type=int, default=d.eval_interval, help="evaluate every N steps")
     p.add_argument(
-        "--eval_interval", type=int, default=100, help="evaluate every N steps (100 gives the table's steps)"
+        "--lrs",
+        default=",".join(f"{lr:g}" for lr in LRS),
+        help="comma-separated peak learning rates of the sweep (one value: no sweep)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=SEEDS, help="runs at each variant's best learning rate (seed, seed+1, ...)"
     )
     for name in ("n_layer", "n_head", "n_embd", "block_size"):
         p.add_argument(f"--{name}", type=int, help="model size (default: the GPT2MiniConfig default)")
@@ -674,6 +1026,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument(
         "--jobs", type=int, default=1, help="variants trained at once (separate processes; >1 pays off on a GPU)"
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-derive the report's cheap figures with the current code (yardsticks, the first steps of each "
+        "baseline, the shipped models' losses) and fail if they drifted; trains nothing else",
     )
     p.add_argument("--fresh", action="store_true", help="retrain variants even if a finished run is there")
     p.add_argument(
@@ -685,10 +1043,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_lrs(text: str) -> tuple[float, ...]:
+    try:
+        lrs = tuple(sorted({float(t) for t in text.split(",") if t.strip()}))
+    except ValueError:
+        raise UsageError(f"--lrs takes comma-separated numbers, got {text!r}") from None
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        raise UsageError(f"--lrs must be finite learning rates above 0, got {text!r}")
+    return lrs
+
+
+def run_verify(args) -> int:
+    """--verify: the checks of `verify`, one line each; exit 1 if any drifted."""
+    report = Path(args.report or "docs/ablations.md")
+    lines = verify(report.parent / report.stem, Path(args.ship or "models"))
+    print("\n".join(lines))
+    drift = [line for line in lines if line.startswith("DRIFT")]
+    print(f"{len(drift)} of {len(lines)} figures drifted" if drift else f"all {len(lines)} figures reproduced")
+    return 1 if drift else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = shlex.join(["python", "ablate.py", *(sys.argv[1:] if argv is None else argv)])
     try:
+        if args.verify:
+            return run_verify(args)
         names = parse_list(args.variants, VARIANTS, "variant")
         corpora = [Path(args.data).stem] if args.data else parse_list(args.corpus, CORPORA, "corpus")
         base = TrainSettings(
@@ -697,8 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k in (
                     "steps",
                     "batch_size",
-                    "lr",
-                    "min_lr",
+                    "min_lr_ratio",
                     "warmup",
                     "seed",
                     "eval_iters",
@@ -712,8 +1091,11 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         base.check()
+        lrs = parse_lrs(args.lrs)
         if args.jobs < 1:
             raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
+        if args.seeds < 1:
+            raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
         if args.sample_chars < 0:
             raise UsageError(f"--sample_chars must not be negative, got {args.sample_chars}")
         if args.data:
@@ -732,6 +1114,8 @@ def main(argv: list[str] | None = None) -> int:
                 sample_chars=args.sample_chars,
                 fresh=args.fresh,
                 jobs=args.jobs,
+                lrs=lrs,
+                seeds=args.seeds,
                 command=command,
             )
             r["out"] = str(out)
@@ -741,10 +1125,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             if args.ship:
-                for name in SHIPPED:
-                    if name in names and (out / name / STATE_FILE).exists():
-                        info = ship(out / name, Path(args.ship) / corpus / name)
-                        print(f"shipped {info['folder']} ({info['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
+                for info in ship_best(r, out, Path(args.ship) / r["corpus"]):
+                    print(f"shipped {info['folder']} ({info['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
         if args.report:
             report = Path(args.report)
             write_report(report, results, time.perf_counter() - t0, report.parent / report.stem)

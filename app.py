@@ -41,9 +41,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from checkpoint import UsageError, load_model_folder, read_metrics  # noqa: E402
+from checkpoint import UsageError, load_model_folder, read_json, read_metrics  # noqa: E402
 from configuration_gpt2mini import variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
+from figures import lr_sweep_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from probes import knockout  # noqa: E402
@@ -101,6 +102,7 @@ class Entry:
     model: torch.nn.Module
     tokenizer: object
     metrics: list = field(default_factory=list)
+    training: dict = field(default_factory=dict)  # training.json: the learning rate and seed it was trained with
 
     @property
     def label(self) -> str:
@@ -112,6 +114,7 @@ class Lab:
     """The models the app serves, grouped by the corpus they were trained on."""
 
     groups: dict[str, dict[str, Entry]]
+    sweeps: dict[str, dict] = field(default_factory=dict)  # models/<corpus>/sweep.json: ablate.py's lr sweep
     passages: dict[str, str] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
 
@@ -188,7 +191,8 @@ def load_entry(name: str, source: str) -> Entry:
     if not path.exists():
         path = fetch_from_hub(source)
     model, tokenizer = load_model_folder(path)
-    return Entry(name, model.eval(), tokenizer, read_metrics(path))
+    training = read_json(path / "training.json") if (path / "training.json").exists() else {}
+    return Entry(name, model.eval(), tokenizer, read_metrics(path), training)
 
 
 def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) -> Lab:
@@ -197,6 +201,7 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
 
     hf_logging.disable_progress_bar()
     groups: dict[str, dict[str, Entry]] = {}
+    sweeps: dict[str, dict] = {}
     models_dir = Path(models_dir)
     if models_dir.is_dir():
         for corpus_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
@@ -206,6 +211,8 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
             )
             if names:
                 groups[corpus_dir.name] = {n: load_entry(n, str(corpus_dir / n)) for n in names}
+            if names and (corpus_dir / "sweep.json").exists():
+                sweeps[corpus_dir.name] = read_json(corpus_dir / "sweep.json")
     if extra:
         group = {}
         for src in extra:
@@ -218,7 +225,7 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
         raise UsageError(
             f"no models found in {models_dir}: train some with `python ablate.py --ship {models_dir}` or pass --model"
         )
-    return Lab(groups)
+    return Lab(groups, sweeps)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -731,24 +738,44 @@ def knockout_choices(lab: Lab, corpus: str) -> tuple[list[str], list[str]]:
 
 
 def training_view(lab: Lab, corpus):
-    """Validation-loss curves and a table of the variants' evaluations, from their metrics logs."""
-    curves, table = [], []
+    """The Training tab for a corpus: validation-loss curves from the variants' metrics logs, the learning-rate sweep
+    (a figure, None without one) and a table of each variant at its best learning rate."""
+    curves = []
     for entry in lab.groups.get(corpus, {}).values():
-        evals = [m for m in entry.metrics if "val_loss" in m]
-        curves += [{"step": m["step"], "validation loss": m["val_loss"], "variant": entry.label} for m in evals]
-        at = {m["step"]: m["val_loss"] for m in evals}
-        table.append(
-            {
-                "variant": entry.label,
-                "parameters": f"{entry.model.num_parameters():,}",
-                "val @100": at.get(100),
-                "val @500": at.get(500),
-                "val @end": evals[-1]["val_loss"] if evals else None,
-                "steps": evals[-1]["step"] if evals else None,
-            }
-        )
+        label = entry.label + (f" (lr {entry.training['lr']:g})" if "lr" in entry.training else "")
+        curves += [
+            {"step": m["step"], "validation loss": m["val_loss"], "variant": label}
+            for m in entry.metrics
+            if "val_loss" in m
+        ]
     df = pd.DataFrame(curves, columns=["step", "validation loss", "variant"])
-    return df, pd.DataFrame(table).round(4)
+    sweep = lab.sweeps.get(corpus)
+    if not sweep:
+        return df, None, pd.DataFrame(columns=SWEEP_COLUMNS)
+    return df, lr_sweep_figure(sweep, list(ORDER)), sweep_table(sweep)
+
+
+SWEEP_COLUMNS = ["variant", "best lr", "val loss (mean over seeds)", "range over seeds", "trains at lr"]
+
+
+def sweep_table(sweep: dict) -> pd.DataFrame:
+    """Each variant at its own best learning rate: the mean and range over seeds, and the learning rates at which it
+    ends below the bigram level."""
+    rows = []
+    for v in sweep["variants"].values():
+        spread = f"{v['min']:.3f} – {v['max']:.3f}" if v.get("min") is not None else "–"
+        rows.append(
+            [
+                v["label"],
+                f"{v['best_lr']:g}" if v["best_lr"] is not None else "diverged",
+                round(v["mean"], 3) if v["mean"] is not None else None,
+                spread,
+                ", ".join(f"{lr:g}" for lr in v["window"]) or "none",
+            ]
+        )
+    rows.append(["character frequencies only (unigram)", "–", sweep["reference"]["unigram"], "–", "–"])
+    rows.append(["previous character only (bigram)", "–", sweep["reference"]["bigram"], "–", "–"])
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -982,18 +1009,26 @@ def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
 
 
 def training_tab(lab: Lab) -> list:
-    """The variants' validation-loss curves and evaluations. Returns the plot and the table (the corpus sets them)."""
-    curves0, table0 = training_view(lab, lab.corpora()[0])
+    """The variants' validation-loss curves and the learning-rate sweep they were chosen from. Returns the plot, the
+    sweep figure and its table (the corpus sets them)."""
+    curves0, sweep0, table0 = training_view(lab, lab.corpora()[0])
     with gr.Tab("Training"):
         curves = gr.LinePlot(
             curves0,
             x="step",
             y="validation loss",
             color="variant",
-            label="Validation loss while training (fixed evaluation batches)",
+            label="Validation loss while training (fixed evaluation batches), each variant at its best learning rate",
         )
-        table = gr.Dataframe(table0, label="Evaluations from each variant's metrics log")
-    return [curves, table]
+        gr.Markdown(
+            "Each variant was trained at several learning rates and kept at the one where it ended lowest: a variant "
+            "that fails at one learning rate may train at another. The table gives the spread over seeds there; "
+            "the unigram and bigram rows are no network at all. Measured by `python ablate.py`; the report is "
+            "docs/ablations.md in the project's repository."
+        )
+        sweep = gr.Plot(sweep0, label="Final validation loss against learning rate (ablate.py's sweep)")
+        table = gr.Dataframe(table0, label="Each variant at its best learning rate")
+    return [curves, sweep, table]
 
 
 def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, training: list, parts: list) -> None:

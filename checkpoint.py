@@ -115,6 +115,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file beside `path`, then rename it over `path`: a reader sees the old file or the new one."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Write a folder with `write(tmp)` next to `out_dir`, then swap it in. Readers never see a half-written folder;
     if anything fails before the swap, the previous folder is untouched and nothing is left beside it.

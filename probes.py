@@ -2,8 +2,10 @@
 
 - `knockout(model, heads=..., attention=..., mlp=..., residual=...)`: switch parts of a trained model off while a
   `with` block runs (forward hooks, restored on exit); the lab's Knockout tab and its tests use it.
-- `probe(model, x)`: per layer, the mean attention entropy and the residual-stream norm, which train.py logs at every
-  evaluation to show *how* an ablated model fails, not only that it does.
+- `probe(model, x)`: per layer, the mean attention entropy and the residual-stream norm, and how much the predictions
+  depend on the input at all; train.py logs them at every evaluation to show *how* an ablated model fails.
+- `grad_norms(model)`: the gradient norm of each part (embeddings, each block, the head), which train.py logs with
+  the loss.
 
 Both take a model from `modeling_gpt2mini` and add nothing to it.
 """
@@ -84,7 +86,9 @@ def knockout(
 @torch.no_grad()
 def probe(model: GPT2MiniForCausalLM, x: torch.Tensor) -> dict[str, list]:
     """Per layer: mean attention entropy (nats; None where attention is off) and mean residual-stream norm after
-    the block."""
+    the block; and `input_dependence`, the mean KL divergence (nats) of each position's next-character distribution
+    from the mean of them all: 0 when every position predicts the same thing, whatever the input (a collapsed model
+    that learned only the character frequencies)."""
     was_training = model.training
     model.eval()
     norms = []
@@ -93,10 +97,34 @@ def probe(model: GPT2MiniForCausalLM, x: torch.Tensor) -> dict[str, list]:
         for block in model.transformer.h
     ]
     try:
-        attn = model(x, output_attentions=True, use_cache=False).attentions
+        out = model(x, output_attentions=True, use_cache=False)
     finally:
         for h in hooks:
             h.remove()
-    entropy = [None if w is None else (-(w.float() * (w.float() + 1e-12).log()).sum(-1)).mean().item() for w in attn]
+    entropy = [
+        None if w is None else (-(w.float() * (w.float() + 1e-12).log()).sum(-1)).mean().item() for w in out.attentions
+    ]
     model.train(was_training)
-    return {"attn_entropy": entropy, "resid_norm": norms}
+    return {"attn_entropy": entropy, "resid_norm": norms, "input_dependence": input_dependence(out.logits)}
+
+
+def input_dependence(logits: torch.Tensor) -> float:
+    """Mean KL(p_i || p_mean) over the positions i of `logits` (..., vocab), in nats: the mutual information between
+    where one is in the text and what the model predicts there."""
+    logp = torch.log_softmax(logits.float().flatten(0, -2), dim=-1)
+    mean_logp = torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(logp.shape[0])))
+    return (logp.exp() * (logp - mean_logp)).sum(-1).mean().item()
+
+
+def grad_norms(model: GPT2MiniForCausalLM) -> list[float]:
+    """The gradient norm of each part of the model, in order: the embeddings (tokens and positions), each block, and
+    the final norm with an untied output head (a tied head's gradient is the token embedding's)."""
+    n = model.config.n_layer
+    squares = [0.0] * (n + 2)
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        parts = name.split(".")
+        part = 1 + int(parts[2]) if parts[1:2] == ["h"] else 0 if parts[1:2] in (["wte"], ["wpe"]) else n + 1
+        squares[part] += p.grad.float().pow(2).sum().item()
+    return [q**0.5 for q in squares]

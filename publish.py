@@ -588,12 +588,13 @@ def recipe_from_settings(s: dict, state: dict, n_positions: int) -> list[str]:
     """The recipe as trainer_state.json records it: optimizer, batches, short-context warmup, regularisation,
     hardware, and the command that repeats the run."""
     planned, done = s.get("steps"), state.get("step", s.get("steps"))
+    final_lr = s["lr"] * s["min_lr_ratio"] if "min_lr_ratio" in s else s["min_lr"]  # older runs: absolute
     per_step = state.get("tokens_per_step")
     lines = [
         f"- {_count(done, 'optimizer step')}"
         + (f" of the {planned:,} planned (the run was stopped early)" if done != planned else "")
         + f": AdamW (beta2 {s['beta2']:g}, weight decay {s['weight_decay']:g} on matrices only), peak learning rate "
-        f"{s['lr']:g} after {s['warmup']} warmup steps, cosine decay to {s['min_lr']:g}, gradient clipping at "
+        f"{s['lr']:g} after {s['warmup']} warmup steps, cosine decay to {final_lr:g}, gradient clipping at "
         f"{s['grad_clip']:g}",
         f"- {s['batch_size']} windows of {n_positions} characters per micro-batch"
         + (f", {s['grad_accum']} micro-batches per step" if s.get("grad_accum", 1) > 1 else "")
@@ -949,6 +950,9 @@ def write_space_repo(dest: Path, models_dir: Path, parameters: dict[Path, int]) 
         for p in sorted(f.iterdir()):
             if p.is_file() and p.name not in (STATE_FILE, OPTIMIZER_FILE):
                 shutil.copyfile(p, target / p.name)
+    for sweep in sorted({f.parent / "sweep.json" for f in folders}):  # the lab's Training tab shows it
+        if sweep.exists():
+            shutil.copyfile(sweep, dest / "models" / sweep.relative_to(models_dir))
     (dest / "data").mkdir()
     for corpus in sorted({f.parent.name for f in folders} & set(CORPORA)):  # Lab.passage reads these
         for name in CORPORA[corpus].files:

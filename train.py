@@ -56,7 +56,7 @@ from configuration_gpt2mini import SWITCHES, choices, gpt2_value, switch_fields
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from generation_gpt2mini import SamplingSettings, stream_text
 from modeling_gpt2mini import GPT2MiniForCausalLM
-from probes import probe
+from probes import grad_norms, probe
 from tokenizer import build_tokenizer, config_for, encode, unseen_characters, valid_text
 
 
@@ -92,7 +92,7 @@ class TrainSettings:
     batch_size: int = 4
     grad_accum: int = 1
     lr: float = 4e-3
-    min_lr: float = 4e-4
+    min_lr_ratio: float = 0.1  # the learning rate at the end, as a fraction of --lr: the schedule keeps its shape
     warmup: int = 100
     weight_decay: float = 0.1
     beta2: float = 0.99
@@ -147,7 +147,7 @@ class TrainSettings:
         finite = math.isfinite
         return {
             "lr": (lambda v: finite(v) and v > 0, "a finite number above 0"),
-            "min_lr": (lambda v: 0 <= v <= self.lr, "between 0 and --lr"),
+            "min_lr_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
             "val_fraction": (lambda v: 0 < v < 1, "between 0 and 1, both excluded"),
             "beta2": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
             "dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
@@ -189,6 +189,8 @@ def resume_settings(folder: str | Path, **changes) -> TrainSettings:
         raise UsageError(f"a resumed run keeps its architecture; drop {', '.join('--' + f for f in fixed)}")
     saved = read_state(folder)["settings"]
     saved.setdefault("switches", switches_from_flags(saved))  # a folder saved when each switch had its own field
+    if "min_lr" in saved and "min_lr_ratio" not in saved:  # saved when the end rate was absolute: same schedule
+        saved["min_lr_ratio"] = saved["min_lr"] / saved["lr"] if saved.get("lr") else 0.0
     names = {f.name for f in fields(TrainSettings)}
     s = TrainSettings(**{k: v for k, v in saved.items() if k in names})
     s.resume, s.load, s.save, s.stop_at = str(folder), None, None, None
@@ -304,11 +306,12 @@ class Batches:
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
-    """Linear warmup, then cosine decay from lr to min_lr at the last step."""
+    """Linear warmup, then cosine decay from lr to lr * min_lr_ratio at the last step."""
     if step < s.warmup:
         return s.lr * (step + 1) / (s.warmup + 1)
     progress = (step - s.warmup) / max(1, s.steps - s.warmup)
-    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+    low = s.lr * s.min_lr_ratio
+    return low + 0.5 * (s.lr - low) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def make_optimizer(model: torch.nn.Module, s: TrainSettings, device: torch.device) -> torch.optim.AdamW:
@@ -599,6 +602,8 @@ def train_step(run: Run) -> dict:
             loss.backward()
         loss_sum += loss.item()
         tokens += x.numel() * dist.world
+    logged = (run.step + 1) % s.log_interval == 0 or run.step + 1 == s.steps
+    layers = grad_norms(run.model) if logged else None  # before clipping, like grad_norm
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), s.grad_clip or float("inf")).item()
     if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
         raise NonFiniteLoss(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {run.step + 1}")
@@ -607,7 +612,8 @@ def train_step(run: Run) -> dict:
     run.step += 1
     dt = time.perf_counter() - t0
     run.elapsed += dt
-    return {"step": run.step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "tokens": tokens, "seconds": dt}
+    row = {"step": run.step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "tokens": tokens, "seconds": dt}
+    return row | ({"grad_norm_layers": layers} if layers else {})
 
 
 def evaluate_and_sample(run: Run, bar=None) -> None:
@@ -717,6 +723,7 @@ def log_row(row: dict, tok_s: float, elapsed: float) -> dict:
         "loss": round(row["loss"], 5),
         "lr": row["lr"],
         "grad_norm": round(row["grad_norm"], 5),
+        **({"grad_norm_layers": [round(g, 5) for g in row["grad_norm_layers"]]} if "grad_norm_layers" in row else {}),
         "tokens_per_s": round(tok_s),
         "elapsed_s": round(elapsed, 2),
     }
@@ -959,7 +966,12 @@ def add_optimisation_args(g, d: TrainSettings) -> None:
         "--short_fraction", type=float, default=d.short_fraction, help="share of --steps spent on the short windows"
     )
     g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    g.add_argument("--min_lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine decay")
+    g.add_argument(
+        "--min_lr_ratio",
+        type=float,
+        default=d.min_lr_ratio,
+        help="learning rate at the end of the cosine decay, as a fraction of --lr",
+    )
     g.add_argument("--warmup", type=int, default=d.warmup, help="linear warmup steps")
     g.add_argument("--weight_decay", type=float, default=d.weight_decay, help="AdamW weight decay on matrices")
     g.add_argument("--beta2", type=float, default=d.beta2, help="AdamW beta2")

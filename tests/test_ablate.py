@@ -36,6 +36,9 @@ TINY = [
 ]
 
 
+LRS = ["--lrs", "2e-3,8e-3", "--seeds", "2"]
+
+
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablate")
@@ -51,51 +54,96 @@ def ablation(tmp_path_factory):
         "--ship",
         str(root / "models"),
         *TINY,
+        *LRS,
     ]
     assert ablate.main(args) == 0
     return root, args
 
 
-def test_every_variant_and_artefact(ablation):
+def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
     root, _ = ablation
     out = root / "out" / "text"
     result = json.loads((out / "results.json").read_text())
-    assert [r["variant"] for r in result["rows"]] == list(ablate.VARIANTS)
-    for row in result["rows"]:
-        folder = out / row["variant"]
+    assert list(result["variants"]) == list(ablate.VARIANTS) and result["lrs"] == [2e-3, 8e-3]
+    keys = {t["key"] for t in result["trials"]}
+    for name, v in result["variants"].items():
+        sweep = {f"{name}/lr{lr:g}-seed1337" for lr in (2e-3, 8e-3)}
+        repeat = f"{name}/lr{v['best_lr']:g}-seed1338"
+        assert sweep | {repeat} <= keys, name
+        assert v["best_lr"] == min(v["sweep"], key=lambda p: p["val_split"])["lr"]
+        assert len(v["seed_losses"]) == 2 and v["min"] <= v["mean"] <= v["max"]
+        assert isinstance(v["sample"], str) and len(v["sample"]) > 0
+    assert len(keys) == len(result["trials"]) == 3 * len(ablate.VARIANTS)
+    for row in result["trials"]:
+        folder = out / row["key"]
         assert (folder / "model.safetensors").exists() and (folder / "metrics.jsonl").exists()
         assert row["steps"] == 6 and row["val_split"] > 0 and row["tokens_per_s"] > 0
-        assert row["val_end"] is not None and row["val_100"] is None  # the table's step 100 was never reached
-        assert isinstance(row["sample"], str) and len(row["sample"]) > 0
-    params = {r["variant"]: r["parameters"] for r in result["rows"]}
+        assert row["recipe"]["lr"] == row["lr"] and row["recipe"]["seed"] == row["seed"]
+        assert len(row["grad_norm_layers"]) == 3 and row["input_dependence"] >= 0  # embeddings, 1 block, head
+    params = {n: v["parameters"] for n, v in result["variants"].items()}
     assert params["untied"] > params["baseline"] > params["mlp_off"]
     assert params["attention_off"] < params["baseline"]
-    switches = {r["variant"]: r["switches"] for r in result["rows"]}
-    assert switches["baseline"] == {}
-    assert switches["residual_off"] == {"use_residual": False}
+    switches = {t["variant"]: t["switches"] for t in result["trials"]}
+    assert switches["baseline"] == {} and switches["residual_off"] == {"use_residual": False}
     assert switches["post_ln"] == {"ln_style": "post"}
-    for name in ("results.md", "samples.md", "loss_curves.png", "attention.png"):
+    for name in ("results.md", "samples.md", "lr_sweep.png", "loss_curves.png", "probes.png"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "results.md").read_text()
     assert all(variant_label(name) in table for name in ablate.VARIANTS)
-    ref = result["reference"]
-    assert ref["bigram"] < ref["unigram"]  # English letters depend on the one before
     assert "*character frequencies only (unigram)*" in table and "*previous character only (bigram)*" in table
-    for line in table.splitlines():
-        if line.startswith("|") and "---" not in line:
-            assert line.count("|") == table.splitlines()[0].count("|"), line  # every row fills every column
+    for block in table.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        for line in rows:
+            assert line.count("|") == rows[0].count("|"), line  # every row fills every column
 
 
-def test_variants_share_seed_data_and_recipe_and_differ_by_one_switch(tmp_path):
+def test_trials_share_seed_data_and_recipe_and_differ_by_switch_lr_and_seed(tmp_path):
     from dataclasses import asdict
 
     base = ablate.TrainSettings(steps=123, lr=2e-3, seed=9)
-    reference = asdict(ablate.variant_settings(base, "baseline", tmp_path / "baseline"))
+    reference = asdict(ablate.trial_settings(base, ablate.Trial("baseline", 2e-3, 9), tmp_path / "b"))
     for name, switches in ablate.VARIANTS.items():
-        s = asdict(ablate.variant_settings(base, name, tmp_path / name))
-        changed = {k for k in s if s[k] != reference[k]}
-        assert changed <= {"save", "switches"}, name
-        assert s["switches"] == switches and len(switches) == (name != "baseline"), name
+        for lr, seed in ((2e-3, 9), (5e-4, 11)):
+            s = asdict(ablate.trial_settings(base, ablate.Trial(name, lr, seed), tmp_path / name))
+            changed = {k for k in s if s[k] != reference[k]}
+            assert changed <= {"save", "switches", "lr", "seed"}, name
+            assert s["switches"] == switches and len(switches) == (name != "baseline"), name
+            assert (s["lr"], s["seed"]) == (lr, seed)
+
+
+def row(variant, lr, seed, loss, diverged=None):
+    return {
+        "key": ablate.Trial(variant, lr, seed).key,
+        "variant": variant,
+        "lr": lr,
+        "seed": seed,
+        "val_split": loss,
+        "diverged": diverged,
+        "parameters": 10,
+    }
+
+
+def test_best_lr_spread_window_and_ties():
+    rows = [
+        row("post_ln", 1e-3, 1, 2.05),
+        row("post_ln", 2e-3, 1, 3.35),
+        row("post_ln", 4e-3, 1, None, "nan"),
+        row("post_ln", 1e-3, 2, 2.10),
+        row("post_ln", 1e-3, 3, 2.00),
+    ]
+    assert ablate.best_lr(rows[:3]) == 1e-3
+    assert ablate.best_lr([rows[2]]) is None  # diverged everywhere: no best
+    by_key = {r["key"]: r for r in rows}
+    ref = {"unigram": 3.35, "bigram": 2.49}
+    v = ablate.summarize("post_ln", by_key, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref)
+    assert v["window"] == [1e-3] and v["at_edge"]  # 1e-3 is the sweep's lowest
+    assert (v["mean"], v["min"], v["max"]) == (2.05, 2.0, 2.1) and v["std"] == pytest.approx(0.05)
+    base = {"variant": "baseline", "mean": 2.08, "min": 2.06, "max": 2.1, "seed_losses": [2.06, 2.08, 2.1]}
+    assert "tie" in ablate.versus(v, base)
+    far = base | {"mean": 1.5, "min": 1.49, "max": 1.51}
+    assert ablate.versus(v, far).startswith("+0.550: worse")
+    text = ablate.sensitivity(v, {"lrs": [1e-3, 2e-3, 4e-3]})
+    assert "1 of the 3 learning rates (0.001)" in text and "diverged at 0.004" in text
 
 
 def test_reference_losses_and_their_wording():
@@ -108,48 +156,98 @@ def test_reference_losses_and_their_wording():
     assert "uses more than the current character" in ablate.yardstick(ref["bigram"] - 0.5, ref)
 
 
-def test_report_links_its_figures_and_states_the_command(ablation):
+def test_report_links_its_figures_states_the_command_and_keeps_the_record(ablation):
     root, args = ablation
     report = (root / "docs" / "ablations.md").read_text()
-    assert "python ablate.py" in report and "--data" in report
-    assert "Hardware:" in report and "Wall time:" in report
+    assert "python ablate.py" in report and "--data" in report and "--lrs" in report
+    assert "Hardware:" in report and "Wall time:" in report and "thread(s) each" in report
     for line in report.splitlines():
         if line.startswith("!["):
             target = line[line.index("(") + 1 : line.index(")")]
             assert (root / "docs" / target).exists(), target
     assert report.count("**") >= 2 * len(ablate.VARIANTS)
+    record = json.loads((root / "docs" / "ablations" / "text_results.json").read_text())
+    assert record["variants"].keys() == ablate.VARIANTS.keys()
 
 
-def test_shipped_folders_are_small_fp16_and_load_as_float32(ablation):
+def test_shipped_folders_are_the_best_runs_small_fp16_and_load_as_float32(ablation):
     from transformers import AutoModelForCausalLM
 
     root, _ = ablation
+    result = json.loads((root / "out" / "text" / "results.json").read_text())
+    sweep = json.loads((root / "models" / "text" / "sweep.json").read_text())
+    assert sweep["variants"].keys() == result["variants"].keys()
     for name in ablate.SHIPPED:
         folder = root / "models" / "text" / name
+        v = result["variants"][name]
+        assert json.loads((folder / "training.json").read_text())["lr"] == v["best_lr"]
         assert not (folder / "optimizer.safetensors").exists()
         assert {t.dtype for t in load_file(folder / "model.safetensors").values()} == {torch.float16}
         model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
         assert next(model.parameters()).dtype == torch.float32
-        original = ablate.load_model_folder(root / "out" / "text" / name)[0]
+        original = ablate.load_model_folder(root / "out" / "text" / v["best_key"])[0]
         assert torch.allclose(model.transformer.wte.weight, original.transformer.wte.weight, atol=1e-3)
 
 
-def test_second_run_reuses_finished_variants(ablation, capsys):
+def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(ablation, capsys):
     root, args = ablation
-    assert ablate.main([*args[:4], "--variants", "baseline,attention_off", *TINY]) == 0
-    result = json.loads((root / "out" / "text" / "results.json").read_text())
-    assert result["trained_now"] == []
-    assert "reusing the finished run" in capsys.readouterr().err
+    assert ablate.main([*args[:4], "--variants", "baseline,attention_off", *TINY, *LRS]) == 0
+    err = capsys.readouterr().err
+    assert "4 trials: 4 measured before, 0 to train" in err and "2 trials: 2 measured before, 0 to train" in err
+    # the folder changes under the cache (retrained by hand, say): its row is measured again, not reused
+    state_file = root / "out" / "text" / "baseline" / "lr0.002-seed1337" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["elapsed_s"] += 1.0
+    state_file.write_text(json.dumps(state))
+    assert ablate.main([*args[:4], "--variants", "baseline", *TINY, *LRS]) == 0
+    assert "2 trials: 1 measured before, 1 to train" in capsys.readouterr().err
 
 
-def test_changed_recipe_retrains(tmp_path):
+def test_changed_recipe_retrains(tmp_path, capsys):
     data = tmp_path / "t.txt"
     data.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:4000], encoding="utf-8")
-    base = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY]
-    assert ablate.main(base) == 0
-    assert ablate.main([*base, "--lr", "1e-3"]) == 0
+    base = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY, "--lrs", "1e-3"]
+    assert ablate.main([*base, "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert ablate.main([*base, "--seeds", "1", "--min_lr_ratio", "0.5"]) == 0
+    assert "1 trials: 0 measured before, 1 to train" in capsys.readouterr().err
     result = json.loads((tmp_path / "out" / "t" / "results.json").read_text())
-    assert result["trained_now"] == ["baseline"] and result["recipe"]["lr"] == 1e-3
+    assert result["recipe"]["min_lr_ratio"] == 0.5 and result["trials"][0]["recipe"]["min_lr_ratio"] == 0.5
+
+
+def test_verify_reproduces_the_record_and_names_what_drifted(tmp_path, capsys):
+    tiny = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "16", "--batch_size", "2"]
+    common = ["--report", str(tmp_path / "docs" / "ablations.md"), "--ship", str(tmp_path / "models")]
+    args = [
+        "--out",
+        str(tmp_path / "out"),
+        "--variants",
+        "baseline",
+        "--steps",
+        "60",
+        "--eval_iters",
+        "1",
+        "--sample_chars",
+        "5",
+        "--lrs",
+        "4e-3",
+        "--seeds",
+        "1",
+        *tiny,
+        *common,
+    ]
+    assert ablate.main(args) == 0
+    assert ablate.main(["--verify", *common]) == 0
+    out = capsys.readouterr().out
+    assert "ok  shakespeare baseline/lr0.004-seed1337 loss at step 50" in out and "all 4 figures reproduced" in out
+    record_file = tmp_path / "docs" / "ablations" / "shakespeare_results.json"
+    record = json.loads(record_file.read_text())
+    row = next(t for t in record["trials"] if t["key"] == "baseline/lr0.004-seed1337")
+    row["loss_curve"] = [[s, v + 0.01 if s == 50 else v] for s, v in row["loss_curve"]]  # as if the recipe drifted
+    record_file.write_text(json.dumps(record))
+    assert ablate.main(["--verify", *common]) == 1
+    out = capsys.readouterr().out
+    assert "DRIFT  shakespeare baseline/lr0.004-seed1337 loss at step 50" in out and "1 of 4 figures drifted" in out
 
 
 @pytest.mark.parametrize(
@@ -159,6 +257,9 @@ def test_changed_recipe_retrains(tmp_path):
         (["--corpus", "klingon"], "unknown corpus klingon"),
         (["--steps", "0"], "--steps must be a positive integer"),
         (["--jobs", "0"], "--jobs must be a positive integer"),
+        (["--seeds", "0"], "--seeds must be a positive integer"),
+        (["--lrs", "1e-3,fast"], "--lrs takes comma-separated numbers"),
+        (["--lrs", "0,1e-3"], "--lrs must be finite learning rates above 0"),
         (["--data", "/nonexistent/file.txt"], "/nonexistent/file.txt"),
     ],
 )
@@ -179,10 +280,10 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
 def test_a_variant_folder_that_is_not_a_checkpoint_is_refused_and_kept(tmp_path, capsys):
     data = tmp_path / "text.txt"
     data.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:6000], encoding="utf-8")
-    mine = tmp_path / "out" / "text" / "baseline"
+    mine = tmp_path / "out" / "text" / "baseline" / "lr0.004-seed1337"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
-    args = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY]
+    args = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY, "--lrs", "4e-3"]
     assert ablate.main(args) == 2
     assert "already holds files that are not a GPT-2 mini checkpoint (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"

@@ -391,3 +391,59 @@ def test_user_mistakes_and_raw_stop_joins_leave_no_traceback_in_the_server_log(t
         proc.wait(timeout=30)
     lines = (tmp_path / "server.log").read_text().splitlines()
     assert [line for line in lines if line.strip() and not line.startswith("* ")] == []  # Gradio's start-up lines
+
+
+def synthetic_sweep() -> dict:
+    points = {"baseline": [2.2, 1.9, 2.3], "residual_off": [2.4, 3.35, None]}
+    variants = {}
+    for name, losses in points.items():
+        sweep = [
+            {"lr": lr, "val_split": v, "diverged": None if v else "nan"}
+            for lr, v in zip([1e-3, 2e-3, 4e-3], losses, strict=True)
+        ]
+        best = min((p for p in sweep if p["val_split"]), key=lambda p: p["val_split"])
+        variants[name] = {
+            "label": app.variant_label(name),
+            "best_lr": best["lr"],
+            "at_edge": False,
+            "sweep": sweep,
+            "seed_losses": [best["val_split"] - 0.01, best["val_split"], best["val_split"] + 0.01],
+            "mean": best["val_split"],
+            "std": 0.01,
+            "min": best["val_split"] - 0.01,
+            "max": best["val_split"] + 0.01,
+            "window": [p["lr"] for p in sweep if p["val_split"] and p["val_split"] < 2.49],
+        }
+    return {
+        "corpus": "x",
+        "lrs": [1e-3, 2e-3, 4e-3],
+        "seeds": 3,
+        "base_seed": 1337,
+        "steps": 1500,
+        "reference": {"unigram": 3.35, "bigram": 2.49},
+        "variants": variants,
+    }
+
+
+def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
+    import json
+    import shutil
+
+    models = tmp_path / "models"
+    for name in ("baseline", "residual_off"):
+        shutil.copytree(ROOT / "models" / "shakespeare" / name, models / "x" / name)
+        (models / "x" / name / "training.json").write_text(json.dumps({"lr": 2e-3, "seed": 1337}))
+    (models / "x" / "sweep.json").write_text(json.dumps(synthetic_sweep()))
+    lab = app.load_lab(models)
+    curves, figure, table = app.training_view(lab, "x")
+    assert set(curves["variant"]) == {"baseline (lr 0.002)", "residual off (lr 0.002)"}
+    assert figure is not None and figure.axes[0].get_xscale() == "log"
+    assert list(table["variant"])[:2] == ["baseline", "residual off"]
+    assert list(table["best lr"])[:2] == ["0.002", "0.001"] and list(table["trains at lr"])[:2] == [
+        "0.001, 0.002, 0.004",
+        "0.001",
+    ]
+    assert table.iloc[-2, 2] == 3.35 and table.iloc[-1, 2] == 2.49  # the yardsticks
+    (models / "x" / "sweep.json").unlink()  # models without a sweep: curves only
+    curves, figure, table = app.training_view(app.load_lab(models), "x")
+    assert figure is None and table.empty and len(curves) > 0

@@ -102,3 +102,32 @@ def test_probe_measures_each_layers_attention_entropy_and_residual_norm(model):
     assert found["resid_norm"][0] == pytest.approx(out.hidden_states[1].norm(dim=-1).mean().item(), rel=1e-5)
     uniform = probe(tiny_model(n_layer=2, use_attention=False), IDS)
     assert uniform["attn_entropy"] == [None, None] and len(uniform["resid_norm"]) == 2
+
+
+def test_input_dependence_is_zero_when_every_position_predicts_the_same_and_kl_otherwise():
+    from probes import input_dependence
+
+    same = torch.randn(1, 1, 7).expand(3, 5, 7)
+    assert input_dependence(same) == pytest.approx(0.0, abs=1e-6)
+    logits = torch.randn(2, 4, 7)
+    p = torch.softmax(logits.flatten(0, 1), -1)
+    mean = p.mean(0)
+    kl = (p * (p.log() - mean.log())).sum(-1).mean()
+    assert input_dependence(logits) == pytest.approx(kl.item(), rel=1e-5)
+    two = torch.tensor([[[9.0, -9.0], [-9.0, 9.0]]])  # two positions, certain of opposite things: about ln 2
+    assert input_dependence(two) == pytest.approx(0.6931, abs=1e-3)
+    assert "input_dependence" in probe(tiny_model(n_layer=2), IDS)
+
+
+def test_grad_norms_split_the_total_into_embeddings_each_block_and_the_head():
+    from probes import grad_norms
+
+    for untied in (False, True):
+        m = tiny_model(n_layer=2, tie_word_embeddings=not untied)
+        m(IDS, labels=IDS).loss.backward()
+        parts = grad_norms(m)
+        assert len(parts) == 4 and all(g > 0 for g in parts[:3])
+        total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in m.parameters() if p.grad is not None]))
+        assert sum(g**2 for g in parts) ** 0.5 == pytest.approx(total.item(), rel=1e-5)
+        block0 = sum(p.grad.pow(2).sum() for n, p in m.named_parameters() if n.startswith("transformer.h.0."))
+        assert parts[1] == pytest.approx(block0.sqrt().item(), rel=1e-5)

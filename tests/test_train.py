@@ -30,7 +30,7 @@ TINY = dict(
     progress=False,
     warmup=5,
     lr=1e-2,
-    min_lr=1e-3,
+    min_lr_ratio=0.1,
 )
 
 
@@ -56,7 +56,11 @@ def test_short_run_lowers_the_loss_and_writes_a_loadable_folder(tmp_path):
     for m in evals:
         assert len(m["attn_entropy"]) == 2 and len(m["resid_norm"]) == 2
     logged = [m for m in metrics(folder) if "loss" in m]
-    assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"} <= set(logged[0])
+    assert {"step", "loss", "lr", "grad_norm", "grad_norm_layers", "tokens_per_s", "elapsed_s"} <= set(logged[0])
+    for m in logged:  # embeddings, 2 blocks, head; clipping comes after, so they add up to the logged total
+        assert len(m["grad_norm_layers"]) == 4
+        assert sum(g * g for g in m["grad_norm_layers"]) ** 0.5 == pytest.approx(m["grad_norm"], rel=1e-3)
+    assert all(0 <= m["input_dependence"] for m in evals)
     assert len(logged) == 12
     files = {p.name for p in folder.iterdir()}
     assert {
@@ -151,12 +155,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert json.loads((tmp_path / "run" / C.STATE_FILE).read_text())["step"] == 5
 
 
-def test_lr_schedule_warms_up_then_decays_to_min_lr():
-    s = T.TrainSettings(steps=100, warmup=10, lr=1e-3, min_lr=1e-4)
-    lrs = [T.lr_at(i, s) for i in range(100)]
-    assert lrs[0] < lrs[5] < lrs[9] <= 1e-3
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
-    assert abs(T.lr_at(100, s) - 1e-4) < 1e-12
+def test_lr_schedule_warms_up_then_decays_to_a_fraction_of_the_peak():
+    for peak in (1e-3, 4e-3):
+        s = T.TrainSettings(steps=100, warmup=10, lr=peak, min_lr_ratio=0.1)
+        lrs = [T.lr_at(i, s) for i in range(100)]
+        assert lrs[0] < lrs[5] < lrs[9] <= peak
+        assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+        assert abs(T.lr_at(100, s) - peak / 10) < 1e-12  # the shape is the same at every peak
+    low = T.TrainSettings(steps=100, warmup=10, lr=1e-3)
+    high = T.TrainSettings(steps=100, warmup=10, lr=4e-3)
+    assert all(abs(4 * T.lr_at(i, low) - T.lr_at(i, high)) < 1e-12 for i in range(101))
+
+
+def test_a_run_saved_with_an_absolute_min_lr_resumes_with_the_same_schedule(tmp_path):
+    run_train(tmp_path, steps=4, eval_interval=2, lr=2e-3)
+    state_file = tmp_path / "run" / C.STATE_FILE
+    state = json.loads(state_file.read_text())
+    settings = state["settings"]
+    del settings["min_lr_ratio"]
+    settings["min_lr"] = 5e-4  # how older runs saved it
+    state_file.write_text(json.dumps(state))
+    s = T.resume_settings(tmp_path / "run", steps=8)
+    assert s.min_lr_ratio == pytest.approx(0.25)
 
 
 def test_weight_decay_only_on_matrices():
