@@ -47,7 +47,7 @@ from checkpoint import (
 from configuration_gpt2mini import BASELINE, variant_label, variant_meaning, variants
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from tokenizer import encode
-from train import NonFiniteLoss, TrainSettings, split_loss, train
+from train import NonFiniteLoss, TrainSettings, repeat_command, split_loss, train
 
 VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
@@ -281,8 +281,13 @@ def run_trials(base, trials: list[Trial], out: Path, val_text: str, fresh: bool,
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context) as ex:
             futures = [ex.submit(run_trial, base, t, out, val_text, fresh, threads) for t in pending]
-            for f in as_completed(futures):
-                keep(f.result())
+            try:
+                for f in as_completed(futures):
+                    keep(f.result())
+            except BaseException:  # a refused folder, Ctrl-C: say so now, not after the whole queue has trained
+                for f in futures:
+                    f.cancel()
+                raise
     return {t.key: rows[t.key] for t in trials}
 
 
@@ -634,14 +639,20 @@ def ship(folder: Path, dest: Path, record: dict) -> dict:
 
 def ship_best(result: dict, out: Path, dest: Path) -> list[dict]:
     """Ship each shipped variant's best run (base seed) into dest/<variant>, with what it was trained with
-    (training.json), and the sweep's summary for the lab (dest/sweep.json)."""
+    (training.json: the trial, its settings and the train.py command that repeats it, which publish.py's model card
+    reads), and the sweep's summary for the lab (dest/sweep.json)."""
     shipped = []
     for name in SHIPPED:
         v = result["variants"].get(name)
         if not v or not v["best_key"] or not (out / v["best_key"] / STATE_FILE).exists():
             continue
         row = next(r for r in result["trials"] if r["key"] == v["best_key"])
-        record = {"lr": v["best_lr"], "seed": row["seed"], "val_split": row["val_split"], "trial": row["key"]}
+        record = {"trial": row["key"], "lr": v["best_lr"], "seed": row["seed"], "val_split": row["val_split"]}
+        record |= {
+            "step": row["steps"],
+            "settings": row["recipe"],
+            "command": repeat_command(TrainSettings(**row["recipe"])),
+        }
         shipped.append(ship(out / v["best_key"], dest / name, record))
     summary = {k: result[k] for k in ("corpus", "lrs", "seeds", "base_seed", "steps", "reference", "command")}
     summary["variants"] = {n: {k: v[k] for k in SWEEP_KEYS} for n, v in result["variants"].items()}

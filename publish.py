@@ -142,11 +142,14 @@ def check_model_folder(folder: str | Path):
 
 
 def run_state(folder: Path) -> dict:
-    """trainer_state.json of a train.py run folder ({} for folders without one, e.g. the shipped models)."""
-    try:
-        return json.loads((folder / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    """trainer_state.json of a train.py run folder, or else the training.json ablate.py ships with a model (its
+    settings, step and command); {} for a folder with neither."""
+    for name in (STATE_FILE, "training.json"):
+        try:
+            return json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+    return {}
 
 
 def training_corpus(tokenizer, settings: dict) -> tuple[str | None, CorpusSpec | None, str | None]:

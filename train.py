@@ -1081,19 +1081,23 @@ def generate_command(args) -> int:
     return 0
 
 
-def train_command_line(args, argv: list[str] | None) -> int:
-    """Train (or resume) with the flags given; then publish if --push-to-hub."""
+def settings_from_args(args) -> TrainSettings:
+    """The TrainSettings that train.py's parsed flags describe (a new run)."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainSettings) if hasattr(args, f.name)}
     values["progress"] = not args.no_progress
-    flags = vars(args)
+    return TrainSettings(**values, switches=switches_from_flags(vars(args)))
+
+
+def train_command_line(args, argv: list[str] | None) -> int:
+    """Train (or resume) with the flags given; then publish if --push-to-hub."""
     if args.resume:  # the saved run's settings, except what is given again now
-        given = explicit_args(argv)
-        changes = {k: flags[k] for k in given if k in values or k in ARCHITECTURE}
+        flags, names = vars(args), {f.name for f in fields(TrainSettings)}
+        changes = {k: flags[k] for k in explicit_args(argv) if k in names or k in ARCHITECTURE}
         changes.pop("resume", None)
-        changes["progress"] = values["progress"]
+        changes["progress"] = not args.no_progress
         result = train(resume_settings(args.resume, **changes))
     else:
-        result = train(TrainSettings(**values, switches=switches_from_flags(flags)))
+        result = train(settings_from_args(args))
     if args.push_to_hub and int(os.environ.get("RANK", "0")) == 0 and _finish(result) == 0:
         return push_to_hub(result, args.push_to_hub)
     return _finish(result)

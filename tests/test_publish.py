@@ -107,6 +107,10 @@ def test_the_repository_has_what_from_pretrained_needs_and_no_resume_state(run, 
 @pytest.mark.parametrize("source", ["run", "models/shakespeare/residual_off", "models/wagahai/baseline"])
 def test_model_card_metadata_and_body_come_from_the_folder(source, run, repo, tmp_path):
     folder = run if source == "run" else ROOT / source
+    if source == "models/wagahai/baseline":  # a folder with only its training log (no training.json)
+        folder = tmp_path / "log_only"
+        shutil.copytree(ROOT / source, folder)
+        (folder / "training.json").unlink(missing_ok=True)
     out = repo if source == "run" else publish.assemble_model(folder, tmp_path / "repo", REPO)
     card = ModelCard.load(out / "README.md")
     data = card.data.to_dict()
@@ -132,7 +136,11 @@ def test_model_card_metadata_and_body_come_from_the_folder(source, run, repo, tm
         assert "deliberately broken" not in text
     if source == "run":  # a train.py folder records its settings: the recipe and the command that repeats it
         assert "20 optimizer steps" in text and "python train.py --n_layer 2 --n_head 2 --n_embd 32" in text
-    else:  # a shipped folder has only its training log
+    elif source == "models/shakespeare/residual_off":  # ablate.py ships the trial's settings in training.json
+        shipped = json.loads((folder / "training.json").read_text())
+        assert f"To train it again with this project: `{shipped['command']}`" in text
+        assert f"peak learning rate {shipped['lr']:g}" in text and "--disable_residual 1" in shipped["command"]
+    else:  # a folder with only its training log
         assert "not the full settings" in text and f"{last['step']:,} optimizer steps" in text
     assert "## Limitations" in text and "## Training data" in text and "public domain" in text
     assert f'repo_id = "{REPO}"' in card_snippet(card.content)
@@ -563,7 +571,7 @@ def test_the_space_builds_and_serves_from_its_own_folder(space, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    shipped = {c.name: sorted(v.name for v in c.iterdir()) for c in (ROOT / "models").iterdir()}
+    shipped = {c.name: sorted(v.name for v in c.iterdir() if v.is_dir()) for c in (ROOT / "models").iterdir()}
     assert {c: sorted(v) for c, v in result["groups"].items()} == shipped
     assert result["blocks"] == "Blocks" and result["text"].startswith("ROMEO:") and len(result["text"]) > 10
     assert "Validation loss on a fixed passage" in result["summary"]  # the corpus file the Knockout tab reads

@@ -86,3 +86,29 @@ def test_shipped_code_is_the_current_model_code():
             for code in ("modeling_gpt2mini.py", "configuration_gpt2mini.py"):
                 shipped = (MODELS / corpus / name / code).read_bytes()
                 assert shipped == (ROOT / code).read_bytes(), f"models/{corpus}/{name}/{code} is out of date"
+
+
+RECORDS = sorted((ROOT / "docs" / "ablations").glob("*_results.json"))
+
+
+def test_the_report_keeps_a_record_of_each_swept_corpus():
+    assert (ROOT / "docs" / "ablations" / "shakespeare_results.json").exists()
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.stem)
+def test_shipped_models_are_each_variants_best_run_and_the_lab_gets_the_sweep(record):
+    r = json.loads(record.read_text())
+    corpus = r["corpus"]
+    for name in ablate.SHIPPED:
+        v = r["variants"][name]
+        training = json.loads((MODELS / corpus / name / "training.json").read_text())
+        assert training["trial"] == v["best_key"] and training["lr"] == v["best_lr"], name
+        assert training["seed"] == r["base_seed"]
+    sweep = json.loads((MODELS / corpus / "sweep.json").read_text())
+    assert sweep["variants"] == {n: {k: v[k] for k in ablate.SWEEP_KEYS} for n, v in r["variants"].items()}
+    assert len(r["lrs"]) >= 5 and r["seeds"] >= 3 and list(r["variants"]) == list(variants())
+
+
+def test_the_published_figures_reproduce_with_todays_code():
+    lines = ablate.verify(ROOT / "docs" / "ablations", MODELS)
+    assert lines and not [line for line in lines if not line.startswith("ok")], "\n".join(lines)

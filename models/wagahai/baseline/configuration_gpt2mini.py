@@ -43,7 +43,7 @@ SWITCHES = (
     ),
     Switch(
         "post_ln", "ln_style", "post", "post-LN",
-        "LayerNorm after each residual sum and no final LayerNorm (the 2017 Transformer)", "ln_style",
+        "LayerNorm after each residual sum and no final LayerNorm (where the 2017 Transformer put it)", "ln_style",
     ),
     Switch("no_layernorm", "ln_style", "none", "no LayerNorm", "no LayerNorm anywhere", "ln_style"),
     Switch("mlp_off", "use_mlp", False, "MLP off", "no feed-forward sub-layer", "disable_mlp"),
