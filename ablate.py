@@ -53,6 +53,7 @@ VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then o
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
 LRS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)  # the sweep: log-spaced by 2 around train.py's default 4e-3
 SEEDS = 3  # runs at each variant's best learning rate (the base seed and the next ones)
+EXTEND = 2  # at most this many learning rates beyond the sweep, where a variant's best lies at its edge
 # Quoted from the blog post the project descends from (Tiny Shakespeare, training-batch loss, its own recipe).
 BLOG = {"baseline_step100": 2.3, "residual_off_step100": 4.15, "baseline_step1000": 1.21, "vocab": 65}
 # The recipe fields a reused run must match (device, progress and where things go may differ).
@@ -275,20 +276,41 @@ def run_trials(base, trials: list[Trial], out: Path, val_text: str, fresh: bool,
         for t in pending:
             keep(run_trial(base, t, out, val_text, fresh, threads))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context) as ex:
-            futures = [ex.submit(run_trial, base, t, out, val_text, fresh, threads) for t in pending]
-            try:
-                for f in as_completed(futures):
-                    keep(f.result())
-            except BaseException:  # a refused folder, Ctrl-C: say so now, not after the whole queue has trained
-                for f in futures:
-                    f.cancel()
-                raise
+        in_parallel(lambda t: (run_trial, base, t, out, val_text, fresh, threads), pending, jobs, keep)
     return {t.key: rows[t.key] for t in trials}
+
+
+def edge_trials(rows: dict, swept: dict[str, list], seed: int) -> list[Trial]:
+    """For each variant whose best learning rate is the lowest or highest it has tried, the next one beyond (half or
+    twice it); `swept` gains it. A variant that never trained (all at the same level) looks below its lowest."""
+    beyond = []
+    for name, lrs in swept.items():
+        best = best_lr([rows[Trial(name, lr, seed).key] for lr in lrs])
+        if best is None or min(lrs) < best < max(lrs):
+            continue
+        lr = best / 2 if best == min(lrs) else best * 2
+        lrs.append(lr)
+        lrs.sort()
+        beyond.append(Trial(name, lr, seed))
+    return beyond
+
+
+def in_parallel(call, items: list, jobs: int, keep) -> None:
+    """Run call(item) = (function, *args) for each item in `jobs` spawned processes, handing each result to `keep`
+    as it arrives. A new item starts only when a process is free, so after a failure or Ctrl-C (which the running
+    trials answer by saving) nothing else starts: the error is raised once the running ones have stopped."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    todo, running = list(items), set()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        while todo or running:
+            while todo and len(running) < jobs:
+                fn, *args = call(todo.pop(0))
+                running.add(ex.submit(fn, *args))
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                keep(f.result())
 
 
 def best_lr(rows: list[dict]) -> float | None:
@@ -310,10 +332,12 @@ def run_corpus(
     jobs: int = 1,
     lrs: tuple = LRS,
     seeds: int = SEEDS,
+    extend: int = EXTEND,
     command: str | None = None,
 ) -> dict:
     """The protocol on a shipped corpus (or the text file `data`): every variant at every learning rate with the
-    base seed; then, at each variant's best learning rate, `seeds` - 1 more seeds. Writes the comparisons to `out`."""
+    base seed (and, where its best lies at an edge, up to `extend` more rates beyond it, each 2x further); then, at
+    each variant's best learning rate, `seeds` - 1 more seeds. Writes the comparisons to `out`."""
     text = load_corpus(data) if data else load_corpus(corpus)
     prompt = prompt if prompt is not None else (CORPORA[corpus].sample_prompt if not data else "\n")
     base = TrainSettings(**asdict(base))
@@ -325,13 +349,18 @@ def run_corpus(
     label = corpus or Path(data).stem
     train_text, val_text = train_val_split(text, base.val_fraction)
     t0 = time.perf_counter()
-    sweep = [Trial(n, lr, base.seed) for n in names for lr in lrs]
-    rows = run_trials(base, sweep, out, val_text, fresh, jobs, label)
-    best = {n: best_lr([rows[Trial(n, lr, base.seed).key] for lr in lrs]) for n in names}
+    swept = {n: list(lrs) for n in names}
+    rows = run_trials(base, [Trial(n, lr, base.seed) for n in names for lr in lrs], out, val_text, fresh, jobs, label)
+    for _ in range(extend):  # a best learning rate at the edge of the sweep may not be the best: look beyond it
+        beyond = edge_trials(rows, swept, base.seed)
+        if not beyond:
+            break
+        rows |= run_trials(base, beyond, out, val_text, fresh, jobs, label)
+    best = {n: best_lr([rows[Trial(n, lr, base.seed).key] for lr in swept[n]]) for n in names}
     repeats = [Trial(n, best[n], base.seed + k) for n in names if best[n] is not None for k in range(1, seeds)]
     rows |= run_trials(base, repeats, out, val_text, fresh, jobs, label)
     reference = reference_losses(train_text, val_text)
-    summaries = {n: summarize(n, rows, lrs, best[n], base.seed, seeds, reference) for n in names}
+    summaries = {n: summarize(n, rows, swept[n], best[n], base.seed, seeds, reference) for n in names}
     device = pick_eval_device(base.device)
     for v in summaries.values():
         if v["best_key"] and (out / v["best_key"] / STATE_FILE).exists():
@@ -344,6 +373,7 @@ def run_corpus(
         "jobs": jobs,
         "lrs": list(lrs),
         "seeds": seeds,
+        "extend": extend,
         "base_seed": base.seed,
         "steps": base.steps,
         "recipe": recipe_of(base),
@@ -467,8 +497,8 @@ def results_table(result: dict) -> str:
         + "\n\n"
         + (
             "Validation loss is cross-entropy in nats per character over every window of the held-out split, after "
-            f"{result['recipe']['steps']} steps. Best lr: the learning rate of the sweep ({_lrs(result['lrs'])}) "
-            "at which "
+            f"{result['recipe']['steps']} steps. Best lr: the learning rate of the sweep ({_lrs(result['lrs'])}, and "
+            f"up to {result.get('extend', 0)} more beyond its edge where a variant's best lay there) at which "
             f"the seed-{result['base_seed']} run ended lowest; there the variant ran with {result['seeds']} seeds "
             "(mean and range). A difference from the baseline smaller than the spread (overlapping ranges) is a tie. "
             "The last rows are no network at all, only counts from the training text (`ablate.reference_losses`)."
@@ -477,16 +507,21 @@ def results_table(result: dict) -> str:
 
 
 def sweep_table(result: dict) -> str:
-    """Every variant at every learning rate (base seed): the numbers behind the sweep plot."""
-    lrs = result["lrs"]
+    """Every variant at every learning rate it was tried at (base seed): the numbers behind the sweep plot; – where
+    a variant was not tried (the sweep looks beyond its edge only for variants whose best lies there)."""
+    lrs = sorted({p["lr"] for v in result["variants"].values() for p in v["sweep"]})
     lines = ["| variant | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|" + "---|" * (len(lrs) + 1)]
     for v in result["variants"].values():
+        points = {p["lr"]: p for p in v["sweep"]}
         cells = []
-        for point in v["sweep"]:
-            if point["val_split"] is None:
+        for lr in lrs:
+            point = points.get(lr)
+            if point is None:
+                cells.append("–")
+            elif point["val_split"] is None:
                 cells.append("diverged")
             else:
-                mark = "**" if point["lr"] == v["best_lr"] else ""
+                mark = "**" if lr == v["best_lr"] else ""
                 cells.append(f"{mark}{point['val_split']:.3f}{mark}")
         lines.append(f"| {v['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -849,7 +884,9 @@ def write_report(path: Path, results: list[dict], total_wall: float, images: Pat
         f"- Wall time: the trials took {trained / 3600:.1f} h added up (each when it was trained); this run of the "
         f"command took {total_wall / 60:.1f} min.",
         f"- Protocol: every variant trains at each learning rate of the sweep ({_lrs(r0['lrs'])}) with seed "
-        f"{r0['base_seed']}; at the one where it ends lowest (its best), it trains again with "
+        f"{r0['base_seed']}; where its best lies at an edge of the sweep, at up to {r0.get('extend', 0)} more beyond "
+        "it (each 2x "
+        "further); at the one where it ends lowest (its best), it trains again with "
         f"{r0['seeds'] - 1} more seed(s). Tables give the mean and range over those {r0['seeds']} seeds; a difference "
         "smaller than the spread (overlapping ranges) is called a tie. The stability window is the set of learning "
         "rates at which a variant ends below the bigram level, i.e. uses more than the current character.",
@@ -1030,6 +1067,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=SEEDS, help="runs at each variant's best learning rate (seed, seed+1, ...)"
     )
+    p.add_argument(
+        "--extend",
+        type=int,
+        default=EXTEND,
+        help="where a variant's best lr is the lowest or highest tried, try up to this many more beyond it (2x apart)",
+    )
     for name in ("n_layer", "n_head", "n_embd", "block_size"):
         p.add_argument(f"--{name}", type=int, help="model size (default: the GPT2MiniConfig default)")
     p.add_argument("--prompt", help="prompt for the samples (default: the corpus's, e.g. 'ROMEO:')")
@@ -1107,6 +1150,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
         if args.seeds < 1:
             raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
+        if args.extend < 0:
+            raise UsageError(f"--extend must be 0 or more, got {args.extend}")
         if args.sample_chars < 0:
             raise UsageError(f"--sample_chars must not be negative, got {args.sample_chars}")
         if args.data:
@@ -1127,6 +1172,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs=args.jobs,
                 lrs=lrs,
                 seeds=args.seeds,
+                extend=args.extend,
                 command=command,
             )
             r["out"] = str(out)

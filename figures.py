@@ -29,11 +29,12 @@ def lr_sweep_figure(summary: dict, order: list[str] | None = None) -> Figure:
         if v["mean"] is not None and len(v["seed_losses"]) > 1:
             err = [[v["mean"] - v["min"]], [v["max"] - v["mean"]]]
             ax.errorbar([v["best_lr"]], [v["mean"]], yerr=err, fmt="s", ms=6, color=c, capsize=4, mfc="white")
+    left = min(p["lr"] for v in summary["variants"].values() for p in v["sweep"])
     for key, style in (("unigram", ":"), ("bigram", "--")):
         ax.axhline(ref[key], color="grey", ls=style, lw=1)
         ax.annotate(
             f"{key} level {ref[key]:.3f}",
-            (summary["lrs"][0], ref[key]),
+            (left, ref[key]),
             fontsize=8,
             color="grey",
             xytext=(2, 3),

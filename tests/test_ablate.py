@@ -36,7 +36,7 @@ TINY = [
 ]
 
 
-LRS = ["--lrs", "2e-3,8e-3", "--seeds", "2"]
+LRS = ["--lrs", "2e-3,8e-3", "--seeds", "2", "--extend", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,19 @@ def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(abla
 def test_changed_recipe_retrains(tmp_path, capsys):
     data = tmp_path / "t.txt"
     data.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:4000], encoding="utf-8")
-    base = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY, "--lrs", "1e-3"]
+    base = [
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--variants",
+        "baseline",
+        *TINY,
+        "--lrs",
+        "1e-3",
+        "--extend",
+        "0",
+    ]
     assert ablate.main([*base, "--seeds", "1"]) == 0
     capsys.readouterr()
     assert ablate.main([*base, "--seeds", "1", "--min_lr_ratio", "0.5"]) == 0
@@ -233,6 +245,8 @@ def test_verify_reproduces_the_record_and_names_what_drifted(tmp_path, capsys):
         "4e-3",
         "--seeds",
         "1",
+        "--extend",
+        "0",
         *tiny,
         *common,
     ]
@@ -283,7 +297,47 @@ def test_a_variant_folder_that_is_not_a_checkpoint_is_refused_and_kept(tmp_path,
     mine = tmp_path / "out" / "text" / "baseline" / "lr0.004-seed1337"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
-    args = ["--data", str(data), "--out", str(tmp_path / "out"), "--variants", "baseline", *TINY, "--lrs", "4e-3"]
+    args = [
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--variants",
+        "baseline",
+        *TINY,
+        "--lrs",
+        "4e-3",
+        "--extend",
+        "0",
+    ]
     assert ablate.main(args) == 2
     assert "already holds files that are not a GPT-2 mini checkpoint (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"
+
+
+def test_in_parallel_starts_nothing_new_after_a_failure(tmp_path):
+    import math
+    import time
+    from pathlib import Path
+
+    def call(item):
+        kind, arg = item
+        return {"sleep": (time.sleep, arg), "fail": (math.sqrt, arg), "touch": (Path.touch, arg)}[kind]
+
+    kept = []
+    items = [("sleep", 0.5), ("fail", -1), ("touch", tmp_path / "a"), ("touch", tmp_path / "b")]
+    with pytest.raises(ValueError, match="math domain error"):
+        ablate.in_parallel(call, items, 2, kept.append)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # queued, never started
+    ablate.in_parallel(call, items[2:], 2, kept.append)
+    assert (tmp_path / "a").exists() and (tmp_path / "b").exists() and kept == [None, None]
+
+
+def test_a_best_lr_at_the_edge_is_looked_beyond():
+    rows = {r["key"]: r for r in [row("baseline", lr, 1, v) for lr, v in ((1e-3, 2.3), (2e-3, 2.1), (4e-3, 2.0))]}
+    rows |= {r["key"]: r for r in [row("mlp_off", lr, 1, v) for lr, v in ((1e-3, 2.3), (2e-3, 2.1), (4e-3, 2.2))]}
+    rows |= {r["key"]: r for r in [row("residual_off", lr, 1, 3.35) for lr in (1e-3, 2e-3, 4e-3)]}
+    swept = {"baseline": [1e-3, 2e-3, 4e-3], "mlp_off": [1e-3, 2e-3, 4e-3], "residual_off": [1e-3, 2e-3, 4e-3]}
+    beyond = ablate.edge_trials(rows, swept, 1)
+    assert beyond == [ablate.Trial("baseline", 8e-3, 1), ablate.Trial("residual_off", 5e-4, 1)]  # flat: look lower
+    assert swept["baseline"] == [1e-3, 2e-3, 4e-3, 8e-3] and swept["mlp_off"] == [1e-3, 2e-3, 4e-3]
