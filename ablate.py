@@ -130,13 +130,18 @@ class Trial:
     variant: str
     lr: float
     seed: int
+    changes: tuple = ()  # (setting, value) pairs a follow-up changes in the recipe, e.g. (("warmup", 500),)
 
     @property
     def key(self) -> str:
-        return f"{self.variant}/lr{self.lr:g}-seed{self.seed}"
+        return f"{self.variant}/{self.name}"
+
+    @property
+    def name(self) -> str:
+        return f"lr{self.lr:g}-seed{self.seed}" + "".join(f"-{k}{v}" for k, v in self.changes)
 
     def folder(self, out: Path) -> Path:
-        return out / self.variant / f"lr{self.lr:g}-seed{self.seed}"
+        return out / self.variant / self.name
 
 
 def trial_settings(base: TrainSettings, trial: Trial, folder: Path) -> TrainSettings:
@@ -144,6 +149,8 @@ def trial_settings(base: TrainSettings, trial: Trial, folder: Path) -> TrainSett
     s = TrainSettings(**asdict(base))
     s.switches = dict(VARIANTS[trial.variant])
     s.lr, s.seed = trial.lr, trial.seed
+    for key, value in trial.changes:
+        setattr(s, key, value)
     s.save = str(folder)
     s.progress = False
     s.sample_chars = 0  # ablate.py samples once at the end, with one seed for all variants
@@ -206,6 +213,7 @@ def measure(trial: Trial, folder: Path, s: TrainSettings, val_text: str, run: di
     """A trial's row: its loss over the whole validation split, its curves and, at the end, the probes that say
     how it failed (attention entropy, residual norm, input dependence, gradient norm per part)."""
     row = {"key": trial.key, "variant": trial.variant, "lr": trial.lr, "seed": trial.seed, "version": ROW_VERSION}
+    row["changes"] = dict(trial.changes)
     row |= {"recipe": recipe_of(s), "state": folder_state(folder)} | run
     if row["state"] is None:  # diverged before its first save
         return row | {"val_split": None}
@@ -280,6 +288,30 @@ def run_trials(base, trials: list[Trial], out: Path, val_text: str, fresh: bool,
     return {t.key: rows[t.key] for t in trials}
 
 
+# Explanations worth testing before the report repeats them: (variant, change to the recipe, the question it tests).
+FOLLOW_UPS = (
+    (
+        "post_ln",
+        (("warmup", 500),),
+        "Post-LN is said to need a gentle warm-up (Xiong et al. 2020, 'On Layer Normalization in the Transformer "
+        "Architecture'): does a 5x longer warm-up (500 steps instead of 100) let it train where it failed?",
+    ),
+)
+
+
+def follow_up_trials(summaries: dict, seed: int, reference: dict) -> list[Trial]:
+    """Each follow-up at the learning rates where its variant failed (did not end below the bigram level), at most
+    the two lowest of them: the ones nearest to where it trains."""
+    trials = []
+    for variant, changes, _ in FOLLOW_UPS:
+        v = summaries.get(variant)
+        if v is None:
+            continue
+        failed = [p["lr"] for p in v["sweep"] if p["lr"] not in v["window"]]
+        trials += [Trial(variant, lr, seed, changes) for lr in sorted(failed)[:2]]
+    return trials
+
+
 def edge_trials(rows: dict, swept: dict[str, list], seed: int) -> list[Trial]:
     """For each variant whose best learning rate is the lowest or highest it has tried, the next one beyond (half or
     twice it); `swept` gains it. A variant that never trained (all at the same level) looks below its lowest."""
@@ -333,6 +365,7 @@ def run_corpus(
     lrs: tuple = LRS,
     seeds: int = SEEDS,
     extend: int = EXTEND,
+    follow_ups: bool = True,
     command: str | None = None,
 ) -> dict:
     """The protocol on a shipped corpus (or the text file `data`): every variant at every learning rate with the
@@ -361,6 +394,8 @@ def run_corpus(
     rows |= run_trials(base, repeats, out, val_text, fresh, jobs, label)
     reference = reference_losses(train_text, val_text)
     summaries = {n: summarize(n, rows, swept[n], best[n], base.seed, seeds, reference) for n in names}
+    checks = follow_up_trials(summaries, base.seed, reference) if follow_ups else []
+    rows |= run_trials(base, checks, out, val_text, fresh, jobs, label)
     device = pick_eval_device(base.device)
     for v in summaries.values():
         if v["best_key"] and (out / v["best_key"] / STATE_FILE).exists():
@@ -813,6 +848,32 @@ def meaning(v: dict, result: dict) -> str:
     return text + (f" {evidence}" if evidence else "")
 
 
+def follow_up_section(result: dict) -> list[str]:
+    """The explanations tested (FOLLOW_UPS): the variant where it failed, with and without the change."""
+    ref, lines = result["reference"], []
+    for variant, changes, question in FOLLOW_UPS:
+        change = dict(changes)
+        tried = [t for t in result["trials"] if t["variant"] == variant and t.get("changes") == change]
+        if not tried:
+            continue
+        what = ", ".join(f"{k} {v}" for k, v in change.items())
+        lines += [
+            f"**{variant_label(variant)}**: {question}",
+            "",
+            f"| lr | the recipe | with {what} |",
+            "|---|---|---|",
+        ]
+        for t in sorted(tried, key=lambda t: t["lr"]):
+            plain = trial_row(result, variant, t["lr"]) or {}
+            cells = []
+            for r in (plain, t):
+                loss = r.get("val_split")
+                cells.append("diverged" if loss is None else f"{loss:.3f} ({yardstick(loss, ref)})")
+            lines.append(f"| {t['lr']:g} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    return ["### Testing an explanation", "", *lines] if lines else []
+
+
 def blog_section(result: dict) -> list[str]:
     """The blog's printed losses against this protocol's runs (both variants at train.py's default lr 4e-3, the
     recipe the blog's comparison used one learning rate for, and at their best)."""
@@ -950,6 +1011,7 @@ def corpus_section(r: dict, out: Path, images: Path, rel: str) -> list[str]:
         "",
         *(meaning(v, r) for v in r["variants"].values()),
         "",
+        *follow_up_section(r),
         "### Samples",
         "",
         f"Each variant at its best learning rate (seed {r['base_seed']}); prompt {r['prompt']!r}, temperature 0.8, "

@@ -13,7 +13,8 @@ mkdir -p "$OUT"
   nproc
 } 2>&1 | tee "$OUT/gpu.txt"
 
-# 1. The ablation lab on both shipped corpora with the default recipe; writes docs/ablations.md and models/.
+# 1. The ablation protocol on both shipped corpora (each variant over the learning-rate sweep, then seeds at its
+#    best); writes docs/ablations.md and models/.
 start=$SECONDS
 $PY ablate.py --corpus shakespeare,wagahai --device cuda --jobs 8 --report docs/ablations.md --ship models \
   > "$OUT/ablate.log" 2>&1
@@ -21,7 +22,7 @@ echo "ablate exit $? wall $((SECONDS - start)) s" | tee -a "$OUT/ablate.log"
 grep -v "^  '" "$OUT/ablate.log" | tail -40
 tar czf "$OUT/models.tgz" models
 tar czf "$OUT/docs.tgz" docs runs/ablations/*/results.json runs/ablations/*/results.md runs/ablations/*/samples.md \
-  runs/ablations/*/variants.json runs/ablations/*/*.png runs/ablations/*/*/metrics.jsonl
+  runs/ablations/*/trials.json runs/ablations/*/*.png runs/ablations/*/*/*/metrics.jsonl
 
 # 2. Training speed: full 256-character windows (no short-window phase, so every step has the same shape),
 #    the default batch of 4 and a GPU-sized batch of 64, eager and compiled. 300 steps each.

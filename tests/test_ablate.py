@@ -73,7 +73,13 @@ def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
         assert v["best_lr"] == min(v["sweep"], key=lambda p: p["val_split"])["lr"]
         assert len(v["seed_losses"]) == 2 and v["min"] <= v["mean"] <= v["max"]
         assert isinstance(v["sample"], str) and len(v["sample"]) > 0
-    assert len(keys) == len(result["trials"]) == 3 * len(ablate.VARIANTS)
+    follow_ups = [t for t in result["trials"] if t["changes"]]
+    assert len(keys) == len(result["trials"]) == 3 * len(ablate.VARIANTS) + len(follow_ups)
+    post_ln = result["variants"]["post_ln"]
+    failed = sorted(p["lr"] for p in post_ln["sweep"] if p["lr"] not in post_ln["window"])[:2]
+    assert sorted(t["lr"] for t in follow_ups) == failed  # the warm-up follow-up where post-LN failed
+    assert all(t["variant"] == "post_ln" and t["changes"] == {"warmup": 500} for t in follow_ups)
+    assert all(t["recipe"]["warmup"] == 500 and t["key"].endswith("-warmup500") for t in follow_ups)
     for row in result["trials"]:
         folder = out / row["key"]
         assert (folder / "model.safetensors").exists() and (folder / "metrics.jsonl").exists()
@@ -166,6 +172,7 @@ def test_report_links_its_figures_states_the_command_and_keeps_the_record(ablati
             target = line[line.index("(") + 1 : line.index(")")]
             assert (root / "docs" / target).exists(), target
     assert report.count("**") >= 2 * len(ablate.VARIANTS)
+    assert "### Testing an explanation" in report and "| lr | the recipe | with warmup 500 |" in report
     record = json.loads((root / "docs" / "ablations" / "text_results.json").read_text())
     assert record["variants"].keys() == ablate.VARIANTS.keys()
 
