@@ -206,7 +206,8 @@ def run_trial(base: TrainSettings, trial: Trial, out: Path, val_text: str, fresh
     return measure(trial, folder, s, val_text, run)
 
 
-ROW_VERSION = 1  # bump when `measure` changes: cached rows are then measured again from the folders
+ROW_VERSION = 2  # bump when `measure` changes: cached rows are then measured again from the folders
+EARLY_STEPS = (10, 20, 50, 100)  # the steps whose gradient norms per part a row keeps: where a collapse begins
 
 
 def measure(trial: Trial, folder: Path, s: TrainSettings, val_text: str, run: dict) -> dict:
@@ -244,8 +245,13 @@ def measure(trial: Trial, folder: Path, s: TrainSettings, val_text: str, run: di
         "attn_entropy": round(sum(entropy) / len(entropy), 4) if entropy else None,
         "attn_entropy_layers": last.get("attn_entropy"),
         "resid_norm_layers": last.get("resid_norm"),
-        "input_dependence": last.get("input_dependence"),
+        "input_dependence": max(0.0, last["input_dependence"]) if "input_dependence" in last else None,
         "grad_norm_layers": [round(sum(g) / len(g), 5) for g in zip(*tail, strict=True)] if tail else None,
+        "grad_norm_early": {
+            str(m["step"]): m["grad_norm_layers"]
+            for m in logged
+            if m["step"] in EARLY_STEPS and "grad_norm_layers" in m
+        },
     }
 
 
@@ -572,7 +578,7 @@ def evidence_table(result: dict, lr: float | None = None) -> str:
         "attention entropy",
         "input dependence",
         "residual norm (last block)",
-        "gradient norm: embeddings / first block / last block",
+        "gradient norm, last 100 steps: embeddings (with the tied output) / first block / last block",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in result["variants"].values():
@@ -796,31 +802,40 @@ def sensitivity(v: dict, result: dict) -> str:
 
 
 def collapse_evidence(v: dict, result: dict) -> str | None:
-    """At the learning rates where a variant ended at the unigram level: its input dependence and gradient norms
-    against the baseline's at the same learning rate."""
+    """Where a variant ended at the unigram level: how much its predictions depend on the input there, against the
+    baseline at the same learning rates, and how the gradient into its first block went in the first 100 steps."""
     uni = result["reference"]["unigram"]
     flat = [p["lr"] for p in v["sweep"] if p["val_split"] is not None and abs(p["val_split"] - uni) < 0.05]
-    if not flat:
+    mine = [trial_row(result, v["variant"], lr) or {} for lr in flat]
+    base = [trial_row(result, BASELINE, lr) or {} for lr in flat]
+    deps = [r["input_dependence"] for r in mine if r.get("input_dependence") is not None]
+    if not flat or not deps or v["variant"] == BASELINE:
         return None
-    parts = []
-    for lr in flat:
-        mine, base = trial_row(result, v["variant"], lr), trial_row(result, BASELINE, lr)
-        if not mine or mine.get("input_dependence") is None:
-            continue
-        text = f"at lr {lr:g}, input dependence {mine['input_dependence']:.3f} nats"
-        if base and base.get("input_dependence") is not None and v["variant"] != BASELINE:
-            text += f" (baseline {base['input_dependence']:.3f})"
-        g, bg = mine.get("grad_norm_layers"), (base or {}).get("grad_norm_layers")
-        if g and bg and v["variant"] != BASELINE:
-            text += f", gradient norm of the first block {g[1]:.3f} (baseline {bg[1]:.3f})"
-        parts.append(text)
-    return (
-        f"At {_lrs(flat)} it ended at the unigram level; there the predictions barely depend on the input ("
-        + "; ".join(parts)
-        + "): every position predicts about the same distribution."
-        if parts
-        else None
+    text = (
+        f"At {_lrs(flat)} it ended at the unigram level, with an input dependence of {_span(deps, 3)} nats"
+        + (f" (the baseline at those rates: {_span(bd, 3)})" if (bd := _values(base, "input_dependence")) else "")
+        + ": every position predicts about the same distribution, whatever it reads."
     )
+    lr = TrainSettings().lr if TrainSettings().lr in flat else flat[0]
+    g, bg = (trial_row(result, n, lr) or {} for n in (v["variant"], BASELINE))
+    early, base_early = g.get("grad_norm_early") or {}, bg.get("grad_norm_early") or {}
+    steps = [s for s in map(str, EARLY_STEPS) if s in early and s in base_early and len(early[s]) > 2]
+    if steps:
+        text += (
+            f" The gradient norm of its first block at lr {lr:g}, against the baseline's: "
+            + ", ".join(f"{early[s][1]:.3f} vs {base_early[s][1]:.3f} at step {s}" for s in steps)
+            + "."
+        )
+    return text
+
+
+def _values(rows: list[dict], key: str) -> list[float]:
+    return [r[key] for r in rows if r.get(key) is not None]
+
+
+def _span(values: list[float], digits: int) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else f"{low:.{digits}f}–{high:.{digits}f}"
 
 
 def meaning(v: dict, result: dict) -> str:

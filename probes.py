@@ -113,7 +113,7 @@ def input_dependence(logits: torch.Tensor) -> float:
     where one is in the text and what the model predicts there."""
     logp = torch.log_softmax(logits.float().flatten(0, -2), dim=-1)
     mean_logp = torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(logp.shape[0])))
-    return (logp.exp() * (logp - mean_logp)).sum(-1).mean().item()
+    return max(0.0, (logp.exp() * (logp - mean_logp)).sum(-1).mean().item())  # >= 0; rounding can dip below
 
 
 def grad_norms(model: GPT2MiniForCausalLM) -> list[float]:

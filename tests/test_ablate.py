@@ -348,3 +348,21 @@ def test_a_best_lr_at_the_edge_is_looked_beyond():
     beyond = ablate.edge_trials(rows, swept, 1)
     assert beyond == [ablate.Trial("baseline", 8e-3, 1), ablate.Trial("residual_off", 5e-4, 1)]  # flat: look lower
     assert swept["baseline"] == [1e-3, 2e-3, 4e-3, 8e-3] and swept["mlp_off"] == [1e-3, 2e-3, 4e-3]
+
+
+def test_a_collapse_is_described_by_what_was_measured():
+    early = {"10": [1.0, 1.8, 0.5], "50": [1.0, 0.002, 0.1]}
+    base_early = {"10": [1.0, 1.0, 0.5], "50": [1.0, 0.5, 0.1]}
+    trials = [
+        row("residual_off", 4e-3, 1, 3.344) | {"input_dependence": 0.0004, "grad_norm_early": early},
+        row("baseline", 4e-3, 1, 1.85) | {"input_dependence": 1.6, "grad_norm_early": base_early},
+    ]
+    result = {"trials": trials, "base_seed": 1, "reference": {"unigram": 3.347, "bigram": 2.486}}
+    v = {"variant": "residual_off", "sweep": [{"lr": 4e-3, "val_split": 3.344, "diverged": None}]}
+    text = ablate.collapse_evidence(v, result)
+    assert "At 0.004 it ended at the unigram level, with an input dependence of 0.000 nats" in text
+    assert "(the baseline at those rates: 1.600)" in text
+    assert "1.800 vs 1.000 at step 10, 0.002 vs 0.500 at step 50" in text
+    assert ablate.collapse_evidence({"variant": "baseline", "sweep": v["sweep"]}, result) is None
+    trained = {"variant": "mlp_off", "sweep": [{"lr": 4e-3, "val_split": 2.2, "diverged": None}]}
+    assert ablate.collapse_evidence(trained, result) is None  # it did not collapse: nothing to explain
