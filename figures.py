@@ -8,6 +8,7 @@
 from matplotlib.figure import Figure
 
 COLORS = "tab10"
+MARKERS = "o^vDPX*<>"  # a variant's marker keeps it visible where lines lie on top of each other
 
 
 def lr_sweep_figure(summary: dict, order: list[str] | None = None) -> Figure:
@@ -16,14 +17,25 @@ def lr_sweep_figure(summary: dict, order: list[str] | None = None) -> Figure:
 
     cmap = matplotlib.colormaps[COLORS]
     names = order or list(summary["variants"])
-    fig = Figure(figsize=(9, 5.5), dpi=100)
+    fig = Figure(figsize=(9, 6), dpi=100)
     ax = fig.subplots()
     ref = summary["reference"]
     top = ref["unigram"] + 0.25
     for name, v in summary["variants"].items():
-        c = cmap(names.index(name) if name in names else len(names))
+        i = names.index(name) if name in names else len(names)
+        c, marker = cmap(i), MARKERS[i % len(MARKERS)]
         pts = [(p["lr"], p["val_split"]) for p in v["sweep"] if p["val_split"] is not None]
-        ax.plot([x for x, _ in pts], [min(y, top) for _, y in pts], "o-", ms=4, color=c, label=v["label"])
+        ax.plot(
+            [x for x, _ in pts],
+            [min(y, top) for _, y in pts],
+            "-",
+            marker=marker,
+            ms=7 - i * 0.4,
+            mfc="none",
+            color=c,
+            alpha=0.9,
+            label=v["label"],
+        )
         bad = [p["lr"] for p in v["sweep"] if p["val_split"] is None]
         ax.plot(bad, [top] * len(bad), "x", ms=8, color=c)
         if v["mean"] is not None and len(v["seed_losses"]) > 1:
@@ -41,15 +53,19 @@ def lr_sweep_figure(summary: dict, order: list[str] | None = None) -> Figure:
             textcoords="offset points",
         )
     ax.set_xscale("log")
+    ticks = sorted({p["lr"] for v in summary["variants"].values() for p in v["sweep"]})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel("validation loss, nats / character (whole split)")
     ax.set_title(
-        f"{summary['corpus']}: loss after {summary['steps']} steps against learning rate (seed "
-        f"{summary['base_seed']}; squares: mean and range of {summary['seeds']} seeds at the best lr; x: diverged)",
-        fontsize=9,
+        f"{summary['corpus']}: validation loss after {summary['steps']} steps against peak learning rate\n"
+        f"(seed {summary['base_seed']}; squares: mean and range of {summary['seeds']} seeds at each best "
+        "learning rate; x: diverged)",
+        fontsize=10,
     )
     ax.set_ylim(top=top + 0.05)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncols=2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     fig.tight_layout()
     return fig
