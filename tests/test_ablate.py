@@ -366,3 +366,12 @@ def test_a_collapse_is_described_by_what_was_measured():
     assert ablate.collapse_evidence({"variant": "baseline", "sweep": v["sweep"]}, result) is None
     trained = {"variant": "mlp_off", "sweep": [{"lr": 4e-3, "val_split": 2.2, "diverged": None}]}
     assert ablate.collapse_evidence(trained, result) is None  # it did not collapse: nothing to explain
+
+
+def test_quick_mode_is_small_goes_to_its_own_folder_and_flags_still_win():
+    quick = ablate.parse_args(["--quick"])
+    assert (quick.steps, quick.n_embd, quick.lrs, quick.seeds) == (150, 32, "2e-3,8e-3", 2)
+    assert quick.out == "runs/ablations-quick"
+    assert ablate.parse_args(["--quick", "--steps", "10"]).steps == 10
+    plain = ablate.parse_args([])
+    assert plain.steps == ablate.TrainSettings().steps and plain.out == "runs/ablations" and plain.n_embd is None
