@@ -256,11 +256,12 @@ def measure(trial: Trial, folder: Path, s: TrainSettings, val_text: str, run: di
 
 
 def cached_row(cache: dict, trial: Trial, s: TrainSettings, folder: Path) -> dict | None:
-    """The row measured earlier for this trial, if it was measured from exactly what the folder holds now."""
+    """The row measured earlier for this trial, if it was measured from exactly what the folder holds now (with an
+    older `measure`: what only training knew, its wall time, thread count and divergence, kept for measuring anew)."""
     row = cache.get(trial.key)
-    if not row or row.get("version") != ROW_VERSION or row.get("recipe") != recipe_of(s):
+    if not row or row.get("recipe") != recipe_of(s) or row.get("state") != folder_state(folder):
         return None
-    return row if row.get("state") == folder_state(folder) else None
+    return row if row.get("version") == ROW_VERSION else {k: row[k] for k in ("diverged", "wall_s", "threads")}
 
 
 def run_trials(base, trials: list[Trial], out: Path, val_text: str, fresh: bool, jobs: int, label: str) -> dict:
@@ -271,21 +272,30 @@ def run_trials(base, trials: list[Trial], out: Path, val_text: str, fresh: bool,
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
-    rows, pending = {}, []
+    rows, pending, stale = {}, [], {}
     for t in trials:
         row = None if fresh else cached_row(cache, t, trial_settings(base, t, t.folder(out)), t.folder(out))
-        if row is not None:
+        if row is not None and "key" in row:
             rows[t.key] = row
+        elif row is not None:  # trained as it should be, measured by an older `measure`: measured again
+            stale[t.key] = row
         else:
             pending.append(t)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    print(f"[{label}] {len(trials)} trials: {len(rows)} measured before, {len(pending)} to train", file=sys.stderr)
+    print(
+        f"[{label}] {len(trials)} trials: {len(rows)} measured before, {len(stale)} to measure again, "
+        f"{len(pending)} to train",
+        file=sys.stderr,
+    )
 
     def keep(row: dict) -> None:
         rows[row["key"]] = cache[row["key"]] = row
         atomic_write_text(cache_file, json.dumps(cache, indent=1) + "\n")
         print(f"[{label}] {row['key']}: val {_f(row.get('val_split'))} ({row['wall_s']:.0f} s)", file=sys.stderr)
 
+    for key, run in stale.items():
+        t = next(t for t in trials if t.key == key)
+        keep(measure(t, t.folder(out), trial_settings(base, t, t.folder(out)), val_text, run))
     if jobs == 1 or len(pending) <= 1:
         for t in pending:
             keep(run_trial(base, t, out, val_text, fresh, threads))
@@ -307,14 +317,16 @@ FOLLOW_UPS = (
 
 def follow_up_trials(summaries: dict, seed: int, reference: dict) -> list[Trial]:
     """Each follow-up at the learning rates where its variant failed (did not end below the bigram level), at most
-    the two lowest of them: the ones nearest to where it trains."""
+    the two lowest of them (the ones nearest to where it trains); and the baseline with the same change at the same
+    rates, so that what the change does to the variant is compared with what it does to GPT-2 itself."""
     trials = []
     for variant, changes, _ in FOLLOW_UPS:
         v = summaries.get(variant)
         if v is None:
             continue
-        failed = [p["lr"] for p in v["sweep"] if p["lr"] not in v["window"]]
-        trials += [Trial(variant, lr, seed, changes) for lr in sorted(failed)[:2]]
+        failed = sorted(p["lr"] for p in v["sweep"] if p["lr"] not in v["window"])[:2]
+        for name in dict.fromkeys((variant, BASELINE)):
+            trials += [Trial(name, lr, seed, changes) for lr in failed]
     return trials
 
 
@@ -657,6 +669,9 @@ def plot_curves(out: Path, result: dict) -> None:
     plot_probes(out, result, best, plt, colors)
 
 
+GRAD_FLOOR = 1e-4  # where the probes plot draws a gradient norm of (about) zero
+
+
 def plot_probes(out: Path, result: dict, best: dict, plt, colors: dict) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=100)
     for name, r in best.items():
@@ -670,15 +685,17 @@ def plot_probes(out: Path, result: dict, best: dict, plt, colors: dict) -> None:
         if dep:
             axes[1].plot(*zip(*dep, strict=True), "o-", ms=2.5, color=c, label=label)
         if r.get("grad_norm_layers"):
-            g = r["grad_norm_layers"]
+            g = [max(x, GRAD_FLOOR) for x in r["grad_norm_layers"]]  # a zero would fall off the log scale
             axes[2].plot(range(len(g)), g, "o-", ms=3, color=c, label=label)
     n = len(next(iter(best.values()))["grad_norm_layers"] or []) if best else 0
-    axes[2].set_xticks(range(n), ["embeddings", *(f"block {i}" for i in range(n - 2)), "head"][:n], fontsize=8)
+    parts = ["embeddings", *(f"block {i}" for i in range(n - 2)), "final LN,\nuntied head"]
+    axes[2].set_xticks(range(n), parts[:n], fontsize=8)
     axes[2].set_yscale("log")
+    axes[2].set_ylim(bottom=GRAD_FLOOR / 2)
     titles = (
         "attention entropy (nats, mean over layers and heads)",
         "input dependence (nats; 0: every position predicts the same)",
-        "gradient norm per part, last 100 steps",
+        f"gradient norm per part, last 100 steps ({GRAD_FLOOR:g}: 0)",
     )
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(f"{result['corpus']}: {title}", fontsize=9)
@@ -864,29 +881,64 @@ def meaning(v: dict, result: dict) -> str:
 
 
 def follow_up_section(result: dict) -> list[str]:
-    """The explanations tested (FOLLOW_UPS): the variant where it failed, with and without the change."""
-    ref, lines = result["reference"], []
+    """The explanations tested (FOLLOW_UPS): the variant where it failed, and the baseline at the same learning rates,
+    each with and without the change (seed-1337 runs, one each)."""
+    lines = []
     for variant, changes, question in FOLLOW_UPS:
         change = dict(changes)
-        tried = [t for t in result["trials"] if t["variant"] == variant and t.get("changes") == change]
-        if not tried:
+        tried = {(t["variant"], t["lr"]): t for t in result["trials"] if t.get("changes") == change}
+        lrs = sorted({lr for v, lr in tried if v == variant})
+        if not lrs:
             continue
         what = ", ".join(f"{k} {v}" for k, v in change.items())
+        a, b = variant_label(variant), variant_label(BASELINE)
         lines += [
-            f"**{variant_label(variant)}**: {question}",
+            f"**{a}**: {question} The baseline ran with the same change at the same learning rates (seed "
+            f"{result['base_seed']}, one run each; validation loss over the whole split).",
             "",
-            f"| lr | the recipe | with {what} |",
-            "|---|---|---|",
+            f"| lr | {a}, the recipe | {a}, {what} | {b}, the recipe | {b}, {what} |",
+            "|---|---|---|---|---|",
         ]
-        for t in sorted(tried, key=lambda t: t["lr"]):
-            plain = trial_row(result, variant, t["lr"]) or {}
-            cells = []
-            for r in (plain, t):
-                loss = r.get("val_split")
-                cells.append("diverged" if loss is None else f"{loss:.3f} ({yardstick(loss, ref)})")
-            lines.append(f"| {t['lr']:g} | {cells[0]} | {cells[1]} |")
-        lines.append("")
+        for lr in lrs:
+            cells = [trial_row(result, variant, lr), tried.get((variant, lr))]
+            cells += [trial_row(result, BASELINE, lr), tried.get((BASELINE, lr))]
+            lines.append(f"| {lr:g} | " + " | ".join(_level(r, result["reference"]) for r in cells) + " |")
+        lines += ["", follow_up_verdict(result, variant, tried, lrs, what), ""]
     return ["### Testing an explanation", "", *lines] if lines else []
+
+
+def _level(row: dict | None, ref: dict) -> str:
+    if not row:
+        return "–"
+    loss = row.get("val_split")
+    if loss is None:
+        return "diverged"
+    return f"{loss:.3f}" + (" (unigram level)" if abs(loss - ref["unigram"]) < 0.05 else "")
+
+
+def follow_up_verdict(result: dict, variant: str, tried: dict, lrs: list, what: str) -> str:
+    """What the follow-up measured, in one sentence: did the change make the variant train where it failed, and
+    how its best with the change compares with its best under the recipe."""
+    v, bigram = result["variants"][variant], result["reference"]["bigram"]
+    rows = [tried[(variant, lr)] for lr in lrs if tried[(variant, lr)].get("val_split") is not None]
+    trains = [r for r in rows if r["val_split"] < bigram]
+    if not trains:
+        return f"With {what}, {variant_label(variant)} still does not train at {_lrs(lrs)}."
+    best = min(trains, key=lambda r: r["val_split"])
+    text = f"With {what}, {variant_label(variant)} trains at {_lrs([r['lr'] for r in trains])}"
+    if v["mean"] is not None:
+        relation = "below" if best["val_split"] < v["min"] else "within or above"
+        text += (
+            f"; its best there, {best['val_split']:.3f} at lr {best['lr']:g}, is {relation} the range of its best "
+            f"under the recipe ({v['min']:.3f} – {v['max']:.3f})"
+        )
+    twin = tried.get((BASELINE, best["lr"]))
+    if variant != BASELINE and twin and twin.get("val_split") is not None:
+        side = "below" if best["val_split"] < twin["val_split"] else "above"
+        text += (
+            f", and {side} the baseline's with the same change at that rate ({twin['val_split']:.3f}; one seed each)"
+        )
+    return text + "."
 
 
 def blog_section(result: dict) -> list[str]:

@@ -77,8 +77,9 @@ def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
     assert len(keys) == len(result["trials"]) == 3 * len(ablate.VARIANTS) + len(follow_ups)
     post_ln = result["variants"]["post_ln"]
     failed = sorted(p["lr"] for p in post_ln["sweep"] if p["lr"] not in post_ln["window"])[:2]
-    assert sorted(t["lr"] for t in follow_ups) == failed  # the warm-up follow-up where post-LN failed
-    assert all(t["variant"] == "post_ln" and t["changes"] == {"warmup": 500} for t in follow_ups)
+    for name in ("post_ln", "baseline"):  # the warm-up follow-up where post-LN failed, and the baseline beside it
+        assert sorted(t["lr"] for t in follow_ups if t["variant"] == name) == failed
+    assert len(follow_ups) == 2 * len(failed) and all(t["changes"] == {"warmup": 500} for t in follow_ups)
     assert all(t["recipe"]["warmup"] == 500 and t["key"].endswith("-warmup500") for t in follow_ups)
     for row in result["trials"]:
         folder = out / row["key"]
@@ -172,7 +173,8 @@ def test_report_links_its_figures_states_the_command_and_keeps_the_record(ablati
             target = line[line.index("(") + 1 : line.index(")")]
             assert (root / "docs" / target).exists(), target
     assert report.count("**") >= 2 * len(ablate.VARIANTS)
-    assert "### Testing an explanation" in report and "| lr | the recipe | with warmup 500 |" in report
+    assert "### Testing an explanation" in report
+    assert "| lr | post-LN, the recipe | post-LN, warmup 500 | baseline, the recipe | baseline, warmup 500 |" in report
     record = json.loads((root / "docs" / "ablations" / "text_results.json").read_text())
     assert record["variants"].keys() == ablate.VARIANTS.keys()
 
@@ -200,14 +202,24 @@ def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(abla
     root, args = ablation
     assert ablate.main([*args[:4], "--variants", "baseline,attention_off", *TINY, *LRS]) == 0
     err = capsys.readouterr().err
-    assert "4 trials: 4 measured before, 0 to train" in err and "2 trials: 2 measured before, 0 to train" in err
+    assert "4 trials: 4 measured before, 0 to measure again, 0 to train" in err
+    assert "2 trials: 2 measured before, 0 to measure again, 0 to train" in err
     # the folder changes under the cache (retrained by hand, say): its row is measured again, not reused
     state_file = root / "out" / "text" / "baseline" / "lr0.002-seed1337" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     state["elapsed_s"] += 1.0
     state_file.write_text(json.dumps(state))
     assert ablate.main([*args[:4], "--variants", "baseline", *TINY, *LRS]) == 0
-    assert "2 trials: 1 measured before, 1 to train" in capsys.readouterr().err
+    assert "2 trials: 1 measured before, 0 to measure again, 1 to train" in capsys.readouterr().err
+    # rows measured by an older `measure` are measured again from their folders, keeping what only training knew
+    cache_file = root / "out" / "text" / "trials.json"
+    cache = json.loads(cache_file.read_text())
+    cache["baseline/lr0.008-seed1337"] |= {"version": 0, "wall_s": 123.0, "val_split": None}
+    cache_file.write_text(json.dumps(cache))
+    assert ablate.main([*args[:4], "--variants", "baseline", *TINY, *LRS]) == 0
+    assert "2 trials: 1 measured before, 1 to measure again, 0 to train" in capsys.readouterr().err
+    again = json.loads(cache_file.read_text())["baseline/lr0.008-seed1337"]
+    assert again["version"] == ablate.ROW_VERSION and again["wall_s"] == 123.0 and again["val_split"] > 0
 
 
 def test_changed_recipe_retrains(tmp_path, capsys):
@@ -229,7 +241,7 @@ def test_changed_recipe_retrains(tmp_path, capsys):
     assert ablate.main([*base, "--seeds", "1"]) == 0
     capsys.readouterr()
     assert ablate.main([*base, "--seeds", "1", "--min_lr_ratio", "0.5"]) == 0
-    assert "1 trials: 0 measured before, 1 to train" in capsys.readouterr().err
+    assert "1 trials: 0 measured before, 0 to measure again, 1 to train" in capsys.readouterr().err
     result = json.loads((tmp_path / "out" / "t" / "results.json").read_text())
     assert result["recipe"]["min_lr_ratio"] == 0.5 and result["trials"][0]["recipe"]["min_lr_ratio"] == 0.5
 
@@ -375,3 +387,21 @@ def test_quick_mode_is_small_goes_to_its_own_folder_and_flags_still_win():
     assert ablate.parse_args(["--quick", "--steps", "10"]).steps == 10
     plain = ablate.parse_args([])
     assert plain.steps == ablate.TrainSettings().steps and plain.out == "runs/ablations" and plain.n_embd is None
+
+
+def test_a_follow_up_says_whether_the_change_lets_the_variant_train_and_how_that_compares():
+    ref = {"unigram": 3.347, "bigram": 2.486}
+    trials = [
+        row("post_ln", 4e-3, 1, 3.346),
+        row("post_ln", 4e-3, 1, 1.878) | {"changes": {"warmup": 500}},
+        row("baseline", 4e-3, 1, 1.835),
+        row("baseline", 4e-3, 1, 1.80) | {"changes": {"warmup": 500}},
+    ]
+    variants = {"post_ln": {"mean": 2.13, "min": 2.09, "max": 2.17}}
+    result = {"trials": trials, "base_seed": 1, "reference": ref, "variants": variants}
+    lines = "\n".join(ablate.follow_up_section(result))
+    assert "| 0.004 | 3.346 (unigram level) | 1.878 | 1.835 | 1.800 |" in lines
+    assert "With warmup 500, post-LN trains at 0.004; its best there, 1.878 at lr 0.004, is below the range" in lines
+    assert "and above the baseline's with the same change at that rate (1.800; one seed each)." in lines
+    trials[1]["val_split"] = 3.35
+    assert "still does not train at 0.004" in "\n".join(ablate.follow_up_section(result))
