@@ -979,13 +979,22 @@ def blog_section(result: dict) -> list[str]:
         "Shakespeare's) next to a Japanese sample that such a vocabulary cannot produce, so the printed run and the "
         "samples come from different setups; and a training-batch loss is not a held-out loss."
     )
-    if ro.get("val_split") is not None and ro_best.get("val_split") is not None:
-        lines.append(
-            f"- Its lesson on residual connections, measured fairly: at lr {default_lr:g} residual off ends at "
-            f"{ro['val_split']:.3f} ({yardstick(ro['val_split'], ref)}); at its own best learning rate, "
-            f"{ro_best['lr']:g}, at {ro_best['val_split']:.3f} ({yardstick(ro_best['val_split'], ref)}). The "
-            "comparison at one learning rate says how it fares under the baseline's recipe, not whether it can train."
-        )
+    v = result["variants"].get("residual_off")
+    if v and ro_best.get("val_split") is not None:
+        lrs = _lrs([p["lr"] for p in v["sweep"]])
+        if not v["window"]:
+            lines.append(
+                "- Its lesson on residual connections holds under the fair protocol: residual off does not end below "
+                f"the bigram level at any learning rate of the sweep ({lrs}); at its best, lr {ro_best['lr']:g}, it "
+                f"ends at {ro_best['val_split']:.3f} ({yardstick(ro_best['val_split'], ref)}). So, within the range "
+                "swept, it is not the learning rate that stops it."
+            )
+        else:
+            lines.append(
+                f"- Its lesson on residual connections, measured fairly: residual off trains at {_lrs(v['window'])} "
+                f"(of {lrs}); at its best, lr {ro_best['lr']:g}, it ends at {ro_best['val_split']:.3f} "
+                f"({yardstick(ro_best['val_split'], ref)})."
+            )
     return lines + [""]
 
 
@@ -1009,8 +1018,9 @@ def write_report(path: Path, results: list[dict], total_wall: float, images: Pat
         f"- Hardware: {'; '.join(sorted({r['hardware'] for r in results}))}; {r0['jobs']} trials at once, "
         f"{', '.join(map(str, threads)) or '?'} thread(s) each (on the CPU a trial's result is deterministic for a "
         "given thread count; another count rounds differently and ends a little elsewhere).",
-        f"- Wall time: the trials took {trained / 3600:.1f} h added up (each when it was trained); this run of the "
-        f"command took {total_wall / 60:.1f} min.",
+        f"- Wall time: the trials took {trained / 3600:.1f} h of training added up, {r0['jobs']} at a time (each timed "
+        f"when it was trained); the last run of the command took {total_wall / 60:.1f} min, reusing what earlier "
+        "runs measured.",
         f"- Protocol: every variant trains at each learning rate of the sweep ({_lrs(r0['lrs'])}) with seed "
         f"{r0['base_seed']}; where its best lies at an edge of the sweep, at up to {r0.get('extend', 0)} more beyond "
         "it (each 2x "
