@@ -768,13 +768,16 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
             [
                 v["label"],
                 f"{v['best_lr']:g}" if v["best_lr"] is not None else "diverged",
-                round(v["mean"], 3) if v["mean"] is not None else None,
+                f"{v['mean']:.3f}" if v["mean"] is not None else "–",
                 spread,
                 ", ".join(f"{lr:g}" for lr in v["window"]) or "none",
             ]
         )
-    rows.append(["character frequencies only (unigram)", "–", sweep["reference"]["unigram"], "–", "–"])
-    rows.append(["previous character only (bigram)", "–", sweep["reference"]["bigram"], "–", "–"])
+    for key, what in (
+        ("unigram", "character frequencies only (unigram)"),
+        ("bigram", "previous character only (bigram)"),
+    ):
+        rows.append([what, "–", f"{sweep['reference'][key]:.3f}", "–", "–"])
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
@@ -1026,7 +1029,9 @@ def training_tab(lab: Lab) -> list:
             "the unigram and bigram rows are no network at all. Measured by `python ablate.py`; the report is "
             "docs/ablations.md in the project's repository."
         )
-        sweep = gr.Plot(sweep0, label="Final validation loss against learning rate (ablate.py's sweep)")
+        sweep = gr.Plot(
+            sweep0, label="Final validation loss against learning rate (ablate.py's sweep)", elem_id="sweep-plot"
+        )
         table = gr.Dataframe(table0, label="Each variant at its best learning rate")
     return [curves, sweep, table]
 

@@ -443,7 +443,8 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
         "0.001, 0.002, 0.004",
         "0.001",
     ]
-    assert table.iloc[-2, 2] == 3.35 and table.iloc[-1, 2] == 2.49  # the yardsticks
+    assert table.iloc[-2, 2] == "3.350" and table.iloc[-1, 2] == "2.490"  # the yardsticks
+    assert list(table.iloc[:2, 2]) == ["1.900", "2.400"]
     (models / "x" / "sweep.json").unlink()  # models without a sweep: curves only
     curves, figure, table = app.training_view(app.load_lab(models), "x")
     assert figure is None and table.empty and len(curves) > 0

@@ -109,3 +109,19 @@ def test_html_in_the_prompt_is_shown_as_text_and_never_runs(url):
         assert page.locator("#pane-0 img, #pane-0 script, #pane-0 b:text('bold?')").count() == 0
         assert page.evaluate("() => window.pwned") is None  # neither the onerror handler nor the script ran
         browser.close()
+
+
+def test_the_training_tab_shows_the_sweep_and_each_variant_at_its_best(url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1360, "height": 1100})
+        page.goto(url)
+        page.get_by_role("tab", name="Training").click()
+        expect(page.get_by_text("Each variant at its best learning rate", exact=True)).to_be_visible(timeout=15_000)
+        expect(page.locator(":text('character frequencies only (unigram)'):visible").first).to_be_visible()
+        expect(page.locator("#sweep-plot img")).to_be_visible()
+        page.screenshot(path=str(shots / "lab_training.png"), full_page=True)
+        browser.close()
