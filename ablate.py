@@ -1,23 +1,31 @@
-"""Break GPT-2 mini on purpose, the same way for every variant, and compare what breaks.
+"""Break GPT-2 mini on purpose, the same way for every variant, and compare what breaks, fairly: each variant at its
+own best learning rate, over seeds.
 
-    python ablate.py                                        # all variants on Tiny Shakespeare, the default recipe
+    python ablate.py --quick                                # the whole protocol on a small model, in minutes
+    python ablate.py --jobs 2                               # all variants on Tiny Shakespeare (hours on 2 cores)
     python ablate.py --corpus wagahai --variants baseline,residual_off,attention_off,post_ln
-    python ablate.py --steps 300                            # a quicker look (the table marks what it did not reach)
-    python ablate.py --corpus shakespeare,wagahai --report docs/ablations.md --ship models   # what the repo ships
+    python ablate.py --lrs 4e-3 --seeds 1                   # one run per variant at one learning rate
+    python ablate.py --corpus shakespeare --jobs 2 --report docs/ablations.md --ship models   # what the repo ships
+    python ablate.py --verify                               # re-derive the report's cheap figures with today's code
 
-Every variant trains with the same seed, data order, recipe and budget (train.py's defaults unless you pass others);
-only the switch its name says differs. Per corpus, `--out` (default runs/ablations/<corpus>/) gets:
+The protocol: every variant (the baseline and one per registry switch) trains at each learning rate of `--lrs` with
+the same seed, data order, recipe and budget (train.py's defaults unless you pass others); where a variant's best
+rate lies at an edge, up to `--extend` more rates beyond it; then `--seeds` runs in all at its best rate. Then the
+explanations in FOLLOW_UPS are tested. Per corpus, `--out` (default runs/ablations/<corpus>/) gets:
 
-    <variant>/           a train.py run folder per variant (model, tokenizer, metrics.jsonl, loss_curve.png)
-    results.json         one row per variant: parameters, losses at fixed steps and at the end, tokens/s, wall time
-    results.md           the same as a table
-    loss_curves.png      validation and training loss of every variant
-    attention.png        attention entropy and residual-stream norm of every variant, at each evaluation
-    samples.md           a continuation of the same prompt with the same seed from each variant
+    <variant>/lr<lr>-seed<seed>/   a train.py run folder per trial (model, tokenizer, metrics.jsonl, loss_curve.png)
+    trials.json          each trial's measurements, written after every trial (what makes a sweep resumable)
+    results.json         the variants at their best rates (mean, range, stability window) and every trial
+    results.md           the same as tables
+    lr_sweep.png         final validation loss against learning rate, every variant
+    loss_curves.png      validation and training loss of each variant's best run
+    probes.png           attention entropy, input dependence and gradient norm per part of each best run
+    samples.md           a continuation of the same prompt with the same seed from each best run
 
-A finished variant whose folder was trained with the same settings is reused, an interrupted one is resumed, so a
-second run only trains what is missing (`--fresh` retrains). `--report` writes a markdown report of every corpus
-run; `--ship DIR` copies the shipped variants into DIR/<corpus>/<variant> with fp16 weights (they load as float32).
+A trial's measurements are reused while its folder holds what they were measured from; an interrupted trial resumes
+(`--fresh` retrains). `--report` writes the markdown report of every corpus and keeps each corpus's results.json
+beside it; `--ship DIR` copies the shipped variants' best runs into DIR/<corpus>/<variant> with fp16 weights (they
+load as float32) and a training.json, plus DIR/<corpus>/sweep.json for the lab.
 """
 
 import argparse
@@ -1207,7 +1215,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Train GPT-2 mini variants with one switch each flipped, under the same recipe, and compare them.",
+        description="Train GPT-2 mini variants with one switch each flipped, each at its own best learning rate and "
+        "over seeds, under the same recipe, and compare them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--corpus", default="shakespeare", help=f"comma-separated shipped corpora: {', '.join(CORPORA)}")
