@@ -446,6 +446,10 @@ class Run:
     def block_size(self) -> int:
         return self.model.config.n_positions
 
+    def logs_at(self, step: int) -> bool:
+        """Whether the step gets a line in metrics.jsonl: every --log_interval steps, and the last."""
+        return step % self.s.log_interval == 0 or step == self.s.steps
+
     @property
     def tokens_per_step(self) -> int:
         return self.s.batch_size * self.s.grad_accum * self.block_size * self.dist.world
@@ -602,8 +606,7 @@ def train_step(run: Run) -> dict:
             loss.backward()
         loss_sum += loss.item()
         tokens += x.numel() * dist.world
-    logged = (run.step + 1) % s.log_interval == 0 or run.step + 1 == s.steps
-    layers = grad_norms(run.model) if logged else None  # before clipping, like grad_norm
+    layers = grad_norms(run.model) if run.logs_at(run.step + 1) else None  # before clipping, like grad_norm
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), s.grad_clip or float("inf")).item()
     if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
         raise NonFiniteLoss(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {run.step + 1}")
@@ -699,7 +702,7 @@ def loop(run: Run, stop: "StopRequest", bar) -> dict:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-        if run.step % s.log_interval == 0 or run.step == s.steps:
+        if run.logs_at(run.step):
             run.metrics.append(log_row(row, tok_s, run.elapsed))
             throughput.reset()
         if run.step % s.eval_interval == 0 or run.step == s.steps:
