@@ -222,22 +222,15 @@ def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(abla
     assert again["version"] == ablate.ROW_VERSION and again["wall_s"] == 123.0 and again["val_split"] > 0
 
 
+def baseline_only(data, out, lr: str) -> list[str]:
+    """The arguments of a tiny run of the baseline alone at one learning rate."""
+    return ["--data", str(data), "--out", str(out), "--variants", "baseline", *TINY, "--lrs", lr, "--extend", "0"]
+
+
 def test_changed_recipe_retrains(tmp_path, capsys):
     data = tmp_path / "t.txt"
     data.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:4000], encoding="utf-8")
-    base = [
-        "--data",
-        str(data),
-        "--out",
-        str(tmp_path / "out"),
-        "--variants",
-        "baseline",
-        *TINY,
-        "--lrs",
-        "1e-3",
-        "--extend",
-        "0",
-    ]
+    base = baseline_only(data, tmp_path / "out", "1e-3")
     assert ablate.main([*base, "--seeds", "1"]) == 0
     capsys.readouterr()
     assert ablate.main([*base, "--seeds", "1", "--min_lr_ratio", "0.5"]) == 0
@@ -316,19 +309,7 @@ def test_a_variant_folder_that_is_not_a_checkpoint_is_refused_and_kept(tmp_path,
     mine = tmp_path / "out" / "text" / "baseline" / "lr0.004-seed1337"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
-    args = [
-        "--data",
-        str(data),
-        "--out",
-        str(tmp_path / "out"),
-        "--variants",
-        "baseline",
-        *TINY,
-        "--lrs",
-        "4e-3",
-        "--extend",
-        "0",
-    ]
+    args = baseline_only(data, tmp_path / "out", "4e-3")
     assert ablate.main(args) == 2
     assert "already holds files that are not a GPT-2 mini checkpoint (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"

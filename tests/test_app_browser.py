@@ -46,14 +46,20 @@ def url():
     demo.close()
 
 
+def open_lab(p, url: str):
+    """Chromium (headless) with the lab open at desktop size: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    page.goto(url)
+    return browser, page
+
+
 def test_generate_compare_and_move_the_temperature(url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1360, "height": 1100})
-        page.goto(url)
+        browser, page = open_lab(p, url)
         page.get_by_role("tab", name="Side by side").click()
         prompt = "ROMEO:\nBut soft, what light"
         page.locator("#prompt textarea").fill(prompt)
@@ -116,9 +122,7 @@ def test_the_training_tab_shows_the_sweep_and_each_variant_at_its_best(url, tmp_
 
     shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1360, "height": 1100})
-        page.goto(url)
+        browser, page = open_lab(p, url)
         page.get_by_role("tab", name="Training").click()
         expect(page.get_by_text("Each variant at its best learning rate", exact=True)).to_be_visible(timeout=15_000)
         expect(page.locator(":text('character frequencies only (unigram)'):visible").first).to_be_visible()
