@@ -56,6 +56,7 @@ from configuration_gpt2mini import BASELINE, variant_label, variant_meaning, var
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from tokenizer import encode
 from train import NonFiniteLoss, TrainSettings, repeat_command, split_loss, train
+from yardsticks import at_unigram, reference_losses, yardstick
 
 VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
@@ -95,36 +96,6 @@ def parse_list(text: str, known, what: str) -> list[str]:
     if unknown or not items:
         raise UsageError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from {', '.join(known)} or all")
     return list(dict.fromkeys(items))
-
-
-def reference_losses(train_text: str, val_text: str) -> dict[str, float]:
-    """Validation cross-entropy (nats per character) of two models with no network at all, fitted on the training
-    text: character frequencies (unigram, add-one smoothed) and the previous character (bigram, Witten-Bell
-    interpolated with the unigram). They say what a variant's loss means: at the unigram level it learned nothing
-    beyond frequencies; at the bigram level, nothing beyond the current character."""
-    from collections import Counter
-
-    v = len(set(train_text) | set(val_text))
-    uni = Counter(train_text)
-    n = len(train_text)
-
-    def p_uni(c: str) -> float:
-        return (uni[c] + 1) / (n + v)
-
-    pairs = Counter(zip(train_text, train_text[1:], strict=False))
-    followers = Counter(a for a, _ in pairs)  # distinct characters seen after each character
-    total = Counter(train_text[:-1])
-
-    def p_bi(a: str, b: str) -> float:
-        if total[a] == 0:
-            return p_uni(b)
-        lam = total[a] / (total[a] + followers[a])
-        return lam * pairs[(a, b)] / total[a] + (1 - lam) * p_uni(b)
-
-    m = len(val_text) - 1
-    unigram = -sum(math.log(p_uni(c)) for c in val_text[1:]) / m
-    bigram = -sum(math.log(p_bi(a, b)) for a, b in zip(val_text, val_text[1:], strict=False)) / m
-    return {"unigram": round(unigram, 4), "bigram": round(bigram, 4)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -562,7 +533,7 @@ def results_table(result: dict) -> str:
             f"up to {result.get('extend', 0)} more beyond its edge where a variant's best lay there) at which "
             f"the seed-{result['base_seed']} run ended lowest; there the variant ran with {result['seeds']} seeds "
             "(mean and range). A difference from the baseline smaller than the spread (overlapping ranges) is a tie. "
-            "The last rows are no network at all, only counts from the training text (`ablate.reference_losses`)."
+            "The last rows are no network at all, only counts from the training text (`yardsticks.reference_losses`)."
         )
     )
 
@@ -785,22 +756,6 @@ def recipe_line(recipe: dict, context) -> str:
     )
 
 
-def yardstick(loss: float, ref: dict) -> str | None:
-    """Where a loss stands against the no-network references (see `reference_losses`)."""
-    uni, bi = ref.get("unigram"), ref.get("bigram")
-    if uni is None or bi is None:
-        return None
-    if abs(loss - uni) < 0.05:
-        return f"that is the unigram level ({uni:.3f}): it learned the character frequencies and nothing more"
-    if loss > uni:
-        return f"worse than character frequencies alone ({uni:.3f})"
-    if abs(loss - bi) < 0.05:
-        return f"about the bigram level ({bi:.3f}): it predicts from the current character alone"
-    if loss > bi:
-        return f"between the unigram ({uni:.3f}) and bigram ({bi:.3f}) levels"
-    return f"below the bigram level ({bi:.3f}), so it uses more than the current character"
-
-
 def trial_row(result: dict, variant: str, lr: float | None) -> dict | None:
     if lr is None:
         return None
@@ -829,8 +784,7 @@ def sensitivity(v: dict, result: dict) -> str:
 def collapse_evidence(v: dict, result: dict) -> str | None:
     """Where a variant ended at the unigram level: how much its predictions depend on the input there, against the
     baseline at the same learning rates, and how the gradient into its first block went in the first 100 steps."""
-    uni = result["reference"]["unigram"]
-    flat = [p["lr"] for p in v["sweep"] if p["val_split"] is not None and abs(p["val_split"] - uni) < 0.05]
+    flat = [p["lr"] for p in v["sweep"] if at_unigram(p["val_split"], result["reference"])]
     mine = [trial_row(result, v["variant"], lr) or {} for lr in flat]
     base = [trial_row(result, BASELINE, lr) or {} for lr in flat]
     deps = [r["input_dependence"] for r in mine if r.get("input_dependence") is not None]
@@ -921,7 +875,7 @@ def _level(row: dict | None, ref: dict) -> str:
     loss = row.get("val_split")
     if loss is None:
         return "diverged"
-    return f"{loss:.3f}" + (" (unigram level)" if abs(loss - ref["unigram"]) < 0.05 else "")
+    return f"{loss:.3f}" + (" (unigram level)" if at_unigram(loss, ref) else "")
 
 
 def follow_up_verdict(result: dict, variant: str, tried: dict, lrs: list, what: str) -> str:

@@ -47,6 +47,7 @@ from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from figures import lr_sweep_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
+from lab_story import caption, departures, reference_pane, side_by_side_story  # noqa: E402
 from probes import knockout  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
 
@@ -108,6 +109,11 @@ class Entry:
     def label(self) -> str:
         return variant_label(self.name)
 
+    @property
+    def ablations(self) -> dict:
+        """The switches its config sets away from GPT-2 (what the model is, whatever its folder is called)."""
+        return self.model.config.ablations
+
 
 @dataclass
 class Lab:
@@ -133,6 +139,10 @@ class Lab:
     def choices(self, corpus: str) -> list[tuple[str, str]]:
         """(label, name) pairs for checkboxes and dropdowns."""
         return [(e.label, n) for n, e in self.group(corpus).items()]
+
+    def reference(self, corpus: str) -> dict:
+        """The corpus's yardsticks (unigram and bigram validation loss, from its sweep.json), or {} without one."""
+        return self.sweeps.get(corpus, {}).get("reference", {})
 
     def passage(self, corpus: str) -> str | None:
         """The validation split of a shipped corpus, read on first use (the Knockout tab's fixed passage)."""
@@ -349,33 +359,19 @@ def paced(
 # Generation
 
 
-def pane_html(label: str, prompt: str, text: str, common: int, stats: str, multi: bool) -> str:
-    """One pane: escaped prompt, then the generated text with everything after the shared prefix highlighted."""
-    same, rest = html.escape(text[:common]), html.escape(text[common:])
-    marker = '<span class="gm-split" title="the variants first differ here">▍</span>' if multi and rest else ""
+def pane_html(label: str, caption: str, prompt: str, text: str, departs: int | None, stats: str, against: str) -> str:
+    """One pane: its label, speed and caption, the escaped prompt, then the generated text with everything from where
+    it departs from the reference pane (`against`) highlighted."""
+    cut = len(text) if departs is None else departs
+    same, rest = html.escape(text[:cut]), html.escape(text[cut:])
+    title = html.escape(f"departs from {against} here", quote=True)
+    marker = f'<span class="gm-split" title="{title}">▍</span>' if rest else ""
     return (
         f'<div class="gm-pane"><div class="gm-head"><b>{html.escape(label)}</b> <span>{html.escape(stats)}</span></div>'
+        f'<div class="gm-caption">{html.escape(caption)}</div>'
         f'<pre class="gm-text"><span class="gm-prompt">{html.escape(prompt)}</span>{same}{marker}'
         f'<span class="gm-diff">{rest}</span></pre></div>'
     )
-
-
-def first_difference(texts: list[str]) -> int | None:
-    """The index of the first character where any two texts differ, within the shortest; None if they agree."""
-    shortest = min(len(t) for t in texts)
-    for i in range(shortest):
-        if any(t[i] != texts[0][i] for t in texts[1:]):
-            return i
-    return None
-
-
-def agreement(split: int | None) -> str:
-    """The status line saying how far the side-by-side texts agree."""
-    if split is None:
-        return "The variants agree on everything so far."
-    if split == 0:
-        return "The variants differ from the first character."
-    return f"The variants agree on the first {split} characters."
 
 
 def open_stream(model, tokenizer, ids: list[int], settings: SamplingSettings) -> TokenStream:
@@ -397,8 +393,8 @@ class SideBySide:
     """The state of one side-by-side request: a stream, a decoder, the text so far, the model's average loss on it
     and the time spent stepping it, per pane; `step` advances every pane by one token, `render` draws them."""
 
-    def __init__(self, entries: list[Entry], prompt, settings: SamplingSettings, start: float):
-        self.entries, self.start = entries, start
+    def __init__(self, entries: list[Entry], prompt, settings: SamplingSettings, start: float, reference: dict):
+        self.entries, self.start, self.reference = entries, start, reference
         prompts, self.notices = [], []
         for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
             ids, said = prepare_prompt(e, prompt)
@@ -411,7 +407,7 @@ class SideBySide:
         self.decoders = [TextDecoder(e.tokenizer) for e in entries]
         k = len(entries)
         self.texts, self.nll, self.busy = [""] * k, [0.0] * k, [0.0] * k
-        self.multi = k > 1
+        self.captions = [caption(e.ablations, e.training, reference) for e in entries]
         self.first_char = None
 
     def step(self, taken: int) -> None:
@@ -432,20 +428,19 @@ class SideBySide:
 
     def render(self, tick: Tick) -> list:
         """(status, pane 1, ..., pane MAX_PANES): the panes not in use are left as they are."""
-        split = first_difference(self.texts) if self.multi else None
+        ref = reference_pane(self.entries)
+        places = departures(self.texts, ref)
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        steps = tick.steps
         panes = []
-        for e, text, loss, t in zip(self.entries, self.texts, self.nll, self.busy, strict=True):
+        for i, e in enumerate(self.entries):
+            text, loss, t = self.texts[i], self.nll[i], self.busy[i]
             stats = (
-                f"{len(text)} chars · {len(text) / elapsed:,.0f} chars/s · {1000 * t / max(steps, 1):.2f} ms per step"
-                f" · model's loss on its text {loss:.2f}"
+                f"{len(text)} chars · {len(text) / elapsed:,.0f} chars/s · "
+                f"{1000 * t / max(tick.steps, 1):.2f} ms per step · model's loss on its text {loss:.2f}"
             )
-            common = len(text) if split is None else split
-            panes.append(pane_html(e.label, self.prompt, text, common, stats, self.multi))
-        status = list(self.notices)
-        if self.multi and all(self.texts):
-            status.append(agreement(split))
+            against = self.entries[ref].label
+            panes.append(pane_html(e.label, self.captions[i], self.prompt, text, places[i], stats, against))
+        status = self.notices + side_by_side_story(self.entries, self.texts, self.reference)
         if tick.notice:
             status.append(tick.notice)
         if tick.final and self.first_char is not None:
@@ -457,7 +452,7 @@ def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, m
     """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
     start = time.perf_counter()
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
-    run = SideBySide(chosen_entries(lab, corpus, names), prompt, settings, start)
+    run = SideBySide(chosen_entries(lab, corpus, names), prompt, settings, start, lab.reference(corpus))
     for tick in paced(run.step, settings.max_new_tokens, start):
         if tick.final:
             run.flush()
@@ -787,6 +782,7 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
 CSS = """
 .gm-pane {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px; min-height: 120px;}
 .gm-head {font-size: 0.85em; margin-bottom: 4px;} .gm-head span {color: var(--body-text-color-subdued);}
+.gm-caption {font-size: 0.8em; color: var(--body-text-color-subdued); margin-bottom: 6px;}
 .gm-text {white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 0.9em;}
 .gm-prompt {color: var(--body-text-color-subdued);}
 .gm-diff {background: rgba(255, 180, 0, 0.25);}
@@ -795,7 +791,7 @@ CSS = """
 
 INTRO = """# GPT-2 mini lab
 A 0.8M-parameter character-level GPT-2 and its broken twins, trained on Tiny Shakespeare and 吾輩は猫である.
-Same prompt, same seed: watch where the variants part. Highlighted text is where a pane differs from the others.
+Same prompt, same seed: watch where the variants part. Highlighted text is where a pane departs from the baseline.
 """
 
 

@@ -153,16 +153,6 @@ def test_best_lr_spread_window_and_ties():
     assert "1 of the 3 learning rates (0.001)" in text and "diverged at 0.004" in text
 
 
-def test_reference_losses_and_their_wording():
-    text = "abababababababab" * 50 + "cacacacacacacaca" * 50
-    ref = ablate.reference_losses(text[:1200], text[1200:])
-    assert ref["bigram"] < ref["unigram"]
-    assert "unigram level" in ablate.yardstick(ref["unigram"] + 0.01, ref)
-    assert "bigram level" in ablate.yardstick(ref["bigram"], ref)
-    assert "worse than character frequencies" in ablate.yardstick(ref["unigram"] + 1, ref)
-    assert "uses more than the current character" in ablate.yardstick(ref["bigram"] - 0.5, ref)
-
-
 def test_report_links_its_figures_states_the_command_and_keeps_the_record(ablation):
     root, args = ablation
     report = (root / "docs" / "ablations.md").read_text()

@@ -94,26 +94,29 @@ def text_of(pane: str) -> str:
     return pane[pane.index("<pre") :]
 
 
-def test_same_seed_same_text_and_the_split_is_marked(client):
+def test_same_seed_same_text_and_each_pane_marks_where_it_departs_from_the_baseline(client):
     a = side_by_side(client, ["baseline", "baseline"], seed=7).result()
-    assert text_of(a[1]) == text_of(a[2]) and "gm-split" not in a[1]
-    assert "agree on everything" in a[0]
-    b = side_by_side(client, ["baseline", "attention_off"], seed=7).result()
-    assert "gm-split" in b[1] and "gm-split" in b[2]  # different models part somewhere, and the place is marked
-    split = 0 if "from the first character" in b[0] else int(b[0].split("agree on the first ")[1].split()[0])
-    for pane in b[1:3]:  # the highlighted part starts right after the shared prefix
-        shared = text_of(pane).split('<span class="gm-prompt">')[1].split("</span>", 1)[1].split("<span")[0]
-        assert len(html.unescape(shared)) == split
-    again = side_by_side(client, ["baseline", "attention_off"], seed=7).result()
+    assert text_of(a[1]) == text_of(a[2]) and "gm-split" not in a[1] + a[2]
+    assert "baseline agrees so far" in a[0]
+    b = side_by_side(client, ["attention_off", "baseline"], seed=7).result()
+    assert "gm-split" in b[1] and "gm-split" not in b[2]  # only the variant is marked, against the baseline
+    assert "departs from **baseline**" in b[0] and "departs from baseline here" in b[1]
+    place = re.search(r"attention off (from the first character|at character (\d+))", b[0])
+    split = 0 if place[2] is None else int(place[2]) - 1
+    shared = text_of(b[1]).split('<span class="gm-prompt">')[1].split("</span>", 1)[1].split("<span")[0]
+    assert len(html.unescape(shared)) == split  # the highlight starts where the status says
+    baseline_text = html.unescape(text_of(b[2]).split("</span>", 1)[1].split("<")[0])
+    assert html.unescape(shared) == baseline_text[:split]
+    again = side_by_side(client, ["attention_off", "baseline"], seed=7).result()
     assert [text_of(p) for p in again[1:3]] == [text_of(p) for p in b[1:3]]
-    other = side_by_side(client, ["baseline", "attention_off"], seed=8).result()
+    other = side_by_side(client, ["attention_off", "baseline"], seed=8).result()
     assert [text_of(p) for p in other[1:3]] != [text_of(p) for p in b[1:3]]
 
 
-def test_first_difference():
-    assert app.first_difference(["abc", "abd"]) == 2
-    assert app.first_difference(["abc", "ab"]) is None  # a pane still holding back bytes is not a difference
-    assert app.first_difference(["xbc", "abc", "abc"]) == 0
+def test_panes_carry_what_each_variant_is(client):
+    final = side_by_side(client, ["baseline", "residual_off"], max_new=5).result()
+    assert "GPT-2 as designed" in final[1]
+    assert "Each sub-layer&#x27;s output replaces its input" in final[2]
 
 
 def test_generate_streams_one_model(client):

@@ -1,0 +1,103 @@
+"""The lab's words: what each variant is, what its loss means, where side-by-side panes depart from the reference
+and why some agree. Every number comes from the models' own records (training.json, written by `ablate.py --ship`)
+and the sweep's yardsticks (sweep.json); nothing here is typed in by hand.
+
+    caption("post_ln", {"val_split": 2.092, "lr": 0.001}, {"unigram": 3.347, "bigram": 2.486})
+    departures(["abcd", "abxd", "abcd"], reference=0)   # [None, 2, None]: pane 1 departs at character 2
+    look_alikes(["ab", "xy", "xy"], reference=0)        # [[1, 2]]: panes 1 and 2 write the same text
+"""
+
+from configuration_gpt2mini import BASELINE_MEANING, SWITCHES
+from yardsticks import at_unigram, yardstick
+
+
+def meaning(ablations: dict) -> str:
+    """What a model is, from the switches its config sets (`config.ablations`): GPT-2 as designed, or each switch's
+    one-line meaning. Taken from the model, not from its folder's name."""
+    if not ablations:
+        return BASELINE_MEANING
+    return "; ".join(s.meaning for s in SWITCHES if s.field in ablations and ablations[s.field] == s.value)
+
+
+def measured_loss(training: dict) -> float | None:
+    """A shipped model's validation loss over the whole held-out split (training.json), if it has one."""
+    loss = training.get("val_split")
+    return float(loss) if isinstance(loss, (int, float)) else None
+
+
+def loss_line(training: dict, reference: dict) -> str | None:
+    """'validation loss 2.092 (trained at lr 0.001), between the unigram (3.347) and bigram (2.486) levels', or None."""
+    loss = measured_loss(training)
+    if loss is None:
+        return None
+    lr = f" (trained at lr {training['lr']:g})" if isinstance(training.get("lr"), (int, float)) else ""
+    where = yardstick(loss, reference)
+    return f"validation loss {loss:.3f}{lr}" + (f", {where}" if where else "")
+
+
+def caption(ablations: dict, training: dict, reference: dict) -> str:
+    """A pane's caption: what the model is, and its measured loss against the yardsticks (what is known of it)."""
+    return ". ".join(x[0].upper() + x[1:] for x in (meaning(ablations), loss_line(training, reference)) if x) + "."
+
+
+def departure(text: str, reference: str) -> int | None:
+    """The first character where `text` differs from `reference`, within the shorter (a pane still holding back a
+    character's bytes has not departed yet); None where they agree so far."""
+    for i, (a, b) in enumerate(zip(text, reference, strict=False)):
+        if a != b:
+            return i
+    return None
+
+
+def departures(texts: list[str], reference: int) -> list[int | None]:
+    """Where each pane departs from the reference pane (None for the reference itself and for panes that agree)."""
+    return [None if i == reference else departure(t, texts[reference]) for i, t in enumerate(texts)]
+
+
+def look_alikes(texts: list[str], reference: int) -> list[list[int]]:
+    """Groups of two or more panes that write the same text as each other but not the reference's."""
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        if i != reference and text and departure(text, texts[reference]) is not None:
+            groups.setdefault(text, []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def reference_pane(entries: list) -> int:
+    """The pane the others are compared with: the first intact GPT-2 (no switch set), else the first."""
+    return next((i for i, e in enumerate(entries) if not e.ablations), 0)
+
+
+def at_place(i: int | None) -> str:
+    return "agrees so far" if i is None else "from the first character" if i == 0 else f"at character {i + 1}"
+
+
+def why_alike(trainings: list[dict], reference: dict) -> str:
+    """Why panes write the same text: from their measured losses where they are all at the unigram level."""
+    if all(at_unigram(measured_loss(t), reference) for t in trainings):
+        return (
+            f"each is at the unigram level ({reference['unigram']:.3f}): it predicts the character frequencies "
+            "whatever it reads, so the same seed draws the same characters"
+        )
+    return "their next-character distributions are close enough that the same seed draws the same characters"
+
+
+def side_by_side_story(entries: list, texts: list[str], reference: dict) -> list[str]:
+    """Status lines for the side-by-side panes (`entries`: app.Entry, or anything with label, ablations and
+    training): where each departs from the reference pane (the first intact GPT-2, else the first), which agree."""
+    if len(texts) < 2 or not all(texts):
+        return []
+    ref = reference_pane(entries)
+    places = departures(texts, ref)
+    lines = [
+        f"Highlighted: where each pane departs from **{entries[ref].label}** (same seed: a pane draws the same "
+        "characters until its distribution differs enough). "
+        + "; ".join(
+            f"{e.label} {at_place(p)}" for i, (e, p) in enumerate(zip(entries, places, strict=True)) if i != ref
+        )
+        + "."
+    ]
+    for group in look_alikes(texts, ref):
+        who = " and ".join(entries[i].label for i in group)
+        lines.append(f"{who} write the same text: {why_alike([entries[i].training for i in group], reference)}.")
+    return lines

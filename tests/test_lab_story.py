@@ -1,0 +1,45 @@
+"""The lab's words, from the models' records: captions, where panes depart from the reference, look-alikes."""
+
+from types import SimpleNamespace
+
+import lab_story
+
+REF = {"unigram": 3.347, "bigram": 2.486}
+
+
+def pane(label, ablations=None, loss=None, lr=None):
+    training = {} if loss is None else {"val_split": loss, "lr": lr}
+    return SimpleNamespace(label=label, ablations=ablations or {}, training=training)
+
+
+def test_where_each_pane_departs_from_the_reference():
+    assert lab_story.departures(["abcd", "abxd", "abcd", "zz"], reference=0) == [None, 2, None, 0]
+    assert lab_story.departures(["abc", "ab"], reference=0) == [None, None]  # a shorter pane has not departed yet
+    assert lab_story.departures(["abxd", "abcd"], reference=1) == [2, None]
+
+
+def test_look_alikes_are_panes_that_agree_with_each_other_but_not_the_reference():
+    assert lab_story.look_alikes(["ab", "xy", "xy", "ab", "q"], reference=0) == [[1, 2]]
+    assert lab_story.look_alikes(["ab", "ab", "ab"], reference=0) == []  # agreeing with the reference is no puzzle
+
+
+def test_a_caption_says_what_the_model_is_and_where_its_measured_loss_stands():
+    text = lab_story.caption({"use_residual": False}, {"val_split": 3.3473, "lr": 0.004}, REF)
+    assert text.startswith("Each sub-layer's output replaces its input")
+    assert "Validation loss 3.347 (trained at lr 0.004), that is" in text and "unigram level (3.347)" in text
+    assert lab_story.caption({}, {}, REF) == lab_story.meaning({}) + "."  # no record: only what it is
+    two = lab_story.meaning({"use_mlp": False, "ln_style": "none"})
+    assert "no LayerNorm anywhere" in two and "no feed-forward sub-layer" in two
+
+
+def test_the_story_names_the_reference_and_explains_look_alikes_from_their_losses():
+    entries = [pane("residual off", {"use_residual": False}, 3.347), pane("baseline", {}, 1.85)]
+    entries.append(pane("post-LN", {"ln_style": "post"}, 3.346))
+    lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF)
+    assert "departs from **baseline**" in lines[0]
+    assert "residual off at character 2" in lines[0] and "post-LN at character 2" in lines[0]
+    assert lines[1].startswith("residual off and post-LN write the same text: each is at the unigram level")
+    entries[2] = pane("post-LN", {"ln_style": "post"}, 2.09)  # trained: the same text is then a coincidence
+    lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF)
+    assert "close enough that the same seed draws the same characters" in lines[1]
+    assert lab_story.side_by_side_story(entries[:1], ["aaa"], REF) == []  # one pane: nothing to compare
