@@ -310,8 +310,11 @@ def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[st
     return entry.tokenizer.encode(cropped, add_special_tokens=False), notices
 
 
+SHOWN = {"\n": "⏎", " ": "␣", "\t": "⇥", "": "∅"}  # characters that would be invisible, as signs
+
+
 def shown_char(text: str) -> str:
-    return {"\n": "⏎", " ": "␣", "\t": "⇥", "": "∅"}.get(text, text)
+    return SHOWN.get(text, text)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -436,7 +439,7 @@ class SideBySide:
             text, loss, t = self.texts[i], self.nll[i], self.busy[i]
             stats = (
                 f"{len(text)} chars · {len(text) / elapsed:,.0f} chars/s · "
-                f"{1000 * t / max(tick.steps, 1):.2f} ms per step · model's loss on its text {loss:.2f}"
+                f"{1000 * t / max(tick.steps, 1):.2f} ms/step · loss on its text {loss:.2f}"
             )
             against = self.entries[ref].label
             panes.append(pane_html(e.label, self.captions[i], self.prompt, text, places[i], stats, against))
@@ -510,18 +513,35 @@ def next_char_table(entry: Entry, ids: list[int], temperature: float, top_k: int
     return pd.DataFrame(rows, columns=["candidate", "probability"])
 
 
+NEXT_EXPLAINED = (
+    "What each variant would write next after the prompt: its most likely characters and their probabilities, after "
+    "the temperature, top-k and top-p in the sidebar (move them and watch the bars)."
+)
+
+
+def bars_html(label: str, table: pd.DataFrame) -> str:
+    """One variant's next-character candidates as horizontal bars, each with its character and probability."""
+    rows = "".join(
+        f'<div class="gm-bar-row" data-p="{p:.4f}"><span class="gm-cand{" gm-sign" if c in SHOWN.values() else ""}">'
+        f"{html.escape(c)}</span>"
+        f'<span class="gm-bar-track"><span class="gm-bar" style="width: {100 * p:.1f}%"></span></span>'
+        f'<span class="gm-p">{100 * p:.1f}%</span></div>'
+        for c, p in zip(table["candidate"], table["probability"], strict=True)
+    )
+    return f'<div class="gm-card"><div class="gm-head"><b>{html.escape(label)}</b></div>{rows}</div>'
+
+
 def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p):
-    """One bar chart per chosen variant (the rest hidden), plus notices."""
+    """(status, {variant: [{candidate, probability}, ...]}, the bars of every chosen variant as one HTML block)."""
     settings = check_settings(temperature=temperature, top_k=top_k, top_p=top_p)
-    names = as_list(names, "variants")[:MAX_PANES]
-    plots, notices = [], []
-    for name in names:
+    cards, data, notices = [], {}, []
+    for name in as_list(names, "variants")[:MAX_PANES]:
         entry = lab.get(corpus, name)
         ids, notices = prepare_prompt(entry, prompt)
-        df = next_char_table(entry, ids, settings.temperature, settings.top_k, settings.top_p)
-        plots.append(gr.BarPlot(value=df, title=entry.label, visible=True))
-    plots += [gr.BarPlot(visible=False) for _ in range(MAX_PANES - len(plots))]
-    return ["  \n".join(notices)] + plots
+        table = next_char_table(entry, ids, settings.temperature, settings.top_k, settings.top_p)
+        data[name] = table.to_dict("records")
+        cards.append(bars_html(entry.label, table))
+    return "  \n".join([NEXT_EXPLAINED, *notices]), data, f'<div class="gm-cards">{"".join(cards)}</div>'
 
 
 @torch.inference_mode()
@@ -782,6 +802,15 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
 CSS = """
 .gm-pane {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px; min-height: 120px;}
 .gm-head {font-size: 0.85em; margin-bottom: 4px;} .gm-head span {color: var(--body-text-color-subdued);}
+.gm-panes {flex-wrap: wrap;} .gm-panes > .gm-slot {min-width: min(340px, 100%) !important; flex: 1 1 340px;}
+.gm-cards {display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; align-items: start;}
+.gm-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px;}
+.gm-bar-row {display: flex; align-items: center; gap: 8px; margin: 3px 0;}
+.gm-cand {font-family: var(--font-mono); font-size: 1.35em; width: 2.6rem; flex: none; text-align: center;}
+.gm-cand.gm-sign {font-size: 1.9em; line-height: 1; color: var(--color-accent);}
+.gm-bar-track {flex: 1; background: var(--background-fill-secondary); border-radius: 3px; height: 1.1em;}
+.gm-bar {display: block; height: 100%; background: var(--color-accent); border-radius: 3px;}
+.gm-p {font-size: 0.85em; width: 3.6em; text-align: right; font-variant-numeric: tabular-nums;}
 .gm-caption {font-size: 0.8em; color: var(--body-text-color-subdued); margin-bottom: 6px;}
 .gm-text {white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 0.9em;}
 .gm-prompt {color: var(--body-text-color-subdued);}
@@ -789,10 +818,26 @@ CSS = """
 .gm-split {color: #d33; font-weight: bold;}
 """
 
-INTRO = """# GPT-2 mini lab
-A 0.8M-parameter character-level GPT-2 and its broken twins, trained on Tiny Shakespeare and 吾輩は猫である.
-Same prompt, same seed: watch where the variants part. Highlighted text is where a pane departs from the baseline.
-"""
+
+# On a narrow screen the open sidebar would cover the page: start with it closed (its arrow opens it).
+CLOSE_SIDEBAR_ON_PHONES = """() => {
+    const toggle = document.querySelector('#settings.open .toggle-button');
+    if (toggle && window.innerWidth < 768) toggle.click();
+}"""
+
+
+def intro(lab: Lab) -> str:
+    """The lab's first lines, with each group's size taken from its baseline (or first model)."""
+    sizes = []
+    for corpus in lab.corpora():
+        model = lab.get(corpus, baseline_of(lab, corpus)).model
+        name = CORPORA[corpus].description if corpus in CORPORA else corpus
+        sizes.append(f"{name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters)")
+    return (
+        "# GPT-2 mini lab\nA character-level GPT-2 and its broken twins (the same recipe, one part switched off), "
+        f"trained on {', '.join(sizes)}. Same prompt, same seed: each pane is highlighted from where it departs from "
+        "the baseline. The settings are in the sidebar."
+    )
 
 
 def prompt_for(corpus: str) -> str:
@@ -821,46 +866,49 @@ class Inputs:
 
 
 def sampling_inputs() -> list:
-    """The sampling sliders (their ranges are LIMITS, what the API accepts) and the seed, in an accordion."""
-    with gr.Accordion("Sampling", open=True):
-        with gr.Row():
-            temperature = gr.Slider(
-                *LIMITS["temperature"], value=0.8, step=0.05, label="Temperature (0 = greedy)", elem_id="temperature"
-            )
-            top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
-            top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
-        with gr.Row():
-            max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label="Max new characters")
-            repetition_penalty = gr.Slider(
-                *LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty"
-            )
-            seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
+    """The sampling sliders (their ranges are LIMITS, what the API accepts) and the seed: the three that shape the
+    next-character distribution in view, the rest folded away."""
+    temperature = gr.Slider(
+        *LIMITS["temperature"], value=0.8, step=0.05, label="Temperature (0 = greedy)", elem_id="temperature"
+    )
+    top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
+    top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
+    with gr.Accordion("Length, repetition, seed", open=False):
+        max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label="Max new characters")
+        repetition_penalty = gr.Slider(*LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty")
+        seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
     return [temperature, top_k, top_p, max_new, repetition_penalty, seed]
 
 
-def shared_inputs(lab: Lab) -> Inputs:
-    """The corpus, the variants, the prompt, the sampling settings and the examples, above the tabs."""
+def shared_inputs(lab: Lab) -> tuple[Inputs, gr.Examples]:
+    """The settings every tab reads: the corpus, the variants and the sampling settings in a sidebar (beside every
+    tab, so a slider is next to what it changes), the prompt and its examples above the tabs."""
     corpora = lab.corpora()
     first = corpora[0]
-    with gr.Row():
-        corpus = gr.Dropdown(corpora, value=first, label="Models trained on", scale=1)
+    with gr.Sidebar(label="Settings", elem_id="settings"):
+        corpus = gr.Dropdown(corpora, value=first, label="Models trained on")
         names = gr.CheckboxGroup(
             lab.choices(first),
             value=lab.variants(first)[:DEFAULT_PANES],
             label="Variants (side by side, next character)",
-            scale=3,
         )
+        sampling = sampling_inputs()
+    gr.Markdown(intro(lab))
     prompt = gr.Textbox(value=prompt_for(first), label="Prompt", lines=2, elem_id="prompt")
-    inputs = Inputs(corpus, names, prompt, *sampling_inputs())
     examples = [e for e in EXAMPLES if e[0] in corpora] or [[first, prompt_for(first)]]
-    gr.Examples(examples, inputs=[corpus, prompt], label="Examples (English and Japanese)")
-    return inputs
+    shown = gr.Examples(
+        examples,
+        inputs=[corpus, prompt],
+        label="Examples (a click runs them side by side)",
+        example_labels=[f"{c}: {' '.join(p.split())}" for c, p in examples],
+    )
+    return Inputs(corpus, names, prompt, *sampling), shown
 
 
 def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
     """One model, streamed into a text box. Returns its model dropdown (the corpus sets its choices)."""
     first = lab.corpora()[0]
-    with gr.Tab("Generate"):
+    with gr.Tab("Generate", id="generate"):
         with gr.Row():
             one_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
             one_btn = gr.Button("Generate", variant="primary")
@@ -876,64 +924,67 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
         concurrency_id="generation",
         concurrency_limit=4,
     )
-    one_stop.click(None, None, None, cancels=[ev])
+    one_stop.click(stopped, one_status, one_status, cancels=[ev], api_visibility="private")
     return one_name
 
 
-def side_by_side_tab(lab: Lab, inputs: Inputs) -> None:
-    """The chosen variants streaming at once, one pane each (a pane per chosen variant is shown)."""
+def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.Tabs) -> None:
+    """The chosen variants streaming at once, one pane each (a pane per chosen variant is shown); an example, once
+    clicked, runs here."""
     shown_panes = len(lab.variants(lab.corpora()[0])[:DEFAULT_PANES])
-    with gr.Tab("Side by side"):
+    with gr.Tab("Side by side", id="side-by-side"):
         with gr.Row():
             compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
             compare_stop = gr.Button("Stop")
         compare_status = gr.Markdown(elem_id="compare-status")
         panes = []
-        for row in range(MAX_PANES // 2):
-            with gr.Row():
-                for col in range(2):
-                    i = row * 2 + col
-                    panes.append(gr.HTML(visible=i < shown_panes, elem_id=f"pane-{i}", elem_classes="gm-slot"))
+        with gr.Row(elem_classes="gm-panes"):
+            for i in range(MAX_PANES):
+                panes.append(
+                    gr.HTML(visible=i < shown_panes, elem_id=f"pane-{i}", elem_classes="gm-slot", min_width=340)
+                )
 
     def on_names(selected):
         n = len(selected or [])
         return [gr.HTML(visible=i < n) for i in range(MAX_PANES)]
 
     inputs.names.change(on_names, inputs.names, panes, api_visibility="private")
-    ev = compare_btn.click(
-        listening(lambda *a: generate_panes(lab, *a)),
-        [inputs.corpus, inputs.names, inputs.prompt, *inputs.sampling],
-        [compare_status, *panes],
-        api_name="side_by_side",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-        concurrency_id="generation",
-        concurrency_limit=4,
+    run = {
+        "inputs": [inputs.corpus, inputs.names, inputs.prompt, *inputs.sampling],
+        "outputs": [compare_status, *panes],
+        "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
+        "concurrency_id": "generation",
+        "concurrency_limit": 4,
+    }
+    ev = compare_btn.click(listening(lambda *a: generate_panes(lab, *a)), api_name="side_by_side", **run)
+    example = examples.load_input_event.then(lambda: gr.Tabs(selected="side-by-side"), None, tabs).then(
+        listening(lambda c, n, *a: generate_panes(lab, c, available(lab, c, n), *a)), api_visibility="private", **run
     )
-    compare_stop.click(None, None, None, cancels=[ev])
+    compare_stop.click(stopped, compare_status, compare_status, cancels=[ev, example], api_visibility="private")
+
+
+def available(lab: Lab, corpus, names) -> list:
+    """The chosen variants that the corpus has (an example may switch the corpus before its variants follow), or
+    its first DEFAULT_PANES."""
+    group = lab.groups.get(corpus, {}) if isinstance(corpus, str) else {}
+    kept = [n for n in as_list(names, "variants") if n in group]
+    return kept or list(group)[:DEFAULT_PANES]
+
+
+def stopped(status: str | None) -> str:
+    """The status line once the user pressed Stop: what was there, and that it was stopped."""
+    return ((status or "").strip() + "  \nStopped: press the button again for a new run.").strip()
 
 
 def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
-    """A bar chart of the next character per chosen variant, redrawn whenever what it depends on changes."""
-    with gr.Tab("Next character"):
-        next_status = gr.Markdown("The most likely next characters after the prompt, per variant.")
-        bars = []
-        for row in range(MAX_PANES // 2):
-            with gr.Row():
-                for col in range(2):
-                    i = row * 2 + col
-                    bars.append(
-                        gr.BarPlot(
-                            x="candidate",
-                            y="probability",
-                            sort="-y",
-                            y_lim=[0, 1],
-                            visible=False,
-                            elem_id=f"bars-{i}",
-                            height=260,
-                        )
-                    )
+    """The next character's candidates per chosen variant, redrawn whenever what they depend on changes (the API
+    also gets them as data)."""
+    with gr.Tab("Next character", id="next-character"):
+        next_status = gr.Markdown(NEXT_EXPLAINED)
+        next_data = gr.JSON(visible=False)
+        bars = gr.HTML(elem_id="next-bars")
     next_inputs = [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p]
-    next_outputs = [next_status, *bars]
+    next_outputs = [next_status, next_data, bars]
     inputs.temperature.change(
         lambda *a: next_char(lab, *a),
         next_inputs,
@@ -1070,16 +1121,16 @@ def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Block
     beyond that is turned away at once with Gradio's "Queue is full" (HTTP 503) instead of waiting for a timeout."""
     lab = lab or load_lab()
     with gr.Blocks(title="GPT-2 mini lab") as demo:
-        gr.Markdown(INTRO)
-        inputs = shared_inputs(lab)
-        with gr.Tabs():
-            one_name = generate_tab(lab, inputs)
-            side_by_side_tab(lab, inputs)
+        inputs, examples = shared_inputs(lab)
+        with gr.Tabs() as tabs:
+            side_by_side_tab(lab, inputs, examples, tabs)
             next_character_tab(lab, inputs, demo)
+            one_name = generate_tab(lab, inputs)
             attn_name = attention_tab(lab, inputs)
             parts = knockout_tab(lab, inputs)
             training = training_tab(lab)
         wire_corpus(lab, inputs, [one_name, attn_name], training, parts)
+        demo.load(None, js=CLOSE_SIDEBAR_ON_PHONES)
     demo.queue(default_concurrency_limit=4, max_size=queue_size)
     return demo
 

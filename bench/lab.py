@@ -76,7 +76,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             server_first = float(re.search(r"First character after (\d+) ms", final[0]).group(1))
             speeds = [float(m.replace(",", "")) for m in re.findall(r"([\d,]+) chars/s", "".join(final[1:5]))]
-            step_ms = [float(m) for m in re.findall(r"([\d.]+) ms per step", "".join(final[1:5]))]
+            step_ms = [float(m) for m in re.findall(r"([\d.]+) ms/step", "".join(final[1:5]))]
             row = {
                 "round": r,
                 "panes": len(names),

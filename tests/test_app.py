@@ -144,19 +144,22 @@ def test_cancel_stops_a_long_generation(client):
     assert "gm-text" in side_by_side(client, ["baseline"], max_new=5).result()[1]
 
 
-def test_next_character_gives_a_chart_per_variant_that_follows_the_temperature(client):
+def test_next_character_gives_bars_per_variant_that_follow_the_temperature(client):
     def chart(temperature, names=("baseline", "attention_off")):
-        out = client.predict("shakespeare", list(names), "ROMEO:", temperature, 0, 1.0, api_name="/next_character")
-        return out[1:]
+        return client.predict("shakespeare", list(names), "ROMEO:", temperature, 0, 1.0, api_name="/next_character")
 
-    hot, cold = chart(2.0), chart(0.3)
-    rows_hot, rows_cold = hot[0]["value"]["data"], cold[0]["value"]["data"]
-    assert len(rows_hot) == 12 and len(cold[1]["value"]["data"]) == 12  # one chart per chosen variant
-    assert all(0 < r[1] <= 1 for r in rows_hot) and sum(r[1] for r in rows_hot) <= 1.0001  # probabilities
-    assert max(r[1] for r in rows_cold) > max(r[1] for r in rows_hot)  # colder is peakier
-    greedy = chart(0.0)[0]["value"]["data"]
-    assert len(greedy) == 1 and greedy[0][1] == 1.0
-    assert all(p.get("visible") is False for p in hot[2:])
+    (status, hot, bars), (_, cold, _) = chart(2.0), chart(0.3)
+    assert "after the temperature, top-k and top-p" in status  # the explanation stays with the bars
+    assert list(hot) == ["baseline", "attention_off"]  # one set of candidates per chosen variant, in order
+    rows_hot, rows_cold = [r["probability"] for r in hot["baseline"]], [r["probability"] for r in cold["baseline"]]
+    assert len(rows_hot) == 12 and len(cold["attention_off"]) == 12
+    assert all(0 < p <= 1 for p in rows_hot) and sum(rows_hot) <= 1.0001  # probabilities
+    assert max(rows_cold) > max(rows_hot)  # colder is peakier
+    shown = [float(p) for p in re.findall(r'data-p="([0-9.]+)"', bars)]
+    assert shown == pytest.approx(rows_hot + [r["probability"] for r in hot["attention_off"]], abs=1e-4)
+    assert f"{100 * rows_hot[0]:.1f}%" in bars  # each bar carries its number
+    greedy = chart(0.0)[1]["baseline"]
+    assert len(greedy) == 1 and greedy[0]["probability"] == 1.0
 
 
 def test_attention_maps_and_entropies(client):

@@ -80,9 +80,8 @@ def test_generate_compare_and_move_the_temperature(url, tmp_path):
         assert page.locator("#pane-0 .gm-head").inner_text().startswith("baseline")
 
         page.get_by_role("tab", name="Next character").click()
-        bars = "#bars-0 [aria-roledescription='bar']"
-        read = f"""() => Array.from(document.querySelectorAll("{bars}"))
-            .map(e => parseFloat(e.getAttribute('aria-label').split('probability: ')[1]))"""
+        read = """() => Array.from(document.querySelectorAll("#next-bars .gm-card:first-child .gm-bar-row"))
+            .map(e => parseFloat(e.dataset.p))"""
         # the chart for the typed prompt at temperature 0.8: several candidates
         page.wait_for_function(f"() => ({read})().length >= 5", timeout=45_000)
         before = max(page.evaluate(read))
