@@ -874,7 +874,7 @@ def sampling_inputs() -> list:
     top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
     top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
     with gr.Accordion("Length, repetition, seed", open=False):
-        max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label="Max new characters")
+        max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label="Max new characters", elem_id="max-new")
         repetition_penalty = gr.Slider(*LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty")
         seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
     return [temperature, top_k, top_p, max_new, repetition_penalty, seed]

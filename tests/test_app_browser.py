@@ -128,3 +128,49 @@ def test_the_training_tab_shows_the_sweep_and_each_variant_at_its_best(url, tmp_
         expect(page.locator("#sweep-plot img")).to_be_visible()
         page.screenshot(path=str(shots / "lab_training.png"), full_page=True)
         browser.close()
+
+
+def test_an_example_runs_side_by_side_and_stop_says_so(url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_lab(p, url)
+        page.get_by_role("tab", name="Training").click()
+        page.get_by_role("button", name="wagahai: 吾輩は猫である。").click()
+        # the example switches to Side by side and runs there, on the corpus it names
+        expect(page.locator("#pane-0 .gm-prompt")).to_have_text("吾輩は猫である。", timeout=30_000)
+        expect(page.locator("#compare-status")).to_contain_text("departs from", timeout=60_000)
+        assert "never saw" not in page.locator("#compare-status").inner_text()  # wagahai's models, not Shakespeare's
+        page.get_by_text("Length, repetition, seed").click()
+        longest = page.locator("#max-new input[type=number]")
+        longest.fill("2000")  # long enough to stop by hand
+        longest.press("Enter")
+        page.get_by_role("button", name="Generate side by side").click()
+        page.wait_for_function("() => document.querySelector('#pane-0 .gm-text').innerText.length > 30")
+        page.get_by_role("button", name="Stop").first.click()
+        expect(page.locator("#compare-status")).to_contain_text("Stopped", timeout=15_000)
+        page.wait_for_timeout(1000)
+        written = page.locator("#pane-0 .gm-text").inner_text()
+        assert len(written) < 1000  # it did stop, well before 2000 characters
+        page.wait_for_timeout(1000)
+        assert page.locator("#pane-0 .gm-text").inner_text() == written  # and nothing more arrives
+        browser.close()
+
+
+def test_on_a_phone_the_tabs_are_in_the_first_screen_and_panes_stack(url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        page.goto(url)
+        tab = page.get_by_role("tab", name="Side by side")
+        expect(page.locator("#settings.open")).to_have_count(0, timeout=15_000)  # the sidebar starts closed
+        assert tab.bounding_box()["y"] < 844  # no scrolling to find the tabs
+        page.get_by_role("button", name="Generate side by side").click()
+        expect(page.locator("#pane-1 .gm-text")).to_be_visible(timeout=30_000)
+        first, second = (page.locator(f"#pane-{i}").bounding_box() for i in (0, 1))
+        assert second["y"] > first["y"] + first["height"] - 1 and first["width"] > 300  # one column, full width
+        page.screenshot(path=str(shots / "lab_phone.png"), full_page=False)
+        browser.close()
