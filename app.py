@@ -50,6 +50,7 @@ from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, reference_pane, side_by_side_story  # noqa: E402
 from probes import knockout  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
+from yardsticks import yardstick  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
@@ -692,10 +693,14 @@ def passage_comparison(lab: Lab, corpus: str, base_name: str, broken) -> list[st
     if intact_loss is None:
         return []
     broken_loss = passage_loss(broken, passage_ids)
-    return [
-        f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} tokens): intact "
+    line = (
+        f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} characters): intact "
         f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
-    ]
+    )
+    where = yardstick(broken_loss, lab.reference(corpus))
+    if where:
+        line += f" Knocked out, that is {where} (the yardsticks are over the whole validation split)."
+    return [line]
 
 
 def intact_and_broken(entry: Entry, broken, ids: list[int], settings: SamplingSettings, head: str):

@@ -179,6 +179,18 @@ def test_knockout_reports_loss_and_samples(client):
     assert out[1] != out[2]
 
 
+def test_a_knocked_out_loss_is_put_against_the_yardsticks(lab):
+    measured = app.Lab(lab.groups, {"shakespeare": {"reference": {"unigram": 3.3, "bigram": 2.5}}}, lab.passages)
+    broken = app.copy.deepcopy(lab.get("shakespeare", "baseline").model)
+    with app.knockout(broken, residual=[0, 1]):
+        (line,) = app.passage_comparison(measured, "shakespeare", "baseline", broken)
+    assert "(4 x 256 characters)" in line and "knocked out" in line
+    loss = float(line.split("knocked out **")[1].split("**")[0])
+    assert app.yardstick(loss, {"unigram": 3.3, "bigram": 2.5}) in line  # a random tiny model: worse than unigram
+    (bare,) = app.passage_comparison(app.Lab(lab.groups, {}, lab.passages), "shakespeare", "baseline", broken)
+    assert "yardstick" not in bare  # no sweep, no yardsticks to compare with
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
