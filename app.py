@@ -48,7 +48,7 @@ from figures import lr_sweep_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, reference_pane, side_by_side_story  # noqa: E402
-from probes import knockout  # noqa: E402
+from probes import head_pattern, knockout  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
 from yardsticks import yardstick  # noqa: E402
 
@@ -545,77 +545,156 @@ def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p):
     return "  \n".join([NEXT_EXPLAINED, *notices]), data, f'<div class="gm-cards">{"".join(cards)}</div>'
 
 
+@dataclass
+class AttentionMaps:
+    """A model's attention over the prompt's last ATTENTION_CHARS characters: per layer, the (n_head, rows, cols)
+    weights (None where attention is off), each head's mean entropy (on the full rows) and what it mostly reads
+    (probes.head_pattern), and the characters."""
+
+    maps: list
+    entropies: list
+    patterns: list
+    chars: list[str]
+
+    def heads(self) -> list[tuple[int, int]]:
+        """(layer, head) of every head there is, in order."""
+        return [(layer, h) for layer, m in enumerate(self.maps) if m is not None for h in range(m.shape[0])]
+
+
 @torch.inference_mode()
-def attention_maps(entry: Entry, ids: list[int]):
-    """Run the whole prompt (so every position has its real context) and return, per layer, the (n_head, rows, cols)
-    weights of its last ATTENTION_CHARS positions onto the last ATTENTION_CHARS positions (None where attention is
-    off), each head's mean entropy over those rows computed on the full rows, and the characters."""
+def attention_maps(entry: Entry, ids: list[int]) -> AttentionMaps:
+    """Run the whole prompt (so every position has its real context) and keep the last ATTENTION_CHARS rows."""
     out = entry.model(torch.tensor([ids]), output_attentions=True, use_cache=False)
     n = min(ATTENTION_CHARS, len(ids))
-    chars = [shown_char(entry.tokenizer.decode([t])) for t in ids[-n:]]
-    maps, entropies = [], []
+    newline = torch.tensor([entry.tokenizer.decode([t]) == "\n" for t in ids])
+    found = AttentionMaps([], [], [], [shown_char(entry.tokenizer.decode([t])) for t in ids[-n:]])
     for a in out.attentions:
-        if a is None:
-            maps.append(None)
-            entropies.append(None)
-            continue
-        rows = a[0, :, -n:, :].float()  # (n_head, n, T): full rows, for the entropy
-        entropies.append((-(rows * (rows + 1e-12).log()).sum(-1)).mean(-1).tolist())
-        maps.append(rows[:, :, -n:])
-    return maps, entropies, chars
+        rows = None if a is None else a[0, :, -n:, :].float()  # (n_head, n, T): full rows, for entropy and patterns
+        found.maps.append(None if rows is None else rows[:, :, -n:])
+        found.entropies.append(None if rows is None else (-(rows * (rows + 1e-12).log()).sum(-1)).mean(-1).tolist())
+        found.patterns.append(None if rows is None else [head_pattern(r, newline) for r in rows])
+    return found
 
 
-def attention_view(lab: Lab, corpus, name, prompt):
-    """A plotly grid of heatmaps (layers x heads) and a table of each head's mean entropy."""
+SHORT_PATTERN = {
+    "the previous character": "previous char",
+    "its own character": "own char",
+    "the first position": "first position",
+    "the newlines": "newlines",
+}
+
+
+def attention_grid(found: AttentionMaps, n_head: int):
+    """Every layer (rows) and head (columns) as a small heatmap, titled with what the head mostly reads."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    titles = []
+    for layer, patterns in enumerate(found.patterns):
+        for h in range(n_head):
+            what = "off" if patterns is None else SHORT_PATTERN.get(patterns[h], "")
+            titles.append(f"L{layer + 1} H{h + 1}" + (f" · {what}" if what else ""))
+    n_layer = len(found.maps)
+    fig = make_subplots(
+        rows=n_layer, cols=n_head, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.08
+    )
+    t = len(found.chars)
+    hover = [[f"{found.chars[q]} ← {found.chars[k]}" for k in range(t)] for q in range(t)]
+    for layer, head in found.heads():
+        fig.add_trace(
+            go.Heatmap(
+                z=found.maps[layer][head].numpy(),
+                colorscale="Blues",
+                zmin=0,
+                zmax=1,
+                showscale=False,
+                customdata=hover,
+                hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
+            ),
+            row=layer + 1,
+            col=head + 1,
+        )
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(height=210 * n_layer + 40, margin=dict(l=10, r=10, t=50, b=10), font=dict(size=11))
+    return fig
+
+
+def attention_zoom(found: AttentionMaps, layer: int, head: int):
+    """One head large, with the characters on both axes."""
+    import plotly.graph_objects as go
+
+    t = len(found.chars)
+    what = found.patterns[layer][head]
+    fig = go.Figure(
+        go.Heatmap(
+            z=found.maps[layer][head].numpy(),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="weight"),
+            customdata=[[f"{found.chars[q]} ← {found.chars[k]}" for k in range(t)] for q in range(t)],
+            hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
+        )
+    )
+    axis = dict(tickmode="array", tickvals=list(range(t)), ticktext=found.chars, tickfont=dict(size=11), tickangle=0)
+    fig.update_xaxes(title="the character it reads", side="top", **axis)
+    fig.update_yaxes(title="the character attending", autorange="reversed", scaleanchor="x", **axis)
+    fig.update_layout(
+        title=f"L{layer + 1} H{head + 1}: " + (f"mostly reads {what}" if what else "spread out"),
+        height=720,
+        margin=dict(l=60, r=20, t=110, b=20),
+    )
+    return fig
+
+
+def zoomed_head(found: AttentionMaps, choice) -> tuple[int, int]:
+    """The head to enlarge: the one chosen ('L2 H3'), or for 'auto' the head with the clearest pattern (the lowest
+    entropy among those with one, else the lowest of all)."""
+    heads = found.heads()
+    if choice not in (None, "auto"):
+        match = re.fullmatch(r"L([1-9][0-9]{0,3}) H([1-9][0-9]{0,3})", " ".join(str(choice).split()))
+        if not match or (int(match[1]) - 1, int(match[2]) - 1) not in heads:
+            raise Refused(f"no head {shown(choice)} with attention in this model; choose auto or one of its heads")
+        return int(match[1]) - 1, int(match[2]) - 1
+    patterned = [lh for lh in heads if found.patterns[lh[0]][lh[1]]] or heads
+    return min(patterned, key=lambda lh: found.entropies[lh[0]][lh[1]])
+
+
+def attention_view(lab: Lab, corpus, name, prompt, head="auto"):
+    """(status, every head as a grid, one head enlarged, a table of each head's entropy and pattern); the plots
+    and table are hidden for a model without attention."""
     entry = lab.get(corpus, name)
     ids, notices = prepare_prompt(entry, prompt)
-    maps, entropies, chars = attention_maps(entry, ids)
+    found = attention_maps(entry, ids)
+    if not found.heads():
+        notices.append("This variant has no attention: each position sees only its own character, so there is no map.")
+        hidden = [gr.Plot(value=None, visible=False), gr.Plot(value=None, visible=False)]
+        return ["  \n".join(notices), *hidden, gr.Dataframe(value=None, visible=False)]
+    layer, h = zoomed_head(found, head)
     if len(ids) > ATTENTION_CHARS:
         notices.append(
             f"Showing the last {ATTENTION_CHARS} characters of the prompt (computed with all {len(ids)} as context)."
         )
-    if all(m is None for m in maps):
-        return "  \n".join(notices + ["This variant has no attention to show."]), None, None
-    n_layer, n_head = len(maps), entry.model.config.n_head
-    rows, titles = [], []
-    for layer, m in enumerate(maps):
-        for head in range(n_head):
-            if m is None:
-                titles.append(f"L{layer + 1} H{head + 1}: off")
-                continue
-            entropy = entropies[layer][head]
-            rows.append({"layer": layer + 1, "head": head + 1, "mean entropy (nats)": round(entropy, 3)})
-            titles.append(f"L{layer + 1} H{head + 1} · H={entropy:.2f}")
-    fig = make_subplots(
-        rows=n_layer, cols=n_head, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.06
+    notices.append(
+        "Each map: rows are the character attending, columns the characters it reads (darker = more weight). "
+        f"The enlarged head is L{layer + 1} H{h + 1}; pick another below the grid."
     )
-    T = len(chars)
-    hover = [[f"{chars[q]!s} ← {chars[k]!s}" for k in range(T)] for q in range(T)]
-    for layer, m in enumerate(maps):
-        for head in range(n_head):
-            if m is None:
-                continue
-            fig.add_trace(
-                go.Heatmap(
-                    z=m[head].numpy(),
-                    colorscale="Blues",
-                    zmin=0,
-                    zmax=1,
-                    showscale=False,
-                    customdata=hover,
-                    hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
-                ),
-                row=layer + 1,
-                col=head + 1,
-            )
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_layout(height=230 * n_layer, margin=dict(l=10, r=10, t=40, b=10), font=dict(size=10))
-    notices.append(f"Rows: the character attending; columns: the characters it reads ({T} characters, hover to see).")
-    return "  \n".join(notices), fig, pd.DataFrame(rows)
+    rows = [
+        {
+            "layer": lh[0] + 1,
+            "head": lh[1] + 1,
+            "mean entropy (nats; low = focused)": round(found.entropies[lh[0]][lh[1]], 3),
+            "mostly reads": found.patterns[lh[0]][lh[1]] or "spread out",
+        }
+        for lh in found.heads()
+    ]
+    return [
+        "  \n".join(notices),
+        gr.Plot(value=attention_grid(found, entry.model.config.n_head), visible=True),
+        gr.Plot(value=attention_zoom(found, layer, h), visible=True),
+        gr.Dataframe(value=pd.DataFrame(rows), visible=True),
+    ]
 
 
 def parse_parts(heads, attention, mlp, residual, n_layer: int, n_head: int) -> dict:
@@ -919,6 +998,7 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
             one_btn = gr.Button("Generate", variant="primary")
             one_stop = gr.Button("Stop")
         one_status = gr.Markdown()
+        one_stopped = gr.Markdown(elem_id="one-stopped")
         one_out = gr.Textbox(label="Output", lines=12, buttons=["copy"], elem_id="one-out")
     ev = one_btn.click(
         listening(lambda *a: generate_one(lab, *a)),
@@ -929,7 +1009,7 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
         concurrency_id="generation",
         concurrency_limit=4,
     )
-    one_stop.click(stopped, one_status, one_status, cancels=[ev], api_visibility="private")
+    wire_stop(one_stop, one_stopped, [ev], [one_btn])
     return one_name
 
 
@@ -942,12 +1022,11 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
             compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
             compare_stop = gr.Button("Stop")
         compare_status = gr.Markdown(elem_id="compare-status")
+        compare_stopped = gr.Markdown(elem_id="compare-stopped")
         panes = []
         with gr.Row(elem_classes="gm-panes"):
             for i in range(MAX_PANES):
-                panes.append(
-                    gr.HTML(visible=i < shown_panes, elem_id=f"pane-{i}", elem_classes="gm-slot", min_width=340)
-                )
+                panes.append(gr.HTML(visible=i < shown_panes, elem_id=f"pane-{i}", elem_classes="gm-slot"))
 
     def on_names(selected):
         n = len(selected or [])
@@ -962,10 +1041,13 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
         "concurrency_limit": 4,
     }
     ev = compare_btn.click(listening(lambda *a: generate_panes(lab, *a)), api_name="side_by_side", **run)
-    example = examples.load_input_event.then(lambda: gr.Tabs(selected="side-by-side"), None, tabs).then(
+    shown = examples.load_input_event.then(
+        lambda: (gr.Tabs(selected="side-by-side"), ""), None, [tabs, compare_stopped]
+    )
+    example = shown.then(
         listening(lambda c, n, *a: generate_panes(lab, c, available(lab, c, n), *a)), api_visibility="private", **run
     )
-    compare_stop.click(stopped, compare_status, compare_status, cancels=[ev, example], api_visibility="private")
+    wire_stop(compare_stop, compare_stopped, [ev, example], [compare_btn])
 
 
 def available(lab: Lab, corpus, names) -> list:
@@ -976,9 +1058,15 @@ def available(lab: Lab, corpus, names) -> list:
     return kept or list(group)[:DEFAULT_PANES]
 
 
-def stopped(status: str | None) -> str:
-    """The status line once the user pressed Stop: what was there, and that it was stopped."""
-    return ((status or "").strip() + "  \nStopped: press the button again for a new run.").strip()
+STOPPED = "Stopped: press the button again for a new run."
+
+
+def wire_stop(stop: gr.Button, note: gr.Markdown, events: list, starts: list[gr.Button]) -> None:
+    """Stop cancels `events` and says so in `note` (its own line, so that no update still in flight overwrites it);
+    pressing a start button clears it. Both run in the browser only."""
+    stop.click(None, None, note, js=f"() => {json.dumps(STOPPED)}", cancels=events)
+    for start in starts:
+        start.click(None, None, note, js="() => ''")
 
 
 def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
@@ -1011,24 +1099,27 @@ def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
         )
 
 
-def attention_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
-    """Attention maps and head entropies for one model. Returns its model dropdown (the corpus sets its choices)."""
+def attention_tab(lab: Lab, inputs: Inputs) -> list[gr.Dropdown]:
+    """Attention maps, one head enlarged, and each head's entropy and pattern for one model. Returns its model and
+    head dropdowns (the corpus sets their choices)."""
     first = lab.corpora()[0]
-    with gr.Tab("Attention"):
+    with gr.Tab("Attention", id="attention"):
         with gr.Row():
             attn_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
             attn_btn = gr.Button("Show attention", variant="primary")
         attn_status = gr.Markdown()
         attn_plot = gr.Plot(label="Attention per layer (rows) and head (columns)")
-        attn_table = gr.Dataframe(label="Mean attention entropy per head (low = focused)")
-    attn_btn.click(
-        lambda *a: attention_view(lab, *a),
-        [inputs.corpus, attn_name, inputs.prompt],
-        [attn_status, attn_plot, attn_table],
-        api_name="attention",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-    )
-    return attn_name
+        attn_head = gr.Dropdown(["auto", *knockout_choices(lab, first)[0]], value="auto", label="Head to enlarge")
+        attn_zoom = gr.Plot(label="One head, with its characters")
+        attn_table = gr.Dataframe(label="Each head: mean attention entropy and what it mostly reads")
+    run = {
+        "inputs": [inputs.corpus, attn_name, inputs.prompt, attn_head],
+        "outputs": [attn_status, attn_plot, attn_zoom, attn_table],
+        "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
+    }
+    attn_btn.click(lambda *a: attention_view(lab, *a), api_name="attention", **run)
+    attn_head.input(lambda *a: attention_view(lab, *a), api_visibility="private", **run)
+    return [attn_name, attn_head]
 
 
 def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
@@ -1088,10 +1179,11 @@ def training_tab(lab: Lab) -> list:
     return [curves, sweep, table]
 
 
-def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, training: list, parts: list) -> None:
+def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdown, training: list, parts: list):
     """Picking a corpus sets every tab's choices to its models: the variants (the first DEFAULT_PANES chosen), the
-    Generate and Attention model dropdowns, the Training tab, and the knockout parts (none chosen); picking one (not
-    an example, which sets its own prompt) also sets the prompt to the corpus's sample prompt."""
+    Generate and Attention model dropdowns, the head to enlarge (auto), the Training tab, and the knockout parts (none
+    chosen); picking one (not an example, which sets its own prompt) also sets the prompt to the corpus's sample
+    prompt."""
 
     def on_corpus(c):
         v, labelled = lab.variants(c), lab.choices(c)
@@ -1099,6 +1191,7 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, training: list,
         return (
             gr.CheckboxGroup(choices=labelled, value=v[:DEFAULT_PANES]),
             *[gr.Dropdown(choices=labelled, value=v[0]) for _ in model_dropdowns],
+            gr.Dropdown(choices=["auto", *heads], value="auto"),
             *training_view(lab, c),
             gr.CheckboxGroup(choices=heads, value=[]),
             *[gr.CheckboxGroup(choices=layers, value=[]) for _ in parts[1:]],
@@ -1107,7 +1200,7 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, training: list,
     inputs.corpus.change(
         on_corpus,
         inputs.corpus,
-        [inputs.names, *model_dropdowns, *training, *parts],
+        [inputs.names, *model_dropdowns, head, *training, *parts],
         api_name="choose_corpus",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
     )
@@ -1131,10 +1224,10 @@ def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Block
             side_by_side_tab(lab, inputs, examples, tabs)
             next_character_tab(lab, inputs, demo)
             one_name = generate_tab(lab, inputs)
-            attn_name = attention_tab(lab, inputs)
+            attn_name, attn_head = attention_tab(lab, inputs)
             parts = knockout_tab(lab, inputs)
             training = training_tab(lab)
-        wire_corpus(lab, inputs, [one_name, attn_name], training, parts)
+        wire_corpus(lab, inputs, [one_name, attn_name], attn_head, training, parts)
         demo.load(None, js=CLOSE_SIDEBAR_ON_PHONES)
     demo.queue(default_concurrency_limit=4, max_size=queue_size)
     return demo

@@ -330,7 +330,7 @@ class ClientWatch:
             return 404, f"no event {what} in this app (its API: /gradio_api/info)"
         name, n_inputs, backend = events["index"][fn_index]
         if not backend:
-            return 400, f"{name} runs in the browser only (a Stop button: cancel with POST /gradio_api/cancel)"
+            return 400, f"{name} runs in the browser only (to stop a generation: POST /gradio_api/cancel)"
         data = request.get("data")
         if isinstance(data, list) and len(data) != n_inputs:
             return 422, f"{name} takes {n_inputs} input{'s' * (n_inputs != 1)}, got {len(data)}"

@@ -128,3 +128,28 @@ def grad_norms(model: GPT2MiniForCausalLM) -> list[float]:
         part = 1 + int(parts[2]) if parts[1:2] == ["h"] else 0 if parts[1:2] in (["wte"], ["wpe"]) else n + 1
         squares[part] += p.grad.float().pow(2).sum().item()
     return [q**0.5 for q in squares]
+
+
+PATTERN_SHARE = 0.4  # a head "mostly reads" a place when at least this share of its attention goes there
+
+
+def head_pattern(weights: torch.Tensor, newline: torch.Tensor) -> str | None:
+    """What one head mostly reads, from its attention rows of the last n positions onto all T (`weights` (n, T),
+    row q being position T - n + q; `newline` (T,) true where the input is a newline): "the previous character",
+    "its own character", "the first position" or "the newlines" when at least PATTERN_SHARE of its attention, on
+    average, goes there (and for newlines, three times their share of the text); None when it is spread out."""
+    n, t = weights.shape
+    rows = torch.arange(t - n, t)  # the position each row attends from
+    later = rows > 0  # rows that have a previous character
+    places = {
+        "the previous character": weights[later, rows[later] - 1].mean() if later.any() else 0.0,
+        "its own character": weights[torch.arange(n), rows].mean(),
+        "the first position": weights[:, 0].mean(),
+    }
+    if newline.any():
+        visible = torch.stack([(torch.arange(t) <= r).float() for r in rows])  # the causal mask, per row
+        share = ((visible * newline).sum(-1) / visible.sum(-1)).mean()
+        on_newlines = (weights * newline).sum(-1).mean()
+        places["the newlines"] = on_newlines if on_newlines >= 3 * share else 0
+    name, value = max(places.items(), key=lambda kv: float(kv[1]))
+    return name if float(value) >= PATTERN_SHARE else None

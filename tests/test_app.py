@@ -162,12 +162,34 @@ def test_next_character_gives_bars_per_variant_that_follow_the_temperature(clien
     assert len(greedy) == 1 and greedy[0]["probability"] == 1.0
 
 
-def test_attention_maps_and_entropies(client):
-    status, plot, table = client.predict("shakespeare", "baseline", "ROMEO:\nwhat light", api_name="/attention")
-    assert plot is not None and table["data"] and len(table["data"]) == 2 * 2  # layers x heads
-    assert all(0 <= row[2] <= torch.log(torch.tensor(64.0)).item() for row in table["data"])
-    status, plot, table = client.predict("shakespeare", "attention_off", "ROMEO:", api_name="/attention")
-    assert "no attention" in status and plot is None
+def test_attention_maps_entropies_patterns_and_one_head_enlarged(client):
+    status, grid, zoom, table = client.predict(
+        "shakespeare", "baseline", "ROMEO:\nwhat light", "auto", api_name="/attention"
+    )
+    assert grid["visible"] and zoom["visible"] and grid["value"] and zoom["value"]
+    rows = table["value"]["data"]
+    assert len(rows) == 2 * 2  # layers x heads
+    assert all(0 <= row[2] <= torch.log(torch.tensor(64.0)).item() for row in rows)
+    assert all(row[3] in ("spread out", *app.SHORT_PATTERN) for row in rows)
+    assert "The enlarged head is L" in status
+    status, *_ = client.predict("shakespeare", "baseline", "ROMEO:", "L2 H1", api_name="/attention")
+    assert "The enlarged head is L2 H1" in status
+    status, grid, zoom, table = client.predict("shakespeare", "attention_off", "ROMEO:", "auto", api_name="/attention")
+    assert "no attention" in status and not grid["visible"] and not zoom["visible"] and not table["visible"]
+
+
+def test_the_enlarged_head_is_chosen_by_its_pattern(lab):
+    entry = lab.get("shakespeare", "baseline")
+    found = app.attention_maps(entry, entry.tokenizer.encode("ROMEO:\nwhat light", add_special_tokens=False))
+    found.patterns = [[None, None], [None, "the previous character"]]
+    assert app.zoomed_head(found, "auto") == (1, 1)  # the one head with a pattern
+    found.patterns = [[None, None], [None, None]]
+    lowest = min(found.heads(), key=lambda lh: found.entropies[lh[0]][lh[1]])
+    assert app.zoomed_head(found, "auto") == lowest and app.zoomed_head(found, " L1  H2") == (0, 1)
+    with pytest.raises(app.Refused, match="no head 'L3 H1'"):
+        app.zoomed_head(found, "L3 H1")
+    zoom = app.attention_zoom(found, 0, 0)
+    assert list(zoom.layout.xaxis.ticktext) == found.chars  # every character on the axes, repeats included
 
 
 def test_knockout_reports_loss_and_samples(client):

@@ -148,12 +148,14 @@ def test_an_example_runs_side_by_side_and_stop_says_so(url):
         page.get_by_role("button", name="Generate side by side").click()
         page.wait_for_function("() => document.querySelector('#pane-0 .gm-text').innerText.length > 30")
         page.get_by_role("button", name="Stop").first.click()
-        expect(page.locator("#compare-status")).to_contain_text("Stopped", timeout=15_000)
+        expect(page.locator("#compare-stopped")).to_contain_text("Stopped", timeout=15_000)
         page.wait_for_timeout(1000)
         written = page.locator("#pane-0 .gm-text").inner_text()
         assert len(written) < 1000  # it did stop, well before 2000 characters
         page.wait_for_timeout(1000)
         assert page.locator("#pane-0 .gm-text").inner_text() == written  # and nothing more arrives
+        page.get_by_role("button", name="Generate side by side").click()
+        expect(page.locator("#compare-stopped")).not_to_contain_text("Stopped", timeout=15_000)  # a new run clears it
         browser.close()
 
 

@@ -236,6 +236,7 @@ VALID = {  # every value in range, so every request must get a result
     "prompt": st.one_of(TEXT, HUGE),
     "heads": st.lists(st.sampled_from(["L1 H1", "L1 H2", "L2 H2"]), max_size=2),  # what the tiny baseline has
     "layers": st.lists(st.sampled_from(["L1", "L2"]), max_size=2),
+    "head": st.sampled_from(["auto", "L1 H1", "L2 H2"]),  # the head to enlarge
     "sampling": [  # temperature, top_k, top_p, max_new (kept short: only slower if long), repetition_penalty, seed
         st.floats(0, 2),
         st.integers(0, 200),
@@ -257,7 +258,7 @@ def endpoints(value) -> dict[str, list]:
         "side_by_side": [corpus, names, prompt, *sampling],
         "generate": [corpus, name, prompt, *sampling],
         "next_character": [corpus, names, prompt, *sampling[:3]],
-        "attention": [corpus, name, prompt],
+        "attention": [corpus, name, prompt, value(VALID["head"])],
         "knockout": [corpus, heads, layers, layers, layers, prompt, *sampling],
     }
 
@@ -427,7 +428,8 @@ def test_hostile_requests_through_the_client_then_the_server_still_serves(server
     cases = [  # (api, args, a phrase of the message, or None for a result)
         ("/generate", ("shakespeare", "baseline", "\x00\x01\x1b[2J\x7f", *s), None),
         ("/generate", ("shakespeare", "baseline", "<script>alert(1)</script>", *s), None),
-        ("/attention", ("shakespeare", "baseline", "x" * 100_000), None),
+        ("/attention", ("shakespeare", "baseline", "x" * 100_000, "auto"), None),
+        ("/attention", ("shakespeare", "baseline", "x", "L9 H1"), "no head"),
         ("/next_character", ("shakespeare", ["baseline"], "é" * 100_000, 1e-9, 200, 0.01), None),
         ("/generate", ("shakespeare", "baseline", "x", "hot", 40, 0.95, 5, 1.0, 0), "temperature must be a number"),
         ("/generate", ("shakespeare", "baseline", "x", None, 40, 0.95, 5, 1.0, 0), "temperature must be a number"),
@@ -531,12 +533,12 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     url, client = server
     with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
         deps = json.loads(response.read())["dependencies"]
-    stops = [d["id"] for d in deps if not d["backend_fn"]]  # the Stop buttons' two events each
-    assert len(stops) == 4
-    for fn in stops:
+    in_browser = [d["id"] for d in deps if not d["backend_fn"]]  # per Stop: note, cancel, clear; a page-load script
+    assert len(in_browser) == 7
+    for fn in in_browser:
         assert raw_join(url, fn, []) == (
             400,
-            {"detail": f"event {fn} runs in the browser only (a Stop button: cancel with POST /gradio_api/cancel)"},
+            {"detail": f"event {fn} runs in the browser only (to stop a generation: POST /gradio_api/cancel)"},
         )
     wrong = {"__type__": "validate", "is_valid": False, "parameter_name": "inputs"}  # Gradio's validator answer
     assert raw_join(url, "side_by_side", LONG[:3]) == (

@@ -8,7 +8,7 @@ import torch
 
 from conftest import tiny_model
 from generation_gpt2mini import TokenStream
-from probes import knockout, probe
+from probes import head_pattern, knockout, probe
 
 IDS = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]])
 
@@ -131,3 +131,22 @@ def test_grad_norms_split_the_total_into_embeddings_each_block_and_the_head():
         assert sum(g**2 for g in parts) ** 0.5 == pytest.approx(total.item(), rel=1e-5)
         block0 = sum(p.grad.pow(2).sum() for n, p in m.named_parameters() if n.startswith("transformer.h.0."))
         assert parts[1] == pytest.approx(block0.sqrt().item(), rel=1e-5)
+
+
+def test_head_patterns_name_what_a_head_mostly_reads():
+    t = 6
+    causal = torch.tril(torch.ones(t, t))
+    uniform = causal / causal.sum(-1, keepdim=True)
+    previous = torch.eye(t).roll(-1, dims=1).tril()  # row q reads q - 1
+    previous[0, 0] = 1.0
+    newline = torch.tensor([False, False, True, False, False, True])
+    assert head_pattern(previous, newline) == "the previous character"
+    assert head_pattern(torch.eye(t), newline) == "its own character"
+    first = torch.zeros(t, t)
+    first[:, 0] = 1.0
+    assert head_pattern(first, newline) == "the first position"
+    on_newlines = causal * newline.float() + 1e-3 * causal  # rows before the first newline read only themselves
+    on_newlines = on_newlines / on_newlines.sum(-1, keepdim=True)
+    assert head_pattern(on_newlines[-3:], newline) == "the newlines"  # the last 3 rows only
+    assert head_pattern(uniform[-2:], newline) is None  # spread out
+    assert head_pattern(previous[-3:], torch.zeros(t, dtype=torch.bool)) == "the previous character"
