@@ -44,7 +44,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from checkpoint import UsageError, load_model_folder, read_json, read_metrics  # noqa: E402
 from configuration_gpt2mini import variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
-from figures import lr_sweep_figure  # noqa: E402
+from figures import lr_sweep_figure, training_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, reference_pane, side_by_side_story  # noqa: E402
@@ -837,21 +837,18 @@ def knockout_choices(lab: Lab, corpus: str) -> tuple[list[str], list[str]]:
 
 
 def training_view(lab: Lab, corpus):
-    """The Training tab for a corpus: validation-loss curves from the variants' metrics logs, the learning-rate sweep
-    (a figure, None without one) and a table of each variant at its best learning rate."""
-    curves = []
-    for entry in lab.groups.get(corpus, {}).values():
-        label = entry.label + (f" (lr {entry.training['lr']:g})" if "lr" in entry.training else "")
-        curves += [
-            {"step": m["step"], "validation loss": m["val_loss"], "variant": label}
-            for m in entry.metrics
-            if "val_loss" in m
-        ]
-    df = pd.DataFrame(curves, columns=["step", "validation loss", "variant"])
+    """The Training tab for a corpus: how each shipped variant trained (figures.training_figure, from its metrics
+    log), the learning-rate sweep (a figure, None without one) and a table of each variant at its best rate."""
+    runs = [
+        (e.label + (f" (lr {e.training['lr']:g})" if "lr" in e.training else ""), e.metrics)
+        for e in lab.groups.get(corpus, {}).values()
+        if e.metrics
+    ]
+    curves = training_figure(runs, lab.reference(corpus), f"{corpus}: how each variant trained") if runs else None
     sweep = lab.sweeps.get(corpus)
     if not sweep:
-        return df, None, pd.DataFrame(columns=SWEEP_COLUMNS)
-    return df, lr_sweep_figure(sweep, list(ORDER)), sweep_table(sweep)
+        return curves, None, pd.DataFrame(columns=SWEEP_COLUMNS)
+    return curves, lr_sweep_figure(sweep, list(ORDER)), sweep_table(sweep)
 
 
 SWEEP_COLUMNS = ["variant", "best lr", "val loss (mean over seeds)", "range over seeds", "trains at lr"]
@@ -1155,17 +1152,17 @@ def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
 
 
 def training_tab(lab: Lab) -> list:
-    """The variants' validation-loss curves and the learning-rate sweep they were chosen from. Returns the plot, the
+    """How the variants trained and the learning-rate sweep they were chosen from. Returns the training figure, the
     sweep figure and its table (the corpus sets them)."""
     curves0, sweep0, table0 = training_view(lab, lab.corpora()[0])
-    with gr.Tab("Training"):
-        curves = gr.LinePlot(
-            curves0,
-            x="step",
-            y="validation loss",
-            color="variant",
-            label="Validation loss while training (fixed evaluation batches), each variant at its best learning rate",
+    with gr.Tab("Training", id="training"):
+        gr.Markdown(
+            "How each variant trained, at its best learning rate: its validation loss against the unigram level "
+            "(character frequencies only) and the bigram level (the previous character only); how much its "
+            "predictions depend on the input at all; and, per layer, how focused its attention is and how large its "
+            "residual stream grew."
         )
+        curves = gr.Plot(curves0, label="How each variant trained (its metrics log)", elem_id="training-plot")
         gr.Markdown(
             "Each variant was trained at several learning rates and kept at the one where it ended lowest: a variant "
             "that fails at one learning rate may train at another. The table gives the spread over seeds there; "

@@ -3,6 +3,8 @@
 - `lr_sweep_figure(summary)`: final validation loss against peak learning rate, one line per variant, with the spread
   over seeds at each variant's best learning rate and the unigram and bigram levels. `summary` is what ablate.py
   ships as models/<corpus>/sweep.json (or its results.json: the same keys and more).
+- `training_figure(runs, reference, title)`: how runs trained, from their metrics logs: validation loss against the
+  yardsticks, input dependence, and each layer's attention entropy and residual-stream norm (the lab's Training tab).
 """
 
 from matplotlib.figure import Figure
@@ -67,5 +69,46 @@ def lr_sweep_figure(summary: dict, order: list[str] | None = None) -> Figure:
     ax.set_ylim(top=top + 0.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def training_figure(runs: list[tuple[str, list[dict]]], reference: dict, title: str) -> Figure:
+    """How each run trained, from its metrics log (train.py's metrics.jsonl): validation loss with the unigram and
+    bigram levels, how much its predictions depend on the input, and at its last evaluation the attention entropy and
+    the residual-stream norm of each layer. A run's marker keeps it visible where lines lie on top of each other."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[COLORS]
+    fig = Figure(figsize=(11, 7.5), dpi=100)
+    (loss, dependence), (entropy, norm) = fig.subplots(2, 2)
+    for i, (label, metrics) in enumerate(runs):
+        evals = [m for m in metrics if "val_loss" in m]
+        style = {"color": cmap(i), "marker": MARKERS[i % len(MARKERS)], "mfc": "none", "ms": 6 - i * 0.4}
+        loss.plot([m["step"] for m in evals], [m["val_loss"] for m in evals], "-", label=label, **style)
+        probed = [m for m in evals if m.get("input_dependence") is not None]
+        dependence.plot([m["step"] for m in probed], [m["input_dependence"] for m in probed], "-", **style)
+        last = next((m for m in reversed(evals) if "attn_entropy" in m), None)
+        if last:
+            layers = range(1, len(last["resid_norm"]) + 1)
+            ent = [(k, e) for k, e in zip(layers, last["attn_entropy"], strict=True) if e is not None]
+            entropy.plot([k for k, _ in ent], [e for _, e in ent], "-", **style)
+            norm.plot(list(layers), last["resid_norm"], "-", **style)
+    for key, ls in (("unigram", ":"), ("bigram", "--")):
+        if key in reference:
+            loss.axhline(reference[key], color="grey", ls=ls, lw=1, label=f"{key} level {reference[key]:.3f}")
+    loss.set(xlabel="step", ylabel="nats / character", title="validation loss (fixed evaluation batches)")
+    dependence.set(xlabel="step", ylabel="nats", title="input dependence (0: it predicts the same whatever it reads)")
+    entropy.set(xlabel="layer", ylabel="nats", title="attention entropy per layer, at the end (low = focused)")
+    norm.set(
+        xlabel="layer", ylabel="mean norm", yscale="log", title="residual-stream norm after each layer, at the end"
+    )
+    for ax in (entropy, norm):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in (loss, dependence, entropy, norm):
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    loss.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -476,7 +476,13 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
     (models / "x" / "sweep.json").write_text(json.dumps(synthetic_sweep()))
     lab = app.load_lab(models)
     curves, figure, table = app.training_view(lab, "x")
-    assert set(curves["variant"]) == {"baseline (lr 0.002)", "residual off (lr 0.002)"}
+    loss_axes = curves.axes[0]
+    labels = [line.get_label() for line in loss_axes.get_lines()]
+    assert labels == ["baseline (lr 0.002)", "residual off (lr 0.002)", "unigram level 3.350", "bigram level 2.490"]
+    assert len({line.get_marker() for line in loss_axes.get_lines()[:2]}) == 2  # overlapping lines stay visible
+    entropy_axes = curves.axes[2]
+    final = [m for m in lab.get("x", "baseline").metrics if "attn_entropy" in m][-1]
+    assert list(entropy_axes.get_lines()[0].get_ydata()) == final["attn_entropy"]  # per layer, from the log
     assert figure is not None and figure.axes[0].get_xscale() == "log"
     assert list(table["variant"])[:2] == ["baseline", "residual off"]
     assert list(table["best lr"])[:2] == ["0.002", "0.001"] and list(table["trains at lr"])[:2] == [
@@ -487,4 +493,4 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
     assert list(table.iloc[:2, 2]) == ["1.900", "2.400"]
     (models / "x" / "sweep.json").unlink()  # models without a sweep: curves only
     curves, figure, table = app.training_view(app.load_lab(models), "x")
-    assert figure is None and table.empty and len(curves) > 0
+    assert figure is None and table.empty and len(curves.axes[0].get_lines()) == 2  # no sweep: no yardsticks

@@ -126,6 +126,7 @@ def test_the_training_tab_shows_the_sweep_and_each_variant_at_its_best(url, tmp_
         expect(page.get_by_text("Each variant at its best learning rate", exact=True)).to_be_visible(timeout=15_000)
         expect(page.locator(":text('character frequencies only (unigram)'):visible").first).to_be_visible()
         expect(page.locator("#sweep-plot img")).to_be_visible()
+        expect(page.locator("#training-plot img")).to_be_visible()
         page.screenshot(path=str(shots / "lab_training.png"), full_page=True)
         browser.close()
 
