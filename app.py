@@ -363,18 +363,69 @@ def paced(
 # Generation
 
 
-def pane_html(label: str, caption: str, prompt: str, text: str, departs: int | None, stats: str, against: str) -> str:
-    """One pane: its label, speed and caption, the escaped prompt, then the generated text with everything from where
-    it departs from the reference pane (`against`) highlighted."""
+ALTERNATIVES = 3  # how many other candidates a character's tooltip names
+COLOURS_EXPLAINED = (
+    "Each character is shaded by how likely its model found it (clear: sure; dark: surprised); hover over one to see "
+    "the alternatives."
+)
+
+
+@dataclass
+class Piece:
+    """What one step wrote ("" while a character's bytes are held back), the model's probability of the token it drew
+    (None for bytes flushed at the end), that token, and the model's top candidates (ids, log-probabilities)."""
+
+    text: str
+    p: float | None
+    token: int
+    top: list[int]
+    top_logp: torch.Tensor | None
+
+    def tooltip(self, tokenizer) -> str:
+        """'e: 0.42 · also: a 0.21, ⏎ 0.10, o 0.05'."""
+        if self.p is None:
+            return ""
+        others = [
+            f"{shown_char(tokenizer.decode([t]))} {math.exp(float(lp)):.2f}"
+            for t, lp in zip(self.top, self.top_logp, strict=True)
+            if t != self.token
+        ][:ALTERNATIVES]
+        return f"{shown_char(self.text)}: {self.p:.2f} · also: {', '.join(others)}"
+
+
+def shaded(piece: Piece, tokenizer) -> str:
+    """One written piece as a span shaded by its surprise (1 - p), with its alternatives as a tooltip."""
+    text = html.escape(piece.text)
+    if piece.p is None:
+        return text
+    tip = html.escape(piece.tooltip(tokenizer), quote=True)
+    return f'<span class="gm-c" style="--s: {1 - piece.p:.2f}" title="{tip}">{text}</span>'
+
+
+def written_html(text: str, departs: int | None, against: str, pieces: list[Piece] | None, tokenizer) -> str:
+    """The generated text, highlighted from where it departs from the reference pane (`against`), with a marker there;
+    with `pieces` (the final render), each character shaded by how likely its model found it."""
     cut = len(text) if departs is None else departs
-    same, rest = html.escape(text[:cut]), html.escape(text[cut:])
     title = html.escape(f"departs from {against} here", quote=True)
-    marker = f'<span class="gm-split" title="{title}">▍</span>' if rest else ""
+    marker = f'<span class="gm-split" title="{title}">▍</span>' if cut < len(text) else ""
+    if pieces is None:
+        same, rest = html.escape(text[:cut]), html.escape(text[cut:])
+    else:
+        same, rest, at = [], [], 0
+        for piece in pieces:
+            (same if at < cut else rest).append(shaded(piece, tokenizer))
+            at += len(piece.text)
+        same, rest = "".join(same), "".join(rest)
+    shading = " gm-shaded" if pieces is not None else ""  # the shades replace the highlight's background
+    return f'{same}{marker}<span class="gm-diff{shading}">{rest}</span>'
+
+
+def pane_html(label: str, caption: str, prompt: str, body: str, stats: str) -> str:
+    """One pane: its label, speed and caption, the escaped prompt, then what it wrote (`body`, already HTML)."""
     return (
         f'<div class="gm-pane"><div class="gm-head"><b>{html.escape(label)}</b> <span>{html.escape(stats)}</span></div>'
         f'<div class="gm-caption">{html.escape(caption)}</div>'
-        f'<pre class="gm-text"><span class="gm-prompt">{html.escape(prompt)}</span>{same}{marker}'
-        f'<span class="gm-diff">{rest}</span></pre></div>'
+        f'<pre class="gm-text"><span class="gm-prompt">{html.escape(prompt)}</span>{body}</pre></div>'
     )
 
 
@@ -411,6 +462,7 @@ class SideBySide:
         self.decoders = [TextDecoder(e.tokenizer) for e in entries]
         k = len(entries)
         self.texts, self.nll, self.busy = [""] * k, [0.0] * k, [0.0] * k
+        self.pieces: list[list[Piece]] = [[] for _ in entries]  # what each step wrote, and how likely it was
         self.captions = [caption(e.ablations, e.training, reference) for e in entries]
         self.first_char = None
 
@@ -418,17 +470,23 @@ class SideBySide:
         """One token for every pane (`taken`: the steps before this one, for the running average loss)."""
         for i, stream in enumerate(self.streams):
             t = time.perf_counter()
-            logp = torch.log_softmax(stream.logits[0], dim=-1)
+            logp = torch.log_softmax(stream.logits[0].float(), dim=-1)
             token = int(stream.step()[0])
             self.nll[i] = (self.nll[i] * taken + -float(logp[token])) / (taken + 1)
-            self.texts[i] += self.decoders[i].push(token)
+            piece = self.decoders[i].push(token)
+            self.texts[i] += piece
+            top = logp.topk(min(ALTERNATIVES + 1, logp.numel()))
+            self.pieces[i].append(Piece(piece, math.exp(float(logp[token])), token, top.indices.tolist(), top.values))
             self.busy[i] += time.perf_counter() - t
         if self.first_char is None:
             self.first_char = time.perf_counter() - self.start
 
     def flush(self) -> None:
         for i, decoder in enumerate(self.decoders):
-            self.texts[i] += decoder.flush()
+            rest = decoder.flush()
+            self.texts[i] += rest
+            if rest:
+                self.pieces[i].append(Piece(rest, None, -1, [], None))
 
     def render(self, tick: Tick) -> list:
         """(status, pane 1, ..., pane MAX_PANES): the panes not in use are left as they are."""
@@ -443,8 +501,11 @@ class SideBySide:
                 f"{1000 * t / max(tick.steps, 1):.2f} ms/step · loss on its text {loss:.2f}"
             )
             against = self.entries[ref].label
-            panes.append(pane_html(e.label, self.captions[i], self.prompt, text, places[i], stats, against))
+            body = written_html(text, places[i], against, self.pieces[i] if tick.final else None, e.tokenizer)
+            panes.append(pane_html(e.label, self.captions[i], self.prompt, body, stats))
         status = self.notices + side_by_side_story(self.entries, self.texts, self.reference)
+        if tick.final:
+            status.append(COLOURS_EXPLAINED)
         if tick.notice:
             status.append(tick.notice)
         if tick.final and self.first_char is not None:
@@ -895,7 +956,10 @@ CSS = """
 .gm-caption {font-size: 0.8em; color: var(--body-text-color-subdued); margin-bottom: 6px;}
 .gm-text {white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 0.9em;}
 .gm-prompt {color: var(--body-text-color-subdued);}
-.gm-diff {background: rgba(255, 180, 0, 0.25);}
+.gm-diff {background: rgba(255, 180, 0, 0.25); text-decoration: underline 2px rgba(230, 150, 0, 0.9);
+  text-underline-offset: 3px;}
+.gm-diff.gm-shaded {background: none;}
+.gm-c {background: rgba(40, 90, 200, calc(var(--s) * 0.55));}
 .gm-split {color: #d33; font-weight: bold;}
 """
 

@@ -94,6 +94,13 @@ def text_of(pane: str) -> str:
     return pane[pane.index("<pre") :]
 
 
+def written(pane: str) -> tuple[str, str]:
+    """(the text a pane wrote before it departs from the reference, the text after), tags stripped."""
+    body = text_of(pane).split('<span class="gm-prompt">')[1].split("</span>", 1)[1]
+    same, rest = re.split(r'<span class="gm-(?:split|diff)', body, maxsplit=1)
+    return html.unescape(re.sub(r"<[^>]+>", "", same)), html.unescape(re.sub(r"<[^>]+>|^[^>]*>", "", rest))
+
+
 def test_same_seed_same_text_and_each_pane_marks_where_it_departs_from_the_baseline(client):
     a = side_by_side(client, ["baseline", "baseline"], seed=7).result()
     assert text_of(a[1]) == text_of(a[2]) and "gm-split" not in a[1] + a[2]
@@ -103,14 +110,29 @@ def test_same_seed_same_text_and_each_pane_marks_where_it_departs_from_the_basel
     assert "departs from **baseline**" in b[0] and "departs from baseline here" in b[1]
     place = re.search(r"attention off (from the first character|at character (\d+))", b[0])
     split = 0 if place[2] is None else int(place[2]) - 1
-    shared = text_of(b[1]).split('<span class="gm-prompt">')[1].split("</span>", 1)[1].split("<span")[0]
-    assert len(html.unescape(shared)) == split  # the highlight starts where the status says
-    baseline_text = html.unescape(text_of(b[2]).split("</span>", 1)[1].split("<")[0])
-    assert html.unescape(shared) == baseline_text[:split]
+    shared, _ = written(b[1])
+    assert len(shared) == split  # the highlight starts where the status says
+    baseline_text, after = written(b[2])
+    assert shared == baseline_text[:split] and after == ""  # the baseline itself is not highlighted
     again = side_by_side(client, ["attention_off", "baseline"], seed=7).result()
     assert [text_of(p) for p in again[1:3]] == [text_of(p) for p in b[1:3]]
     other = side_by_side(client, ["attention_off", "baseline"], seed=8).result()
     assert [text_of(p) for p in other[1:3]] != [text_of(p) for p in b[1:3]]
+
+
+def test_the_final_text_is_shaded_by_each_characters_probability_with_its_alternatives(client):
+    job = side_by_side(client, ["baseline"], max_new=12, temperature=0)
+    updates = [u[1] for u in job if isinstance(u[1], str)]
+    final = job.result()
+    assert 'class="gm-c"' not in updates[0]  # streaming stays plain; the shades come with the final update
+    spans = re.findall(r'<span class="gm-c" style="--s: ([0-9.]+)" title="([^"]*)">', final[1])
+    assert len(spans) == 12  # one per character written (every character is in this tokenizer)
+    for surprise, title in spans:
+        p = float(title.split(": ", 1)[1].split(" ·")[0])
+        others = [float(x.rsplit(" ", 1)[1]) for x in title.split("also: ")[1].split(", ")]
+        assert abs(float(surprise) - (1 - p)) < 0.011 and len(others) == 3
+        assert all(q <= p + 1e-9 for q in others)  # greedy: the drawn character was the most likely
+    assert "hover over one to see the alternatives" in final[0]
 
 
 def test_panes_carry_what_each_variant_is(client):
