@@ -47,7 +47,7 @@ from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from figures import lr_sweep_figure, training_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
-from lab_story import caption, departures, reference_pane, side_by_side_story  # noqa: E402
+from lab_story import caption, departures, reference_pane, side_by_side_story, tips  # noqa: E402
 from probes import head_pattern, knockout  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
 from yardsticks import yardstick  # noqa: E402
@@ -144,6 +144,10 @@ class Lab:
     def reference(self, corpus: str) -> dict:
         """The corpus's yardsticks (unigram and bigram validation loss, from its sweep.json), or {} without one."""
         return self.sweeps.get(corpus, {}).get("reference", {})
+
+    def tips(self, corpus: str) -> dict[str, str]:
+        """Each tab's "what to try" for a corpus, from its models' records and its sweep."""
+        return tips(list(self.group(corpus).values()), self.sweeps.get(corpus))
 
     def passage(self, corpus: str) -> str | None:
         """The validation split of a shipped corpus, read on first use (the Knockout tab's fixed passage)."""
@@ -953,6 +957,7 @@ CSS = """
 .gm-bar-track {flex: 1; background: var(--background-fill-secondary); border-radius: 3px; height: 1.1em;}
 .gm-bar {display: block; height: 100%; background: var(--color-accent); border-radius: 3px;}
 .gm-p {font-size: 0.85em; width: 3.6em; text-align: right; font-variant-numeric: tabular-nums;}
+.gm-tip {background: var(--background-fill-secondary); border-radius: 6px; padding: 2px 10px;}
 .gm-caption {font-size: 0.8em; color: var(--body-text-color-subdued); margin-bottom: 6px;}
 .gm-text {white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 0.9em;}
 .gm-prompt {color: var(--body-text-color-subdued);}
@@ -1004,6 +1009,7 @@ class Inputs:
     max_new: gr.Slider
     repetition_penalty: gr.Slider
     seed: gr.Number
+    guides: dict = field(default_factory=dict)  # {tab id: its "what to try" line}, which the corpus sets
 
     @property
     def sampling(self) -> list:
@@ -1050,6 +1056,11 @@ def shared_inputs(lab: Lab) -> tuple[Inputs, gr.Examples]:
     return Inputs(corpus, names, prompt, *sampling), shown
 
 
+def guide(lab: Lab, inputs: Inputs, tab: str) -> None:
+    """A tab's "what to try" line (lab_story.tips, from the first corpus's records; the corpus sets it)."""
+    inputs.guides[tab] = gr.Markdown(lab.tips(lab.corpora()[0])[tab], elem_classes="gm-tip")
+
+
 def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
     """One model, streamed into a text box. Returns its model dropdown (the corpus sets its choices)."""
     first = lab.corpora()[0]
@@ -1079,6 +1090,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
     clicked, runs here."""
     shown_panes = len(lab.variants(lab.corpora()[0])[:DEFAULT_PANES])
     with gr.Tab("Side by side", id="side-by-side"):
+        guide(lab, inputs, "side-by-side")
         with gr.Row():
             compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
             compare_stop = gr.Button("Stop")
@@ -1134,6 +1146,7 @@ def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
     """The next character's candidates per chosen variant, redrawn whenever what they depend on changes (the API
     also gets them as data)."""
     with gr.Tab("Next character", id="next-character"):
+        guide(lab, inputs, "next-character")
         next_status = gr.Markdown(NEXT_EXPLAINED)
         next_data = gr.JSON(visible=False)
         bars = gr.HTML(elem_id="next-bars")
@@ -1165,6 +1178,7 @@ def attention_tab(lab: Lab, inputs: Inputs) -> list[gr.Dropdown]:
     head dropdowns (the corpus sets their choices)."""
     first = lab.corpora()[0]
     with gr.Tab("Attention", id="attention"):
+        guide(lab, inputs, "attention")
         with gr.Row():
             attn_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
             attn_btn = gr.Button("Show attention", variant="primary")
@@ -1186,7 +1200,8 @@ def attention_tab(lab: Lab, inputs: Inputs) -> list[gr.Dropdown]:
 def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
     """Parts of the baseline switched off, against the intact model. Returns the four part choices (heads, whole
     attention, MLP, residual layers; the corpus sets their choices)."""
-    with gr.Tab("Knockout"):
+    with gr.Tab("Knockout", id="knockout"):
+        guide(lab, inputs, "knockout")
         gr.Markdown(
             "Switch parts of the trained **baseline** off at inference time and compare it with the "
             "intact model (same prompt, same seed)."
@@ -1215,11 +1230,12 @@ def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
     return parts
 
 
-def training_tab(lab: Lab) -> list:
+def training_tab(lab: Lab, inputs: Inputs) -> list:
     """How the variants trained and the learning-rate sweep they were chosen from. Returns the training figure, the
     sweep figure and its table (the corpus sets them)."""
     curves0, sweep0, table0 = training_view(lab, lab.corpora()[0])
     with gr.Tab("Training", id="training"):
+        guide(lab, inputs, "training")
         gr.Markdown(
             "How each variant trained, at its best learning rate: its validation loss against the unigram level "
             "(character frequencies only) and the bigram level (the previous character only); how much its "
@@ -1242,9 +1258,9 @@ def training_tab(lab: Lab) -> list:
 
 def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdown, training: list, parts: list):
     """Picking a corpus sets every tab's choices to its models: the variants (the first DEFAULT_PANES chosen), the
-    Generate and Attention model dropdowns, the head to enlarge (auto), the Training tab, and the knockout parts (none
-    chosen); picking one (not an example, which sets its own prompt) also sets the prompt to the corpus's sample
-    prompt."""
+    Generate and Attention model dropdowns, the head to enlarge (auto), the Training tab, the knockout parts (none
+    chosen) and each tab's guide; picking one (not an example, which sets its own prompt) also sets the prompt to the
+    corpus's sample prompt."""
 
     def on_corpus(c):
         v, labelled = lab.variants(c), lab.choices(c)
@@ -1256,12 +1272,13 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
             *training_view(lab, c),
             gr.CheckboxGroup(choices=heads, value=[]),
             *[gr.CheckboxGroup(choices=layers, value=[]) for _ in parts[1:]],
+            *[lab.tips(c)[tab] for tab in inputs.guides],
         )
 
     inputs.corpus.change(
         on_corpus,
         inputs.corpus,
-        [inputs.names, *model_dropdowns, head, *training, *parts],
+        [inputs.names, *model_dropdowns, head, *training, *parts, *inputs.guides.values()],
         api_name="choose_corpus",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
     )
@@ -1287,7 +1304,7 @@ def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Block
             one_name = generate_tab(lab, inputs)
             attn_name, attn_head = attention_tab(lab, inputs)
             parts = knockout_tab(lab, inputs)
-            training = training_tab(lab)
+            training = training_tab(lab, inputs)
         wire_corpus(lab, inputs, [one_name, attn_name], attn_head, training, parts)
         demo.load(None, js=CLOSE_SIDEBAR_ON_PHONES)
     demo.queue(default_concurrency_limit=4, max_size=queue_size)

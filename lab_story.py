@@ -8,7 +8,7 @@ and the sweep's yardsticks (sweep.json); nothing here is typed in by hand.
 """
 
 from configuration_gpt2mini import BASELINE_MEANING, SWITCHES
-from yardsticks import at_unigram, yardstick
+from yardsticks import at_unigram, level, yardstick
 
 
 def meaning(ablations: dict) -> str:
@@ -101,3 +101,64 @@ def side_by_side_story(entries: list, texts: list[str], reference: dict) -> list
         who = " and ".join(entries[i].label for i in group)
         lines.append(f"{who} write the same text: {why_alike([entries[i].training for i in group], reference)}.")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What to try: one short guide per tab, worded from the shipped models' records and the sweep
+
+
+def standing(entry, baseline_loss: float | None, reference: dict) -> str | None:
+    """'residual off: 3.344, at the unigram level (3.347): it writes character frequencies whatever it reads'."""
+    loss = measured_loss(entry.training)
+    if loss is None:
+        return None
+    where = level(loss, reference)
+    said = {
+        "unigram": f"at the unigram level ({reference.get('unigram', 0):.3f}): it writes character frequencies "
+        "whatever it reads",
+        "above_unigram": f"worse than character frequencies alone ({reference.get('unigram', 0):.3f})",
+        "bigram": f"about the bigram level ({reference.get('bigram', 0):.3f}): it predicts from the current "
+        "character alone",
+    }.get(where)
+    if said is None and baseline_loss is not None:
+        said = f"{loss - baseline_loss:+.3f} against the baseline ({baseline_loss:.3f})"
+    return f"**{entry.label}** {loss:.3f}" + (f", {said}" if said else "")
+
+
+def windows(entries: list, sweep: dict) -> str:
+    """'It ends below the bigram level at lr: baseline 0.0005, ...; residual off none.' for the entries' variants."""
+    by_label = {v["label"]: v for v in sweep.get("variants", {}).values()}
+    known = [(e.label, by_label[e.label]["window"]) for e in entries if e.label in by_label]
+    if not known:
+        return ""
+    return (
+        "The learning rates at which each ends below the bigram level: "
+        + "; ".join(f"{label} {', '.join(f'{lr:g}' for lr in w) or 'none'}" for label, w in known)
+        + "."
+    )
+
+
+def tips(entries: list, sweep: dict | None) -> dict[str, str]:
+    """'What to try' for each tab (keys: the tabs' ids), from the entries' records and the corpus's sweep."""
+    reference = (sweep or {}).get("reference", {})
+    intact = [e for e in entries if not e.ablations]
+    base = measured_loss(intact[0].training) if intact else None
+    said = [s for e in entries if e.ablations and (s := standing(e, base, reference))]
+    flat = [e.label for e in entries if at_unigram(measured_loss(e.training), reference)]
+    found = {
+        "side-by-side": "Press **Generate side by side**. Validation loss over the held-out text: "
+        + ("; ".join(said) + "." if said else "no measured losses for these models."),
+        "next-character": "Edit the prompt and watch the bars follow it"
+        + (
+            f", except for {' and '.join(flat)}: at the unigram level, it shows the same bars whatever it reads."
+            if flat
+            else "."
+        )
+        + " Then move the temperature: 0 puts everything on one character, 2 flattens the bars.",
+        "attention": "Press **Show attention** with a prompt of several lines: heads titled *previous char* or "
+        "*newlines* read mostly one place; the table says what every head mostly reads.",
+        "knockout": "Switch off the residual connections of L1 and run: compare the knocked-out loss with the intact "
+        "one and with the unigram level. Then switch off single heads instead, one at a time.",
+        "training": "A variant that fails at one learning rate may train at another. " + windows(entries, sweep or {}),
+    }
+    return {tab: f"💡 {text}" for tab, text in found.items()}

@@ -352,6 +352,13 @@ def test_every_streaming_event_stops_at_the_time_limit(lab, monkeypatch):
     assert summary.endswith(stopped) and len(intact) <= len("KING:") + 1
 
 
+def test_picking_a_corpus_sets_every_tabs_guide(client, lab):
+    out = client.predict("shakespeare", api_name="/choose_corpus")
+    guides = [o["value"] if isinstance(o, dict) else o for o in out[-5:]]
+    assert guides == list(lab.tips("shakespeare").values())
+    assert guides[0].startswith("💡 Press **Generate side by side**")
+
+
 def test_models_with_different_tokenizers_side_by_side(client):
     client.predict("mixed", api_name="/choose_corpus")  # as in the browser: the variant choices follow the group
     out = client.predict(
