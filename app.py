@@ -579,6 +579,8 @@ def next_char_table(entry: Entry, ids: list[int], temperature: float, top_k: int
     return pd.DataFrame(rows, columns=["candidate", "probability"])
 
 
+# The last character (not the last UTF-16 unit) off the prompt, in the browser.
+TAKE_BACK = "(p) => [Array.from(p ?? '').slice(0, -1).join(''), '']"
 NEXT_EXPLAINED = (
     "What each variant would write next after the prompt: its most likely characters and their probabilities, after "
     "the temperature, top-k and top-p in the sidebar (move them and watch the bars)."
@@ -624,6 +626,30 @@ class AttentionMaps:
     def heads(self) -> list[tuple[int, int]]:
         """(layer, head) of every head there is, in order."""
         return [(layer, h) for layer, m in enumerate(self.maps) if m is not None for h in range(m.shape[0])]
+
+
+@torch.inference_mode()
+def step_character(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, seed) -> tuple[str, str]:
+    """One step through a generation: the first chosen variant draws the next character with the settings (the same
+    seed and prompt draw the same character), and it is added to the prompt, so that every variant's bars show the
+    next step. Returns (the new prompt, a line saying what was drawn)."""
+    settings = check_settings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    chosen = as_list(names, "variants")
+    if not chosen:
+        raise Refused("choose at least one variant")
+    entry = lab.get(corpus, chosen[0])
+    ids, _ = prepare_prompt(entry, prompt)
+    logits = entry.model(torch.tensor([ids]), use_cache=False, logits_to_keep=1).logits[:, -1].float()
+    probs = filter_logits(logits, settings.temperature, settings.top_k, settings.top_p).softmax(-1)[0]
+    drawn = int(torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(settings.seed + len(ids))))
+    char, p = entry.tokenizer.decode([drawn]), float(probs[drawn])
+    prompt = valid_text(prompt) if isinstance(prompt, str) else ""  # as prepare_prompt read it
+    if char == "\ufffd":  # a lone UTF-8 byte: not a character, so nothing to add
+        return prompt, f"{entry.label} drew a lone UTF-8 byte (probability {p:.2f}), not a character: nothing added."
+    return (
+        prompt + char,
+        f"{entry.label} drew **{html.escape(shown_char(char))}** (probability {p:.2f} after the settings).",
+    )
 
 
 @torch.inference_mode()
@@ -1148,8 +1174,20 @@ def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
     with gr.Tab("Next character", id="next-character"):
         guide(lab, inputs, "next-character")
         next_status = gr.Markdown(NEXT_EXPLAINED)
+        with gr.Row():
+            back = gr.Button("◀ Take back a character", size="sm")
+            forward = gr.Button("Draw the next character ▶", size="sm", variant="primary", elem_id="step")
+        step_note = gr.Markdown(elem_id="step-note")
         next_data = gr.JSON(visible=False)
         bars = gr.HTML(elem_id="next-bars")
+    forward.click(
+        lambda *a: step_character(lab, *a),
+        [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p, inputs.seed],
+        [inputs.prompt, step_note],
+        api_name="step",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+    )
+    back.click(None, inputs.prompt, [inputs.prompt, step_note], js=TAKE_BACK)
     next_inputs = [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p]
     next_outputs = [next_status, next_data, bars]
     inputs.temperature.change(

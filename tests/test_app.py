@@ -184,6 +184,23 @@ def test_next_character_gives_bars_per_variant_that_follow_the_temperature(clien
     assert len(greedy) == 1 and greedy[0]["probability"] == 1.0
 
 
+def test_stepping_through_a_generation_one_character_at_a_time(client, lab):
+    def step(prompt, seed=0, temperature=0.0, names=("baseline", "attention_off")):
+        return client.predict("shakespeare", list(names), prompt, temperature, 0, 1.0, seed, api_name="/step")
+
+    prompt, said = step("ROMEO:")
+    entry = lab.get("shakespeare", "baseline")  # the first chosen variant draws
+    ids = entry.tokenizer.encode("ROMEO:", add_special_tokens=False)
+    best = int(entry.model(torch.tensor([ids])).logits[0, -1].argmax())
+    assert prompt == "ROMEO:" + entry.tokenizer.decode([best]) and said.startswith("baseline drew **")
+    assert step(prompt)[0].startswith(prompt) and len(step(prompt)[0]) == len(prompt) + 1
+    assert step("ROMEO:", seed=5, temperature=1.5) == step("ROMEO:", seed=5, temperature=1.5)  # same seed, same draw
+    drawn = {step("ROMEO:", seed=s, temperature=2.0)[0] for s in range(8)}
+    assert len(drawn) > 1  # a hot temperature draws different characters for different seeds
+    with pytest.raises(Exception, match="choose at least one variant"):
+        step("x", names=())
+
+
 def test_attention_maps_entropies_patterns_and_one_head_enlarged(client):
     status, grid, zoom, table = client.predict(
         "shakespeare", "baseline", "ROMEO:\nwhat light", "auto", api_name="/attention"

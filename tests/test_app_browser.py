@@ -177,3 +177,21 @@ def test_on_a_phone_the_tabs_are_in_the_first_screen_and_panes_stack(url, tmp_pa
         assert second["y"] > first["y"] + first["height"] - 1 and first["width"] > 300  # one column, full width
         page.screenshot(path=str(shots / "lab_phone.png"), full_page=False)
         browser.close()
+
+
+def test_step_through_a_generation_and_take_a_character_back(url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_lab(p, url)
+        page.locator("#prompt textarea").fill("ROMEO:")
+        page.get_by_role("tab", name="Next character").click()
+        bars = "#next-bars .gm-card:first-child .gm-bar-row"
+        expect(page.locator(bars).first).to_be_visible(timeout=30_000)
+        page.locator("#step").click()
+        expect(page.locator("#step-note")).to_contain_text("baseline drew", timeout=30_000)
+        grown = page.locator("#prompt textarea").input_value()
+        assert grown.startswith("ROMEO:") and len(grown) == len("ROMEO:") + 1
+        page.get_by_role("button", name="◀ Take back a character").click()
+        expect(page.locator("#prompt textarea")).to_have_value("ROMEO:", timeout=15_000)
+        browser.close()

@@ -258,6 +258,7 @@ def endpoints(value) -> dict[str, list]:
         "side_by_side": [corpus, names, prompt, *sampling],
         "generate": [corpus, name, prompt, *sampling],
         "next_character": [corpus, names, prompt, *sampling[:3]],
+        "step": [corpus, names, prompt, *sampling[:3], sampling[5]],
         "attention": [corpus, name, prompt, value(VALID["head"])],
         "knockout": [corpus, heads, layers, layers, layers, prompt, *sampling],
     }
@@ -533,8 +534,8 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     url, client = server
     with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
         deps = json.loads(response.read())["dependencies"]
-    in_browser = [d["id"] for d in deps if not d["backend_fn"]]  # per Stop: note, cancel, clear; a page-load script
-    assert len(in_browser) == 7
+    in_browser = [d["id"] for d in deps if not d["backend_fn"]]  # per Stop: note, cancel, clear; page load; take back
+    assert len(in_browser) == 8
     for fn in in_browser:
         assert raw_join(url, fn, []) == (
             400,

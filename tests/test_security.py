@@ -253,6 +253,7 @@ def test_paths_and_repo_ids_sent_to_every_endpoint_load_nothing(served):
             "/side_by_side": (path, [path], path, *s),
             "/generate": (path, path, path, *s),
             "/next_character": (path, [path], path, 0.8, 40, 0.95),
+            "/step": (path, [path], path, 0.8, 40, 0.95, 0),
             "/attention": (path, path, path),
             "/knockout": (path, [path], [path], [path], [path], path, *s),
         }
