@@ -6,10 +6,13 @@
 
 What is notable:
 - Side by side: the chosen variants stream at once from one event (round-robin, one character each in turn), with
-  the same seed, so they agree until their distributions part; where they first differ is marked, and each pane shows
-  its speed and the model's own average loss on the text it wrote.
-- Next character: the top candidates after temperature, top-k and top-p, one forward pass, redrawn as the sliders move.
-- Attention: every layer's and head's attention over the prompt's last 64 characters, with each head's entropy.
+  the same seed, so they agree until their distributions part; each pane is highlighted from where it departs from
+  the baseline, says what the variant is and where its measured loss stands (lab_story, yardsticks), and, once the
+  run ends, shades each character by how likely its model found it.
+- Next character: the top candidates after temperature, top-k and top-p as labelled bars, one forward pass, redrawn
+  as the sliders (in the sidebar, beside every tab) move; a step button draws one character at a time.
+- Attention: every layer's and head's attention over the prompt's last 64 characters, each head named by what it
+  mostly reads (probes.head_pattern), one head enlarged with its characters.
 - Knockout: switch off heads, attention or MLP layers, or residual connections of the trained baseline at inference
   time (on a private copy, so other users are not affected) and compare loss and samples with the intact model.
 - Every request is checked by the handlers themselves (RAW_INPUTS): `check_settings` only turns the request's values

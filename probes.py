@@ -6,6 +6,8 @@
   depend on the input at all; train.py logs them at every evaluation to show *how* an ablated model fails.
 - `grad_norms(model)`: the gradient norm of each part (embeddings, each block, the head), which train.py logs with
   the loss.
+- `head_pattern(weights, newline)`: what one attention head mostly reads (the previous character, its own, the first
+  position, the newlines), for the lab's Attention tab.
 
 Both take a model from `modeling_gpt2mini` and add nothing to it.
 """
