@@ -26,6 +26,7 @@ What is notable:
 
 import argparse
 import copy
+import dataclasses
 import html
 import json
 import math
@@ -50,10 +51,10 @@ from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from figures import lr_sweep_figure, training_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
-from lab_story import caption, departures, reference_pane, side_by_side_story, tips  # noqa: E402
+from lab_story import caption, departures, knocked_out, reference_pane, side_by_side_story, tips  # noqa: E402
 from probes import head_pattern, knockout  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
-from yardsticks import yardstick  # noqa: E402
+from yardsticks import reference_losses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
@@ -151,6 +152,14 @@ class Lab:
     def tips(self, corpus: str) -> dict[str, str]:
         """Each tab's "what to try" for a corpus, from its models' records and its sweep."""
         return tips(list(self.group(corpus).values()), self.sweeps.get(corpus))
+
+    def passage_levels(self, corpus: str, text: str) -> dict:
+        """The unigram and bigram levels on `text` (the Knockout tab's passage), fitted on the corpus's training split;
+        {} for a corpus the project does not ship. Computed once per corpus."""
+        key = ("levels", corpus)
+        if key not in self.cache and corpus in CORPORA:
+            self.cache[key] = reference_losses(train_val_split(load_corpus(corpus))[0], text)
+        return self.cache.get(key, {})
 
     def passage(self, corpus: str) -> str | None:
         """The validation split of a shipped corpus, read on first use (the Knockout tab's fixed passage)."""
@@ -394,10 +403,10 @@ class Piece:
             return ""
         others = [
             f"{shown_char(tokenizer.decode([t]))} {math.exp(float(lp)):.2f}"
-            for t, lp in zip(self.top, self.top_logp, strict=True)
+            for t, lp in zip(self.top, self.top_logp if self.top else [], strict=True)
             if t != self.token
         ][:ALTERNATIVES]
-        return f"{shown_char(self.text)}: {self.p:.2f} · also: {', '.join(others)}"
+        return f"{shown_char(self.text)}: {self.p:.2f}" + (f" · also: {', '.join(others)}" if others else "")
 
 
 def shaded(piece: Piece, tokenizer) -> str:
@@ -420,7 +429,10 @@ def written_html(text: str, departs: int | None, against: str, pieces: list[Piec
     else:
         same, rest, at = [], [], 0
         for piece in pieces:
-            (same if at < cut else rest).append(shaded(piece, tokenizer))
+            inside = min(max(cut - at, 0), len(piece.text))  # how much of the piece comes before the cut
+            for part, side in ((piece.text[:inside], same), (piece.text[inside:], rest)):
+                if part:
+                    side.append(shaded(dataclasses.replace(piece, text=part), tokenizer))
             at += len(piece.text)
         same, rest = "".join(same), "".join(rest)
     shading = " gm-shaded" if pieces is not None else ""  # the shades replace the highlight's background
@@ -470,6 +482,7 @@ class SideBySide:
         k = len(entries)
         self.texts, self.nll, self.busy = [""] * k, [0.0] * k, [0.0] * k
         self.pieces: list[list[Piece]] = [[] for _ in entries]  # what each step wrote, and how likely it was
+        self.held: list[Piece | None] = [None] * k  # per pane, the bytes of a character not yet complete
         self.captions = [caption(e.ablations, e.training, reference) for e in entries]
         self.first_char = None
 
@@ -482,21 +495,33 @@ class SideBySide:
             self.nll[i] = (self.nll[i] * taken + -float(logp[token])) / (taken + 1)
             piece = self.decoders[i].push(token)
             self.texts[i] += piece
-            top = logp.topk(min(ALTERNATIVES + 1, logp.numel()))
-            self.pieces[i].append(Piece(piece, math.exp(float(logp[token])), token, top.indices.tolist(), top.values))
+            self.record(i, piece, token, logp)
             self.busy[i] += time.perf_counter() - t
         if self.first_char is None:
             self.first_char = time.perf_counter() - self.start
 
+    def record(self, i: int, piece: str, token: int, logp: torch.Tensor) -> None:
+        """Keep what pane i's step wrote and how likely it was. A character split over byte tokens is one piece, with
+        the product of its bytes' probabilities and no alternatives (those would be other bytes)."""
+        held = self.held[i]
+        p = math.exp(float(logp[token])) * (held.p if held else 1.0)
+        if not piece:  # a byte held back by the decoder: wait for the rest of its character
+            self.held[i] = Piece("", p, token, [], None)
+            return
+        self.held[i] = None
+        top = logp.topk(min(ALTERNATIVES + 1, logp.numel()))
+        self.pieces[i].append(Piece(piece, p, token, *(([], None) if held else (top.indices.tolist(), top.values))))
+
     def flush(self) -> None:
         for i, decoder in enumerate(self.decoders):
-            rest = decoder.flush()
+            rest, held = decoder.flush(), self.held[i]
             self.texts[i] += rest
-            if rest:
-                self.pieces[i].append(Piece(rest, None, -1, [], None))
+            if rest:  # bytes that never made a whole character (U+FFFD), with their probability
+                self.pieces[i].append(Piece(rest, held.p if held else None, -1, [], None))
+            self.held[i] = None
 
     def render(self, tick: Tick) -> list:
-        """(status, pane 1, ..., pane MAX_PANES): the panes not in use are left as they are."""
+        """(status, pane 1, ..., pane MAX_PANES): the panes not in use are emptied and hidden."""
         ref = reference_pane(self.entries)
         places = departures(self.texts, ref)
         elapsed = max(time.perf_counter() - self.start, 1e-9)
@@ -517,7 +542,8 @@ class SideBySide:
             status.append(tick.notice)
         if tick.final and self.first_char is not None:
             status.append(f"First character after {self.first_char * 1000:.0f} ms.")
-        return ["  \n".join(status)] + panes + [gr.skip()] * (MAX_PANES - len(panes))
+        unused = [gr.HTML(value="", visible=False)] * (MAX_PANES - len(panes))  # an example may run fewer than shown
+        return ["  \n".join(status)] + panes + unused
 
 
 def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
@@ -633,24 +659,33 @@ class AttentionMaps:
 
 @torch.inference_mode()
 def step_character(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, seed) -> tuple[str, str]:
-    """One step through a generation: the first chosen variant draws the next character with the settings (the same
-    seed and prompt draw the same character), and it is added to the prompt, so that every variant's bars show the
-    next step. Returns (the new prompt, a line saying what was drawn)."""
+    """One step through a generation: the first chosen variant draws the next character with the temperature, top-k
+    and top-p (the same seed and prompt draw the same character; the repetition penalty is not applied), and it is
+    added to the prompt, so that every variant's bars show the next step. A character the tokenizer holds as bytes
+    takes one draw per byte. Returns (the new prompt, a line saying what was drawn)."""
     settings = check_settings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     chosen = as_list(names, "variants")
     if not chosen:
         raise Refused("choose at least one variant")
     entry = lab.get(corpus, chosen[0])
-    ids, _ = prepare_prompt(entry, prompt)
-    logits = entry.model(torch.tensor([ids]), use_cache=False, logits_to_keep=1).logits[:, -1].float()
-    probs = filter_logits(logits, settings.temperature, settings.top_k, settings.top_p).softmax(-1)[0]
-    drawn = int(torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(settings.seed + len(ids))))
-    char, p = entry.tokenizer.decode([drawn]), float(probs[drawn])
-    prompt = valid_text(prompt) if isinstance(prompt, str) else ""  # as prepare_prompt read it
-    if char == "\ufffd":  # a lone UTF-8 byte: not a character, so nothing to add
-        return prompt, f"{entry.label} drew a lone UTF-8 byte (probability {p:.2f}), not a character: nothing added."
+    text = (valid_text(prompt) if isinstance(prompt, str) else "") or "\n"  # as prepare_prompt reads it
+    ids, _ = prepare_prompt(entry, text)
+    generator = torch.Generator().manual_seed(settings.seed + len(ids))
+    decoder, p, char = TextDecoder(entry.tokenizer), 1.0, ""
+    for _ in range(4):  # a character is at most 4 UTF-8 bytes
+        window = ids[-entry.model.config.n_positions :]
+        logits = entry.model(torch.tensor([window]), use_cache=False, logits_to_keep=1).logits[:, -1].float()
+        logits[:, entry.tokenizer.all_special_ids] = float("-inf")  # a control token is not text
+        probs = filter_logits(logits, settings.temperature, settings.top_k, settings.top_p).softmax(-1)[0]
+        drawn = int(torch.multinomial(probs, 1, generator=generator))
+        p, ids = p * float(probs[drawn]), ids + [drawn]
+        if char := decoder.push(drawn):
+            break
+    char = char or decoder.flush()
+    if "\ufffd" in char:
+        return text, f"{entry.label} drew bytes that make no character (probability {p:.2g}): nothing added."
     return (
-        prompt + char,
+        text + char,
         f"{entry.label} drew **{html.escape(shown_char(char))}** (probability {p:.2f} after the settings).",
     )
 
@@ -666,14 +701,22 @@ def attention_maps(entry: Entry, ids: list[int]) -> AttentionMaps:
         rows = None if a is None else a[0, :, -n:, :].float()  # (n_head, n, T): full rows, for entropy and patterns
         found.maps.append(None if rows is None else rows[:, :, -n:])
         found.entropies.append(None if rows is None else (-(rows * (rows + 1e-12).log()).sum(-1)).mean(-1).tolist())
-        found.patterns.append(None if rows is None else [head_pattern(r, newline) for r in rows])
+        found.patterns.append(
+            None if rows is None else [off_the_map(head_pattern(r, newline), len(ids) > n) for r in rows]
+        )
     return found
+
+
+def off_the_map(pattern: str | None, cropped: bool) -> str | None:
+    """A head that mostly reads the first position, when the map does not show it, says so."""
+    return f"{pattern} (off the map)" if cropped and pattern == "the first position" else pattern
 
 
 SHORT_PATTERN = {
     "the previous character": "previous char",
     "its own character": "own char",
     "the first position": "first position",
+    "the first position (off the map)": "first position, off the map",
     "the newlines": "newlines",
 }
 
@@ -870,10 +913,8 @@ def passage_comparison(lab: Lab, corpus: str, base_name: str, broken) -> list[st
         f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} characters): intact "
         f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
     )
-    where = yardstick(broken_loss, lab.reference(corpus))
-    if where:
-        line += f" Knocked out, that is {where} (the yardsticks are over the whole validation split)."
-    return [line]
+    levels = lab.passage_levels(corpus, passage[: PASSAGE_WINDOWS * cfg.n_positions + 1])
+    return [line + (f" Knocked out, {knocked_out(broken_loss, levels)}." if levels else "")]
 
 
 def intact_and_broken(entry: Entry, broken, ids: list[int], settings: SamplingSettings, head: str):

@@ -3,7 +3,7 @@ and why some agree. Every number comes from the models' own records (training.js
 and the sweep's yardsticks (sweep.json); nothing here is typed in by hand.
 
     caption("post_ln", {"val_split": 2.092, "lr": 0.001}, {"unigram": 3.347, "bigram": 2.486})
-    departures(["abcd", "abxd", "abcd"], reference=0)   # [None, 2, None]: pane 1 departs at character 2
+    departures(["abcd", "abxd", "abcd"], reference=0)   # [None, 2, None]: pane 1 departs at index 2 (character 3)
     look_alikes(["ab", "xy", "xy"], reference=0)        # [[1, 2]]: panes 1 and 2 write the same text
 """
 
@@ -72,6 +72,20 @@ def at_place(i: int | None) -> str:
     return "agrees so far" if i is None else "from the first character" if i == 0 else f"at character {i + 1}"
 
 
+def knocked_out(loss: float, levels: dict) -> str:
+    """Where a knocked-out model's loss stands against the levels of the same text: 'no better than character
+    frequencies alone (unigram level 3.35)'."""
+    uni, bi = levels["unigram"], levels["bigram"]
+    return {
+        "unigram": f"it is at the unigram level of this passage ({uni:.3f}): no better than character frequencies",
+        "above_unigram": f"it is worse than character frequencies alone (the unigram level of this passage: {uni:.3f})",
+        "bigram": f"it is about the bigram level of this passage ({bi:.3f}): no better than predicting from the "
+        "current character alone",
+        "between": f"it is between the unigram ({uni:.3f}) and bigram ({bi:.3f}) levels of this passage",
+        "below_bigram": f"it is still below the bigram level of this passage ({bi:.3f})",
+    }[level(loss, levels)]
+
+
 def why_alike(trainings: list[dict], reference: dict) -> str:
     """Why panes write the same text: from their measured losses where they are all at the unigram level."""
     if all(at_unigram(measured_loss(t), reference) for t in trainings):
@@ -138,13 +152,23 @@ def windows(entries: list, sweep: dict) -> str:
     )
 
 
+DEPENDENCE_FLOOR = 0.01  # nats: below this input dependence, a model predicts about the same whatever it reads
+
+
+def ignores_input(entry, reference: dict) -> bool:
+    """Whether a model predicts the same whatever it reads: its last measured input dependence (metrics log) is about
+    0, or, without one, its validation loss is at the unigram level."""
+    probed = [m["input_dependence"] for m in getattr(entry, "metrics", []) if m.get("input_dependence") is not None]
+    return probed[-1] < DEPENDENCE_FLOOR if probed else at_unigram(measured_loss(entry.training), reference)
+
+
 def tips(entries: list, sweep: dict | None) -> dict[str, str]:
     """'What to try' for each tab (keys: the tabs' ids), from the entries' records and the corpus's sweep."""
     reference = (sweep or {}).get("reference", {})
     intact = [e for e in entries if not e.ablations]
     base = measured_loss(intact[0].training) if intact else None
     said = [s for e in entries if e.ablations and (s := standing(e, base, reference))]
-    flat = [e.label for e in entries if at_unigram(measured_loss(e.training), reference)]
+    flat = [e.label for e in entries if ignores_input(e, reference)]
     found = {
         "side-by-side": "Press **Generate side by side**. Validation loss over the held-out text: "
         + ("; ".join(said) + "." if said else "no measured losses for these models."),
@@ -158,7 +182,8 @@ def tips(entries: list, sweep: dict | None) -> dict[str, str]:
         "attention": "Press **Show attention** with a prompt of several lines: heads titled *previous char* or "
         "*newlines* read mostly one place; the table says what every head mostly reads.",
         "knockout": "Switch off the residual connections of L1 and run: compare the knocked-out loss with the intact "
-        "one and with the unigram level. Then switch off single heads instead, one at a time.",
+        "one (and, on a shipped corpus, with the unigram and bigram levels of the same passage). Then switch off "
+        "single heads instead, one at a time.",
         "training": "A variant that fails at one learning rate may train at another. " + windows(entries, sweep or {}),
     }
     return {tab: f"💡 {text}" for tab, text in found.items()}

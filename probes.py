@@ -132,26 +132,28 @@ def grad_norms(model: GPT2MiniForCausalLM) -> list[float]:
     return [q**0.5 for q in squares]
 
 
-PATTERN_SHARE = 0.4  # a head "mostly reads" a place when at least this share of its attention goes there
+PATTERN_SHARE = 0.4  # a head "mostly reads" a place when at least this share of its attention goes there ...
+ABOVE_CHANCE = 3  # ... and at least this many times the share that evenly spread attention would give it
 
 
 def head_pattern(weights: torch.Tensor, newline: torch.Tensor) -> str | None:
     """What one head mostly reads, from its attention rows of the last n positions onto all T (`weights` (n, T),
     row q being position T - n + q; `newline` (T,) true where the input is a newline): "the previous character",
-    "its own character", "the first position" or "the newlines" when at least PATTERN_SHARE of its attention, on
-    average, goes there (and for newlines, three times their share of the text); None when it is spread out."""
+    "its own character", "the first position" or "the newlines" when, on average, at least PATTERN_SHARE of its
+    attention goes there and ABOVE_CHANCE times what evenly spread attention would give (which, on a short prompt,
+    is most of it: there a head reads its own character by chance); None when no place stands out."""
     n, t = weights.shape
     rows = torch.arange(t - n, t)  # the position each row attends from
+    visible = (torch.arange(t)[None, :] <= rows[:, None]).float()  # the causal mask, per row
+    one = (1 / visible.sum(-1)).mean()  # the share of one visible position under even attention
     later = rows > 0  # rows that have a previous character
-    places = {
-        "the previous character": weights[later, rows[later] - 1].mean() if later.any() else 0.0,
-        "its own character": weights[torch.arange(n), rows].mean(),
-        "the first position": weights[:, 0].mean(),
+    places = {  # (the share it gets, the share even attention would give)
+        "the previous character": (weights[later, rows[later] - 1].mean(), one) if later.any() else (0.0, 1.0),
+        "its own character": (weights[torch.arange(n), rows].mean(), one),
+        "the first position": (weights[:, 0].mean(), one),
     }
     if newline.any():
-        visible = torch.stack([(torch.arange(t) <= r).float() for r in rows])  # the causal mask, per row
-        share = ((visible * newline).sum(-1) / visible.sum(-1)).mean()
-        on_newlines = (weights * newline).sum(-1).mean()
-        places["the newlines"] = on_newlines if on_newlines >= 3 * share else 0
-    name, value = max(places.items(), key=lambda kv: float(kv[1]))
-    return name if float(value) >= PATTERN_SHARE else None
+        chance = ((visible * newline).sum(-1) / visible.sum(-1)).mean()
+        places["the newlines"] = ((weights * newline).sum(-1).mean(), chance)
+    standing = {k: float(v) for k, (v, chance) in places.items() if v >= PATTERN_SHARE and v >= ABOVE_CHANCE * chance}
+    return max(standing, key=standing.get) if standing else None

@@ -2,6 +2,7 @@
 would. Tiny random models keep it fast; the browser test (test_app_browser.py) uses the shipped ones."""
 
 import html
+import math
 import os
 import re
 import socket
@@ -199,6 +200,7 @@ def test_stepping_through_a_generation_one_character_at_a_time(client, lab):
     assert len(drawn) > 1  # a hot temperature draws different characters for different seeds
     with pytest.raises(Exception, match="choose at least one variant"):
         step("x", names=())
+    assert step("")[0].startswith("\n") and len(step("")[0]) == 2  # the newline an empty prompt is read as stays
 
 
 def test_attention_maps_entropies_patterns_and_one_head_enlarged(client):
@@ -240,16 +242,22 @@ def test_knockout_reports_loss_and_samples(client):
     assert out[1] != out[2]
 
 
-def test_a_knocked_out_loss_is_put_against_the_yardsticks(lab):
-    measured = app.Lab(lab.groups, {"shakespeare": {"reference": {"unigram": 3.3, "bigram": 2.5}}}, lab.passages)
+def test_a_knocked_out_loss_is_put_against_the_levels_of_the_same_passage(lab):
+    from yardsticks import reference_losses
+
     broken = app.copy.deepcopy(lab.get("shakespeare", "baseline").model)
     with app.knockout(broken, residual=[0, 1]):
-        (line,) = app.passage_comparison(measured, "shakespeare", "baseline", broken)
+        (line,) = app.passage_comparison(lab, "shakespeare", "baseline", broken)
     assert "(4 x 256 characters)" in line and "knocked out" in line
     loss = float(line.split("knocked out **")[1].split("**")[0])
-    assert app.yardstick(loss, {"unigram": 3.3, "bigram": 2.5}) in line  # a random tiny model: worse than unigram
-    (bare,) = app.passage_comparison(app.Lab(lab.groups, {}, lab.passages), "shakespeare", "baseline", broken)
-    assert "yardstick" not in bare  # no sweep, no yardsticks to compare with
+    train = app.train_val_split(app.load_corpus("shakespeare"))[0]
+    levels = reference_losses(train, lab.passage("shakespeare")[: 4 * 256 + 1])
+    assert app.knocked_out(loss, levels) in line  # a random tiny model: worse than character frequencies
+    assert "worse than character frequencies alone" in line
+    assert "that is that is" not in line and "learned" not in line  # nothing was trained: parts were switched off
+    other = app.Lab({"mine": lab.groups["shakespeare"]}, {}, {"mine": lab.passage("shakespeare")})
+    (bare,) = app.passage_comparison(other, "mine", "baseline", broken)
+    assert "level" not in bare  # not a shipped corpus: no training split to fit the levels on
 
 
 @pytest.mark.parametrize(
@@ -540,3 +548,23 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
     (models / "x" / "sweep.json").unlink()  # models without a sweep: curves only
     curves, figure, table = app.training_view(app.load_lab(models), "x")
     assert figure is None and table.empty and len(curves.axes[0].get_lines()) == 2  # no sweep: no yardsticks
+
+
+def test_a_character_split_over_byte_tokens_is_one_shaded_piece_with_its_whole_probability():
+    from types import SimpleNamespace
+
+    tok = build_tokenizer("ab")
+    run = app.SideBySide.__new__(app.SideBySide)
+    run.pieces, run.held = [[]], [None]
+    logp = torch.full((tok.vocab_size if hasattr(tok, "vocab_size") else len(tok),), -20.0)
+    first, second = 0, 1
+    logp[first], logp[second] = math.log(0.5), math.log(0.9)
+    run.record(0, "", first, logp)  # a byte held back
+    run.record(0, "猫", second, logp)  # the byte that completes the character
+    (piece,) = run.pieces[0]
+    assert piece.text == "猫" and piece.p == pytest.approx(0.45) and piece.top == []
+    assert piece.tooltip(tok) == "猫: 0.45"  # no alternatives: they would be other bytes
+    pieces = [app.Piece("ab", 0.5, 3, [], None), app.Piece("c", 0.9, 4, [], None)]
+    body = app.written_html("abc", 1, "baseline", pieces, SimpleNamespace(decode=lambda ids: "x"))
+    before, after = body.split('class="gm-split"')
+    assert ">a</span>" in before and ">b</span>" in after  # a piece that straddles the departure is split there

@@ -43,3 +43,11 @@ def test_the_story_names_the_reference_and_explains_look_alikes_from_their_losse
     lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF)
     assert "close enough that the same seed draws the same characters" in lines[1]
     assert lab_story.side_by_side_story(entries[:1], ["aaa"], REF) == []  # one pane: nothing to compare
+
+
+def test_a_model_ignores_its_input_by_its_measured_input_dependence_first():
+    flat, sharp = pane("a", {"use_residual": False}, 2.0), pane("b", {}, 3.347)
+    flat.metrics = [{"input_dependence": 0.5}, {"input_dependence": 0.0007}]  # the last evaluation counts
+    sharp.metrics = [{"input_dependence": 1.2}]
+    assert lab_story.ignores_input(flat, REF) and not lab_story.ignores_input(sharp, REF)
+    assert lab_story.ignores_input(pane("c", {}, 3.35), REF)  # no log: its loss at the unigram level says so
