@@ -56,7 +56,7 @@ from configuration_gpt2mini import BASELINE, variant_label, variant_meaning, var
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from tokenizer import encode
 from train import NonFiniteLoss, TrainSettings, repeat_command, split_loss, train
-from yardsticks import at_unigram, reference_losses, yardstick
+from yardsticks import AT_LEVEL, at_unigram, level, reference_losses, yardstick
 
 VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
@@ -424,13 +424,16 @@ def run_corpus(
 
 def summarize(name: str, rows: dict, lrs, best: float | None, seed: int, seeds: int, reference: dict) -> dict:
     """A variant across the protocol: its sweep, its best learning rate with the spread over seeds there, and its
-    stability window (the learning rates at which it ends below the bigram level)."""
+    stability window (the learning rates at which it ends below the bigram level by more than yardsticks.AT_LEVEL, the
+    margin within which the report calls a loss "about the bigram level")."""
     sweep = [rows[Trial(name, lr, seed).key] for lr in lrs]
     at_best = [rows[Trial(name, best, seed + k).key] for k in range(seeds)] if best is not None else []
     losses = [r["val_split"] for r in at_best if r.get("val_split") is not None]
     mean = sum(losses) / len(losses) if losses else None
     std = (sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)) ** 0.5 if len(losses) > 1 else None
-    window = [r["lr"] for r in sweep if r.get("val_split") is not None and r["val_split"] < reference["bigram"]]
+    window = [
+        r["lr"] for r in sweep if r.get("val_split") is not None and level(r["val_split"], reference) == "below_bigram"
+    ]
     return {
         "variant": name,
         "label": variant_label(name),
@@ -503,7 +506,7 @@ def results_table(result: dict) -> str:
         "val loss (mean)",
         "seeds: min – max",
         "against the baseline",
-        "below the bigram level at lr",
+        "clearly below the bigram level at lr",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     vs = result["variants"]
@@ -772,9 +775,9 @@ def sensitivity(v: dict, result: dict) -> str:
     n, window = len(v["sweep"]), v["window"]
     diverged = [p["lr"] for p in v["sweep"] if p["diverged"]]
     said = (
-        f"it ends below the bigram level at {len(window)} of the {n} learning rates ({_lrs(window)})"
+        f"it ends clearly below the bigram level at {len(window)} of the {n} learning rates ({_lrs(window)})"
         if window
-        else f"at none of the {n} learning rates does it end below the bigram level"
+        else f"at none of the {n} learning rates does it end clearly below the bigram level"
     )
     if diverged:
         said += f"; it diverged at {_lrs(diverged)}"
@@ -989,7 +992,8 @@ def write_report(path: Path, results: list[dict], total_wall: float, images: Pat
         "further); at the one where it ends lowest (its best), it trains again with "
         f"{r0['seeds'] - 1} more seed(s). Tables give the mean and range over those {r0['seeds']} seeds; a difference "
         "smaller than the spread (overlapping ranges) is called a tie. The stability window is the set of learning "
-        "rates at which a variant ends below the bigram level, i.e. uses more than the current character.",
+        f"rates at which a variant ends below the bigram level by more than {AT_LEVEL} nats (closer, it is called "
+        "about the bigram level), i.e. uses more than the current character.",
         f"- Recipe, the same for every trial: {recipe_line(r0['recipe'], r0['trials'][0].get('context', '?'))}.",
         "- Each variant differs from the baseline by one switch (`python train.py --help` lists them); the data order "
         "is the same for all of them. One trial alone: e.g. `python train.py --disable_residual 1 --lr 1e-3`.",

@@ -986,12 +986,12 @@ def training_view(lab: Lab, corpus):
     return curves, lr_sweep_figure(sweep, list(ORDER)), sweep_table(sweep)
 
 
-SWEEP_COLUMNS = ["variant", "best lr", "val loss (mean over seeds)", "range over seeds", "trains at lr"]
+SWEEP_COLUMNS = ["variant", "best lr", "val loss (mean over seeds)", "range over seeds", "clearly below bigram at lr"]
 
 
 def sweep_table(sweep: dict) -> pd.DataFrame:
     """Each variant at its own best learning rate: the mean and range over seeds, and the learning rates at which it
-    ends below the bigram level."""
+    ends clearly below the bigram level (the stability window)."""
     rows = []
     for v in sweep["variants"].values():
         spread = f"{v['min']:.3f} – {v['max']:.3f}" if v.get("min") is not None else "–"

@@ -140,13 +140,13 @@ def standing(entry, baseline_loss: float | None, reference: dict) -> str | None:
 
 
 def windows(entries: list, sweep: dict) -> str:
-    """'It ends below the bigram level at lr: baseline 0.0005, ...; residual off none.' for the entries' variants."""
+    """'... clearly below the bigram level: baseline 0.0005, ...; residual off none.' for the entries' variants."""
     by_label = {v["label"]: v for v in sweep.get("variants", {}).values()}
     known = [(e.label, by_label[e.label]["window"]) for e in entries if e.label in by_label]
     if not known:
         return ""
     return (
-        "The learning rates at which each ends below the bigram level: "
+        "The learning rates at which each ends clearly below the bigram level: "
         + "; ".join(f"{label} {', '.join(f'{lr:g}' for lr in w) or 'none'}" for label, w in known)
         + "."
     )

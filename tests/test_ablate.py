@@ -144,6 +144,8 @@ def test_best_lr_spread_window_and_ties():
     ref = {"unigram": 3.35, "bigram": 2.49}
     v = ablate.summarize("post_ln", by_key, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref)
     assert v["window"] == [1e-3] and v["at_edge"]  # 1e-3 is the sweep's lowest
+    near = {**by_key, rows[1]["key"]: row("post_ln", 2e-3, 1, 2.47)}  # within 0.05 of bigram: "about" it, not below
+    assert ablate.summarize("post_ln", near, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref)["window"] == [1e-3]
     assert (v["mean"], v["min"], v["max"]) == (2.05, 2.0, 2.1) and v["std"] == pytest.approx(0.05)
     base = {"variant": "baseline", "mean": 2.08, "min": 2.06, "max": 2.1, "seed_losses": [2.06, 2.08, 2.1]}
     assert "tie" in ablate.versus(v, base)

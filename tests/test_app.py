@@ -539,7 +539,7 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
     assert list(entropy_axes.get_lines()[0].get_ydata()) == final["attn_entropy"]  # per layer, from the log
     assert figure is not None and figure.axes[0].get_xscale() == "log"
     assert list(table["variant"])[:2] == ["baseline", "residual off"]
-    assert list(table["best lr"])[:2] == ["0.002", "0.001"] and list(table["trains at lr"])[:2] == [
+    assert list(table["best lr"])[:2] == ["0.002", "0.001"] and list(table["clearly below bigram at lr"])[:2] == [
         "0.001, 0.002, 0.004",
         "0.001",
     ]
