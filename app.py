@@ -1142,6 +1142,7 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
         one_status = gr.Markdown()
         one_stopped = gr.Markdown(elem_id="one-stopped")
         one_out = gr.Textbox(label="Output", lines=12, buttons=["copy"], elem_id="one-out")
+    clears(one_btn, one_stopped)
     ev = one_btn.click(
         listening(lambda *a: generate_one(lab, *a)),
         [inputs.corpus, one_name, inputs.prompt, *inputs.sampling],
@@ -1151,7 +1152,7 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
         concurrency_id="generation",
         concurrency_limit=4,
     )
-    wire_stop(one_stop, one_stopped, [ev], [one_btn])
+    wire_stop(one_stop, one_stopped, [ev])
     return one_name
 
 
@@ -1163,7 +1164,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
         guide(lab, inputs, "side-by-side")
         with gr.Row():
             compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
-            compare_stop = gr.Button("Stop")
+            compare_stop = gr.Button("Stop", elem_id="compare-stop")
         compare_status = gr.Markdown(elem_id="compare-status")
         compare_stopped = gr.Markdown(elem_id="compare-stopped")
         panes = []
@@ -1183,6 +1184,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
         "concurrency_id": "generation",
         "concurrency_limit": 4,
     }
+    clears(compare_btn, compare_stopped)
     ev = compare_btn.click(listening(lambda *a: generate_panes(lab, *a)), api_name="side_by_side", **run)
     shown = examples.load_input_event.then(
         lambda: (gr.Tabs(selected="side-by-side"), ""), None, [tabs, compare_stopped]
@@ -1190,7 +1192,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
     example = shown.then(
         listening(lambda c, n, *a: generate_panes(lab, c, available(lab, c, n), *a)), api_visibility="private", **run
     )
-    wire_stop(compare_stop, compare_stopped, [ev, example], [compare_btn])
+    wire_stop(compare_stop, compare_stopped, [ev, example])
 
 
 def available(lab: Lab, corpus, names) -> list:
@@ -1204,12 +1206,17 @@ def available(lab: Lab, corpus, names) -> list:
 STOPPED = "Stopped: press the button again for a new run."
 
 
-def wire_stop(stop: gr.Button, note: gr.Markdown, events: list, starts: list[gr.Button]) -> None:
-    """Stop cancels `events` and says so in `note` (its own line, so that no update still in flight overwrites it);
-    pressing a start button clears it. Both run in the browser only."""
-    stop.click(None, None, note, js=f"() => {json.dumps(STOPPED)}", cancels=events)
-    for start in starts:
-        start.click(None, None, note, js="() => ''")
+def wire_stop(stop: gr.Button, note: gr.Markdown, events: list) -> None:
+    """Stop cancels `events` and says so in `note` (its own line, so that no update still in flight overwrites it).
+    Both run in the browser only."""
+    stop.click(None, None, None, cancels=events)
+    stop.click(None, None, note, js=f"() => {json.dumps(STOPPED)}")
+
+
+def clears(start: gr.Button, note: gr.Markdown) -> None:
+    """Pressing `start` clears the Stop note. Wired before the start button's own event, so that it runs first: wired
+    after, it can run after a quick Stop and wipe its note."""
+    start.click(None, None, note, js="() => ''")
 
 
 def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:

@@ -186,4 +186,4 @@ def tips(entries: list, sweep: dict | None) -> dict[str, str]:
         "single heads instead, one at a time.",
         "training": "A variant that fails at one learning rate may train at another. " + windows(entries, sweep or {}),
     }
-    return {tab: f"💡 {text}" for tab, text in found.items()}
+    return {tab: f"**Try:** {text}" for tab, text in found.items()}

@@ -381,7 +381,7 @@ def test_picking_a_corpus_sets_every_tabs_guide(client, lab):
     out = client.predict("shakespeare", api_name="/choose_corpus")
     guides = [o["value"] if isinstance(o, dict) else o for o in out[-5:]]
     assert guides == list(lab.tips("shakespeare").values())
-    assert guides[0].startswith("💡 Press **Generate side by side**")
+    assert guides[0].startswith("**Try:** Press **Generate side by side**")
 
 
 def test_models_with_different_tokenizers_side_by_side(client):

@@ -534,8 +534,8 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     url, client = server
     with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
         deps = json.loads(response.read())["dependencies"]
-    in_browser = [d["id"] for d in deps if not d["backend_fn"]]  # per Stop: note, cancel, clear; page load; take back
-    assert len(in_browser) == 8
+    in_browser = [d["id"] for d in deps if not d["backend_fn"]]  # per Stop: 2 to cancel, note, clear; load; take back
+    assert len(in_browser) == 10
     for fn in in_browser:
         assert raw_join(url, fn, []) == (
             400,
