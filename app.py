@@ -785,15 +785,21 @@ def attention_zoom(found: AttentionMaps, layer: int, head: int):
     return fig
 
 
+def written_head(choice) -> tuple[int, int] | None:
+    """A head as the lab writes it ('L2 H3', spaces loose) to 0-based (layer, head); None if it is not written so."""
+    match = re.fullmatch(r"L([1-9][0-9]{0,3}) H([1-9][0-9]{0,3})", " ".join(str(choice).split()))
+    return (int(match[1]) - 1, int(match[2]) - 1) if match else None
+
+
 def zoomed_head(found: AttentionMaps, choice) -> tuple[int, int]:
     """The head to enlarge: the one chosen ('L2 H3'), or for 'auto' the head with the clearest pattern (the lowest
     entropy among those with one, else the lowest of all)."""
     heads = found.heads()
     if choice not in (None, "auto"):
-        match = re.fullmatch(r"L([1-9][0-9]{0,3}) H([1-9][0-9]{0,3})", " ".join(str(choice).split()))
-        if not match or (int(match[1]) - 1, int(match[2]) - 1) not in heads:
+        head = written_head(choice)
+        if head not in heads:
             raise Refused(f"no head {shown(choice)} with attention in this model; choose auto or one of its heads")
-        return int(match[1]) - 1, int(match[2]) - 1
+        return head
     patterned = [lh for lh in heads if found.patterns[lh[0]][lh[1]]] or heads
     return min(patterned, key=lambda lh: found.entropies[lh[0]][lh[1]])
 
@@ -846,13 +852,12 @@ def parse_parts(heads, attention, mlp, residual, n_layer: int, n_head: int) -> d
         return int(match[1]) - 1
 
     def head_of(choice) -> tuple[int, int]:
-        match = re.fullmatch(r"L([1-9][0-9]{0,3}) H([1-9][0-9]{0,3})", " ".join(str(choice).split()))
-        if not match:
+        head = written_head(choice)
+        if head is None:
             raise Refused(f"a head is written like 'L1 H2', got {shown(choice)}")
-        layer, head = int(match[1]), int(match[2])
-        if layer > n_layer or head > n_head:
+        if head[0] >= n_layer or head[1] >= n_head:
             raise Refused(f"no head {shown(choice)} in this model ({limits})")
-        return layer - 1, head - 1
+        return head
 
     return {  # each part once, in the order first chosen (["L1 H1", "L1  H1"] is one head)
         "heads": list(dict.fromkeys(head_of(h) for h in as_list(heads, "heads"))),
