@@ -382,6 +382,9 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path)
             [sys.executable, str(ROOT / "train.py"), *args], env=env, stderr=subprocess.PIPE, text=True
         )
         wait_for_line(proc, "Ctrl-C saves a checkpoint")
+        deadline = time.monotonic() + 120  # on a busy machine the first save can take a while: kill only after it
+        while not (folder / C.STATE_FILE).exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
         time.sleep(rng.uniform(0.3, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
