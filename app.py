@@ -1359,6 +1359,7 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
     def on_corpus(c):
         v, labelled = lab.variants(c), lab.choices(c)
         heads, layers = knockout_choices(lab, c)
+        said = lab.tips(c)
         return (
             gr.CheckboxGroup(choices=labelled, value=v[:DEFAULT_PANES]),
             *[gr.Dropdown(choices=labelled, value=v[0]) for _ in model_dropdowns],
@@ -1366,7 +1367,7 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
             *training_view(lab, c),
             gr.CheckboxGroup(choices=heads, value=[]),
             *[gr.CheckboxGroup(choices=layers, value=[]) for _ in parts[1:]],
-            *[lab.tips(c)[tab] for tab in inputs.guides],
+            *[said[tab] for tab in inputs.guides],
         )
 
     inputs.corpus.change(
