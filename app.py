@@ -43,6 +43,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from gradio.i18n import I18nData  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from checkpoint import UsageError, load_model_folder, read_json, read_metrics  # noqa: E402
@@ -54,6 +55,7 @@ from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, knocked_out, reference_pane, side_by_side_story, tips  # noqa: E402
 from probes import head_pattern, knockout  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
+from words import ENGLISH, LANGUAGES, Words, translations  # noqa: E402
 from yardsticks import reference_losses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -141,17 +143,17 @@ class Lab:
     def variants(self, corpus: str) -> list[str]:
         return list(self.group(corpus))
 
-    def choices(self, corpus: str) -> list[tuple[str, str]]:
+    def choices(self, corpus: str, say: Words = ENGLISH) -> list[tuple[str, str]]:
         """(label, name) pairs for checkboxes and dropdowns."""
-        return [(e.label, n) for n, e in self.group(corpus).items()]
+        return [(say.variant(n), n) for n in self.group(corpus)]
 
     def reference(self, corpus: str) -> dict:
         """The corpus's yardsticks (unigram and bigram validation loss, from its sweep.json), or {} without one."""
         return self.sweeps.get(corpus, {}).get("reference", {})
 
-    def tips(self, corpus: str) -> dict[str, str]:
+    def tips(self, corpus: str, say: Words = ENGLISH) -> dict[str, str]:
         """Each tab's "what to try" for a corpus, from its models' records and its sweep."""
-        return tips(list(self.group(corpus).values()), self.sweeps.get(corpus))
+        return tips(list(self.group(corpus).values()), self.sweeps.get(corpus), say)
 
     def passage_levels(self, corpus: str, text: str) -> dict:
         """The unigram and bigram levels on `text` (the Knockout tab's passage), fitted on the corpus's training split;
@@ -297,7 +299,7 @@ def generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, 
     )
 
 
-def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[str]]:
+def prepare_prompt(entry: Entry, prompt: str | None, say: Words = ENGLISH) -> tuple[list[int], list[str]]:
     """Token ids for the prompt and the notices to show: empty prompt, unseen characters, longer than the context,
     lone surrogates (which have no UTF-8 form: each becomes U+FFFD, see tokenizer.valid_text)."""
     notices = []
@@ -307,10 +309,10 @@ def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[st
         raise Refused(f"the prompt must be text, got {type(prompt).__name__}")
     cleaned = valid_text(prompt)
     if cleaned.count("\ufffd") > prompt.count("\ufffd"):
-        notices.append("Lone surrogates (not characters: they have no UTF-8 form) became U+FFFD.")
+        notices.append(say("notice.surrogates"))
     prompt = cleaned
     if not prompt:
-        notices.append("Empty prompt: starting from a newline.")
+        notices.append(say("notice.empty"))
         prompt = "\n"
     # One character is one token or more, so the last n characters hold the last n tokens: cropping before
     # tokenizing keeps a 100k-character prompt as cheap as a short one.
@@ -319,11 +321,9 @@ def prepare_prompt(entry: Entry, prompt: str | None) -> tuple[list[int], list[st
     unseen = unseen_characters(entry.tokenizer, cropped)
     if unseen:
         listed = html.escape(" ".join(repr(c) for c in unseen[:8]), quote=False)
-        notices.append(f"Characters the model never saw ({listed}) go in as UTF-8 bytes.")
+        notices.append(say("notice.unseen", listed=listed))
     if len(cropped) < len(prompt):
-        notices.append(
-            f"The prompt is longer than the model's context of {n} tokens: using its last {len(cropped)} characters."
-        )
+        notices.append(say("notice.cropped", n=n, kept=len(cropped)))
     return entry.tokenizer.encode(cropped, add_special_tokens=False), notices
 
 
@@ -355,6 +355,7 @@ def paced(
     every: float | None = None,
     limit: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    say: Words = ENGLISH,
 ) -> Iterator[Tick]:
     """Call step(0), step(1), ... up to step(n - 1), yielding a Tick after the first step (the first character shows
     at once), then at most once every `every` seconds (UPDATE_S), and a final Tick at the end: after the n-th step,
@@ -367,7 +368,7 @@ def paced(
         step(i)
         now = clock()
         if now - start > limit:
-            yield Tick(i + 1, final=True, notice=f"Stopped after {limit:g} s, the per-request limit.")
+            yield Tick(i + 1, final=True, notice=say("time_limit", limit=limit))
             return
         if i == 0 or now - last > every:
             last = now
@@ -380,10 +381,6 @@ def paced(
 
 
 ALTERNATIVES = 3  # how many other candidates a character's tooltip names
-COLOURS_EXPLAINED = (
-    "Each character is shaded by how likely its model found it (clear: sure; dark: surprised); hover over one to see "
-    "the alternatives."
-)
 
 
 @dataclass
@@ -419,10 +416,11 @@ def shaded(piece: Piece, tokenizer) -> str:
 
 
 def written_html(text: str, departs: int | None, against: str, pieces: list[Piece] | None, tokenizer) -> str:
-    """The generated text, highlighted from where it departs from the reference pane (`against`), with a marker there;
-    with `pieces` (the final render), each character shaded by how likely its model found it."""
+    """The generated text, highlighted from where it departs from the reference pane (`against`: the marker's title,
+    "departs from baseline here"), with a marker there; with `pieces` (the final render), each character shaded by
+    how likely its model found it."""
     cut = len(text) if departs is None else departs
-    title = html.escape(f"departs from {against} here", quote=True)
+    title = html.escape(against, quote=True)
     marker = f'<span class="gm-split" title="{title}">▍</span>' if cut < len(text) else ""
     if pieces is None:
         same, rest = html.escape(text[:cut]), html.escape(text[cut:])
@@ -467,11 +465,11 @@ class SideBySide:
     """The state of one side-by-side request: a stream, a decoder, the text so far, the model's average loss on it
     and the time spent stepping it, per pane; `step` advances every pane by one token, `render` draws them."""
 
-    def __init__(self, entries: list[Entry], prompt, settings: SamplingSettings, start: float, reference: dict):
-        self.entries, self.start, self.reference = entries, start, reference
+    def __init__(self, entries: list[Entry], prompt, settings: SamplingSettings, start: float, reference: dict, say):
+        self.entries, self.start, self.reference, self.say = entries, start, reference, say
         prompts, self.notices = [], []
         for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
-            ids, said = prepare_prompt(e, prompt)
+            ids, said = prepare_prompt(e, prompt, say)
             prompts.append(ids)
             self.notices += [n for n in said if n not in self.notices]
         self.prompt = entries[0].tokenizer.decode(prompts[0])
@@ -483,7 +481,7 @@ class SideBySide:
         self.texts, self.nll, self.busy = [""] * k, [0.0] * k, [0.0] * k
         self.pieces: list[list[Piece]] = [[] for _ in entries]  # what each step wrote, and how likely it was
         self.held: list[Piece | None] = [None] * k  # per pane, the bytes of a character not yet complete
-        self.captions = [caption(e.ablations, e.training, reference) for e in entries]
+        self.captions = [caption(e.ablations, e.training, reference, say) for e in entries]
         self.first_char = None
 
     def step(self, taken: int) -> None:
@@ -522,47 +520,50 @@ class SideBySide:
 
     def render(self, tick: Tick) -> list:
         """(status, pane 1, ..., pane MAX_PANES): the panes not in use are emptied and hidden."""
-        ref = reference_pane(self.entries)
+        say, ref = self.say, reference_pane(self.entries)
         places = departures(self.texts, ref)
         elapsed = max(time.perf_counter() - self.start, 1e-9)
+        against = say("departs_here", reference=say.variant(self.entries[ref].name))
         panes = []
         for i, e in enumerate(self.entries):
             text, loss, t = self.texts[i], self.nll[i], self.busy[i]
-            stats = (
-                f"{len(text)} chars · {len(text) / elapsed:,.0f} chars/s · "
-                f"{1000 * t / max(tick.steps, 1):.2f} ms/step · loss on its text {loss:.2f}"
-            )
-            against = self.entries[ref].label
+            ms = 1000 * t / max(tick.steps, 1)
+            stats = say("pane_stats", chars=len(text), rate=len(text) / elapsed, ms=ms, loss=loss)
             body = written_html(text, places[i], against, self.pieces[i] if tick.final else None, e.tokenizer)
-            panes.append(pane_html(e.label, self.captions[i], self.prompt, body, stats))
-        status = self.notices + side_by_side_story(self.entries, self.texts, self.reference)
+            panes.append(pane_html(say.variant(e.name), self.captions[i], self.prompt, body, stats))
+        status = self.notices + side_by_side_story(self.entries, self.texts, self.reference, say)
         if tick.final:
-            status.append(COLOURS_EXPLAINED)
+            status.append(say("colours_explained"))
         if tick.notice:
             status.append(tick.notice)
         if tick.final and self.first_char is not None:
-            status.append(f"First character after {self.first_char * 1000:.0f} ms.")
+            status.append(say("first_character", ms=self.first_char * 1000))
         unused = [gr.HTML(value="", visible=False)] * (MAX_PANES - len(panes))  # an example may run fewer than shown
         return ["  \n".join(status)] + panes + unused
 
 
-def generate_panes(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
+def generate_panes(
+    lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed, language=None
+):
     """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
-    start = time.perf_counter()
+    start, say = time.perf_counter(), spoken(language)
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
-    run = SideBySide(chosen_entries(lab, corpus, names), prompt, settings, start, lab.reference(corpus))
-    for tick in paced(run.step, settings.max_new_tokens, start):
+    run = SideBySide(chosen_entries(lab, corpus, names), prompt, settings, start, lab.reference(corpus), say)
+    for tick in paced(run.step, settings.max_new_tokens, start, say=say):
         if tick.final:
             run.flush()
         yield run.render(tick)
 
 
-def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed):
+def generate_one(
+    lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed, language=None
+):
     """The single-model tab: stream (text, status)."""
+    say = spoken(language)
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
     start = time.perf_counter()
     entry = lab.get(corpus, name)
-    ids, notices = prepare_prompt(entry, prompt)
+    ids, notices = prepare_prompt(entry, prompt, say)
     stream = open_stream(entry.model, entry.tokenizer, ids, settings)
     decoder = TextDecoder(entry.tokenizer)
     text, written = entry.tokenizer.decode(ids), 0
@@ -573,14 +574,14 @@ def generate_one(lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_
         text += piece
         written += len(piece)
 
-    for tick in paced(step, settings.max_new_tokens, start):
+    for tick in paced(step, settings.max_new_tokens, start, say=say):
         took = time.perf_counter() - start
         if not tick.final:
-            yield text, "  \n".join(notices + [f"{written} characters, {written / took:,.0f} chars/s"])
+            yield text, "  \n".join(notices + [say("one_running", n=written, rate=written / took)])
             continue
         text += decoder.flush()
         notices += [tick.notice] if tick.notice else []
-        yield text, "  \n".join(notices + [f"{written} characters in {took:.2f} s ({written / took:,.0f} chars/s)"])
+        yield text, "  \n".join(notices + [say("one_done", n=written, s=took, rate=written / took)])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -610,10 +611,6 @@ def next_char_table(entry: Entry, ids: list[int], temperature: float, top_k: int
 
 # The last character (not the last UTF-16 unit) off the prompt, in the browser.
 TAKE_BACK = "(p) => [Array.from(p ?? '').slice(0, -1).join(''), '']"
-NEXT_EXPLAINED = (
-    "What each variant would write next after the prompt: its most likely characters and their probabilities, after "
-    "the temperature, top-k and top-p in the sidebar (move them and watch the bars)."
-)
 
 
 def bars_html(label: str, table: pd.DataFrame) -> str:
@@ -628,17 +625,18 @@ def bars_html(label: str, table: pd.DataFrame) -> str:
     return f'<div class="gm-card"><div class="gm-head"><b>{html.escape(label)}</b></div>{rows}</div>'
 
 
-def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p):
+def next_char(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, language=None):
     """(status, {variant: [{candidate, probability}, ...]}, the bars of every chosen variant as one HTML block)."""
+    say = spoken(language)
     settings = check_settings(temperature=temperature, top_k=top_k, top_p=top_p)
     cards, data, notices = [], {}, []
     for name in as_list(names, "variants")[:MAX_PANES]:
         entry = lab.get(corpus, name)
-        ids, notices = prepare_prompt(entry, prompt)
+        ids, notices = prepare_prompt(entry, prompt, say)
         table = next_char_table(entry, ids, settings.temperature, settings.top_k, settings.top_p)
         data[name] = table.to_dict("records")
-        cards.append(bars_html(entry.label, table))
-    return "  \n".join([NEXT_EXPLAINED, *notices]), data, f'<div class="gm-cards">{"".join(cards)}</div>'
+        cards.append(bars_html(say.variant(name), table))
+    return "  \n".join([say("next_explained"), *notices]), data, f'<div class="gm-cards">{"".join(cards)}</div>'
 
 
 @dataclass
@@ -658,12 +656,12 @@ class AttentionMaps:
 
 
 @torch.inference_mode()
-def step_character(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, seed) -> tuple[str, str]:
+def step_character(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, seed, language=None) -> tuple[str, str]:
     """One step through a generation: the first chosen variant draws the next character with the temperature, top-k
     and top-p (the same seed and prompt draw the same character; the repetition penalty is not applied), and it is
     added to the prompt, so that every variant's bars show the next step. A character the tokenizer holds as bytes
     takes one draw per byte. Returns (the new prompt, a line saying what was drawn)."""
-    settings = check_settings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    settings, say = check_settings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed), spoken(language)
     chosen = as_list(names, "variants")
     if not chosen:
         raise Refused("choose at least one variant")
@@ -683,11 +681,8 @@ def step_character(lab: Lab, corpus, names, prompt, temperature, top_k, top_p, s
             break
     char = char or decoder.flush()
     if "\ufffd" in char:
-        return text, f"{entry.label} drew bytes that make no character (probability {p:.2g}): nothing added."
-    return (
-        text + char,
-        f"{entry.label} drew **{html.escape(shown_char(char))}** (probability {p:.2f} after the settings).",
-    )
+        return text, say("drew_bytes", label=say.variant(entry.name), p=p)
+    return text + char, say("drew", label=say.variant(entry.name), char=html.escape(shown_char(char)), p=p)
 
 
 @torch.inference_mode()
@@ -707,21 +702,25 @@ def attention_maps(entry: Entry, ids: list[int]) -> AttentionMaps:
     return found
 
 
+OFF_THE_MAP = " (off the map)"
+
+
 def off_the_map(pattern: str | None, cropped: bool) -> str | None:
     """A head that mostly reads the first position, when the map does not show it, says so."""
-    return f"{pattern} (off the map)" if cropped and pattern == "the first position" else pattern
+    return pattern + OFF_THE_MAP if cropped and pattern == "the first position" else pattern
 
 
-SHORT_PATTERN = {
-    "the previous character": "previous char",
-    "its own character": "own char",
-    "the first position": "first position",
-    "the first position (off the map)": "first position, off the map",
-    "the newlines": "newlines",
-}
+def reads(pattern: str | None, say: Words = ENGLISH, form: str = "reads") -> str:
+    """What a head mostly reads (probes.head_pattern, through off_the_map) in words: "reads" for the table, "short"
+    for a map's title ("" there for a head with no pattern)."""
+    if pattern is None:
+        return say("reads.spread") if form == "reads" else ""
+    if pattern.endswith(OFF_THE_MAP):
+        return say(f"{form}.off_map", pattern=say(f"{form}.{pattern.removesuffix(OFF_THE_MAP)}"))
+    return say(f"{form}.{pattern}")
 
 
-def attention_grid(found: AttentionMaps, n_head: int):
+def attention_grid(found: AttentionMaps, n_head: int, say: Words = ENGLISH):
     """Every layer (rows) and head (columns) as a small heatmap, titled with what the head mostly reads."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -729,7 +728,7 @@ def attention_grid(found: AttentionMaps, n_head: int):
     titles = []
     for layer, patterns in enumerate(found.patterns):
         for h in range(n_head):
-            what = "off" if patterns is None else SHORT_PATTERN.get(patterns[h], "")
+            what = say("short.off") if patterns is None else reads(patterns[h], say, "short")
             titles.append(f"L{layer + 1} H{h + 1}" + (f" · {what}" if what else ""))
     n_layer = len(found.maps)
     fig = make_subplots(
@@ -757,7 +756,7 @@ def attention_grid(found: AttentionMaps, n_head: int):
     return fig
 
 
-def attention_zoom(found: AttentionMaps, layer: int, head: int):
+def attention_zoom(found: AttentionMaps, layer: int, head: int, say: Words = ENGLISH):
     """One head large, with the characters on both axes."""
     import plotly.graph_objects as go
 
@@ -769,16 +768,17 @@ def attention_zoom(found: AttentionMaps, layer: int, head: int):
             colorscale="Blues",
             zmin=0,
             zmax=1,
-            colorbar=dict(title="weight"),
+            colorbar=dict(title=say("zoom.weight")),
             customdata=[[f"{found.chars[q]} ← {found.chars[k]}" for k in range(t)] for q in range(t)],
             hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
         )
     )
     axis = dict(tickmode="array", tickvals=list(range(t)), ticktext=found.chars, tickfont=dict(size=11), tickangle=0)
-    fig.update_xaxes(title="the character it reads", side="top", **axis)
-    fig.update_yaxes(title="the character attending", autorange="reversed", scaleanchor="x", **axis)
+    fig.update_xaxes(title=say("zoom.reads"), side="top", **axis)
+    fig.update_yaxes(title=say("zoom.attending"), autorange="reversed", scaleanchor="x", **axis)
+    name = f"L{layer + 1} H{head + 1}"
     fig.update_layout(
-        title=f"L{layer + 1} H{head + 1}: " + (f"mostly reads {what}" if what else "spread out"),
+        title=say("zoom.title", head=name, what=reads(what, say)) if what else say("zoom.spread", head=name),
         height=720,
         margin=dict(l=60, r=20, t=110, b=20),
     )
@@ -804,38 +804,33 @@ def zoomed_head(found: AttentionMaps, choice) -> tuple[int, int]:
     return min(patterned, key=lambda lh: found.entropies[lh[0]][lh[1]])
 
 
-def attention_view(lab: Lab, corpus, name, prompt, head="auto"):
+def attention_view(lab: Lab, corpus, name, prompt, head="auto", language=None):
     """(status, every head as a grid, one head enlarged, a table of each head's entropy and pattern); the plots
     and table are hidden for a model without attention."""
-    entry = lab.get(corpus, name)
-    ids, notices = prepare_prompt(entry, prompt)
+    entry, say = lab.get(corpus, name), spoken(language)
+    ids, notices = prepare_prompt(entry, prompt, say)
     found = attention_maps(entry, ids)
     if not found.heads():
-        notices.append("This variant has no attention: each position sees only its own character, so there is no map.")
+        notices.append(say("no_attention"))
         hidden = [gr.Plot(value=None, visible=False), gr.Plot(value=None, visible=False)]
         return ["  \n".join(notices), *hidden, gr.Dataframe(value=None, visible=False)]
     layer, h = zoomed_head(found, head)
     if len(ids) > ATTENTION_CHARS:
-        notices.append(
-            f"Showing the last {ATTENTION_CHARS} characters of the prompt (computed with all {len(ids)} as context)."
-        )
-    notices.append(
-        "Each map: rows are the character attending, columns the characters it reads (darker = more weight). "
-        f"The enlarged head is L{layer + 1} H{h + 1}; pick another below the grid."
-    )
+        notices.append(say("attention_cropped", shown=ATTENTION_CHARS, all=len(ids)))
+    notices.append(say("attention_read", head=f"L{layer + 1} H{h + 1}"))
     rows = [
         {
-            "layer": lh[0] + 1,
-            "head": lh[1] + 1,
-            "mean entropy (nats; low = focused)": round(found.entropies[lh[0]][lh[1]], 3),
-            "mostly reads": found.patterns[lh[0]][lh[1]] or "spread out",
+            say("column.layer"): lh[0] + 1,
+            say("column.head"): lh[1] + 1,
+            say("column.entropy"): round(found.entropies[lh[0]][lh[1]], 3),
+            say("column.reads"): reads(found.patterns[lh[0]][lh[1]], say),
         }
         for lh in found.heads()
     ]
     return [
         "  \n".join(notices),
-        gr.Plot(value=attention_grid(found, entry.model.config.n_head), visible=True),
-        gr.Plot(value=attention_zoom(found, layer, h), visible=True),
+        gr.Plot(value=attention_grid(found, entry.model.config.n_head, say), visible=True),
+        gr.Plot(value=attention_zoom(found, layer, h, say), visible=True),
         gr.Dataframe(value=pd.DataFrame(rows), visible=True),
     ]
 
@@ -886,20 +881,20 @@ def baseline_of(lab: Lab, corpus) -> str:
     return "baseline" if "baseline" in names else names[0]
 
 
-def described(parts: dict) -> str:
+def described(parts: dict, say: Words = ENGLISH) -> str:
     """The parts a knockout switches off, in words."""
-    return (
-        ", ".join(
-            [f"L{layer + 1} H{head + 1}" for layer, head in parts["heads"]]
-            + [f"attention in L{layer + 1}" for layer in parts["attention"]]
-            + [f"MLP in L{layer + 1}" for layer in parts["mlp"]]
-            + [f"residual in L{layer + 1}" for layer in parts["residual"]]
-        )
-        or "nothing (choose parts to switch off)"
-    )
+    return say.listed(
+        [f"L{layer + 1} H{head + 1}" for layer, head in parts["heads"]]
+        + [
+            say(f"part.{part}", layer=f"L{layer + 1}")
+            for part in ("attention", "mlp", "residual")
+            for layer in parts[part]
+        ],
+        "list.comma",
+    ) or say("part.none")
 
 
-def passage_comparison(lab: Lab, corpus: str, base_name: str, broken) -> list[str]:
+def passage_comparison(lab: Lab, corpus: str, base_name: str, broken, say: Words = ENGLISH) -> list[str]:
     """The intact and knocked-out loss on the corpus's fixed passage, as a line of the summary (none if the corpus
     has no passage or it is shorter than one window). The intact model's loss is computed once per model."""
     entry, passage = lab.get(corpus, base_name), lab.passage(corpus)
@@ -914,15 +909,19 @@ def passage_comparison(lab: Lab, corpus: str, base_name: str, broken) -> list[st
     if intact_loss is None:
         return []
     broken_loss = passage_loss(broken, passage_ids)
-    line = (
-        f"Validation loss on a fixed passage ({PASSAGE_WINDOWS} x {cfg.n_positions} characters): intact "
-        f"**{intact_loss:.3f}**, knocked out **{broken_loss:.3f}** ({broken_loss - intact_loss:+.3f})."
+    line = say(
+        "passage",
+        windows=PASSAGE_WINDOWS,
+        n=cfg.n_positions,
+        intact=intact_loss,
+        broken=broken_loss,
+        change=broken_loss - intact_loss,
     )
     levels = lab.passage_levels(corpus, passage[: PASSAGE_WINDOWS * cfg.n_positions + 1])
-    return [line + (f" Knocked out, {knocked_out(broken_loss, levels)}." if levels else "")]
+    return [line + (say("passage.level", where=knocked_out(broken_loss, levels, say)) if levels else "")]
 
 
-def intact_and_broken(entry: Entry, broken, ids: list[int], settings: SamplingSettings, head: str):
+def intact_and_broken(entry: Entry, broken, ids: list[int], settings: SamplingSettings, head: str, say: Words):
     """Sample from the intact and the knocked-out model side by side; yield (summary, intact text, knocked text)."""
     shown_prompt = entry.tokenizer.decode(ids)
     streams = [open_stream(m, entry.tokenizer, ids, settings) for m in (entry.model, broken)]
@@ -933,7 +932,7 @@ def intact_and_broken(entry: Entry, broken, ids: list[int], settings: SamplingSe
         for i in range(2):
             texts[i] += decoders[i].push(int(streams[i].step()[0]))
 
-    for tick in paced(step, settings.max_new_tokens):
+    for tick in paced(step, settings.max_new_tokens, say=say):
         if tick.final:
             for i in range(2):
                 texts[i] += decoders[i].flush()
@@ -955,18 +954,19 @@ def run_knockout(
     max_new,
     repetition_penalty,
     seed,
+    language=None,
 ):
     """Loss on the fixed passage and a sample, intact against knocked out; yields (summary, intact, knocked)."""
-    settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
+    settings, say = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed), spoken(language)
     base_name = baseline_of(lab, corpus)
     entry = lab.get(corpus, base_name)
     parts = parse_parts(heads, attention, mlp, residual, entry.model.config.n_layer, entry.model.config.n_head)
     broken = copy.deepcopy(entry.model)  # a private copy: the hooks never touch what other users run
-    summary = [f"Knocked out of **{entry.label}**: {html.escape(described(parts))}."]
-    ids, notices = prepare_prompt(entry, prompt)
+    summary = [say("knocked_out_of", label=say.variant(entry.name), parts=html.escape(described(parts, say)))]
+    ids, notices = prepare_prompt(entry, prompt, say)
     with knockout(broken, **parts):
-        summary += passage_comparison(lab, corpus, base_name, broken)
-        yield from intact_and_broken(entry, broken, ids, settings, "  \n".join(notices + summary))
+        summary += passage_comparison(lab, corpus, base_name, broken, say)
+        yield from intact_and_broken(entry, broken, ids, settings, "  \n".join(notices + summary), say)
 
 
 def knockout_choices(lab: Lab, corpus: str) -> tuple[list[str], list[str]]:
@@ -976,7 +976,7 @@ def knockout_choices(lab: Lab, corpus: str) -> tuple[list[str], list[str]]:
     return heads, [f"L{layer + 1}" for layer in range(cfg.n_layer)]
 
 
-def training_view(lab: Lab, corpus):
+def training_view(lab: Lab, corpus, say: Words = ENGLISH):
     """The Training tab for a corpus: how each shipped variant trained (figures.training_figure, from its metrics
     log), the learning-rate sweep (a figure, None without one) and a table of each variant at its best rate."""
     runs = [
@@ -987,34 +987,33 @@ def training_view(lab: Lab, corpus):
     curves = training_figure(runs, lab.reference(corpus), f"{corpus}: how each variant trained") if runs else None
     sweep = lab.sweeps.get(corpus)
     if not sweep:
-        return curves, None, pd.DataFrame(columns=SWEEP_COLUMNS)
-    return curves, lr_sweep_figure(sweep, list(ORDER)), sweep_table(sweep)
+        return curves, None, pd.DataFrame(columns=sweep_columns(say))
+    return curves, lr_sweep_figure(sweep, list(ORDER)), sweep_table(sweep, say)
 
 
-SWEEP_COLUMNS = ["variant", "best lr", "val loss (mean over seeds)", "range over seeds", "clearly below bigram at lr"]
+def sweep_columns(say: Words = ENGLISH) -> list[str]:
+    """The sweep table's headers; the last is the stability window."""
+    return [say(f"sweep.{key}") for key in ("variant", "best_lr", "mean", "range", "window")]
 
 
-def sweep_table(sweep: dict) -> pd.DataFrame:
+def sweep_table(sweep: dict, say: Words = ENGLISH) -> pd.DataFrame:
     """Each variant at its own best learning rate: the mean and range over seeds, and the learning rates at which it
     ends clearly below the bigram level (the stability window)."""
     rows = []
-    for v in sweep["variants"].values():
+    for name, v in sweep["variants"].items():
         spread = f"{v['min']:.3f} – {v['max']:.3f}" if v.get("min") is not None else "–"
         rows.append(
             [
-                v["label"],
-                f"{v['best_lr']:g}" if v["best_lr"] is not None else "diverged",
+                say.variant(name),
+                f"{v['best_lr']:g}" if v["best_lr"] is not None else say("sweep.diverged"),
                 f"{v['mean']:.3f}" if v["mean"] is not None else "–",
                 spread,
-                ", ".join(f"{lr:g}" for lr in v["window"]) or "none",
+                ", ".join(f"{lr:g}" for lr in v["window"]) or say("sweep.none"),
             ]
         )
-    for key, what in (
-        ("unigram", "character frequencies only (unigram)"),
-        ("bigram", "previous character only (bigram)"),
-    ):
-        rows.append([what, "–", f"{sweep['reference'][key]:.3f}", "–", "–"])
-    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    for key in ("unigram", "bigram"):
+        rows.append([say(f"sweep.{key}"), "–", f"{sweep['reference'][key]:.3f}", "–", "–"])
+    return pd.DataFrame(rows, columns=sweep_columns(say))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1051,18 +1050,59 @@ CLOSE_SIDEBAR_ON_PHONES = """() => {
 }"""
 
 
-def intro(lab: Lab) -> str:
+def intro(lab: Lab, say: Words = ENGLISH) -> str:
     """The lab's first lines, with each group's size taken from its baseline (or first model)."""
     sizes = []
     for corpus in lab.corpora():
         model = lab.get(corpus, baseline_of(lab, corpus)).model
         name = CORPORA[corpus].description if corpus in CORPORA else corpus
-        sizes.append(f"{name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters)")
-    return (
-        "# GPT-2 mini lab\nA character-level GPT-2 and its broken twins (the same recipe, one part switched off), "
-        f"trained on {', '.join(sizes)}. Same prompt, same seed: each pane is highlighted from where it departs from "
-        "the baseline. The settings are in the sidebar."
-    )
+        sizes.append(say("intro.size", name=name, millions=sum(p.numel() for p in model.parameters()) / 1e6))
+    return say("intro", sizes=say.listed(sizes, "list.comma"))
+
+
+# The page's fixed words are Gradio i18n keys (words.py's table): the browser's language draws them at first paint,
+# and the language switch re-words them all (`reworded`).
+I18N = gr.I18n(**translations())
+# At load: the language the page was drawn in (Gradio sets <html lang> from the browser's), for the switch and for
+# everything the server words.
+DETECT_LANGUAGE = """(...inputs) => {
+    const lang = (document.documentElement.lang || navigator.language || 'en').toLowerCase();
+    return [...inputs.slice(0, -1), lang.startsWith('ja') ? 'ja' : 'en'];
+}"""
+
+
+def spoken(language) -> Words:
+    """The words for a request's language ("en" or "ja"; None, as from an API call that leaves it out, is English)."""
+    if language is None:
+        return ENGLISH
+    if not isinstance(language, str) or language not in LANGUAGES:
+        raise Refused(f"no language {shown(language)}; choose from {', '.join(LANGUAGES)}")
+    return Words(language)
+
+
+I18N_MARKER = re.compile(r"__i18n__(\{.*\})", re.DOTALL)  # how a component's value holds an i18n key
+
+
+def i18n_key(value) -> str | None:
+    """The key of a text given as I18N(key): kept as I18nData (labels) or, for values, as Gradio's marker string."""
+    if isinstance(value, I18nData):
+        return value.key
+    match = I18N_MARKER.fullmatch(value) if isinstance(value, str) else None
+    return json.loads(match[1])["key"] if match else None
+
+
+def reworded(demo: gr.Blocks) -> list[tuple[gr.components.Component, dict[str, str]]]:
+    """Every block whose text was given as an i18n key, with {property: key}: what the language switch re-words."""
+    found = []
+    for block in demo.blocks.values():
+        keys = {
+            prop: key
+            for prop in ("label", "value", "info", "placeholder")
+            if (key := i18n_key(getattr(block, prop, None)))
+        }
+        if keys:
+            found.append((block, keys))
+    return found
 
 
 def prompt_for(corpus: str) -> str:
@@ -1075,6 +1115,7 @@ class Inputs:
     """The inputs above the tabs, which every tab reads: the corpus, the chosen variants, the prompt and the
     sampling settings (`sampling`, in the order the streaming handlers take them)."""
 
+    language: gr.Radio
     corpus: gr.Dropdown
     names: gr.CheckboxGroup
     prompt: gr.Textbox
@@ -1085,6 +1126,7 @@ class Inputs:
     repetition_penalty: gr.Slider
     seed: gr.Number
     guides: dict = field(default_factory=dict)  # {tab id: its "what to try" line}, which the corpus sets
+    intro: gr.Markdown | None = None
 
     @property
     def sampling(self) -> list:
@@ -1095,14 +1137,16 @@ def sampling_inputs() -> list:
     """The sampling sliders (their ranges are LIMITS, what the API accepts) and the seed: the three that shape the
     next-character distribution in view, the rest folded away."""
     temperature = gr.Slider(
-        *LIMITS["temperature"], value=0.8, step=0.05, label="Temperature (0 = greedy)", elem_id="temperature"
+        *LIMITS["temperature"], value=0.8, step=0.05, label=I18N("temperature"), elem_id="temperature"
     )
-    top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label="Top-k (0 = off)")
-    top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label="Top-p (1 = off)")
-    with gr.Accordion("Length, repetition, seed", open=False):
-        max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label="Max new characters", elem_id="max-new")
-        repetition_penalty = gr.Slider(*LIMITS["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty")
-        seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label="Seed")
+    top_k = gr.Slider(*LIMITS["top_k"], value=40, step=1, label=I18N("top_k"))
+    top_p = gr.Slider(*LIMITS["top_p"], value=0.95, step=0.01, label=I18N("top_p"))
+    with gr.Accordion(I18N("more_settings"), open=False):
+        max_new = gr.Slider(*LIMITS["max_new_tokens"], value=300, step=1, label=I18N("max_new"), elem_id="max-new")
+        repetition_penalty = gr.Slider(
+            *LIMITS["repetition_penalty"], value=1.0, step=0.05, label=I18N("repetition_penalty")
+        )
+        seed = gr.Number(value=0, precision=0, minimum=0, maximum=LIMITS["seed"][1], label=I18N("seed"))
     return [temperature, top_k, top_p, max_new, repetition_penalty, seed]
 
 
@@ -1111,27 +1155,26 @@ def shared_inputs(lab: Lab) -> tuple[Inputs, gr.Examples]:
     tab, so a slider is next to what it changes), the prompt and its examples above the tabs."""
     corpora = lab.corpora()
     first = corpora[0]
-    with gr.Sidebar(label="Settings", elem_id="settings"):
-        corpus = gr.Dropdown(corpora, value=first, label="Models trained on")
-        names = gr.CheckboxGroup(
-            lab.choices(first),
-            value=lab.variants(first)[:DEFAULT_PANES],
-            label="Variants (side by side, next character)",
+    with gr.Sidebar(label=I18N("settings"), elem_id="settings"):
+        language = gr.Radio(
+            [(name, code) for code, name in LANGUAGES.items()], value="en", label="Language · 言語", elem_id="language"
         )
+        corpus = gr.Dropdown(corpora, value=first, label=I18N("corpus"))
+        names = gr.CheckboxGroup(lab.choices(first), value=lab.variants(first)[:DEFAULT_PANES], label=I18N("variants"))
         sampling = sampling_inputs()
-    gr.Markdown(intro(lab))
-    prompt = gr.Textbox(value=prompt_for(first), label="Prompt", lines=2, elem_id="prompt")
+    lines = gr.Markdown(intro(lab))
+    prompt = gr.Textbox(value=prompt_for(first), label=I18N("prompt"), lines=2, elem_id="prompt")
     examples = [e for e in EXAMPLES if e[0] in corpora] or [[first, prompt_for(first)]]
     shown = gr.Examples(
         examples,
         inputs=[corpus, prompt],
-        label="Examples (a click runs them side by side)",
+        label=I18N("examples"),
         example_labels=[f"{c}: {' '.join(p.split())}" for c, p in examples],
     )
-    return Inputs(corpus, names, prompt, *sampling), shown
+    return Inputs(language, corpus, names, prompt, *sampling, intro=lines), shown
 
 
-def guide(lab: Lab, inputs: Inputs, tab: str) -> None:
+def guide(lab: Lab, inputs: Inputs, tab: str) -> None:  # re-worded by the corpus and the language
     """A tab's "what to try" line (lab_story.tips, from the first corpus's records; the corpus sets it)."""
     inputs.guides[tab] = gr.Markdown(lab.tips(lab.corpora()[0])[tab], elem_classes="gm-tip")
 
@@ -1139,25 +1182,25 @@ def guide(lab: Lab, inputs: Inputs, tab: str) -> None:
 def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
     """One model, streamed into a text box. Returns its model dropdown (the corpus sets its choices)."""
     first = lab.corpora()[0]
-    with gr.Tab("Generate", id="generate"):
+    with gr.Tab(I18N("tab.generate"), id="generate"):
         with gr.Row():
-            one_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
-            one_btn = gr.Button("Generate", variant="primary")
-            one_stop = gr.Button("Stop")
+            one_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label=I18N("model"))
+            one_btn = gr.Button(I18N("generate"), variant="primary")
+            one_stop = gr.Button(I18N("stop"))
         one_status = gr.Markdown()
         one_stopped = gr.Markdown(elem_id="one-stopped")
-        one_out = gr.Textbox(label="Output", lines=12, buttons=["copy"], elem_id="one-out")
+        one_out = gr.Textbox(label=I18N("output"), lines=12, buttons=["copy"], elem_id="one-out")
     clears(one_btn, one_stopped)
     ev = one_btn.click(
         listening(lambda *a: generate_one(lab, *a)),
-        [inputs.corpus, one_name, inputs.prompt, *inputs.sampling],
+        [inputs.corpus, one_name, inputs.prompt, *inputs.sampling, inputs.language],
         [one_out, one_status],
         api_name="generate",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
         concurrency_id="generation",
         concurrency_limit=4,
     )
-    wire_stop(one_stop, one_stopped, [ev])
+    wire_stop(one_stop, one_stopped, [ev], inputs.language)
     return one_name
 
 
@@ -1165,11 +1208,11 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
     """The chosen variants streaming at once, one pane each (a pane per chosen variant is shown); an example, once
     clicked, runs here."""
     shown_panes = len(lab.variants(lab.corpora()[0])[:DEFAULT_PANES])
-    with gr.Tab("Side by side", id="side-by-side"):
+    with gr.Tab(I18N("tab.side-by-side"), id="side-by-side"):
         guide(lab, inputs, "side-by-side")
         with gr.Row():
-            compare_btn = gr.Button("Generate side by side", variant="primary", elem_id="compare")
-            compare_stop = gr.Button("Stop", elem_id="compare-stop")
+            compare_btn = gr.Button(I18N("compare"), variant="primary", elem_id="compare")
+            compare_stop = gr.Button(I18N("stop"), elem_id="compare-stop")
         compare_status = gr.Markdown(elem_id="compare-status")
         compare_stopped = gr.Markdown(elem_id="compare-stopped")
         panes = []
@@ -1183,7 +1226,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
 
     inputs.names.change(on_names, inputs.names, panes, api_visibility="private")
     run = {
-        "inputs": [inputs.corpus, inputs.names, inputs.prompt, *inputs.sampling],
+        "inputs": [inputs.corpus, inputs.names, inputs.prompt, *inputs.sampling, inputs.language],
         "outputs": [compare_status, *panes],
         "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
         "concurrency_id": "generation",
@@ -1197,7 +1240,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
     example = shown.then(
         listening(lambda c, n, *a: generate_panes(lab, c, available(lab, c, n), *a)), api_visibility="private", **run
     )
-    wire_stop(compare_stop, compare_stopped, [ev, example])
+    wire_stop(compare_stop, compare_stopped, [ev, example], inputs.language)
 
 
 def available(lab: Lab, corpus, names) -> list:
@@ -1208,14 +1251,12 @@ def available(lab: Lab, corpus, names) -> list:
     return kept or list(group)[:DEFAULT_PANES]
 
 
-STOPPED = "Stopped: press the button again for a new run."
-
-
-def wire_stop(stop: gr.Button, note: gr.Markdown, events: list) -> None:
-    """Stop cancels `events` and says so in `note` (its own line, so that no update still in flight overwrites it).
-    Both run in the browser only."""
+def wire_stop(stop: gr.Button, note: gr.Markdown, events: list, language: gr.Radio) -> None:
+    """Stop cancels `events` and says so in `note`, in the page's language (its own line, so that no update still in
+    flight overwrites it). Both run in the browser only."""
+    stopped = {code: Words(code)("stopped") for code in LANGUAGES}
     stop.click(None, None, None, cancels=events)
-    stop.click(None, None, note, js=f"() => {json.dumps(STOPPED)}")
+    stop.click(None, language, note, js=f"(lang) => ({json.dumps(stopped, ensure_ascii=False)})[lang] ?? ''")
 
 
 def clears(start: gr.Button, note: gr.Markdown) -> None:
@@ -1224,41 +1265,42 @@ def clears(start: gr.Button, note: gr.Markdown) -> None:
     start.click(None, None, note, js="() => ''")
 
 
-def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
+def next_character_tab(lab: Lab, inputs: Inputs) -> Callable:
     """The next character's candidates per chosen variant, redrawn whenever what they depend on changes (the API
-    also gets them as data)."""
-    with gr.Tab("Next character", id="next-character"):
+    also gets them as data). Returns `redraw(trigger)`, which wires one more trigger to redraw them."""
+    with gr.Tab(I18N("tab.next-character"), id="next-character"):
         guide(lab, inputs, "next-character")
-        next_status = gr.Markdown(NEXT_EXPLAINED)
+        next_status = gr.Markdown(ENGLISH("next_explained"))
         with gr.Row():
-            back = gr.Button("◀ Take back a character", size="sm")
-            forward = gr.Button("Draw the next character ▶", size="sm", variant="primary", elem_id="step")
+            back = gr.Button(I18N("take_back"), size="sm")
+            forward = gr.Button(I18N("step"), size="sm", variant="primary", elem_id="step")
         step_note = gr.Markdown(elem_id="step-note")
         next_data = gr.JSON(visible=False)
         bars = gr.HTML(elem_id="next-bars")
+    next_inputs = [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p]
     forward.click(
         lambda *a: step_character(lab, *a),
-        [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p, inputs.seed],
+        [*next_inputs, inputs.seed, inputs.language],
         [inputs.prompt, step_note],
         api_name="step",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
     )
     back.click(None, inputs.prompt, [inputs.prompt, step_note], js=TAKE_BACK)
-    next_inputs = [inputs.corpus, inputs.names, inputs.prompt, inputs.temperature, inputs.top_k, inputs.top_p]
     next_outputs = [next_status, next_data, bars]
     inputs.temperature.change(
         lambda *a: next_char(lab, *a),
-        next_inputs,
+        [*next_inputs, inputs.language],
         next_outputs,
         trigger_mode="always_last",
         show_progress="hidden",
         api_name="next_character",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
     )
-    for trigger in (inputs.top_k.change, inputs.top_p.change, inputs.names.change, inputs.prompt.change, demo.load):
+
+    def redraw(trigger) -> None:
         trigger(
             lambda *a: next_char(lab, *a),
-            next_inputs,
+            [*next_inputs, inputs.language],
             next_outputs,
             trigger_mode="always_last",
             show_progress="hidden",
@@ -1266,23 +1308,27 @@ def next_character_tab(lab: Lab, inputs: Inputs, demo: gr.Blocks) -> None:
             preprocess=False,
         )
 
+    for trigger in (inputs.top_k.change, inputs.top_p.change, inputs.names.change, inputs.prompt.change):
+        redraw(trigger)
+    return redraw
+
 
 def attention_tab(lab: Lab, inputs: Inputs) -> list[gr.Dropdown]:
     """Attention maps, one head enlarged, and each head's entropy and pattern for one model. Returns its model and
     head dropdowns (the corpus sets their choices)."""
     first = lab.corpora()[0]
-    with gr.Tab("Attention", id="attention"):
+    with gr.Tab(I18N("tab.attention"), id="attention"):
         guide(lab, inputs, "attention")
         with gr.Row():
-            attn_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label="Model")
-            attn_btn = gr.Button("Show attention", variant="primary")
+            attn_name = gr.Dropdown(lab.choices(first), value=lab.variants(first)[0], label=I18N("model"))
+            attn_btn = gr.Button(I18N("show_attention"), variant="primary")
         attn_status = gr.Markdown()
-        attn_plot = gr.Plot(label="Attention per layer (rows) and head (columns)")
-        attn_head = gr.Dropdown(["auto", *knockout_choices(lab, first)[0]], value="auto", label="Head to enlarge")
-        attn_zoom = gr.Plot(label="One head, with its characters")
-        attn_table = gr.Dataframe(label="Each head: mean attention entropy and what it mostly reads")
+        attn_plot = gr.Plot(label=I18N("attention_grid"))
+        attn_head = gr.Dropdown(["auto", *knockout_choices(lab, first)[0]], value="auto", label=I18N("head_to_enlarge"))
+        attn_zoom = gr.Plot(label=I18N("one_head"))
+        attn_table = gr.Dataframe(label=I18N("head_table"))
     run = {
-        "inputs": [inputs.corpus, attn_name, inputs.prompt, attn_head],
+        "inputs": [inputs.corpus, attn_name, inputs.prompt, attn_head, inputs.language],
         "outputs": [attn_status, attn_plot, attn_zoom, attn_table],
         "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
     }
@@ -1294,27 +1340,24 @@ def attention_tab(lab: Lab, inputs: Inputs) -> list[gr.Dropdown]:
 def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
     """Parts of the baseline switched off, against the intact model. Returns the four part choices (heads, whole
     attention, MLP, residual layers; the corpus sets their choices)."""
-    with gr.Tab("Knockout", id="knockout"):
+    with gr.Tab(I18N("tab.knockout"), id="knockout"):
         guide(lab, inputs, "knockout")
-        gr.Markdown(
-            "Switch parts of the trained **baseline** off at inference time and compare it with the "
-            "intact model (same prompt, same seed)."
-        )
+        gr.Markdown(I18N("knockout_explained"))
         heads, layers = knockout_choices(lab, lab.corpora()[0])
-        ko_heads = gr.CheckboxGroup(heads, label="Heads")
+        ko_heads = gr.CheckboxGroup(heads, label=I18N("heads"))
         with gr.Row():
-            ko_attn = gr.CheckboxGroup(layers, label="Whole attention layer")
-            ko_mlp = gr.CheckboxGroup(layers, label="MLP layer")
-            ko_res = gr.CheckboxGroup(layers, label="Residual connections of layer")
-        ko_btn = gr.Button("Run knockout", variant="primary")
+            ko_attn = gr.CheckboxGroup(layers, label=I18N("whole_attention"))
+            ko_mlp = gr.CheckboxGroup(layers, label=I18N("mlp_layer"))
+            ko_res = gr.CheckboxGroup(layers, label=I18N("residual_layer"))
+        ko_btn = gr.Button(I18N("run_knockout"), variant="primary")
         ko_status = gr.Markdown()
         with gr.Row():
-            ko_intact = gr.Textbox(label="Intact", lines=8)
-            ko_broken = gr.Textbox(label="Knocked out", lines=8)
+            ko_intact = gr.Textbox(label=I18N("intact"), lines=8)
+            ko_broken = gr.Textbox(label=I18N("knocked_out"), lines=8)
     parts = [ko_heads, ko_attn, ko_mlp, ko_res]
     ko_btn.click(
         listening(lambda *a: run_knockout(lab, *a)),
-        [inputs.corpus, *parts, inputs.prompt, *inputs.sampling],
+        [inputs.corpus, *parts, inputs.prompt, *inputs.sampling, inputs.language],
         [ko_status, ko_intact, ko_broken],
         api_name="knockout",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
@@ -1328,25 +1371,13 @@ def training_tab(lab: Lab, inputs: Inputs) -> list:
     """How the variants trained and the learning-rate sweep they were chosen from. Returns the training figure, the
     sweep figure and its table (the corpus sets them)."""
     curves0, sweep0, table0 = training_view(lab, lab.corpora()[0])
-    with gr.Tab("Training", id="training"):
+    with gr.Tab(I18N("tab.training"), id="training"):
         guide(lab, inputs, "training")
-        gr.Markdown(
-            "How each variant trained, at its best learning rate: its validation loss against the unigram level "
-            "(character frequencies only) and the bigram level (the previous character only); how much its "
-            "predictions depend on the input at all; and, per layer, how focused its attention is and how large its "
-            "residual stream grew."
-        )
-        curves = gr.Plot(curves0, label="How each variant trained (its metrics log)", elem_id="training-plot")
-        gr.Markdown(
-            "Each variant was trained at several learning rates and kept at the one where it ended lowest: a variant "
-            "that fails at one learning rate may train at another. The table gives the spread over seeds there; "
-            "the unigram and bigram rows are no network at all. Measured by `python ablate.py`; the report is "
-            "docs/ablations.md in the project's repository."
-        )
-        sweep = gr.Plot(
-            sweep0, label="Final validation loss against learning rate (ablate.py's sweep)", elem_id="sweep-plot"
-        )
-        table = gr.Dataframe(table0, label="Each variant at its best learning rate")
+        gr.Markdown(I18N("training_explained"))
+        curves = gr.Plot(curves0, label=I18N("training_plot"), elem_id="training-plot")
+        gr.Markdown(I18N("sweep_explained"))
+        sweep = gr.Plot(sweep0, label=I18N("sweep_plot"), elem_id="sweep-plot")
+        table = gr.Dataframe(table0, label=I18N("sweep_table"))
     return [curves, sweep, table]
 
 
@@ -1356,15 +1387,16 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
     chosen) and each tab's guide; picking one (not an example, which sets its own prompt) also sets the prompt to the
     corpus's sample prompt."""
 
-    def on_corpus(c):
-        v, labelled = lab.variants(c), lab.choices(c)
+    def on_corpus(c, language=None):
+        say = spoken(language)
+        v, labelled = lab.variants(c), lab.choices(c, say)
         heads, layers = knockout_choices(lab, c)
-        said = lab.tips(c)
+        said = lab.tips(c, say)
         return (
             gr.CheckboxGroup(choices=labelled, value=v[:DEFAULT_PANES]),
             *[gr.Dropdown(choices=labelled, value=v[0]) for _ in model_dropdowns],
             gr.Dropdown(choices=["auto", *heads], value="auto"),
-            *training_view(lab, c),
+            *training_view(lab, c, say),
             gr.CheckboxGroup(choices=heads, value=[]),
             *[gr.CheckboxGroup(choices=layers, value=[]) for _ in parts[1:]],
             *[said[tab] for tab in inputs.guides],
@@ -1372,7 +1404,7 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
 
     inputs.corpus.change(
         on_corpus,
-        inputs.corpus,
+        [inputs.corpus, inputs.language],
         [inputs.names, *model_dropdowns, head, *training, *parts, *inputs.guides.values()],
         api_name="choose_corpus",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
@@ -1381,10 +1413,46 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
     inputs.corpus.input(prompt_for, inputs.corpus, inputs.prompt, api_visibility="private")
 
 
+def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: list, table: gr.Dataframe):
+    """The language: at load, the one the page was drawn in (DETECT_LANGUAGE); then the switch. Either re-words the
+    page's fixed words (`reworded`) and what the server words (the introduction, the guides, the variants' names, the
+    sweep table). Returns the load event (the next-character bars follow it)."""
+    fixed = reworded(demo)
+
+    def on_language(corpus, language):
+        say = spoken(language)
+        labelled = lab.choices(corpus, say) if corpus in lab.groups else None
+        choices = [gr.update() if labelled is None else gr.update(choices=labelled)] * (1 + len(model_dropdowns))
+        sweep = lab.sweeps.get(corpus)
+        said = lab.tips(corpus, say) if corpus in lab.groups else {}
+        return (
+            language,
+            *[gr.update(**{prop: say(key) for prop, key in keys.items()}) for _, keys in fixed],
+            intro(lab, say),
+            *choices,
+            sweep_table(sweep, say) if sweep else pd.DataFrame(columns=sweep_columns(say)),
+            *[said.get(tab, gr.update()) for tab in inputs.guides],
+        )
+
+    outputs = [
+        inputs.language,
+        *[block for block, _ in fixed],
+        inputs.intro,
+        inputs.names,
+        *model_dropdowns,
+        table,
+        *inputs.guides.values(),
+    ]
+    options = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden"}
+    loaded = demo.load(on_language, [inputs.corpus, inputs.language], outputs, js=DETECT_LANGUAGE, **options)
+    inputs.language.input(on_language, [inputs.corpus, inputs.language], outputs, **options)
+    return loaded
+
+
 def launch_options(demo: gr.Blocks) -> dict:
     """demo.launch()'s options, for main() and the tests: the CSS (Gradio 6 takes it at launch) and ClientWatch for
     this demo (LISTENING). A new dict every time: Gradio adds its own entries to app_kwargs."""
-    return {"css": CSS, "app_kwargs": {"middleware": [Middleware(ClientWatch, blocks=demo)]}}
+    return {"css": CSS, "i18n": I18N, "app_kwargs": {"middleware": [Middleware(ClientWatch, blocks=demo)]}}
 
 
 def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
@@ -1395,12 +1463,15 @@ def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Block
         inputs, examples = shared_inputs(lab)
         with gr.Tabs() as tabs:
             side_by_side_tab(lab, inputs, examples, tabs)
-            next_character_tab(lab, inputs, demo)
+            redraw_next = next_character_tab(lab, inputs)
             one_name = generate_tab(lab, inputs)
             attn_name, attn_head = attention_tab(lab, inputs)
             parts = knockout_tab(lab, inputs)
             training = training_tab(lab, inputs)
         wire_corpus(lab, inputs, [one_name, attn_name], attn_head, training, parts)
+        loaded = wire_language(lab, demo, inputs, [one_name, attn_name], training[2])
+        redraw_next(loaded.then)
+        redraw_next(inputs.language.input)
         demo.load(None, js=CLOSE_SIDEBAR_ON_PHONES)
     demo.queue(default_concurrency_limit=4, max_size=queue_size)
     return demo

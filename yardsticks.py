@@ -2,7 +2,7 @@
 
     reference_losses(train_text, val_text)  # {"unigram": 3.347, "bigram": 2.486} on Tiny Shakespeare
     level(loss, reference)                  # "unigram", "above_unigram", "between", "bigram" or "below_bigram"
-    yardstick(loss, reference)              # the same in words, for the report and the lab
+    yardstick(loss, reference)              # the same in words (words.py), for the report and the lab
 
 A character model that ends at the unigram level learned the character frequencies and nothing more (whatever it
 reads, it predicts the same distribution); one at the bigram level predicts from the current character alone; only
@@ -12,6 +12,8 @@ verdicts from here, so they cannot disagree.
 
 import math
 from collections import Counter
+
+from words import ENGLISH, Words
 
 AT_LEVEL = 0.05  # nats per character: a loss this close to a yardstick is "at" it
 
@@ -63,16 +65,9 @@ def at_unigram(loss: float | None, reference: dict) -> bool:
     return loss is not None and level(loss, reference) == "unigram"
 
 
-def yardstick(loss: float, reference: dict) -> str | None:
-    """Where a loss stands, in words (None without both yardsticks)."""
+def yardstick(loss: float, reference: dict, say: Words = ENGLISH) -> str | None:
+    """Where a loss stands, in words (words.py: `say` picks the language; None without both yardsticks)."""
     where = level(loss, reference)
     if where is None:
         return None
-    uni, bi = reference["unigram"], reference["bigram"]
-    return {
-        "unigram": f"that is the unigram level ({uni:.3f}): it learned the character frequencies and nothing more",
-        "above_unigram": f"worse than character frequencies alone ({uni:.3f})",
-        "bigram": f"about the bigram level ({bi:.3f}): it predicts from the current character alone",
-        "between": f"between the unigram ({uni:.3f}) and bigram ({bi:.3f}) levels",
-        "below_bigram": f"below the bigram level ({bi:.3f}), so it uses more than the current character",
-    }[where]
+    return say(f"level.{where}", uni=reference["unigram"], bi=reference["bigram"])

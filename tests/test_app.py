@@ -211,7 +211,9 @@ def test_attention_maps_entropies_patterns_and_one_head_enlarged(client):
     rows = table["value"]["data"]
     assert len(rows) == 2 * 2  # layers x heads
     assert all(0 <= row[2] <= torch.log(torch.tensor(64.0)).item() for row in rows)
-    assert all(row[3] in ("spread out", *app.SHORT_PATTERN) for row in rows)
+    patterns = ["the previous character", "its own character", "the first position", "the newlines"]
+    read = ["spread out", *patterns, "the first position (off the map)"]
+    assert all(row[3] in read for row in rows)
     assert "The enlarged head is L" in status
     status, *_ = client.predict("shakespeare", "baseline", "ROMEO:", "L2 H1", api_name="/attention")
     assert "The enlarged head is L2 H1" in status
@@ -478,7 +480,7 @@ def test_user_mistakes_and_raw_stop_joins_leave_no_traceback_in_the_server_log(t
         for fn in [d["id"] for d in deps if not d["backend_fn"]]:  # the Stop buttons' events, joined raw
             assert raw_join(url, fn, [])[0] == 400
         status, answer = raw_join(url, "side_by_side", ["shakespeare", ["baseline"], "ROMEO:"])
-        assert status == 422 and answer["detail"][0]["message"] == "side_by_side takes 9 inputs, got 3"
+        assert status == 422 and answer["detail"][0]["message"] == "side_by_side takes 10 inputs, got 3"
         assert "gm-text" in side_by_side(client, ["baseline"], max_new=5).result()[1]  # and it still serves
     finally:
         proc.terminate()

@@ -376,7 +376,9 @@ def test_a_100k_character_prompt_costs_what_a_short_one_does(handlers):
     timings = {}
     for n in (10, 100_000):
         start = time.perf_counter()
-        status, *panes = call(handlers["side_by_side"], ["shakespeare", VARIANTS, "ab" * (n // 2), 0, 0, 1, 5, 1, 0])
+        status, *panes = call(
+            handlers["side_by_side"], ["shakespeare", VARIANTS, "ab" * (n // 2), 0, 0, 1, 5, 1, 0, "en"]
+        )
         timings[n] = time.perf_counter() - start
         assert all("gm-text" in p for p in panes[:3])
     assert "longer than the model's context" in status
@@ -416,11 +418,12 @@ def rest_call(url: str, api_name: str, data: list) -> list:
 def test_lone_surrogates_over_the_wire_get_a_result_and_a_notice(server):
     url, _ = server
     kind, (text, status) = rest_call(
-        url, "generate", ["shakespeare", "baseline", "ROMEO\ud800:\udc00", 0, 0, 1, 5, 1, 0]
+        url, "generate", ["shakespeare", "baseline", "ROMEO\ud800:\udc00", 0, 0, 1, 5, 1, 0, "en"]
     )
     assert kind == "complete" and text.startswith("ROMEO\ufffd:\ufffd") and "U+FFFD" in status
-    kind, data = rest_call(url, "side_by_side", ["shakespeare", ["baseline"], "\ud83d\ude00", 0, 0, 1, 5, 1, 0])
+    kind, data = rest_call(url, "side_by_side", ["shakespeare", ["baseline"], "\ud83d\ude00", 0, 0, 1, 5, 1, 0, "ja"])
     assert kind == "complete" and "😀" in data[1]  # a surrogate pair is the character it encodes
+    assert "各文字は" in data[0] and "ベースライン" in data[1]  # asked in Japanese, answered in Japanese
 
 
 def test_hostile_requests_through_the_client_then_the_server_still_serves(server):
@@ -431,6 +434,7 @@ def test_hostile_requests_through_the_client_then_the_server_still_serves(server
         ("/generate", ("shakespeare", "baseline", "<script>alert(1)</script>", *s), None),
         ("/attention", ("shakespeare", "baseline", "x" * 100_000, "auto"), None),
         ("/attention", ("shakespeare", "baseline", "x", "L9 H1"), "no head"),
+        ("/attention", ("shakespeare", "baseline", "x", "auto", "fr"), "no language 'fr'; choose from en, ja"),
         ("/next_character", ("shakespeare", ["baseline"], "é" * 100_000, 1e-9, 200, 0.01), None),
         ("/generate", ("shakespeare", "baseline", "x", "hot", 40, 0.95, 5, 1.0, 0), "temperature must be a number"),
         ("/generate", ("shakespeare", "baseline", "x", None, 40, 0.95, 5, 1.0, 0), "temperature must be a number"),
@@ -484,7 +488,7 @@ def steps(monkeypatch):
     return counts
 
 
-LONG = ["shakespeare", ["baseline", "residual_off"], "ROMEO:", 0.8, 40, 0.95, 2000, 1.0, 0]  # 2 panes, 2000 steps
+LONG = ["shakespeare", ["baseline", "residual_off"], "ROMEO:", 0.8, 40, 0.95, 2000, 1.0, 0, "en"]  # 2 panes, 2000 steps
 
 
 def probe_s(client) -> float:
@@ -519,7 +523,7 @@ def test_a_cancel_right_after_submit_stops_the_job(server, steps):
     client = Client(url, verbose=False)  # one session, as a script submitting and cancelling would have
     jobs = []
     for seed in range(6):
-        job = client.submit(*LONG[:-1], seed, api_name="/side_by_side")
+        job = client.submit(*LONG[:-2], seed, "en", api_name="/side_by_side")
         job.cancel()  # before the join has returned: gradio_client sends /cancel without an event id, then /reset
         jobs.append(job)
     took = probe_s(Client(url, verbose=False))
@@ -544,12 +548,12 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     wrong = {"__type__": "validate", "is_valid": False, "parameter_name": "inputs"}  # Gradio's validator answer
     assert raw_join(url, "side_by_side", LONG[:3]) == (
         422,
-        {"detail": [{**wrong, "message": "side_by_side takes 9 inputs, got 3"}]},
+        {"detail": [{**wrong, "message": "side_by_side takes 10 inputs, got 3"}]},
     )
-    assert raw_join(url, "knockout", ["shakespeare", *[[]] * 4, "x", 0, 0, 1, 5, 1, 0, 0])[1] == {
-        "detail": [{**wrong, "message": "knockout takes 12 inputs, got 13"}]
+    assert raw_join(url, "knockout", ["shakespeare", *[[]] * 4, "x", 0, 0, 1, 5, 1, 0, "en", 0])[1] == {
+        "detail": [{**wrong, "message": "knockout takes 13 inputs, got 14"}]
     }
-    with pytest.raises(Exception, match="side_by_side takes 9 inputs, got 10"):  # gradio_client sends what it is given
+    with pytest.raises(Exception, match="side_by_side takes 10 inputs, got 11"):  # gradio_client sends what it is given
         client.predict(*LONG, 7, api_name="/side_by_side")
     assert raw_join(url, 999, [])[0] == 404 and "no event 999" in raw_join(url, 999, [])[1]["detail"]
     body = json.dumps({"data": ["shakespeare"]}).encode()
@@ -559,13 +563,13 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=30)
     answer = json.loads(caught.value.read())["detail"][0]["message"]
-    assert caught.value.code == 422 and answer == "generate takes 9 inputs, got 1"
+    assert caught.value.code == 422 and answer == "generate takes 10 inputs, got 1"
 
 
 def test_a_session_that_never_reads_is_refused_until_it_does(server, monkeypatch):
     url, _ = server
     monkeypatch.setattr(lab_clients, "MAX_UNREAD_JOINS", 2)
-    session, short = uuid.uuid4().hex, ["shakespeare", "baseline", "KING:", 0, 0, 1, 5, 1, 0]
+    session, short = uuid.uuid4().hex, ["shakespeare", "baseline", "KING:", 0, 0, 1, 5, 1, 0, "en"]
     assert [raw_join(url, "generate", short, session)[0] for _ in range(2)] == [200, 200]
     status, answer = raw_join(url, "generate", short, session)
     assert status == 429 and "made 2 requests without reading one" in answer["detail"]

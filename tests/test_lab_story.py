@@ -3,13 +3,14 @@
 from types import SimpleNamespace
 
 import lab_story
+from words import Words
 
 REF = {"unigram": 3.347, "bigram": 2.486}
 
 
-def pane(label, ablations=None, loss=None, lr=None):
+def pane(name, ablations=None, loss=None, lr=None):
     training = {} if loss is None else {"val_split": loss, "lr": lr}
-    return SimpleNamespace(label=label, ablations=ablations or {}, training=training)
+    return SimpleNamespace(name=name, ablations=ablations or {}, training=training)
 
 
 def test_where_each_pane_departs_from_the_reference():
@@ -33,13 +34,13 @@ def test_a_caption_says_what_the_model_is_and_where_its_measured_loss_stands():
 
 
 def test_the_story_names_the_reference_and_explains_look_alikes_from_their_losses():
-    entries = [pane("residual off", {"use_residual": False}, 3.347), pane("baseline", {}, 1.85)]
-    entries.append(pane("post-LN", {"ln_style": "post"}, 3.346))
+    entries = [pane("residual_off", {"use_residual": False}, 3.347), pane("baseline", {}, 1.85)]
+    entries.append(pane("post_ln", {"ln_style": "post"}, 3.346))
     lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF)
     assert "departs from **baseline**" in lines[0]
     assert "residual off at character 2" in lines[0] and "post-LN at character 2" in lines[0]
     assert lines[1].startswith("residual off and post-LN write the same text: each is at the unigram level")
-    entries[2] = pane("post-LN", {"ln_style": "post"}, 2.09)  # trained: the same text is then a coincidence
+    entries[2] = pane("post_ln", {"ln_style": "post"}, 2.09)  # trained: the same text is then a coincidence
     lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF)
     assert "close enough that the same seed draws the same characters" in lines[1]
     assert lab_story.side_by_side_story(entries[:1], ["aaa"], REF) == []  # one pane: nothing to compare
@@ -51,3 +52,22 @@ def test_a_model_ignores_its_input_by_its_measured_input_dependence_first():
     sharp.metrics = [{"input_dependence": 1.2}]
     assert lab_story.ignores_input(flat, REF) and not lab_story.ignores_input(sharp, REF)
     assert lab_story.ignores_input(pane("c", {}, 3.35), REF)  # no log: its loss at the unigram level says so
+
+
+def test_the_story_speaks_japanese_from_the_same_records():
+    ja = Words("ja")
+    entries = [pane("residual_off", {"use_residual": False}, 3.347), pane("baseline", {}, 1.85)]
+    entries.append(pane("post_ln", {"ln_style": "post"}, 3.346))
+    lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF, ja)
+    assert "**ベースライン**" in lines[0] and "残差接続なし：2 文字目から" in lines[0]
+    assert lines[1].startswith("残差接続なしとPost-LNは同じ文章") and "ユニグラム水準（3.347）" in lines[1]
+    text = lab_story.caption({"use_residual": False}, {"val_split": 3.3473, "lr": 0.004}, REF, ja)
+    assert (
+        text == "各サブレイヤーの出力を入力に足さず、入力をそのまま置き換える。検証損失 3.347（学習率 0.004 で学習）、"
+        "これはユニグラム水準（3.347）：文字の頻度だけを学び、それ以上は学んでいない。"
+    )
+    sweep = {"reference": REF, "variants": {"residual_off": {"window": []}, "baseline": {"window": [0.001, 0.002]}}}
+    said = lab_story.tips(entries, sweep, ja)
+    assert set(said) == set(lab_story.tips(entries, sweep))  # the same tabs in either language
+    assert "残差接続なし なし" in said["training"] and "ベースライン 0.001, 0.002" in said["training"]
+    assert not any(c.isascii() and c.isalpha() for c in said["knockout"].replace("L1", ""))

@@ -178,7 +178,8 @@ def test_the_project_never_runs_code_it_downloads():
 # ---------------------------------------------------------------------------------------------------------------------
 # The lab takes no file path or repository id from the web
 
-INPUTS = {"dropdown", "checkboxgroup", "textbox", "slider", "number", "dataset"}  # dataset: gr.Examples' row index
+# dataset: gr.Examples' row index; radio: the language
+INPUTS = {"dropdown", "checkboxgroup", "textbox", "slider", "number", "dataset", "radio"}
 FILE_COMPONENTS = {
     "file",
     "uploadbutton",
