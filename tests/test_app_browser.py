@@ -196,3 +196,31 @@ def test_step_through_a_generation_and_take_a_character_back(url):
         page.get_by_role("button", name="◀ Take back a character").click()
         expect(page.locator("#prompt textarea")).to_have_value("ROMEO:", timeout=15_000)
         browser.close()
+
+
+def test_a_japanese_browser_gets_the_lab_in_japanese_and_the_switch_rewords_it(url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1360, "height": 1100}, locale="ja-JP")
+        page.goto(url)
+        expect(page.get_by_role("tab", name="次の文字")).to_be_visible(timeout=15_000)  # Gradio's i18n, first paint
+        expect(page.get_by_text("GPT-2 mini ラボ")).to_be_visible(timeout=15_000)  # the server's words, at load
+        expect(page.get_by_label("日本語")).to_be_checked()
+        expect(page.locator(".gm-tip").first).to_contain_text("試してみよう")
+        expect(page.locator("#settings")).to_contain_text("残差接続なし")
+        page.get_by_role("button", name="並べて生成").click()
+        expect(page.locator("#compare-status")).to_contain_text("最初の文字まで", timeout=120_000)
+        assert "強調" in page.locator("#compare-status").inner_text()
+        assert "ベースライン" in page.locator("#pane-0 .gm-head").inner_text()
+        page.screenshot(path=str(shots / "lab_japanese.png"), full_page=False)
+        page.get_by_label("English").check()  # the switch re-words the page and what the server wrote
+        expect(page.get_by_role("tab", name="Next character")).to_be_visible(timeout=15_000)
+        expect(page.get_by_text("GPT-2 mini lab")).to_be_visible(timeout=15_000)
+        expect(page.locator(".gm-tip").first).to_contain_text("Try:")
+        expect(page.locator("#settings")).to_contain_text("residual off")
+        page.get_by_role("tab", name="Next character").click()
+        expect(page.locator("#next-bars .gm-head").first).to_contain_text("baseline", timeout=30_000)
+        browser.close()
