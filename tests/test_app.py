@@ -15,7 +15,7 @@ import torch
 from gradio_client import Client
 
 import app
-from conftest import ROOT, raw_join, tiny_model
+from conftest import ROOT, raw_join, tiny_lab, tiny_model
 from corpus import load_corpus
 from generation_gpt2mini import SamplingSettings
 from tokenizer import build_tokenizer
@@ -570,3 +570,18 @@ def test_a_character_split_over_byte_tokens_is_one_shaded_piece_with_its_whole_p
     body = app.written_html("abc", 1, "baseline", pieces, SimpleNamespace(decode=lambda ids: "x"))
     before, after = body.split('class="gm-split"')
     assert ">a</span>" in before and ">b</span>" in after  # a piece that straddles the departure is split there
+
+
+def test_every_fixed_word_on_the_page_follows_the_language():
+    demo = app.build_demo(tiny_lab())
+    worded = {id(block) for block, _ in app.reworded(demo)}
+    for block in demo.blocks.values():
+        kind = type(block).__name__
+        if kind in ("Tab", "Button", "Slider", "Accordion", "Sidebar", "CheckboxGroup", "Plot", "Dataframe"):
+            assert id(block) in worded or block.label is None and kind == "Dataframe", (kind, block.label)
+    keys = [keys for _, keys in app.reworded(demo)]
+    assert {"label": "tab.next-character"} in keys and {"value": "compare"} in keys
+    ja = [app.spoken("ja")(key) for k in keys for key in k.values()]
+    assert "次の文字" in ja and "並べて生成" in ja
+    with pytest.raises(app.Refused, match="no language 'de'"):
+        app.spoken("de")
