@@ -133,7 +133,7 @@ def windows(entries: list, sweep: dict, say: Words = ENGLISH) -> str:
         for e in entries
         if e.name in swept
     ]  # fmt: skip
-    return say("windows", windows=say.listed(known)) if known else ""
+    return say("windows", windows=say.listed(known, "list.windows")) if known else ""
 
 
 DEPENDENCE_FLOOR = 0.01  # nats: below this input dependence, a model predicts about the same whatever it reads

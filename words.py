@@ -21,9 +21,9 @@ VARIANTS_JA = {  # variant: (label, meaning)
         "ベースライン",
         "設計どおりの GPT-2：残差接続・Attention・MLP を持つ Pre-LN のブロックと学習される位置埋め込み",
     ),
-    "residual_off": ("残差接続なし", "各サブレイヤーの出力を入力に足さず、入力をそのまま置き換える"),
+    "residual_off": ("残差接続なし", "各サブレイヤーの出力を入力に足さず、出力で入力を置き換える"),
     "attention_off": ("Attention なし", "Attention のサブレイヤーがない：各位置は自分の文字しか見えない"),
-    "post_ln": ("Post-LN", "LayerNorm を各残差の和の後に置き、最後の LayerNorm はない（2017 年の Transformer の配置）"),
+    "post_ln": ("Post-LN", "LayerNorm を残差の足し算の後に置き、最終 LayerNorm はない（2017 年の Transformer の配置）"),
     "no_layernorm": ("LayerNorm なし", "LayerNorm がどこにもない"),
     "mlp_off": ("MLP なし", "フィードフォワードのサブレイヤーがない"),
     "no_position": ("位置埋め込みなし", "学習される位置の表がない：順序の手がかりは因果マスクだけ"),
@@ -133,16 +133,17 @@ TABLE: dict[str, dict[str, str]] = {
         "学習に使ったテキスト：{sizes}。同じプロンプト・同じシードなので、各欄はベースラインと違い始めた所から"
         "強調されます。設定はサイドバーにあります。",
     },
-    "intro.size": {"en": "{name} ({millions:.2f}M parameters)", "ja": "{name}（パラメータ {millions:.2f}M 個）"},
-    "list.and": {"en": " and ", "ja": "と"},
-    "list.sep": {"en": "; ", "ja": "、"},
+    "intro.size": {"en": "{name} ({millions:.2f}M parameters)", "ja": "{name}（モデルのパラメータ数 {millions:.2f}M）"},
+    "list.and": {"en": " and ", "ja": "」と「"},
+    "list.sep": {"en": "; ", "ja": "。"},
+    "list.windows": {"en": "; ", "ja": "、"},
     "list.comma": {"en": ", ", "ja": "、"},
     "sentence.sep": {"en": ". ", "ja": "。"},
     "sentence.end": {"en": ".", "ja": "。"},
     # -- what a loss means (yardsticks.yardstick; the report's words too)
     "level.unigram": {
         "en": "that is the unigram level ({uni:.3f}): it learned the character frequencies and nothing more",
-        "ja": "これはユニグラム水準（{uni:.3f}）：文字の頻度だけを学び、それ以上は学んでいない",
+        "ja": "ユニグラム水準（{uni:.3f}）にあたる：文字の頻度だけを学び、それ以上は学んでいない",
     },
     "level.above_unigram": {
         "en": "worse than character frequencies alone ({uni:.3f})",
@@ -158,7 +159,7 @@ TABLE: dict[str, dict[str, str]] = {
     },
     "level.below_bigram": {
         "en": "below the bigram level ({bi:.3f}), so it uses more than the current character",
-        "ja": "バイグラム水準（{bi:.3f}）より下：今の文字より多くを使っている",
+        "ja": "バイグラム水準（{bi:.3f}）を下回る：今の文字より前の文脈も使っている",
     },
     # -- a pane's caption
     "loss_line": {"en": "validation loss {loss:.3f}{lr}", "ja": "検証損失 {loss:.3f}{lr}"},
@@ -175,12 +176,12 @@ TABLE: dict[str, dict[str, str]] = {
     "at.agrees": {"en": "agrees so far", "ja": "ここまで同じ"},
     "at.first": {"en": "from the first character", "ja": "最初の文字から"},
     "at.character": {"en": "at character {n}", "ja": "{n} 文字目から"},
-    "alike": {"en": "{who} write the same text: {why}.", "ja": "{who}は同じ文章を書いています：{why}。"},
+    "alike": {"en": "{who} write the same text: {why}.", "ja": "「{who}」は互いに同じ文章を書いています：{why}。"},
     "why_alike.unigram": {
         "en": "each is at the unigram level ({uni:.3f}): it predicts the character frequencies whatever it reads, so "
         "the same seed draws the same characters",
-        "ja": "どれもユニグラム水準（{uni:.3f}）にあり、何を読んでも文字の頻度を予測するので、同じシードでは同じ文字を"
-        "引きます",
+        "ja": "いずれもユニグラム水準（{uni:.3f}）にあり、何を読んでも文字の頻度を予測するので、同じシードでは"
+        "同じ文字を引きます",
     },
     "why_alike.close": {
         "en": "their next-character distributions are close enough that the same seed draws the same characters",
@@ -189,17 +190,17 @@ TABLE: dict[str, dict[str, str]] = {
     "departs_here": {"en": "departs from {reference} here", "ja": "ここから {reference} と違う"},
     "pane_stats": {
         "en": "{chars} chars · {rate:,.0f} chars/s · {ms:.2f} ms/step · loss on its text {loss:.2f}",
-        "ja": "{chars} 文字 · {rate:,.0f} 文字/秒 · {ms:.2f} ms/ステップ · 自分の文章での損失 {loss:.2f}",
+        "ja": "{chars} 文字 · {rate:,.0f} 文字/秒 · {ms:.2f} ms/ステップ · 生成した文章での損失 {loss:.2f}",
     },
     "first_character": {"en": "First character after {ms:.0f} ms.", "ja": "最初の文字まで {ms:.0f} ms。"},
     "time_limit": {
         "en": "Stopped after {limit:g} s, the per-request limit.",
-        "ja": "1 回の上限の {limit:g} 秒で止めました。",
+        "ja": "1 回あたりの上限 {limit:g} 秒に達したので止めました。",
     },
     "one_running": {"en": "{n} characters, {rate:,.0f} chars/s", "ja": "{n} 文字、{rate:,.0f} 文字/秒"},
     "one_done": {
         "en": "{n} characters in {s:.2f} s ({rate:,.0f} chars/s)",
-        "ja": "{n} 文字を {s:.2f} 秒で（{rate:,.0f} 文字/秒）",
+        "ja": "{n} 文字を {s:.2f} 秒で生成（{rate:,.0f} 文字/秒）",
     },
     # -- the prompt
     "notice.surrogates": {
@@ -218,16 +219,16 @@ TABLE: dict[str, dict[str, str]] = {
     # -- next character, one step at a time
     "drew": {
         "en": "{label} drew **{char}** (probability {p:.2f} after the settings).",
-        "ja": "{label}が **{char}** を引きました（設定を適用した後の確率 {p:.2f}）。",
+        "ja": "「{label}」が **{char}** を引きました（設定を適用した後の確率 {p:.2f}）。",
     },
     "drew_bytes": {
         "en": "{label} drew bytes that make no character (probability {p:.2g}): nothing added.",
-        "ja": "{label}が文字にならないバイトを引きました（確率 {p:.2g}）。何も足していません。",
+        "ja": "「{label}」が文字にならないバイトを引きました（確率 {p:.2g}）。何も足していません。",
     },
     # -- attention
     "no_attention": {
         "en": "This variant has no attention: each position sees only its own character, so there is no map.",
-        "ja": "このモデルには Attention がありません。各位置は自分の文字しか見ないので、マップはありません。",
+        "ja": "このモデルには Attention がありません。各位置は自分の文字しか見えないので、マップはありません。",
     },
     "attention_cropped": {
         "en": "Showing the last {shown} characters of the prompt (computed with all {all} as context).",
@@ -261,7 +262,7 @@ TABLE: dict[str, dict[str, str]] = {
     "zoom.attending": {"en": "the character attending", "ja": "注目する文字"},
     "zoom.weight": {"en": "weight", "ja": "重み"},
     # -- knockout
-    "knocked_out_of": {"en": "Knocked out of **{label}**: {parts}.", "ja": "**{label}**から外した部品：{parts}。"},
+    "knocked_out_of": {"en": "Knocked out of **{label}**: {parts}.", "ja": "**「{label}」**から外した部品：{parts}。"},
     "part.attention": {"en": "attention in {layer}", "ja": "{layer} の Attention"},
     "part.mlp": {"en": "MLP in {layer}", "ja": "{layer} の MLP"},
     "part.residual": {"en": "residual in {layer}", "ja": "{layer} の残差接続"},
@@ -269,7 +270,7 @@ TABLE: dict[str, dict[str, str]] = {
     "passage": {
         "en": "Validation loss on a fixed passage ({windows} x {n} characters): intact **{intact:.3f}**, knocked out "
         "**{broken:.3f}** ({change:+.3f}).",
-        "ja": "決まった検証用の一節（{windows} x {n} 文字）での損失：そのまま **{intact:.3f}**、ノックアウト後 "
+        "ja": "固定した検証用の一節（{windows} × {n} 文字）での損失：そのまま **{intact:.3f}**、ノックアウト後 "
         "**{broken:.3f}**（{change:+.3f}）。",
     },
     "passage.level": {"en": " Knocked out, {where}.", "ja": "ノックアウト後は{where}。"},
@@ -284,7 +285,7 @@ TABLE: dict[str, dict[str, str]] = {
     "passage.bigram": {
         "en": "it is about the bigram level of this passage ({bi:.3f}): no better than predicting from the current "
         "character alone",
-        "ja": "この一節のほぼバイグラム水準（{bi:.3f}）にあり、今の文字だけからの予測と変わりません",
+        "ja": "この一節のバイグラム水準（{bi:.3f}）とほぼ同じで、今の文字だけからの予測と変わりません",
     },
     "passage.between": {
         "en": "it is between the unigram ({uni:.3f}) and bigram ({bi:.3f}) levels of this passage",
@@ -292,16 +293,16 @@ TABLE: dict[str, dict[str, str]] = {
     },
     "passage.below_bigram": {
         "en": "it is still below the bigram level of this passage ({bi:.3f})",
-        "ja": "まだこの一節のバイグラム水準（{bi:.3f}）より下にあります",
+        "ja": "まだこの一節のバイグラム水準（{bi:.3f}）を下回っています",
     },
     # -- training
     "sweep.variant": {"en": "variant", "ja": "モデル"},
     "sweep.best_lr": {"en": "best lr", "ja": "最適な学習率"},
-    "sweep.mean": {"en": "val loss (mean over seeds)", "ja": "検証損失（シードの平均）"},
+    "sweep.mean": {"en": "val loss (mean over seeds)", "ja": "検証損失（シード間の平均）"},
     "sweep.range": {"en": "range over seeds", "ja": "シード間の範囲"},
     "sweep.window": {"en": "clearly below bigram at lr", "ja": "バイグラム水準を明確に下回る学習率"},
     "sweep.diverged": {"en": "diverged", "ja": "発散"},
-    "sweep.none": {"en": "none", "ja": "なし"},
+    "sweep.none": {"en": "none", "ja": "該当なし"},
     "sweep.unigram": {"en": "character frequencies only (unigram)", "ja": "文字の頻度だけ（ユニグラム）"},
     "sweep.bigram": {"en": "previous character only (bigram)", "ja": "直前の文字だけ（バイグラム）"},
     # -- what to try (lab_story.tips)
@@ -322,7 +323,7 @@ TABLE: dict[str, dict[str, str]] = {
     },
     "try.except": {
         "en": ", except for {who}: at the unigram level, it shows the same bars whatever it reads.",
-        "ja": "。ただし{who}はユニグラム水準にあり、何を読んでも同じ棒を示します。",
+        "ja": "。ただし「{who}」はユニグラム水準にあり、何を読んでも同じ棒を示します。",
     },
     "try.attention": {
         "en": "Press **Show attention** with a prompt of several lines: heads titled *previous char* or *newlines* "
@@ -344,7 +345,7 @@ TABLE: dict[str, dict[str, str]] = {
     "standing": {"en": "**{label}** {loss:.3f}{said}", "ja": "**{label}** {loss:.3f}{said}"},
     "standing.unigram": {
         "en": ", at the unigram level ({uni:.3f}): it writes character frequencies whatever it reads",
-        "ja": "、ユニグラム水準（{uni:.3f}）：何を読んでも文字の頻度どおりに書く",
+        "ja": "、ユニグラム水準（{uni:.3f}）にあり、何を読んでも文字の頻度どおりに書く",
     },
     "standing.above_unigram": {
         "en": ", worse than character frequencies alone ({uni:.3f})",
@@ -352,7 +353,7 @@ TABLE: dict[str, dict[str, str]] = {
     },
     "standing.bigram": {
         "en": ", about the bigram level ({bi:.3f}): it predicts from the current character alone",
-        "ja": "、ほぼバイグラム水準（{bi:.3f}）：今の文字だけから予測する",
+        "ja": "、ほぼバイグラム水準（{bi:.3f}）にあり、今の文字だけから予測する",
     },
     "standing.against": {
         "en": ", {change:+.3f} against the baseline ({base:.3f})",
@@ -362,7 +363,7 @@ TABLE: dict[str, dict[str, str]] = {
         "en": "The learning rates at which each ends clearly below the bigram level: {windows}.",
         "ja": "バイグラム水準を明確に下回って終わる学習率：{windows}。",
     },
-    "window": {"en": "{label} {lrs}", "ja": "{label} {lrs}"},
+    "window": {"en": "{label} {lrs}", "ja": "{label}（{lrs}）"},
 }
 TABLE |= {f"variant.{s.variant}": {"en": s.label, "ja": VARIANTS_JA[s.variant][0]} for s in SWITCHES} | {
     f"meaning.{s.variant}": {"en": s.meaning, "ja": VARIANTS_JA[s.variant][1]} for s in SWITCHES

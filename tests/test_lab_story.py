@@ -60,14 +60,16 @@ def test_the_story_speaks_japanese_from_the_same_records():
     entries.append(pane("post_ln", {"ln_style": "post"}, 3.346))
     lines = lab_story.side_by_side_story(entries, ["aaa", "abc", "aaa"], REF, ja)
     assert "**ベースライン**" in lines[0] and "残差接続なし：2 文字目から" in lines[0]
-    assert lines[1].startswith("残差接続なしとPost-LNは同じ文章") and "ユニグラム水準（3.347）" in lines[1]
+    assert (
+        lines[1].startswith("「残差接続なし」と「Post-LN」は互いに同じ文章") and "ユニグラム水準（3.347）" in lines[1]
+    )
     text = lab_story.caption({"use_residual": False}, {"val_split": 3.3473, "lr": 0.004}, REF, ja)
     assert (
-        text == "各サブレイヤーの出力を入力に足さず、入力をそのまま置き換える。検証損失 3.347（学習率 0.004 で学習）、"
-        "これはユニグラム水準（3.347）：文字の頻度だけを学び、それ以上は学んでいない。"
+        text == "各サブレイヤーの出力を入力に足さず、出力で入力を置き換える。検証損失 3.347（学習率 0.004 で学習）、"
+        "ユニグラム水準（3.347）にあたる：文字の頻度だけを学び、それ以上は学んでいない。"
     )
     sweep = {"reference": REF, "variants": {"residual_off": {"window": []}, "baseline": {"window": [0.001, 0.002]}}}
     said = lab_story.tips(entries, sweep, ja)
     assert set(said) == set(lab_story.tips(entries, sweep))  # the same tabs in either language
-    assert "残差接続なし なし" in said["training"] and "ベースライン 0.001, 0.002" in said["training"]
+    assert "残差接続なし（該当なし）、ベースライン（0.001, 0.002）" in said["training"]
     assert not any(c.isascii() and c.isalpha() for c in said["knockout"].replace("L1", ""))
