@@ -969,7 +969,9 @@ def write_report(path: Path, results: list[dict], total_wall: float, images: Pat
     images.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(images, path.parent)
     r0 = results[0]
-    trained = sum(t.get("wall_s", 0) for r in results for t in r["trials"])
+    hours = {r["corpus"]: sum(t.get("wall_s", 0) for t in r["trials"]) / 3600 for r in results}
+    trained = sum(hours.values()) * 3600
+    per_corpus = f" ({', '.join(f'{c} {h:.1f} h' for c, h in hours.items())})" if len(hours) > 1 else ""
     threads = sorted({t.get("threads") for r in results for t in r["trials"] if t.get("threads")})
     lines = [
         "# Ablations: break GPT-2 mini and watch what breaks, each variant at its own best learning rate",
@@ -983,9 +985,9 @@ def write_report(path: Path, results: list[dict], total_wall: float, images: Pat
         f"- Hardware: {'; '.join(sorted({r['hardware'] for r in results}))}; {r0['jobs']} trials at once, "
         f"{', '.join(map(str, threads)) or '?'} thread(s) each (on the CPU a trial's result is deterministic for a "
         "given thread count; another count rounds differently and ends a little elsewhere).",
-        f"- Wall time: the trials took {trained / 3600:.1f} h of training added up, {r0['jobs']} at a time (each timed "
-        f"when it was trained); the last run of the command took {total_wall / 60:.1f} min, reusing what earlier "
-        "runs measured.",
+        f"- Wall time: the trials took {trained / 3600:.1f} h of training added up{per_corpus}, {r0['jobs']} at a time "
+        f"(each timed when it was trained, on a machine that was not always idle); the last run of the command took "
+        f"{total_wall / 60:.1f} min, reusing what earlier runs measured.",
         f"- Protocol: every variant trains at each learning rate of the sweep ({_lrs(r0['lrs'])}) with seed "
         f"{r0['base_seed']}; where its best lies at an edge of the sweep, at up to {r0.get('extend', 0)} more beyond "
         "it (each 2x "

@@ -92,7 +92,9 @@ RECORDS = sorted((ROOT / "docs" / "ablations").glob("*_results.json"))
 
 
 def test_the_report_keeps_a_record_of_each_swept_corpus():
-    assert (ROOT / "docs" / "ablations" / "shakespeare_results.json").exists()
+    for corpus in CORPORA:
+        assert (ROOT / "docs" / "ablations" / f"{corpus}_results.json").exists(), corpus
+        assert f"\n## {corpus}\n" in (ROOT / "docs" / "ablations.md").read_text(), corpus
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.stem)
