@@ -7,7 +7,10 @@ It starts the app (`python app.py`) in its own process on 127.0.0.1, as a user w
 from this one, like a browser in another process, and reports per round:
 - the server's time to the first streamed character (goal: under 100 ms), as the app measures it from the start of the
   request to the first sampled character, and the time until the first update reaches the client;
-- characters per second per pane with 4 panes streaming from one event (goal: at least 200 per pane on 2 cores).
+- characters per second per pane with 4 panes streaming from one event (goal: at least 200 per pane on 2 cores);
+- then, in this process, what the per-character probabilities (the shading and its alternatives: SideBySide.record
+  and the final render) cost: the same side-by-side steps with and without them, interleaved, as a ratio (goal:
+  at most 1.10).
 Prints one JSON line per round and a summary with medians.
 """
 
@@ -105,7 +108,35 @@ def main(argv=None) -> int:
         f"  client time to first update     {med['client_first_update_ms']:.0f} ms\n"
         f"  characters/s per pane           {med['chars_per_s_per_pane']:.0f}      (goal >= 200)"
     )
+    cost = probability_cost(lab, args.corpus, names, prompt, args.chars, args.rounds)
+    print(
+        f"  per-character probabilities     {cost['ratio']:.3f} x the same steps without them "
+        f"({cost['with_ms']:.0f} against {cost['without_ms']:.0f} ms per run; goal <= 1.10)"
+    )
     return 0
+
+
+def probability_cost(lab, corpus: str, names: list[str], prompt: str, chars: int, rounds: int) -> dict:
+    """The side-by-side run's steps and final render with and without the per-character probabilities (a run
+    without them records nothing, so its final render shades nothing), interleaved, `rounds` of each after one
+    warm-up: the median times (ms) and their ratio."""
+    settings = app.generation_settings(0.8, 40, 0.95, chars, 1.0, 0)
+    entries = app.chosen_entries(lab, corpus, names)
+    times = {"with": [], "without": []}
+    for r in range(rounds + 1):
+        for mode in times:
+            t0 = time.perf_counter()
+            run = app.SideBySide(entries, prompt, settings, t0, lab.reference(corpus), app.ENGLISH)
+            if mode == "without":
+                run.record = lambda *_: None
+            for i in range(chars):
+                run.step(i)
+            run.flush()
+            run.render(app.Tick(chars, final=True))
+            if r:
+                times[mode].append((time.perf_counter() - t0) * 1000)
+    med = {mode: statistics.median(t) for mode, t in times.items()}
+    return {"with_ms": med["with"], "without_ms": med["without"], "ratio": med["with"] / med["without"]}
 
 
 def connect(Client, url: str, server: subprocess.Popen, log, timeout: float = 120.0):

@@ -300,8 +300,9 @@ def fn_index(url: str, api_name: str) -> int:
 
 
 def long_comparison(args, variants: list[str], i: int) -> list:
-    """A side-by-side comparison of up to 4 variants, LONG_CHARS characters: the inputs, in the API's order."""
-    return [args.corpus, variants[:4], PROMPTS[i % len(PROMPTS)], 0.8, 40, 0.95, LONG_CHARS, 1.0, i]
+    """A side-by-side comparison of up to 4 variants, LONG_CHARS characters: every input, in the API's order (a raw
+    join sends them all; the last is the language)."""
+    return [args.corpus, variants[:4], PROMPTS[i % len(PROMPTS)], 0.8, 40, 0.95, LONG_CHARS, 1.0, i, "en"]
 
 
 def raw_join(url: str, fn: int, data: list, session: str) -> str:

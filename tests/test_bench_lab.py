@@ -12,3 +12,4 @@ def test_quick_run_prints_rounds_and_a_summary(capsys):
     assert row["panes"] == 4 and row["chars_per_pane"] == 60
     assert row["server_first_char_ms"] > 0 and row["chars_per_s_per_pane"] > 0
     assert "server time to first character" in out and "characters/s per pane" in out
+    assert "per-character probabilities" in out and "x the same steps without them" in out
