@@ -398,6 +398,9 @@ def check_sizes(config: GPT2MiniConfig, weights: Path, config_file: Path) -> Non
     ):
         if needed and name in shapes:
             found[field] = (shapes[name][0], name)
+    if "inner_dim" in found and config.mlp_style == "swiglu":  # SwiGLU's c_fc makes gate|up: twice its width
+        rows, name = found["inner_dim"]
+        found["inner_dim"] = (rows // 2 if rows % 2 == 0 else rows / 2, name)
     layers = {int(m[1]) for k in shapes if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
     if layers:
         found["n_layer"] = (max(layers) + 1, f"transformer.h.{max(layers)}")

@@ -19,13 +19,14 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from configuration_gpt2mini import GPT2MiniConfig
-from modeling_gpt2mini import MLP, Block, CausalSelfAttention, GPT2MiniForCausalLM, GPT2MiniModel
+from modeling_gpt2mini import MLP, Block, CausalSelfAttention, GPT2MiniForCausalLM, GPT2MiniModel, rotary, sinusoids
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Sampling settings
@@ -160,7 +161,7 @@ class DecodeStep:
 
     def __init__(self, model: GPT2MiniForCausalLM):
         self.model = model
-        self.none = torch.empty(0)  # stands for a LayerNorm a variant does not have (its flag then skips it)
+        self.none = torch.empty(0)  # stands for a norm a variant does not have (its flag then skips it) or a bias
         self.blocks = list(model.transformer.h)
         self.supported = all(type(m) in SUPPORTED_MODULES for m in model.modules())  # exactly these, no subclass
         self.collect()
@@ -190,6 +191,11 @@ class DecodeStep:
         self.ln_f = [] if t.ln_f is None else self._norm(t.ln_f)
         self.wte, self.wpe = t.wte.weight, (t.wpe.weight if t.wpe is not None else None)
         self.head = self.model.lm_head.weight
+        cfg = self.model.config
+        # the lineage switches, as decode_step takes them: which norm, activation and positions
+        self.rms = cfg.norm_style == "rmsnorm"
+        self.act = ACTIVATION_CODES[cfg.mlp_style]
+        self.positions = POSITION_CODES[cfg.position_style] if cfg.use_position_embeddings else 0
         # where each Parameter lives, to see at every step that none has been replaced since
         self.held = [(m._parameters, k, p) for m in self.model.modules() for k, p in m._parameters.items()]
 
@@ -197,8 +203,12 @@ class DecodeStep:
         """Whether the model still holds the Parameter objects gathered (a dictionary lookup each: microseconds)."""
         return all(d.get(k) is p for d, k, p in self.held)
 
-    def _norm(self, norm: nn.LayerNorm | None) -> list[torch.Tensor]:
-        return [self.none, self.none] if norm is None else [norm.weight, norm.bias]
+    def _norm(self, norm: nn.Module | None) -> list[torch.Tensor]:
+        """[weight, bias] (a LayerNorm without bias, or an RMSNorm, has `none` for its bias)."""
+        if norm is None:
+            return [self.none, self.none]
+        bias = getattr(norm, "bias", None)
+        return [norm.weight, self.none if bias is None else bias]
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer) -> torch.Tensor:
@@ -210,7 +220,12 @@ class DecodeStep:
         return compiled_decode_step()(
             tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
             self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
+            self.rms, self.act, self.positions,
         )  # fmt: skip
+
+
+ACTIVATION_CODES = {"gelu_tanh": 0, "relu": 1, "swiglu": 2}  # config.mlp_style, as decode_step takes it
+POSITION_CODES = {"learned": 1, "sinusoidal": 2, "rope": 3}  # config.position_style (0: no positions at all)
 
 
 def decode_step(
@@ -231,47 +246,87 @@ def decode_step(
     head: torch.Tensor,
     n_head: int,
     eps: float,
+    rms: bool,
+    act: int,
+    position_style: int,
 ) -> torch.Tensor:
     """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
 
     Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
-    Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies.
+    Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies. The
+    lineage switches: `rms` (RMSNorm, else LayerNorm), `act` (ACTIVATION_CODES) and `position_style`
+    (POSITION_CODES; 0 for none), computed as modeling_gpt2mini computes them.
     """
     B, C = tokens.shape[0], wte.shape[1]
     hd = C // n_head
     n = pos + 1
     visible = bias.narrow(2, 0, n)  # slots 0..pos: 0, or the most negative value for left padding
     x = torch.embedding(wte, tokens)
-    if wpe is not None:
+    if position_style == 1 and wpe is not None:
         x = x + torch.embedding(wpe, positions)
+    elif position_style == 2:
+        x = x + sinusoids(positions[None], C, x.dtype)[0]
+    cos, sin = x, x  # RoPE's, below: (B, 1, hd), one angle per row, the same for every head
+    if position_style == 3:
+        turn = rotary(positions[None], hd, x.dtype)  # ((1, 1, B, hd), (1, 1, B, hd))
+        cos, sin = turn[0][0, 0, :, None], turn[1][0, 0, :, None]
     if B == 1:
         x = x[0]  # one row is carried as a (C,) vector, so that every projection is one `addmv` (see `_project`)
     for i in range(len(flags)):
         pre, post = flags[i][0], flags[i][1]
         w = attn[i]
         if len(w) > 0:
-            h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
-            qkv = _project(h, w[2], w[3]).view(B, 3, n_head, hd)  # q|k|v, then heads, as c_attn emits them
+            h = _normalize(x, C, w[0], w[1], eps, rms) if pre else x
+            qkv = _project(h, w[2], _given(w[3])).view(B, 3, n_head, hd)  # q|k|v, then heads, as c_attn emits them
+            if position_style == 3:  # rotary positions: the query and key turn by this position's angles
+                qk = qkv.narrow(1, 0, 2)
+                first, second = qk.chunk(2, dim=-1)
+                turned = qk * cos[:, None] + torch.cat((-second, first), dim=-1) * sin[:, None]
+                qkv = torch.cat((turned, qkv.narrow(1, 2, 1)), dim=1)
             slot = rows[i].select(1, pos)  # (B*nh, 3, hd): this position's q, k, v of every row and head
             slot.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
             q = slot.narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
             scores = torch.baddbmm(visible, q, keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
             y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
-            h = _project(y.view(x.size()), w[4], w[5])
+            h = _project(y.view(x.size()), w[4], _given(w[5]))
             x = x + h if residual[i] else h
             if post:
-                x = torch.layer_norm(x, [C], w[0], w[1], eps)
+                x = _normalize(x, C, w[0], w[1], eps, rms)
         w = mlp[i]
         if len(w) > 0:
-            h = torch.layer_norm(x, [C], w[0], w[1], eps) if pre else x
-            h = _project(F.gelu(_project(h, w[2], w[3]), approximate="tanh"), w[4], w[5])
+            h = _normalize(x, C, w[0], w[1], eps, rms) if pre else x
+            h = _project(_activate(_project(h, w[2], _given(w[3])), act), w[4], _given(w[5]))
             x = x + h if residual[i] else h
             if post:
-                x = torch.layer_norm(x, [C], w[0], w[1], eps)
+                x = _normalize(x, C, w[0], w[1], eps, rms)
     if len(ln_f) > 0:
-        x = torch.layer_norm(x, [C], ln_f[0], ln_f[1], eps)
+        x = _normalize(x, C, ln_f[0], ln_f[1], eps, rms)
     logits = _project(x, head, None)
     return (logits.unsqueeze(0) if B == 1 else logits).float()
+
+
+def _given(t: torch.Tensor) -> Optional[torch.Tensor]:  # noqa: UP045 (TorchScript reads typing.Optional)
+    """A bias as it is, or None for the empty tensor that stands for a bias a layer does not have."""
+    if t.numel() == 0:
+        return None
+    return t
+
+
+def _normalize(x: torch.Tensor, C: int, weight: torch.Tensor, bias: torch.Tensor, eps: float, rms: bool):
+    """LayerNorm (with its bias, if it has one) or RMSNorm, as the model's norm modules compute them."""
+    if rms:
+        return torch.rms_norm(x, [C], weight, eps)
+    return torch.layer_norm(x, [C], weight, _given(bias), eps)
+
+
+def _activate(h: torch.Tensor, act: int) -> torch.Tensor:
+    """The MLP's activation (ACTIVATION_CODES): tanh GELU, ReLU, or SwiGLU's SiLU(gate) x up of h = gate|up."""
+    if act == 2:
+        gate, up = h.chunk(2, dim=-1)
+        return F.silu(gate) * up
+    if act == 1:
+        return F.relu(h)
+    return F.gelu(h, approximate="tanh")
 
 
 def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -304,14 +359,18 @@ def compiled_decode_step():
 
 
 def _linear(linear: nn.Linear) -> list[torch.Tensor]:
-    return [linear.weight, linear.bias]
+    """[weight, bias]; an empty tensor for a bias it does not have (decode_step's `_given` reads it as None)."""
+    return [linear.weight, linear.bias if linear.bias is not None else NO_BIAS]
+
+
+NO_BIAS = torch.empty(0)
 
 
 # the modules `decode_step` computes exactly; any other kind (a LoRA wrapper, a quantized Linear subclass, this
 # model's classes loaded as remote code from a folder) sends a stream to the modules
 SUPPORTED_MODULES = (
-    GPT2MiniForCausalLM, GPT2MiniModel, Block, CausalSelfAttention, MLP, nn.Linear, nn.LayerNorm, nn.Embedding,
-    nn.Dropout, nn.GELU, nn.ModuleList,
+    GPT2MiniForCausalLM, GPT2MiniModel, Block, CausalSelfAttention, MLP, nn.Linear, nn.LayerNorm, nn.RMSNorm,
+    nn.Embedding, nn.Dropout, nn.GELU, nn.ReLU, nn.SiLU, nn.ModuleList,
 )  # fmt: skip
 
 

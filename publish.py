@@ -86,10 +86,14 @@ GPT2_SMALL = {
 # the architecture table's rows for the switchable parts: (row, config field, how GPT-2's value reads)
 ARCHITECTURE_SWITCHES = (
     ("LayerNorm", "ln_style", "pre-LN + final LayerNorm"),
+    ("normalisation", "norm_style", "LayerNorm"),
     ("residual connections", "use_residual", "yes"),
     ("causal self-attention", "use_attention", "yes"),
-    ("MLP (GELU, tanh approximation)", "use_mlp", "yes"),
-    ("learned position embeddings", "use_position_embeddings", "yes"),
+    ("MLP", "use_mlp", "yes"),
+    ("MLP activation", "mlp_style", "GELU (tanh approximation)"),
+    ("position embeddings", "use_position_embeddings", "yes"),
+    ("positions", "position_style", "learned table"),
+    ("biases", "use_bias", "yes"),
     ("output layer tied to the input embedding", "tie_word_embeddings", "yes"),
 )
 LANGUAGE_NAMES = {"en": "English", "ja": "Japanese"}
@@ -347,10 +351,10 @@ No code comes from this repository: the model is a `transformers.GPT2LMHeadModel
 from GPT-2 mini with `GPT2MiniForCausalLM.to_gpt2()`, which gives identical logits."""
 
 SWITCHES_SECTION = """\
-## Ablation switches
+## Switches
 
-Every part that matters can be switched off in `config.json` (each switch is read where `modeling_gpt2mini.py` \
-builds that part). {switches_changed}
+Every part that matters can be switched off, or swapped for an earlier or later generation's design, in \
+`config.json` (each switch is read where `modeling_gpt2mini.py` builds that part). {switches_changed}
 
 | switch | this model | GPT-2 | the other values mean |
 |---|---|---|---|
@@ -518,7 +522,7 @@ def architecture_rows(f: ModelFacts) -> str:
 
 
 def switch_rows(cfg) -> str:
-    """The rows of "Ablation switches": every field of the registry, this model's value (bold where it differs),
+    """The rows of "Switches": every field of the registry, this model's value (bold where it differs),
     GPT-2's, and what each other value means."""
     rows = []
     for field in switch_fields():

@@ -52,7 +52,7 @@ from checkpoint import (
     save_lock,
     save_run,
 )
-from configuration_gpt2mini import SWITCHES, choices, gpt2_value, switch_fields
+from configuration_gpt2mini import PRESETS, SWITCHES, choices, gpt2_value, preset, switch_fields
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from generation_gpt2mini import SamplingSettings, stream_text
 from modeling_gpt2mini import GPT2MiniForCausalLM
@@ -160,22 +160,26 @@ class TrainSettings:
 
 
 def switches_from_flags(flags: dict) -> dict:
-    """{config field: value} from train.py's switch flags ({"disable_residual": 1, "ln_style": "post"}): the blog's
-    `--disable_X 1` for a true/false field, `--field value` for one with several values; GPT-2's values drop out."""
-    out = {}
+    """{config field: value} from train.py's switch flags ({"disable_residual": 1, "ln_style": "post"}): a preset's
+    fields (`preset`, if any), then the blog's `--disable_X 1` for a true/false field and `--field value` for one with
+    several values, each over the preset's; GPT-2's values drop out."""
+    out = preset(flags["preset"]) if flags.get("preset") else {}
     for s in SWITCHES:
         given = flags.get(s.flag)
         if isinstance(gpt2_value(s.field), bool) and given == 1:  # 1 (or True), not 0 (== False)
             out[s.field] = s.value
         elif not isinstance(gpt2_value(s.field), bool) and given == s.value:
             out[s.field] = s.value
+        elif not isinstance(gpt2_value(s.field), bool) and given == gpt2_value(s.field):
+            out.pop(s.field, None)  # `--preset llama --norm_style layernorm`: GPT-2's norm in Llama's recipe
     return out
 
 
 def default_save_dir(s: TrainSettings) -> str:
     """runs/<corpus or file>[-<variant>...], e.g. runs/shakespeare-residual_off."""
     name = Path(s.data).stem if s.data else s.corpus
-    tags = [sw.variant for sw in SWITCHES if s.switches.get(sw.field) == sw.value]
+    named = [p for p, fields in PRESETS.items() if len(fields) > 1 and fields == s.switches]  # runs/shakespeare-llama
+    tags = named or [sw.variant for sw in SWITCHES if s.switches.get(sw.field) == sw.value]
     return str(Path("runs") / "-".join([name, *tags]))
 
 
@@ -909,7 +913,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainSettings()
     add_data_args(p.add_argument_group("data"), d)
     add_model_args(p.add_argument_group("model (defaults: 4 layers, 4 heads, 128 dims, context 256)"), d)
-    add_switch_args(p.add_argument_group("ablations (break it on purpose; configuration_gpt2mini.SWITCHES)"))
+    add_switch_args(
+        p.add_argument_group(
+            "switches (ablations break a part on purpose; lineage switches take an earlier or later generation's "
+            "design; configuration_gpt2mini.SWITCHES)"
+        )
+    )
     add_optimisation_args(p.add_argument_group("optimisation"), d)
     add_output_args(p.add_argument_group("evaluation and output"), d)
     add_generation_args(p.add_argument_group("generation (with --load)"))
@@ -936,7 +945,16 @@ def add_model_args(g, d: TrainSettings) -> None:
 
 def add_switch_args(g) -> None:
     """One option per switch flag of the registry: `--disable_residual 1` for a true/false config field (the blog's
-    form), `--ln_style post` for a field with several values."""
+    form), `--ln_style post` for a field with several values; and `--preset`, several at once."""
+    presets = "; ".join(
+        f"{name}: " + (", ".join(f"{k}={v}" for k, v in fields.items()) or "GPT-2 itself, the default")
+        for name, fields in PRESETS.items()
+    )
+    g.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help=f"a step of the lineage, several switches at once ({presets}); a switch flag given too changes that one",
+    )
     by_flag: dict[str, list] = {}
     for s in SWITCHES:
         by_flag.setdefault(s.flag, []).append(s)

@@ -28,6 +28,21 @@ VARIANTS_JA = {  # variant: (label, meaning)
     "mlp_off": ("MLP なし", "フィードフォワードのサブレイヤーがない"),
     "no_position": ("位置埋め込みなし", "学習される位置の表がない：順序の手がかりは因果マスクだけ"),
     "untied": ("埋め込みの共有なし", "出力に入力埋め込みの転置ではなく別の行列を使う"),
+    "sinusoidal": (
+        "正弦波の位置",
+        "学習する位置の表の代わりに、固定の正弦波・余弦波の位置を埋め込みに足す（2017 年の Transformer）",
+    ),
+    "rope": ("RoPE", "回転位置埋め込み（Llama）：クエリとキーを位置に応じて回転させる。位置の表はない"),
+    "rmsnorm": (
+        "RMSNorm",
+        "LayerNorm の代わりに RMSNorm（Llama）：二乗平均平方根で割るだけで、平均を引かずバイアスもない",
+    ),
+    "relu": ("ReLU の MLP", "MLP の活性化関数に GELU ではなく ReLU を使う（2017 年の Transformer）"),
+    "swiglu": (
+        "SwiGLU の MLP",
+        "ゲート付き MLP（Llama の SwiGLU：SiLU(gate) × up）。重みの数が GELU の 4 倍幅 MLP と揃うよう 8/3 倍幅",
+    ),
+    "no_bias": ("バイアスなし", "線形層にも LayerNorm にもバイアスがない（Llama と同じ）"),
 }
 
 TABLE: dict[str, dict[str, str]] = {

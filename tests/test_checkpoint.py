@@ -613,3 +613,17 @@ def test_an_oversized_tokenizer_json_is_refused_unread(saved, tmp_path):
     with pytest.raises(C.UsageError, match=r"tokenizer\.json is 49\.0 MB, more than any GPT-2 mini tokenizer\.json"):
         C.load_model_folder(folder)
     assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("preset", ["transformer-2017", "llama"])  # between them, every lineage switch
+def test_a_lineage_folder_trains_saves_and_loads_with_its_checks(preset, tmp_path):
+    from configuration_gpt2mini import PRESETS
+
+    folder = tmp_path / preset
+    T.train(T.TrainSettings(**(TINY | {"save": str(folder), "steps": 2, "eval_interval": 2}), switches=PRESETS[preset]))
+    model, _ = C.load_model_folder(folder)
+    assert model.config.ablations == PRESETS[preset]
+    with pytest.raises(C.UsageError, match="inner_dim 100, but transformer.h.0.mlp.c_fc.weight is"):
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {"n_inner": 100}))
+        C.load_model_folder(folder)

@@ -85,7 +85,12 @@ def test_the_registry_of_switches_is_the_one_source():
     # everything downstream is generated from it: train.py's flags, ablate's variants, the lab's order
     flags = {a.dest for a in train.build_parser()._actions}
     assert {s.flag for s in SWITCHES} <= flags
-    assert list(ablate.VARIANTS) == [BASELINE, *names] == list(variants()) == list(app.ORDER)
+    ablations = [s.variant for s in SWITCHES if s.kind == "ablation"]
+    assert list(ablate.VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(app.ORDER)
+    assert list(variants(("ablation", "lineage"))) == [BASELINE, *names] and {s.kind for s in SWITCHES} == {
+        "ablation",
+        "lineage",
+    }
     assert set(switch_fields()) == {s.field for s in SWITCHES}
 
 
@@ -94,3 +99,34 @@ def test_a_switch_field_takes_only_its_registered_values():
         GPT2MiniConfig(ln_style="middle")
     with pytest.raises(ValueError, match="use_mlp must be true or false"):
         GPT2MiniConfig(use_mlp=1)  # 1 == True, but a config written by hand must say true
+
+
+def test_presets_name_the_lineage_and_each_builds():
+    from configuration_gpt2mini import PRESETS, preset, variant_of
+
+    assert list(PRESETS) == ["transformer-2017", "gpt1", "gpt2", "llama"] and preset("gpt2") == {}
+    for name, fields in PRESETS.items():
+        config = GPT2MiniConfig(**fields)
+        assert config.ablations == fields and variant_of(fields) in (name, "baseline", "post_ln"), name
+    llama = GPT2MiniConfig(**preset("llama"))
+    assert (llama.norm_style, llama.position_style, llama.mlp_style, llama.use_bias) == (
+        "rmsnorm",
+        "rope",
+        "swiglu",
+        False,
+    )
+    with pytest.raises(ValueError, match="no preset 'gpt3'; choose from transformer-2017, gpt1, gpt2, llama"):
+        preset("gpt3")
+
+
+def test_swiglu_is_as_wide_as_keeps_the_weights_of_the_gelu_mlp():
+    gelu, swiglu = GPT2MiniConfig(), GPT2MiniConfig(mlp_style="swiglu")
+    assert gelu.inner_dim == 512 and swiglu.inner_dim == 341  # 2 x 128 x 512 = 131,072 weights; 3 x 128 x 341 = 130,944
+    assert GPT2MiniConfig(mlp_style="swiglu", n_inner=300).inner_dim == 300  # n_inner, when set, is the width
+
+
+def test_positions_that_cannot_go_together_are_refused():
+    with pytest.raises(ValueError, match="position_style='rope' needs use_position_embeddings=true"):
+        GPT2MiniConfig(position_style="rope", use_position_embeddings=False)
+    with pytest.raises(ValueError, match="RoPE rotates pairs of channels; the head width 5 is odd"):
+        GPT2MiniConfig(position_style="rope", n_embd=20, n_head=4)

@@ -60,3 +60,20 @@ def test_the_legacy_tracer_keeps_the_padding_it_did_not_see(model):
     with torch.no_grad():
         traced = torch.jit.trace(model, (IDS[1:], torch.ones_like(IDS[1:])), check_trace=False)
         torch.testing.assert_close(traced(IDS, MASK), model(IDS, MASK), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["transformer-2017", "llama"])  # between them, every lineage switch
+def test_the_lineage_exports_to_onnx_and_equals_eager(preset, tmp_path):
+    import onnxruntime
+
+    from configuration_gpt2mini import PRESETS
+
+    model = Logits(sharpen(tiny_model(pad_token_id=0, **PRESETS[preset]))).eval()
+    program = torch.export.export(model, example(), dynamic_shapes=dynamic())
+    torch.onnx.export(model, example(), tmp_path / "model.onnx", dynamo=True, dynamic_shapes=dynamic())
+    session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"input_ids": IDS.numpy(), "attention_mask": MASK.numpy()})
+    with torch.no_grad():
+        eager = model(IDS, MASK)
+        torch.testing.assert_close(program.module()(IDS, MASK), eager, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.from_numpy(logits), eager, atol=1e-4, rtol=0)

@@ -12,6 +12,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from configuration_gpt2mini import PRESETS
+from configuration_gpt2mini import SWITCHES as REGISTRY
 from conftest import sharpen, tiny_model
 from generation_gpt2mini import TokenStream, filter_logits, round_robin, stream_text
 
@@ -204,16 +206,8 @@ def test_empty_prompt_starts_from_a_newline(tok):  # "" and None alike
 # ---------------------------------------------------------------------------------------------------------------------
 # DecodeStep: the fast single-token path TokenStream takes, held to the model's own forward
 
-SWITCHES = [
-    {},
-    {"use_residual": False},
-    {"use_attention": False},
-    {"ln_style": "post"},
-    {"ln_style": "none"},
-    {"use_mlp": False},
-    {"use_position_embeddings": False},
-    {"tie_word_embeddings": False},
-]
+# every switch of the registry (ablations and lineage) and every preset: a new switch is tested here without a word
+SWITCHES = [{}, *({s.field: s.value} for s in REGISTRY), *(p for p in PRESETS.values() if len(p) > 1)]
 
 
 @pytest.mark.parametrize("switches", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "baseline")
@@ -271,22 +265,30 @@ def test_decode_step_gives_way_to_hooks_and_training_mode():
 
 def test_the_scripted_step_equals_the_python_step():
     """decode_step runs compiled by TorchScript where torch has it; as plain Python it must compute the same."""
-    from generation_gpt2mini import DecodeStep, KVBuffer, compiled_decode_step, decode_step
+    from generation_gpt2mini import DecodeStep, compiled_decode_step, decode_step
 
     assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
-    m = sharpen(tiny_model(n_layer=3))
-    step = DecodeStep(m)
+    for m in (sharpen(tiny_model(n_layer=3, **fields)) for fields in (PRESETS["gpt2"], PRESETS["llama"])):
+        step = DecodeStep(m)
+        lineage = (step.rms, step.act, step.positions)
+        steps_equal(m, step, lineage, decode_step, compiled_decode_step())
+
+
+def steps_equal(m, step, lineage, *fns):
+    from generation_gpt2mini import KVBuffer
+
     t = m.transformer
     for rows in (2, 1):  # one row is carried as a vector, several as a matrix
         outs = []
-        for fn in (decode_step, compiled_decode_step()):
+        for fn in fns:
             cache = KVBuffer(m.config, rows, "cpu", torch.float32)
             tokens, positions, logits = torch.tensor([3, 7][:rows]), torch.zeros(rows, dtype=torch.long), []
             with torch.inference_mode():
                 for _ in range(20):
                     args = (tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values)
-                    rest = (t.wte.weight, t.wpe.weight, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f)
-                    out = fn(*args, *rest, m.lm_head.weight, m.config.n_head, m.config.layer_norm_epsilon)
+                    wpe = t.wpe.weight if t.wpe is not None else None
+                    rest = (t.wte.weight, wpe, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f)
+                    out = fn(*args, *rest, m.lm_head.weight, m.config.n_head, m.config.layer_norm_epsilon, *lineage)
                     cache.length += 1
                     positions = positions + 1
                     tokens = out.argmax(-1)

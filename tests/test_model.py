@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import sharpen, tiny_config, tiny_model
+from conftest import ROOT, sharpen, tiny_config, tiny_model
 from modeling_gpt2mini import GPT2MiniForCausalLM
 
 
@@ -227,3 +227,25 @@ def test_left_padding_counts_positions_from_the_first_real_token():
         padded = m(PADDED, attention_mask=PADDED_MASK).logits[0, 2:]
         alone = m(PADDED[:1, 2:]).logits[0]
     torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["transformer-2017", "llama"])  # between them, every lineage switch
+def test_the_lineage_works_through_both_caches_generate_and_a_saved_folder(preset, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from configuration_gpt2mini import PRESETS
+
+    m = special_ids(**PRESETS[preset])
+    dynamic = m.generate(PADDED, attention_mask=PADDED_MASK, max_new_tokens=20, do_sample=False)
+    static = m.generate(
+        PADDED, attention_mask=PADDED_MASK, max_new_tokens=20, do_sample=False, cache_implementation="static"
+    )
+    assert torch.equal(static, dynamic)
+    full = m(PADDED, attention_mask=PADDED_MASK, use_cache=False).logits
+    m.save_pretrained(tmp_path)
+    for code in ("configuration_gpt2mini.py", "modeling_gpt2mini.py"):  # the folder carries today's code
+        assert (tmp_path / code).read_text() == (ROOT / code).read_text()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    torch.testing.assert_close(loaded(PADDED, attention_mask=PADDED_MASK, use_cache=False).logits, full)
+    with pytest.raises(ValueError, match="GPT-2 has no equivalent of"):
+        m.to_gpt2()

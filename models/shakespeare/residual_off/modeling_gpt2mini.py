@@ -4,9 +4,11 @@ What is notable here:
 - The body is plain PyTorch with GPT-2's parameter names (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, `attn.c_proj`,
   `ln_2`, `mlp.c_fc`, `mlp.c_proj`, `ln_f`) and numerics (tanh GELU, eps 1e-5, q|k|v split), so a
   `transformers.GPT2LMHeadModel` converts into it with identical logits (`GPT2MiniForCausalLM.from_gpt2`).
-- Every ablation switch of `GPT2MiniConfig` is one readable branch where the model builds that part: `Block` for the
-  sub-layers, their residual connections and LayerNorms, `GPT2MiniModel` for positions and the final LayerNorm, the
-  config's `tie_word_embeddings` for the head.
+- Every switch of `GPT2MiniConfig` is one readable branch where the model builds that part: `Block` for the
+  sub-layers, their residual connections and norms (`norm`: LayerNorm or RMSNorm), `MLP` for its activation (GELU,
+  ReLU or SwiGLU), `CausalSelfAttention` for rotary positions (`rotate`), `GPT2MiniModel` for the other positions
+  (a learned table or `sinusoids`) and the final norm, the config's `tie_word_embeddings` for the head. Positions
+  that are computed (sinusoids, RoPE's angles) are computed from the positions at each call, never stored.
 - The shell is a thin `PreTrainedModel` + `GenerationMixin`: transformers 5.x KV cache passed as `cache=`, SDPA with
   an eager path, attention masks for left padding, tied embeddings, `save_pretrained` to safetensors.
 
@@ -32,6 +34,38 @@ except ImportError:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The body: plain PyTorch, GPT-2's names
+
+
+def norm(config: GPT2MiniConfig) -> nn.Module:
+    """The normalisation the config names: GPT-2's LayerNorm (without its bias when use_bias is false) or RMSNorm."""
+    if config.norm_style == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.layer_norm_epsilon)
+    return nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.use_bias)
+
+
+def sinusoids(positions: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """The 2017 Transformer's positions: sin(p / 10000^(2i/width)) in channel 2i, cos in channel 2i + 1; positions
+    (B, T) or (1, T) -> (B or 1, T, width)."""
+    half = torch.arange(0, width, 2, device=positions.device, dtype=torch.float32) / width
+    angles = positions[..., None].float() / (10000.0**half)  # (B, T, width / 2)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)[..., :width].to(dtype)
+
+
+def rotary(positions: torch.Tensor, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's (cos, sin), each (B or 1, 1, T, head_dim), for `rotate`: channel pair (i, i + head_dim/2) turns by
+    position / 10000^(2i/head_dim), as in Llama (transformers' rotate_half convention)."""
+    inv_freq = 1.0 / (
+        10000.0 ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
+    angles = positions[..., None].float() * inv_freq  # (B, T, head_dim / 2)
+    angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, head_dim)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys (B, nh, T, hd) by their positions' angles."""
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-second, first), dim=-1) * sin
 
 
 def attention_mask_for(
@@ -81,17 +115,19 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.head_dim = config.n_embd // config.n_head
         self.layer_idx = layer_idx
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.use_bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.use_bias)
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
-    def forward(self, x, mask, is_causal, cache=None, eager=False, output_attentions=False):
+    def forward(self, x, mask, is_causal, cache=None, eager=False, output_attentions=False, rope=None):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        if rope is not None:  # rotary positions: keys are cached rotated
+            q, k = rotate(q, *rope), rotate(k, *rope)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hd)
         dropout_p = self.attn_pdrop if self.training else 0.0
@@ -114,18 +150,31 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y)), weights
 
 
+ACTIVATIONS = {"gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU, "swiglu": nn.SiLU}
+
+
 class MLP(nn.Module):
-    """GPT-2's feed-forward layer: expand 4x, tanh GELU ("gelu_new"), project back."""
+    """GPT-2's feed-forward layer: expand 4x, tanh GELU ("gelu_new"), project back. With ReLU, the same with ReLU;
+    with SwiGLU, `c_fc` makes a gate and an up projection (one matrix, gate|up) and SiLU(gate) x up is projected
+    back."""
 
     def __init__(self, config: GPT2MiniConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
-        self.act = nn.GELU(approximate="tanh")
-        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.gated = config.mlp_style == "swiglu"
+        width = config.inner_dim
+        self.c_fc = nn.Linear(config.n_embd, 2 * width if self.gated else width, bias=config.use_bias)
+        self.act = ACTIVATIONS[config.mlp_style]()
+        self.c_proj = nn.Linear(width, config.n_embd, bias=config.use_bias)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        h = self.c_fc(x)
+        if self.gated:
+            gate, up = h.chunk(2, dim=-1)
+            h = self.act(gate) * up
+        else:
+            h = self.act(h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -137,19 +186,18 @@ class Block(nn.Module):
         self.use_residual = config.use_residual
         self.pre_ln = config.ln_style == "pre"
         self.post_ln = config.ln_style == "post"
-        norm = config.ln_style != "none"
-        eps = config.layer_norm_epsilon
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=eps) if norm and config.use_attention else None
+        normed = config.ln_style != "none"
+        self.ln_1 = norm(config) if normed and config.use_attention else None
         self.attn = CausalSelfAttention(config, layer_idx) if config.use_attention else None
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps) if norm and config.use_mlp else None
+        self.ln_2 = norm(config) if normed and config.use_mlp else None
         self.mlp = MLP(config) if config.use_mlp else None
 
-    def forward(self, x, mask=None, is_causal=False, cache=None, eager=False, output_attentions=False):
+    def forward(self, x, mask=None, is_causal=False, cache=None, eager=False, output_attentions=False, rope=None):
         weights = None
         # Self attention
         if self.attn is not None:
             h = self.ln_1(x) if self.pre_ln else x
-            h, weights = self.attn(h, mask, is_causal, cache, eager, output_attentions)
+            h, weights = self.attn(h, mask, is_causal, cache, eager, output_attentions, rope)
             x = x + h if self.use_residual else h
             if self.post_ln:
                 x = self.ln_1(x)
@@ -232,12 +280,13 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
         super().__init__(config)
         config.validate()
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd) if config.use_position_embeddings else None
+        learned = config.use_position_embeddings and config.position_style == "learned"
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd) if learned else None
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         # post-LN already normalises every block's output; with no LayerNorm there is none to add
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon) if config.ln_style == "pre" else None
+        self.ln_f = norm(config) if config.ln_style == "pre" else None
         self.post_init()
 
     def get_input_embeddings(self):
@@ -288,10 +337,14 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
         past_len = cache.get_seq_length() if cache is not None else 0  # a 0-d tensor for a static cache
         kv_len = cache.get_mask_sizes(T, 0)[0] if cache is not None else T  # keys the cache will return
         self.check_context(past_len + T if isinstance(past_len, int) else kv_len)
-        if self.wpe is not None:
-            if position_ids is None:
-                position_ids = positions_for(attention_mask, past_len, T, x.device)
+        style = self.config.position_style if self.config.use_position_embeddings else None
+        if style is not None and position_ids is None:
+            position_ids = positions_for(attention_mask, past_len, T, x.device)
+        if style == "learned":
             x = x + self.wpe(position_ids)
+        elif style == "sinusoidal":
+            x = x + sinusoids(position_ids, self.config.n_embd, x.dtype)
+        rope = rotary(position_ids, self.config.head_dim, x.dtype) if style == "rope" else None
         x = self.drop(x)
 
         mask, is_causal = attention_mask_for(attention_mask, T, past_len, kv_len, x.device)
@@ -302,9 +355,11 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
             if output_hidden_states:
                 all_hidden.append(x)
             if checkpointing:  # keep only each block's input; recompute its inside in the backward pass
-                x, weights = self._gradient_checkpointing_func(block.__call__, x, mask, is_causal, None, eager, False)
+                x, weights = self._gradient_checkpointing_func(
+                    block.__call__, x, mask, is_causal, None, eager, False, rope
+                )
             else:
-                x, weights = block(x, mask, is_causal, cache, eager, output_attentions)
+                x, weights = block(x, mask, is_causal, cache, eager, output_attentions, rope)
             if output_attentions:
                 all_attn.append(weights)
         if self.ln_f is not None:

@@ -1,11 +1,14 @@
-"""GPT-2 mini configuration: GPT-2's field names, the blog's small defaults, and the ablation switches.
+"""GPT-2 mini configuration: GPT-2's field names, the blog's small defaults, and the switches.
 
 What is notable:
-- Every switch that breaks the model on purpose is a config field, so a checkpoint carries the exact architecture it
-  was trained with. The field's default is GPT-2's value.
+- Every switch is a config field, so a checkpoint carries the exact architecture it was trained with. The field's
+  default is GPT-2's value. Two kinds: an *ablation* breaks a part on purpose (residual off, attention off, ...); a
+  *lineage* switch takes a design from GPT-2's ancestors or descendants (sinusoidal positions, RoPE, RMSNorm, ReLU,
+  SwiGLU, no biases).
 - `SWITCHES` is the one registry of those switches: per variant its name, the field and value it sets, a label and
   a one-line meaning. train.py's flags, ablate.py's variants, the lab's labels and the model card are generated from
   it, so a new switch is one entry here plus its branch in modeling_gpt2mini.py.
+- `PRESETS` name the lineage: several switches at once (`transformer-2017`, `gpt1`, `gpt2`, `llama`).
 - Validation happens in one place (`validate`), at construction and again before the model is built, and names the
   offending field.
 
@@ -20,7 +23,7 @@ from transformers import PretrainedConfig
 
 @dataclass(frozen=True)
 class Switch:
-    """One way to break GPT-2: a variant that sets one config field away from GPT-2's value."""
+    """One departure from GPT-2: a variant that sets one config field away from GPT-2's value."""
 
     variant: str  # the variant's name: ablate.py --variants, models/<corpus>/<variant>, the lab
     field: str  # the GPT2MiniConfig field it sets
@@ -28,6 +31,7 @@ class Switch:
     label: str  # how the lab, the report and the model card name it
     meaning: str  # one line: what the model is without it
     flag: str  # train.py's option: `--flag 1` for a true/false field, `--flag VALUE` otherwise
+    kind: str = "ablation"  # "ablation": a part broken on purpose; "lineage": another generation's design
 
 
 BASELINE = "baseline"  # GPT-2 itself: every switch at its default
@@ -55,7 +59,45 @@ SWITCHES = (
         "untied", "tie_word_embeddings", False, "untied embeddings",
         "a separate output matrix instead of the input embedding's transpose", "untie_embeddings",
     ),
+    Switch(
+        "sinusoidal", "position_style", "sinusoidal", "sinusoidal positions",
+        "fixed sine and cosine positions added to the embeddings (the 2017 Transformer's) instead of a learned table",
+        "position_style", "lineage",
+    ),
+    Switch(
+        "rope", "position_style", "rope", "RoPE",
+        "rotary positions (Llama's): queries and keys rotated by their position, no position table",
+        "position_style", "lineage",
+    ),
+    Switch(
+        "rmsnorm", "norm_style", "rmsnorm", "RMSNorm",
+        "RMSNorm (Llama's: rescale by the root mean square, no mean subtracted, no bias) instead of LayerNorm",
+        "norm_style", "lineage",
+    ),
+    Switch(
+        "relu", "mlp_style", "relu", "ReLU MLP", "ReLU in the MLP (the 2017 Transformer's) instead of GELU",
+        "mlp_style", "lineage",
+    ),
+    Switch(
+        "swiglu", "mlp_style", "swiglu", "SwiGLU MLP",
+        "a gated MLP (Llama's SwiGLU: SiLU(gate) x up), 8/3 x as wide so its weights match GELU's 4x MLP",
+        "mlp_style", "lineage",
+    ),
+    Switch(
+        "no_bias", "use_bias", False, "no biases", "no bias in any linear layer or LayerNorm (as in Llama)",
+        "disable_bias", "lineage",
+    ),
 )  # fmt: skip
+
+# The lineage as named sets of switches (GPT-2 is every default). The 2017 Transformer also scaled its embeddings by
+# sqrt(n_embd) and was an encoder-decoder; GPT-1 is GPT-2 with post-LN (and a shorter context); Llama also has no
+# tied embeddings in its larger sizes and uses grouped-query attention, which this model has no switch for.
+PRESETS = {
+    "transformer-2017": {"ln_style": "post", "position_style": "sinusoidal", "mlp_style": "relu"},
+    "gpt1": {"ln_style": "post"},
+    "gpt2": {},
+    "llama": {"norm_style": "rmsnorm", "position_style": "rope", "mlp_style": "swiglu", "use_bias": False},
+}
 
 
 class GPT2MiniConfig(PretrainedConfig):
@@ -75,6 +117,14 @@ class GPT2MiniConfig(PretrainedConfig):
         use_position_embeddings: the learned absolute position table `wpe` (False: no positional signal besides
             the causal mask).
         tie_word_embeddings: the output projection shares the input embedding matrix (GPT-2 does).
+
+    Lineage switches (GPT-2's value first):
+        position_style: "learned" (a position table `wpe`), "sinusoidal" (fixed sines and cosines added to the
+            embeddings) or "rope" (queries and keys rotated by their position). Only with use_position_embeddings.
+        norm_style: "layernorm" or "rmsnorm" (where it sits is ln_style's).
+        mlp_style: "gelu_tanh", "relu" or "swiglu" (a gated MLP whose hidden width, 8/3 x n_embd unless n_inner is
+            set, gives it the same number of weights as GELU's 4x MLP).
+        use_bias: biases in every linear layer and LayerNorm (GPT-2 has them; Llama has none).
     """
 
     model_type = "gpt2mini"
@@ -105,6 +155,10 @@ class GPT2MiniConfig(PretrainedConfig):
         ln_style: str = "pre",
         use_position_embeddings: bool = True,
         tie_word_embeddings: bool = True,
+        position_style: str = "learned",
+        norm_style: str = "layernorm",
+        mlp_style: str = "gelu_tanh",
+        use_bias: bool = True,
         use_cache: bool = True,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -127,6 +181,10 @@ class GPT2MiniConfig(PretrainedConfig):
         self.use_mlp = use_mlp
         self.ln_style = ln_style
         self.use_position_embeddings = use_position_embeddings
+        self.position_style = position_style
+        self.norm_style = norm_style
+        self.mlp_style = mlp_style
+        self.use_bias = use_bias
         self.use_cache = use_cache
         super().__init__(
             bos_token_id=bos_token_id,
@@ -163,11 +221,25 @@ class GPT2MiniConfig(PretrainedConfig):
             if value not in allowed or type(value) is not type(allowed[0]):
                 shown = "true or false" if isinstance(allowed[0], bool) else f"one of {allowed}"
                 raise ValueError(f"GPT2MiniConfig.{name} must be {shown}, got {value!r}")
+        if not self.use_position_embeddings and self.position_style != gpt2_value("position_style"):
+            raise ValueError(
+                f"GPT2MiniConfig.position_style={self.position_style!r} needs use_position_embeddings=true "
+                "(false means no positions at all)"
+            )
+        if self.position_style == "rope" and self.head_dim % 2:
+            raise ValueError(f"GPT2MiniConfig: RoPE rotates pairs of channels; the head width {self.head_dim} is odd")
 
     @property
     def inner_dim(self) -> int:
-        """Width of the MLP's hidden layer (GPT-2: 4 x n_embd unless n_inner is set)."""
-        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+        """Width of the MLP's hidden layer: n_inner if set, else GPT-2's 4 x n_embd, or for SwiGLU (three matrices,
+        not two) round(8/3 x n_embd), which gives it about the same number of weights."""
+        if self.n_inner is not None:
+            return self.n_inner
+        return round(8 * self.n_embd / 3) if self.mlp_style == "swiglu" else 4 * self.n_embd
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
 
     @property
     def ablations(self) -> dict:
@@ -206,14 +278,24 @@ def variant_meaning(variant: str) -> str:
     return next(s.meaning for s in SWITCHES if s.variant == variant)
 
 
-def variants() -> dict[str, dict]:
-    """{variant name: the config fields it sets}: the baseline (nothing) and one variant per switch."""
-    return {BASELINE: {}} | {s.variant: {s.field: s.value} for s in SWITCHES}
+def variants(kinds: tuple[str, ...] = ("ablation",)) -> dict[str, dict]:
+    """{variant name: the config fields it sets}: the baseline (nothing) and one variant per switch of these kinds
+    (the ablations unless told: what ablate.py sweeps and the lab shows)."""
+    return {BASELINE: {}} | {s.variant: {s.field: s.value} for s in SWITCHES if s.kind in kinds}
+
+
+def preset(name: str) -> dict:
+    """The config fields a preset sets (a copy), or a ValueError naming the presets there are."""
+    if name not in PRESETS:
+        raise ValueError(f"no preset {name!r}; choose from {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 def variant_of(ablations: dict) -> str | None:
-    """The name of the variant whose switches are exactly `ablations` (a config's `.ablations`), or None."""
-    return next((name for name, fields in variants().items() if fields == ablations), None)
+    """The name of the variant (or preset) whose switches are exactly `ablations` (a config's `.ablations`), or
+    None."""
+    named = variants(("ablation", "lineage")) | PRESETS
+    return next((name for name, fields in named.items() if fields == ablations), None)
 
 
 GPT2MiniConfig.register_for_auto_class()
