@@ -196,6 +196,7 @@ class DecodeStep:
         self.rms = cfg.norm_style == "rmsnorm"
         self.act = ACTIVATION_CODES[cfg.mlp_style]
         self.positions = POSITION_CODES[cfg.position_style] if cfg.use_position_embeddings else 0
+        self.biased = cfg.use_bias
         # where each Parameter lives, to see at every step that none has been replaced since
         self.held = [(m._parameters, k, p) for m in self.model.modules() for k, p in m._parameters.items()]
 
@@ -220,7 +221,7 @@ class DecodeStep:
         return compiled_decode_step()(
             tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
             self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
-            self.rms, self.act, self.positions,
+            self.rms, self.act, self.positions, self.biased,
         )  # fmt: skip
 
 
@@ -249,13 +250,15 @@ def decode_step(
     rms: bool,
     act: int,
     position_style: int,
+    biased: bool,
 ) -> torch.Tensor:
     """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
 
     Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
     Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies. The
-    lineage switches: `rms` (RMSNorm, else LayerNorm), `act` (ACTIVATION_CODES) and `position_style`
-    (POSITION_CODES; 0 for none), computed as modeling_gpt2mini computes them.
+    lineage switches: `rms` (RMSNorm, else LayerNorm), `act` (ACTIVATION_CODES), `position_style` (POSITION_CODES; 0
+    for none) and `biased` (whether the layers have biases: an empty tensor stands in for each bias where not),
+    computed as modeling_gpt2mini computes them.
     """
     B, C = tokens.shape[0], wte.shape[1]
     hd = C // n_head
@@ -276,8 +279,10 @@ def decode_step(
         pre, post = flags[i][0], flags[i][1]
         w = attn[i]
         if len(w) > 0:
-            h = _normalize(x, C, w[0], w[1], eps, rms) if pre else x
-            qkv = _project(h, w[2], _given(w[3])).view(B, 3, n_head, hd)  # q|k|v, then heads, as c_attn emits them
+            h = _normalize(x, C, w[0], w[1] if biased else None, eps, rms) if pre else x
+            qkv = _project(h, w[2], w[3] if biased else None).view(
+                B, 3, n_head, hd
+            )  # q|k|v, then heads, as c_attn emits them
             if position_style == 3:  # rotary positions: the query and key turn by this position's angles
                 qk = qkv.narrow(1, 0, 2)
                 first, second = qk.chunk(2, dim=-1)
@@ -288,39 +293,43 @@ def decode_step(
             q = slot.narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
             scores = torch.baddbmm(visible, q, keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
             y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
-            h = _project(y.view(x.size()), w[4], _given(w[5]))
+            h = _project(y.view(x.size()), w[4], w[5] if biased else None)
             x = x + h if residual[i] else h
             if post:
-                x = _normalize(x, C, w[0], w[1], eps, rms)
+                x = _normalize(x, C, w[0], w[1] if biased else None, eps, rms)
         w = mlp[i]
         if len(w) > 0:
-            h = _normalize(x, C, w[0], w[1], eps, rms) if pre else x
-            h = _project(_activate(_project(h, w[2], _given(w[3])), act), w[4], _given(w[5]))
+            h = _normalize(x, C, w[0], w[1] if biased else None, eps, rms) if pre else x
+            h = _project(h, w[2], w[3] if biased else None)
+            h = _project(
+                _activate(h, act) if act > 0 else F.gelu(h, approximate="tanh"), w[4], w[5] if biased else None
+            )
             x = x + h if residual[i] else h
             if post:
-                x = _normalize(x, C, w[0], w[1], eps, rms)
+                x = _normalize(x, C, w[0], w[1] if biased else None, eps, rms)
     if len(ln_f) > 0:
-        x = _normalize(x, C, ln_f[0], ln_f[1], eps, rms)
+        x = _normalize(x, C, ln_f[0], ln_f[1] if biased else None, eps, rms)
     logits = _project(x, head, None)
     return (logits.unsqueeze(0) if B == 1 else logits).float()
 
 
-def _given(t: torch.Tensor) -> Optional[torch.Tensor]:  # noqa: UP045 (TorchScript reads typing.Optional)
-    """A bias as it is, or None for the empty tensor that stands for a bias a layer does not have."""
-    if t.numel() == 0:
-        return None
-    return t
-
-
-def _normalize(x: torch.Tensor, C: int, weight: torch.Tensor, bias: torch.Tensor, eps: float, rms: bool):
+def _normalize(
+    x: torch.Tensor,
+    C: int,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],  # noqa: UP045 (TorchScript reads typing.Optional)
+    eps: float,
+    rms: bool,
+):
     """LayerNorm (with its bias, if it has one) or RMSNorm, as the model's norm modules compute them."""
     if rms:
         return torch.rms_norm(x, [C], weight, eps)
-    return torch.layer_norm(x, [C], weight, _given(bias), eps)
+    return torch.layer_norm(x, [C], weight, bias, eps)
 
 
 def _activate(h: torch.Tensor, act: int) -> torch.Tensor:
-    """The MLP's activation (ACTIVATION_CODES): tanh GELU, ReLU, or SwiGLU's SiLU(gate) x up of h = gate|up."""
+    """The MLP's activation (ACTIVATION_CODES) but GELU, which decode_step applies itself: ReLU, or SwiGLU's
+    SiLU(gate) x up of h = gate|up."""
     if act == 2:
         gate, up = h.chunk(2, dim=-1)
         return F.silu(gate) * up
@@ -359,7 +368,7 @@ def compiled_decode_step():
 
 
 def _linear(linear: nn.Linear) -> list[torch.Tensor]:
-    """[weight, bias]; an empty tensor for a bias it does not have (decode_step's `_given` reads it as None)."""
+    """[weight, bias]; an empty tensor for a bias it does not have (decode_step, told `biased`, then passes None)."""
     return [linear.weight, linear.bias if linear.bias is not None else NO_BIAS]
 
 

@@ -270,7 +270,7 @@ def test_the_scripted_step_equals_the_python_step():
     assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
     for m in (sharpen(tiny_model(n_layer=3, **fields)) for fields in (PRESETS["gpt2"], PRESETS["llama"])):
         step = DecodeStep(m)
-        lineage = (step.rms, step.act, step.positions)
+        lineage = (step.rms, step.act, step.positions, step.biased)
         steps_equal(m, step, lineage, decode_step, compiled_decode_step())
 
 
