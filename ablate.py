@@ -52,13 +52,17 @@ from checkpoint import (
     load_model_folder,
     read_metrics,
 )
-from configuration_gpt2mini import BASELINE, variant_label, variant_meaning, variants
+from configuration_gpt2mini import BASELINE, PRESETS, variant_label, variant_meaning, variants
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from tokenizer import encode
 from train import NonFiniteLoss, TrainSettings, repeat_command, split_loss, train
 from yardsticks import AT_LEVEL, at_unigram, level, reference_losses, yardstick
 
 VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
+# the lineage's presets in order of history, named as the variants with the same config where there is one (GPT-1 is
+# the post-LN variant, GPT-2 the baseline: the same trials serve both)
+LINEAGE = list(dict.fromkeys(next((n for n, v in VARIANTS.items() if v == f), p) for p, f in PRESETS.items()))
+NAMED = VARIANTS | {n: PRESETS[n] for n in LINEAGE if n not in VARIANTS}  # everything --variants can name
 SHIPPED = ("baseline", "residual_off", "attention_off", "post_ln")
 LRS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)  # the sweep: log-spaced by 2 around train.py's default 4e-3
 SEEDS = 3  # runs at each variant's best learning rate (the base seed and the next ones)
@@ -91,10 +95,13 @@ def hardware(device: str) -> str:
 def parse_list(text: str, known, what: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if items == ["all"]:
-        return list(known)
+        return list(VARIANTS if known is NAMED else known)
+    if items == ["lineage"] and known is NAMED:
+        return list(LINEAGE)
     unknown = [t for t in items if t not in known]
     if unknown or not items:
-        raise UsageError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from {', '.join(known)} or all")
+        extra = ", all or lineage" if known is NAMED else " or all"
+        raise UsageError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from {', '.join(known)}{extra}")
     return list(dict.fromkeys(items))
 
 
@@ -126,7 +133,7 @@ class Trial:
 def trial_settings(base: TrainSettings, trial: Trial, folder: Path) -> TrainSettings:
     """The base recipe with the trial's switch, learning rate and seed; nothing else differs between trials."""
     s = TrainSettings(**asdict(base))
-    s.switches = dict(VARIANTS[trial.variant])
+    s.switches = dict(NAMED[trial.variant])
     s.lr, s.seed = trial.lr, trial.seed
     for key, value in trial.changes:
         setattr(s, key, value)
@@ -615,14 +622,14 @@ def _pyplot():
 
 
 def _colors(plt) -> dict:
-    return {n: plt.get_cmap("tab10")(i) for i, n in enumerate(VARIANTS)}
+    return {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(NAMED)}
 
 
 def plot_sweep(out: Path, result: dict) -> None:
     """lr_sweep.png: the figure the lab shows too (figures.lr_sweep_figure)."""
     from figures import lr_sweep_figure
 
-    lr_sweep_figure(result, list(VARIANTS)).savefig(out / "lr_sweep.png")
+    lr_sweep_figure(result, list(NAMED)).savefig(out / "lr_sweep.png")
 
 
 def plot_curves(out: Path, result: dict) -> None:
@@ -1187,7 +1194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole protocol on a small model in minutes, into runs/ablations-quick (to see it work; its "
         "numbers say nothing about the architecture)",
     )
-    p.add_argument("--variants", default="all", help=f"comma-separated, or all: {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--variants",
+        default="all",
+        help=f"comma-separated: {', '.join(NAMED)}; or all (the ablations) or lineage ({', '.join(LINEAGE)}: GPT-2, "
+        "GPT-1, the 2017 Transformer's and Llama's recipes, configuration_gpt2mini.PRESETS)",
+    )
     p.add_argument("--out", default="runs/ablations", help="folder for the runs and comparisons (one per corpus)")
     d = TrainSettings()
     for name, kind, hint in (
@@ -1264,7 +1276,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verify:
             return run_verify(args)
-        names = parse_list(args.variants, VARIANTS, "variant")
+        names = parse_list(args.variants, NAMED, "variant")
         corpora = [Path(args.data).stem] if args.data else parse_list(args.corpus, CORPORA, "corpus")
         base = TrainSettings(
             **{

@@ -378,3 +378,20 @@ def test_a_follow_up_says_whether_the_change_lets_the_variant_train_and_how_that
     assert "and above the baseline's with the same change at that rate (1.800; one seed each)." in lines
     trials[1]["val_split"] = 3.35
     assert "still does not train at 0.004" in "\n".join(ablate.follow_up_section(result))
+
+
+def test_the_lineage_is_named_by_its_presets_and_reuses_the_variants_with_the_same_config(tmp_path):
+    from configuration_gpt2mini import PRESETS
+
+    assert ablate.LINEAGE == [
+        "transformer-2017",
+        "post_ln",
+        "baseline",
+        "llama",
+    ]  # GPT-1 is post-LN, GPT-2 the baseline
+    assert ablate.parse_list("lineage", ablate.NAMED, "variant") == ablate.LINEAGE
+    assert ablate.parse_list("all", ablate.NAMED, "variant") == list(ablate.VARIANTS)  # all: the ablations
+    s = ablate.trial_settings(ablate.TrainSettings(), ablate.Trial("llama", 1e-3, 1337), tmp_path / "llama")
+    assert s.switches == PRESETS["llama"] and s.lr == 1e-3
+    with pytest.raises(ablate.UsageError, match="unknown variant gpt3; .* llama, all or lineage"):
+        ablate.parse_list("gpt3", ablate.NAMED, "variant")

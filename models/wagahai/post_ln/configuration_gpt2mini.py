@@ -98,6 +98,7 @@ PRESETS = {
     "gpt2": {},
     "llama": {"norm_style": "rmsnorm", "position_style": "rope", "mlp_style": "swiglu", "use_bias": False},
 }
+PRESET_LABELS = {"transformer-2017": "2017 Transformer", "gpt1": "GPT-1", "gpt2": "GPT-2", "llama": "Llama's recipe"}
 
 
 class GPT2MiniConfig(PretrainedConfig):
@@ -267,14 +268,18 @@ def choices(field: str) -> tuple:
 
 
 def variant_label(variant: str) -> str:
-    """The variant's label ("residual off"); the name itself for a variant the registry does not know."""
-    return next((s.label for s in SWITCHES if s.variant == variant), variant)
+    """The variant's label ("residual off") or a preset's ("Llama's recipe"); the name itself for a variant the
+    registry does not know."""
+    return next((s.label for s in SWITCHES if s.variant == variant), PRESET_LABELS.get(variant, variant))
 
 
 def variant_meaning(variant: str) -> str:
-    """The variant's one-line meaning ("each sub-layer's output replaces its input ...")."""
-    if variant == BASELINE:
+    """The variant's one-line meaning ("each sub-layer's output replaces its input ..."); a preset's, its switches'
+    meanings."""
+    if variant == BASELINE or PRESETS.get(variant) == {}:
         return BASELINE_MEANING
+    if variant in PRESETS:
+        return "; ".join(s.meaning for s in SWITCHES if PRESETS[variant].get(s.field, object()) == s.value)
     return next(s.meaning for s in SWITCHES if s.variant == variant)
 
 
