@@ -767,7 +767,7 @@ def announce(run: Run) -> None:
             f"{run.block_size}"
         )
     if cfg.ablations:
-        say(f"ablations: {cfg.ablations}")
+        say(f"switches: {cfg.ablations}")
 
 
 def progress_bar(run: Run):
