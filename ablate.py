@@ -707,7 +707,8 @@ def ship(folder: Path, dest: Path, record: dict) -> dict:
 
     def write(tmp: Path) -> None:
         model.config.dtype = torch.float32  # from_pretrained's dtype="auto" then upcasts the fp16 weights
-        half = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
+        # each tensor once: the tied head is the embedding (converted apart, it would be saved twice)
+        half = {k: v.to(torch.float16) for k, v in model.state_dict().items() if k not in tied_keys(model)}
         model.save_pretrained(tmp, state_dict=half)
         tokenizer.save_pretrained(tmp)
         for name in (METRICS_FILE, "loss_curve.png"):
@@ -717,6 +718,16 @@ def ship(folder: Path, dest: Path, record: dict) -> dict:
 
     atomic_save(dest, write)
     return {"folder": str(dest), "bytes": sum(f.stat().st_size for f in dest.iterdir())}
+
+
+def tied_keys(model) -> set[str]:
+    """The state-dict keys of tensors that share their storage with an earlier key (the tied output head)."""
+    seen, tied = set(), set()
+    for key, tensor in model.state_dict().items():
+        if tensor.untyped_storage().data_ptr() in seen:
+            tied.add(key)
+        seen.add(tensor.untyped_storage().data_ptr())
+    return tied
 
 
 def ship_best(result: dict, out: Path, dest: Path) -> list[dict]:

@@ -188,6 +188,9 @@ def test_shipped_folders_are_the_best_runs_small_fp16_and_load_as_float32(ablati
         assert next(model.parameters()).dtype == torch.float32
         original = ablate.load_model_folder(root / "out" / "text" / v["best_key"])[0]
         assert torch.allclose(model.transformer.wte.weight, original.transformer.wte.weight, atol=1e-3)
+        assert "lm_head.weight" not in load_file(folder / "model.safetensors")  # the tied head is saved once
+        assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+        assert ablate.load_model_folder(folder)[0].config.tie_word_embeddings
 
 
 def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(ablation, capsys):
