@@ -47,7 +47,7 @@ from gradio.i18n import I18nData  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from checkpoint import UsageError, load_model_folder, read_json, read_metrics  # noqa: E402
-from configuration_gpt2mini import variant_label, variants  # noqa: E402
+from configuration_gpt2mini import PRESETS, variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
 from figures import lr_sweep_figure, training_figure  # noqa: E402
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
@@ -61,7 +61,8 @@ from yardsticks import reference_losses  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 MAX_PANES = 8
 DEFAULT_PANES = 4  # variants chosen when a corpus is picked (the first four)
-ORDER = tuple(variants())  # the baseline, then the registry's variants (configuration_gpt2mini.SWITCHES)
+# the baseline, the registry's ablations (configuration_gpt2mini.SWITCHES), then the lineage's presets
+ORDER = (*variants(), *(p for p, fields in PRESETS.items() if len(fields) > 1))
 EXAMPLES = [
     ["shakespeare", "ROMEO:\nO, she doth teach the torches to burn bright!"],
     ["shakespeare", "First Citizen:\n"],

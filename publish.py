@@ -85,7 +85,7 @@ GPT2_SMALL = {
 }
 # the architecture table's rows for the switchable parts: (row, config field, how GPT-2's value reads)
 ARCHITECTURE_SWITCHES = (
-    ("LayerNorm", "ln_style", "pre-LN + final LayerNorm"),
+    ("norm placement", "ln_style", "pre-LN + final norm"),
     ("normalisation", "norm_style", "LayerNorm"),
     ("residual connections", "use_residual", "yes"),
     ("causal self-attention", "use_attention", "yes"),
@@ -387,6 +387,9 @@ BROKEN_VARIANT = """\
 **This is a deliberately broken variant** ({switches}): it differs from GPT-2 in {that_switch} and was trained to \
 show what {that_part} of the architecture {does}. Expect worse text than the baseline."""
 
+LINEAGE_VARIANT = """\
+It takes designs from GPT-2's ancestors or descendants ({switches}): see the switches below."""
+
 # the "Training data" section: a shipped corpus, another text file, or nothing recorded
 SHIPPED_CORPUS = """\
 The GPT-2 mini project's `{name}` corpus, {description}: {characters} characters, {distinct} distinct, language \
@@ -540,16 +543,22 @@ def switches_changed(cfg) -> str:
 
 
 def broken_variant(cfg) -> str:
-    """The warning under the title of a variant trained with switches away from GPT-2 ("" for GPT-2 itself)."""
-    if not cfg.ablations:
-        return ""
-    one = len(cfg.ablations) == 1
-    return BROKEN_VARIANT.format(
-        switches=_assignments(cfg.ablations),
-        that_switch="that switch" if one else "those switches",
-        that_part="that part" if one else "those parts",
-        does="does" if one else "do",
-    )
+    """The line under the title of a model with switches away from GPT-2: a warning for parts broken on purpose, a
+    plain statement for another generation's designs ("" for GPT-2 itself)."""
+    lines = []
+    if cfg.broken:
+        one = len(cfg.broken) == 1
+        lines.append(
+            BROKEN_VARIANT.format(
+                switches=_assignments(cfg.broken),
+                that_switch="that switch" if one else "those switches",
+                that_part="that part" if one else "those parts",
+                does="does" if one else "do",
+            )
+        )
+    if cfg.lineage:
+        lines.append(LINEAGE_VARIANT.format(switches=_assignments(cfg.lineage)))
+    return "\n\n".join(lines)
 
 
 def training_data(f: ModelFacts) -> str:
@@ -677,7 +686,7 @@ def card_metadata(f: ModelFacts) -> str:
         language=[spec.language] if spec else None,
         library_name="transformers",
         pipeline_tag="text-generation",
-        tags=tags + (["ablation"] if f.config.ablations else []),
+        tags=tags + (["ablation"] if f.config.broken else []) + (["lineage"] if f.config.lineage else []),
     ).to_yaml()
 
 
@@ -725,7 +734,7 @@ def model_card_values(f: ModelFacts) -> dict[str, str]:
         language=f" ({LANGUAGE_NAMES.get(spec.language, spec.language)})" if spec else "",
         imitates="old public-domain texts, with their period's views and language" if spec else "its training text",
         broken_limitation="- It is broken on purpose (see above): use the baseline for anything but comparisons."
-        if cfg.ablations
+        if cfg.broken
         else "",
         files=", ".join(f"`{name}`" for name in files),
     )

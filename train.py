@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -52,12 +52,22 @@ from checkpoint import (
     save_lock,
     save_run,
 )
-from configuration_gpt2mini import PRESETS, SWITCHES, choices, gpt2_value, preset, switch_fields
+from configuration_gpt2mini import PRESETS, SWITCHES, GPT2MiniConfig, choices, gpt2_value, preset, switch_fields
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from generation_gpt2mini import SamplingSettings, stream_text
 from modeling_gpt2mini import GPT2MiniForCausalLM
 from probes import grad_norms, probe
-from tokenizer import build_tokenizer, config_for, encode, unseen_characters, valid_text
+from tokenizer import (
+    MIN_BPE_VOCAB,
+    TOKENIZERS,
+    build_bpe_tokenizer,
+    build_tokenizer,
+    config_for,
+    encode,
+    kind,
+    unseen_characters,
+    valid_text,
+)
 
 
 class NonFiniteLoss(Exception):
@@ -78,6 +88,8 @@ class TrainSettings:
     corpus: str = "shakespeare"
     data: str | None = None
     val_fraction: float = 0.1
+    tokenizer: str = "char"  # "char" (one token per character) or "bpe" (byte-level BPE, for comparison)
+    vocab_size: int | None = None  # BPE's vocabulary (default: BPE_VOCAB); the character tokenizer's is the text's
     # model (None: the GPT2MiniConfig default, or the loaded model's value)
     n_layer: int | None = None
     n_head: int | None = None
@@ -136,6 +148,16 @@ class TrainSettings:
         for name, value in self.switches.items():
             if name not in switch_fields() or value not in choices(name):
                 raise UsageError(f"no switch sets {name} to {value!r} (configuration_gpt2mini.SWITCHES)")
+        try:  # switches that cannot go together (RoPE without positions), refused before any text is read
+            GPT2MiniConfig(**self.model_overrides())
+        except ValueError as e:
+            raise UsageError(f"these settings do not make a model: {e}") from None
+        if self.tokenizer not in TOKENIZERS:
+            raise UsageError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        if self.vocab_size is not None and self.tokenizer != "bpe":
+            raise UsageError("--vocab_size sets a BPE vocabulary: the character tokenizer's is the text's characters")
+        if self.vocab_size is not None and self.vocab_size < MIN_BPE_VOCAB:
+            raise UsageError(f"--vocab_size must be at least {MIN_BPE_VOCAB} (2 specials, 256 bytes, a merge)")
         if self.load and self.resume:
             raise UsageError("--load starts a new run from saved weights and --resume continues one: pick one")
         if self.load and self.model_overrides():
@@ -168,6 +190,8 @@ def switches_from_flags(flags: dict) -> dict:
         given = flags.get(s.flag)
         if isinstance(gpt2_value(s.field), bool) and given == 1:  # 1 (or True), not 0 (== False)
             out[s.field] = s.value
+        elif isinstance(gpt2_value(s.field), bool) and given == 0:  # typed (the flags default to None): GPT-2's value
+            out.pop(s.field, None)  # `--preset llama --disable_bias 0`: Llama's recipe with biases
         elif not isinstance(gpt2_value(s.field), bool) and given == s.value:
             out[s.field] = s.value
         elif not isinstance(gpt2_value(s.field), bool) and given == gpt2_value(s.field):
@@ -176,14 +200,17 @@ def switches_from_flags(flags: dict) -> dict:
 
 
 def default_save_dir(s: TrainSettings) -> str:
-    """runs/<corpus or file>[-<variant>...], e.g. runs/shakespeare-residual_off."""
+    """runs/<corpus or file>[-<variant>...][-bpe<vocab>], e.g. runs/shakespeare-residual_off, runs/shakespeare-llama,
+    runs/shakespeare-bpe2048."""
     name = Path(s.data).stem if s.data else s.corpus
     named = [p for p, fields in PRESETS.items() if len(fields) > 1 and fields == s.switches]  # runs/shakespeare-llama
     tags = named or [sw.variant for sw in SWITCHES if s.switches.get(sw.field) == sw.value]
+    if s.tokenizer == "bpe":
+        tags.append(f"bpe{s.vocab_size or BPE_VOCAB}")
     return str(Path("runs") / "-".join([name, *tags]))
 
 
-ARCHITECTURE = (*SIZES, *dict.fromkeys(s.flag for s in SWITCHES))  # what a resumed run keeps
+ARCHITECTURE = (*SIZES, "preset", *dict.fromkeys(s.flag for s in SWITCHES))  # what a resumed run keeps
 
 
 def resume_settings(folder: str | Path, **changes) -> TrainSettings:
@@ -415,6 +442,14 @@ def split_loss(model, ids: torch.Tensor, block_size: int, batch_size: int = 32) 
     return total / count
 
 
+def bits_per_char(loss: float, tokenizer, ids: torch.Tensor, block_size: int) -> float:
+    """split_loss (nats per token) as bits per character of the text its windows predict: comparable across
+    tokenizers, whose tokens hold different numbers of characters."""
+    n = (len(ids) - 1) // block_size * block_size  # the targets split_loss scored: ids[1 : n + 1]
+    chars = len(tokenizer.decode(ids[1 : n + 1].tolist(), skip_special_tokens=True))
+    return loss * n / chars / math.log(2)
+
+
 def sample(model, tokenizer, prompt: str, n: int) -> str:
     was_training = model.training
     model.eval()
@@ -536,10 +571,22 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
     return 3 * 4 * model.num_parameters() + 2_000_000
 
 
+BPE_VOCAB = 2048  # --tokenizer bpe without --vocab_size
+
+
+def new_tokenizer(s: TrainSettings, text: str):
+    """The tokenizer a new run builds: the text's characters, or BPE learned from its training split (so that the
+    held-out text tells nothing the tokenizer was fitted on)."""
+    if s.tokenizer == "bpe":
+        return build_bpe_tokenizer(train_val_split(text, s.val_fraction)[0], s.vocab_size or BPE_VOCAB)
+    return build_tokenizer(text)
+
+
 def check_same_vocabulary(tokenizer, text: str, s: TrainSettings) -> None:
     """A resumed run continues on text its vocabulary was built from: another corpus would be fed as bytes the
     model never learned (or leave characters unused), so it is refused."""
-    if build_tokenizer(text).get_vocab() != tokenizer.get_vocab():
+    s = replace(s, tokenizer=kind(tokenizer), vocab_size=len(tokenizer) if kind(tokenizer) == "bpe" else None)
+    if new_tokenizer(s, text).get_vocab() != tokenizer.get_vocab():
         new = unseen_characters(tokenizer, text)
         shown = " ".join(repr(c) for c in new[:5]) + (" ..." if len(new) > 5 else "")
         raise UsageError(
@@ -558,7 +605,7 @@ def build_model(s: TrainSettings, text: str) -> tuple[GPT2MiniForCausalLM, objec
                 if isinstance(m, torch.nn.Dropout):
                     m.p = s.dropout
         return model, tokenizer
-    tokenizer = build_tokenizer(text)
+    tokenizer = new_tokenizer(s, text)
     p = s.dropout
     cfg = config_for(tokenizer, embd_pdrop=p, attn_pdrop=p, resid_pdrop=p, **s.model_overrides())
     tokenizer.model_max_length = cfg.n_positions
@@ -933,6 +980,16 @@ def add_data_args(g, d: TrainSettings) -> None:
     g.add_argument("--corpus", default=d.corpus, help=f"shipped corpus: {', '.join(CORPORA)}")
     g.add_argument("--data", metavar="FILE", help="train on any UTF-8 text file instead of --corpus")
     g.add_argument("--val_fraction", type=float, default=d.val_fraction, help="share of the text held out at its end")
+    g.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default=d.tokenizer,
+        help="char: one token per character (the project's); bpe: byte-level BPE learned from the training split, "
+        "to compare with (--block_size then counts BPE tokens)",
+    )
+    g.add_argument(
+        "--vocab_size", type=int, help=f"BPE's vocabulary, specials and bytes included (default: {BPE_VOCAB})"
+    )
 
 
 def add_model_args(g, d: TrainSettings) -> None:
@@ -962,7 +1019,7 @@ def add_switch_args(g) -> None:
         field_name = switches[0].field
         if isinstance(gpt2_value(field_name), bool):
             s = switches[0]
-            g.add_argument(f"--{flag}", type=int, choices=(0, 1), default=0, help=f"1: {s.label}: {s.meaning}")
+            g.add_argument(f"--{flag}", type=int, choices=(0, 1), help=f"1: {s.label}: {s.meaning} (default: 0)")
         else:
             options = "; ".join(f"{s.value}: {s.label}, {s.meaning}" for s in switches)
             g.add_argument(
@@ -1081,7 +1138,8 @@ def evaluate_command(args) -> int:
     ids = encode(tokenizer, val_text)
     loss = split_loss(model, ids, block)
     row = {"model": args.load, "corpus": args.data or args.corpus, "split": "val", "block_size": block}
-    print(json.dumps(row | {"tokens": len(ids), "val_loss": round(loss, 4)}))
+    bpc = bits_per_char(loss, tokenizer, ids, block)
+    print(json.dumps(row | {"tokens": len(ids), "val_loss": round(loss, 4), "bits_per_char": round(bpc, 4)}))
     return 0
 
 

@@ -11,7 +11,7 @@ key is a KeyError, never a silent fallback. The variants' English labels and mea
 its default fonts have no Japanese glyphs.
 """
 
-from configuration_gpt2mini import BASELINE, BASELINE_MEANING, SWITCHES, variant_label
+from configuration_gpt2mini import BASELINE, BASELINE_MEANING, PRESET_LABELS, SWITCHES, variant_label
 
 LANGUAGES = {"en": "English", "ja": "日本語"}
 DEFAULT_LANGUAGE = "en"
@@ -384,6 +384,8 @@ TABLE |= {f"variant.{s.variant}": {"en": s.label, "ja": VARIANTS_JA[s.variant][0
     f"meaning.{s.variant}": {"en": s.meaning, "ja": VARIANTS_JA[s.variant][1]} for s in SWITCHES
 }
 TABLE[f"variant.{BASELINE}"] = {"en": variant_label(BASELINE), "ja": VARIANTS_JA[BASELINE][0]}
+PRESETS_JA = {"transformer-2017": "2017 年の Transformer", "gpt1": "GPT-1", "gpt2": "GPT-2", "llama": "Llama のレシピ"}
+TABLE |= {f"variant.{p}": {"en": PRESET_LABELS[p], "ja": PRESETS_JA[p]} for p in PRESET_LABELS}
 TABLE[f"meaning.{BASELINE}"] = {"en": BASELINE_MEANING, "ja": VARIANTS_JA[BASELINE][1]}
 
 

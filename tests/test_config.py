@@ -86,7 +86,8 @@ def test_the_registry_of_switches_is_the_one_source():
     flags = {a.dest for a in train.build_parser()._actions}
     assert {s.flag for s in SWITCHES} <= flags
     ablations = [s.variant for s in SWITCHES if s.kind == "ablation"]
-    assert list(ablate.VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(app.ORDER)
+    assert list(ablate.VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(app.ORDER)[: len(ablations) + 1]
+    assert list(app.ORDER)[len(ablations) + 1 :] == ["transformer-2017", "llama"]
     assert list(variants(("ablation", "lineage"))) == [BASELINE, *names] and {s.kind for s in SWITCHES} == {
         "ablation",
         "lineage",
@@ -130,3 +131,12 @@ def test_positions_that_cannot_go_together_are_refused():
         GPT2MiniConfig(position_style="rope", use_position_embeddings=False)
     with pytest.raises(ValueError, match="RoPE rotates pairs of channels; the head width 5 is odd"):
         GPT2MiniConfig(position_style="rope", n_embd=20, n_head=4)
+
+
+def test_switches_that_would_build_nothing_are_refused():
+    with pytest.raises(ValueError, match="norm_style='rmsnorm' changes nothing: ln_style='none' has no norm"):
+        GPT2MiniConfig(norm_style="rmsnorm", ln_style="none")
+    with pytest.raises(ValueError, match="mlp_style='swiglu' changes nothing: use_mlp=false has no MLP"):
+        GPT2MiniConfig(mlp_style="swiglu", use_mlp=False)
+    llama = GPT2MiniConfig(norm_style="rmsnorm", use_residual=False)
+    assert llama.broken == {"use_residual": False} and llama.lineage == {"norm_style": "rmsnorm"}

@@ -154,6 +154,10 @@ def test_the_card_names_switched_parts_and_rights_from_the_registry_and_provenan
     assert publish.switch_cell(cfg, "use_mlp", "yes") == "yes"
     assert publish.broken_variant(cfg).startswith("**This is a deliberately broken variant** (`use_residual=false`, ")
     assert publish.switches_changed(cfg) == "This model has 2 switches set away from GPT-2."
+    llama = GPT2MiniConfig(norm_style="rmsnorm", position_style="rope", mlp_style="swiglu", use_bias=False)
+    said = publish.broken_variant(llama)  # another generation's design is not a broken part
+    assert "broken" not in said and said.startswith("It takes designs from GPT-2's ancestors or descendants (")
+    assert publish.switch_cell(llama, "norm_style", "LayerNorm") == "**RMSNorm**"
     reasons = {name: publish.public_domain_reason(spec) for name, spec in CORPORA.items()}  # data/PROVENANCE.md
     assert reasons["wagahai"].startswith("the work was first published in 1905–06 by an author who died in 1916 (")
     assert reasons["aozora"].startswith("the works were first published between 1905 and 1934 by authors who died by")

@@ -93,3 +93,58 @@ def test_saved_tokenizer_loads_in_a_fresh_process_without_custom_code(tmp_path, 
 def test_empty_text_cannot_build_a_tokenizer():
     with pytest.raises(ValueError, match="empty"):
         build_tokenizer("")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Byte-level BPE: the tokenizer to compare with
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    from tokenizer import build_bpe_tokenizer
+
+    return build_bpe_tokenizer(load_corpus("shakespeare")[:200_000], 600)
+
+
+@pytest.mark.parametrize("text", HARD)
+def test_bpe_is_lossless_and_merges_characters(bpe, text):
+    from tokenizer import encode, kind
+
+    ids = encode(bpe, text).tolist()
+    assert bpe.decode(ids) == text and ids == bpe.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    assert kind(bpe) == "bpe" and kind(build_tokenizer("ab")) == "char"
+
+
+def test_bpe_encode_never_takes_the_per_character_shortcut(bpe):
+    # every single letter is in a byte-level vocabulary too: looking characters up one by one would skip the merges
+    from tokenizer import encode
+
+    assert len(encode(bpe, "the king")) < len("the king")
+    assert encode(bpe, "abc").tolist() == bpe.backend_tokenizer.encode("abc", add_special_tokens=False).ids
+
+
+def test_bpe_specials_come_first_and_autotokenizer_reloads_it_without_code(bpe, tmp_path):
+    from transformers import AutoTokenizer
+
+    assert len(bpe) == 600 and bpe.convert_ids_to_tokens([0, 1]) == [EOS_TOKEN, "<pad>"]
+    bpe.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    for text in HARD:
+        assert again(text, add_special_tokens=False)["input_ids"] == bpe(text, add_special_tokens=False)["input_ids"]
+
+
+def test_bpe_crop_keeps_the_longest_end_that_fits(bpe):
+    from tokenizer import crop_to_tokens, encode
+
+    text = load_corpus("shakespeare")[:3000] + "吾輩は猫である😀"
+    for n in (1, 7, 64, 256):
+        kept = crop_to_tokens(bpe, text, n)
+        assert text.endswith(kept) and len(encode(bpe, kept)) <= n
+        assert len(kept) == len(text) or len(encode(bpe, text[-len(kept) - 1 :])) > n
+
+
+def test_a_bpe_vocabulary_too_small_for_the_bytes_is_refused():
+    from tokenizer import build_bpe_tokenizer
+
+    with pytest.raises(ValueError, match="at least 259 tokens"):
+        build_bpe_tokenizer("abc", 258)

@@ -3,6 +3,7 @@ line works; distributed training equals single-process training; bad input gets 
 
 import ast
 import json
+import math
 import os
 import shutil
 import signal
@@ -348,6 +349,21 @@ def test_switch_flags_make_the_config_and_the_folder_name():
         T.TrainSettings(switches={"use_residual": "no"}).check()
 
 
+def test_a_preset_sets_its_switches_and_a_flag_given_with_it_changes_one():
+    def switches(*argv):
+        return T.switches_from_flags(vars(T.build_parser().parse_args(list(argv))))
+
+    llama = {"norm_style": "rmsnorm", "position_style": "rope", "mlp_style": "swiglu", "use_bias": False}
+    assert switches("--preset", "llama") == llama
+    assert switches("--preset", "llama", "--disable_bias", "0") == {k: v for k, v in llama.items() if k != "use_bias"}
+    assert switches("--preset", "llama", "--norm_style", "layernorm")["position_style"] == "rope"
+    assert "norm_style" not in switches("--preset", "llama", "--norm_style", "layernorm")
+    assert T.default_save_dir(T.TrainSettings(switches=llama)) == str(Path("runs") / "shakespeare-llama")
+    with pytest.raises(C.UsageError, match="these settings do not make a model: .*needs use_position_embeddings"):
+        T.TrainSettings(switches=llama | {"use_position_embeddings": False}).check()
+    assert "preset" in T.ARCHITECTURE  # so `--resume DIR --preset X` is refused like any architecture flag
+
+
 def test_a_resumed_run_keeps_its_architecture_and_old_state_files_still_resume(tmp_path, capsys):
     run_train(tmp_path, steps=2, eval_interval=2, switches={"use_attention": False})
     folder = tmp_path / "run"
@@ -373,3 +389,21 @@ def test_the_samples_printed_while_training_are_what_the_saved_checkpoint_writes
     again = ["--temperature", "0.8", "--top_k", "40", "--seed", "0", "--max_tokens", "40", "--allow_unseen"]
     assert T.main(["--load", str(folder), "--generate", "--prompt", prompt, *again]) == 0
     assert capsys.readouterr().out == ast.literal_eval(printed[-1]) + "\n"
+
+
+def test_a_bpe_run_trains_resumes_and_reports_bits_per_character(tmp_path, capsys):
+    kw = dict(tokenizer="bpe", vocab_size=300, steps=8, eval_interval=4)
+    straight = run_train(tmp_path, "bpe", **kw)
+    assert Path(straight["folder"]).name == "bpe"
+    model, tok = C.load_model_folder(tmp_path / "bpe")
+    assert len(tok) == model.config.vocab_size == 300
+    half = run_train(tmp_path, "halves", stop_at=4, **kw)
+    assert half["stopped"]
+    T.train(T.resume_settings(tmp_path / "halves", progress=False))  # the same BPE is learned again: it resumes
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("bpe", "halves"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert T.main(["--load", str(tmp_path / "bpe"), "--evaluate"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # bits per character: the loss per token spread over the characters its tokens hold
+    assert row["bits_per_char"] < row["val_loss"] / math.log(2)
+    assert T.default_save_dir(T.TrainSettings(tokenizer="bpe")) == "runs/shakespeare-bpe2048"

@@ -227,6 +227,12 @@ class GPT2MiniConfig(PretrainedConfig):
                 f"GPT2MiniConfig.position_style={self.position_style!r} needs use_position_embeddings=true "
                 "(false means no positions at all)"
             )
+        for field, needs, why in (
+            ("norm_style", self.ln_style != "none", "ln_style='none' has no norm to make RMSNorm"),
+            ("mlp_style", self.use_mlp, "use_mlp=false has no MLP to give an activation"),
+        ):
+            if getattr(self, field) != gpt2_value(field) and not needs:
+                raise ValueError(f"GPT2MiniConfig.{field}={getattr(self, field)!r} changes nothing: {why}")
         if self.position_style == "rope" and self.head_dim % 2:
             raise ValueError(f"GPT2MiniConfig: RoPE rotates pairs of channels; the head width {self.head_dim} is odd")
 
@@ -247,6 +253,16 @@ class GPT2MiniConfig(PretrainedConfig):
         """The switches that differ from GPT-2, as {field: value}; empty for the baseline."""
         return {name: getattr(self, name) for name in switch_fields() if getattr(self, name) != gpt2_value(name)}
 
+    @property
+    def broken(self) -> dict:
+        """The ablation switches set (parts broken on purpose), as {field: value}."""
+        return {k: v for k, v in self.ablations.items() if switch_kind(k) == "ablation"}
+
+    @property
+    def lineage(self) -> dict:
+        """The lineage switches set (another generation's designs), as {field: value}."""
+        return {k: v for k, v in self.ablations.items() if switch_kind(k) == "lineage"}
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Reading the registry
@@ -255,6 +271,11 @@ class GPT2MiniConfig(PretrainedConfig):
 def switch_fields() -> list[str]:
     """The config fields the switches set, in registry order, each once."""
     return list(dict.fromkeys(s.field for s in SWITCHES))
+
+
+def switch_kind(field: str) -> str:
+    """ "ablation" or "lineage": the kind of the switches that set a field."""
+    return next(s.kind for s in SWITCHES if s.field == field)
 
 
 def gpt2_value(field: str):
