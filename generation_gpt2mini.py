@@ -197,6 +197,7 @@ class DecodeStep:
         self.act = ACTIVATION_CODES[cfg.mlp_style]
         self.positions = POSITION_CODES[cfg.position_style] if cfg.use_position_embeddings else 0
         self.biased = cfg.use_bias
+        self.scale = math.sqrt(cfg.n_embd) if cfg.scale_embeddings else 1.0
         # where each Parameter lives, to see at every step that none has been replaced since
         self.held = [(m._parameters, k, p) for m in self.model.modules() for k, p in m._parameters.items()]
 
@@ -221,7 +222,7 @@ class DecodeStep:
         return compiled_decode_step()(
             tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
             self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
-            self.rms, self.act, self.positions, self.biased,
+            self.rms, self.act, self.positions, self.biased, self.scale,
         )  # fmt: skip
 
 
@@ -251,20 +252,23 @@ def decode_step(
     act: int,
     position_style: int,
     biased: bool,
+    scale: float,
 ) -> torch.Tensor:
     """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
 
     Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
     Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies. The
     lineage switches: `rms` (RMSNorm, else LayerNorm), `act` (ACTIVATION_CODES), `position_style` (POSITION_CODES; 0
-    for none) and `biased` (whether the layers have biases: an empty tensor stands in for each bias where not),
-    computed as modeling_gpt2mini computes them.
+    for none), `biased` (whether the layers have biases: an empty tensor stands in for each bias where not) and
+    `scale` (the token embeddings' factor: sqrt(n_embd) or 1), computed as modeling_gpt2mini computes them.
     """
     B, C = tokens.shape[0], wte.shape[1]
     hd = C // n_head
     n = pos + 1
     visible = bias.narrow(2, 0, n)  # slots 0..pos: 0, or the most negative value for left padding
     x = torch.embedding(wte, tokens)
+    if scale != 1.0:
+        x = x * scale
     if position_style == 1 and wpe is not None:
         x = x + torch.embedding(wpe, positions)
     elif position_style == 2:

@@ -33,6 +33,10 @@ VARIANTS_JA = {  # variant: (label, meaning)
         "学習する位置の表の代わりに、固定の正弦波・余弦波の位置を埋め込みに足す（2017 年の Transformer）",
     ),
     "rope": ("RoPE", "回転位置埋め込み（Llama）：クエリとキーを位置に応じて回転させる。位置の表はない"),
+    "scaled_embeddings": (
+        "埋め込みのスケーリング",
+        "位置を足す前にトークン埋め込みを sqrt(n_embd) 倍する（2017 年の Transformer）",
+    ),
     "rmsnorm": (
         "RMSNorm",
         "LayerNorm の代わりに RMSNorm（Llama）：二乗平均平方根で割るだけで、平均を引かずバイアスもない",

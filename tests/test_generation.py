@@ -268,9 +268,12 @@ def test_the_scripted_step_equals_the_python_step():
     from generation_gpt2mini import DecodeStep, compiled_decode_step, decode_step
 
     assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
-    for m in (sharpen(tiny_model(n_layer=3, **fields)) for fields in (PRESETS["gpt2"], PRESETS["llama"])):
+    for m in (
+        sharpen(tiny_model(n_layer=3, **fields))
+        for fields in (PRESETS["gpt2"], PRESETS["llama"], PRESETS["transformer-2017"])
+    ):
         step = DecodeStep(m)
-        lineage = (step.rms, step.act, step.positions, step.biased)
+        lineage = (step.rms, step.act, step.positions, step.biased, step.scale)
         steps_equal(m, step, lineage, decode_step, compiled_decode_step())
 
 

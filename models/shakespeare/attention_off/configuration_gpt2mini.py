@@ -70,6 +70,11 @@ SWITCHES = (
         "position_style", "lineage",
     ),
     Switch(
+        "scaled_embeddings", "scale_embeddings", True, "scaled embeddings",
+        "token embeddings multiplied by sqrt(n_embd) before positions are added (the 2017 Transformer's)",
+        "scale_embeddings", "lineage",
+    ),
+    Switch(
         "rmsnorm", "norm_style", "rmsnorm", "RMSNorm",
         "RMSNorm (Llama's: rescale by the root mean square, no mean subtracted, no bias) instead of LayerNorm",
         "norm_style", "lineage",
@@ -89,11 +94,16 @@ SWITCHES = (
     ),
 )  # fmt: skip
 
-# The lineage as named sets of switches (GPT-2 is every default). The 2017 Transformer also scaled its embeddings by
-# sqrt(n_embd) and was an encoder-decoder; GPT-1 is GPT-2 with post-LN (and a shorter context); Llama also has no
-# tied embeddings in its larger sizes and uses grouped-query attention, which this model has no switch for.
+# The lineage as named sets of switches (GPT-2 is every default). The 2017 Transformer was also an encoder-decoder;
+# GPT-1 is GPT-2 with post-LN (and a shorter context); Llama also has no tied embeddings in its larger sizes and uses
+# grouped-query attention, which this model has no switch for.
 PRESETS = {
-    "transformer-2017": {"ln_style": "post", "position_style": "sinusoidal", "mlp_style": "relu"},
+    "transformer-2017": {
+        "ln_style": "post",
+        "position_style": "sinusoidal",
+        "scale_embeddings": True,
+        "mlp_style": "relu",
+    },
     "gpt1": {"ln_style": "post"},
     "gpt2": {},
     "llama": {"norm_style": "rmsnorm", "position_style": "rope", "mlp_style": "swiglu", "use_bias": False},
@@ -122,6 +132,8 @@ class GPT2MiniConfig(PretrainedConfig):
     Lineage switches (GPT-2's value first):
         position_style: "learned" (a position table `wpe`), "sinusoidal" (fixed sines and cosines added to the
             embeddings) or "rope" (queries and keys rotated by their position). Only with use_position_embeddings.
+        scale_embeddings: multiply the token embeddings by sqrt(n_embd) before positions are added, as the 2017
+            Transformer did (its sinusoids have amplitude 1; GPT-2's embeddings start at 0.02).
         norm_style: "layernorm" or "rmsnorm" (where it sits is ln_style's).
         mlp_style: "gelu_tanh", "relu" or "swiglu" (a gated MLP whose hidden width, 8/3 x n_embd unless n_inner is
             set, gives it the same number of weights as GELU's 4x MLP).
@@ -157,6 +169,7 @@ class GPT2MiniConfig(PretrainedConfig):
         use_position_embeddings: bool = True,
         tie_word_embeddings: bool = True,
         position_style: str = "learned",
+        scale_embeddings: bool = False,
         norm_style: str = "layernorm",
         mlp_style: str = "gelu_tanh",
         use_bias: bool = True,
@@ -183,6 +196,7 @@ class GPT2MiniConfig(PretrainedConfig):
         self.ln_style = ln_style
         self.use_position_embeddings = use_position_embeddings
         self.position_style = position_style
+        self.scale_embeddings = scale_embeddings
         self.norm_style = norm_style
         self.mlp_style = mlp_style
         self.use_bias = use_bias

@@ -333,6 +333,8 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
             cache = None
 
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
+        if self.config.scale_embeddings:  # the 2017 Transformer's: tokens at the scale of its sinusoids
+            x = x * math.sqrt(self.config.n_embd)
         T = x.shape[1]
         past_len = cache.get_seq_length() if cache is not None else 0  # a 0-d tensor for a static cache
         kv_len = cache.get_mask_sizes(T, 0)[0] if cache is not None else T  # keys the cache will return
