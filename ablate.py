@@ -147,13 +147,19 @@ def recipe_of(s: TrainSettings) -> dict:
     return {k: v for k, v in asdict(s).items() if k in RECIPE_FIELDS}
 
 
+def recorded_recipe(recorded: dict) -> dict:
+    """A recipe as a row or a folder recorded it, with each field added to TrainSettings since at its default: what
+    the run used, since the default is what it did before the field existed (e.g. `tokenizer`: "char")."""
+    return recipe_of(TrainSettings()) | {k: v for k, v in recorded.items() if k in RECIPE_FIELDS}
+
+
 def saved_progress(folder: Path, s: TrainSettings) -> int | None:
     """The step a folder trained with these settings reached, or None if it holds something else."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    saved = state.get("settings", {})
+    saved = recorded_recipe(state.get("settings", {}))
     same = all(saved.get(k) == v for k, v in recipe_of(s).items() if k != "steps")
     return state.get("step") if same and saved.get("steps") == s.steps else None
 
@@ -245,7 +251,7 @@ def cached_row(cache: dict, trial: Trial, s: TrainSettings, folder: Path) -> dic
     """The row measured earlier for this trial, if it was measured from exactly what the folder holds now (with an
     older `measure`: what only training knew, its wall time, thread count and divergence, kept for measuring anew)."""
     row = cache.get(trial.key)
-    if not row or row.get("recipe") != recipe_of(s) or row.get("state") != folder_state(folder):
+    if not row or recorded_recipe(row.get("recipe") or {}) != recipe_of(s) or row.get("state") != folder_state(folder):
         return None
     return row if row.get("version") == ROW_VERSION else {k: row[k] for k in ("diverged", "wall_s", "threads")}
 

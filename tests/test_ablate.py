@@ -398,3 +398,15 @@ def test_the_lineage_is_named_by_its_presets_and_reuses_the_variants_with_the_sa
     assert s.switches == PRESETS["llama"] and s.lr == 1e-3
     with pytest.raises(ablate.UsageError, match="unknown variant gpt3; .* llama, all or lineage"):
         ablate.parse_list("gpt3", ablate.NAMED, "variant")
+
+
+def test_a_trial_recorded_before_a_settings_field_existed_is_still_reused(tmp_path):
+    # `tokenizer` came after these rows were written: the run used its default, "char", so the row still holds
+    base = ablate.TrainSettings(corpus="shakespeare")
+    t = ablate.Trial("baseline", 2e-3, 1337)
+    s = ablate.trial_settings(base, t, t.folder(tmp_path))
+    old = {k: v for k, v in ablate.recipe_of(s).items() if k not in ("tokenizer", "vocab_size")}
+    row = {"key": t.key, "recipe": old, "state": ablate.folder_state(t.folder(tmp_path)), "version": ablate.ROW_VERSION}
+    assert ablate.cached_row({t.key: row}, t, s, t.folder(tmp_path)) == row
+    row["recipe"] = old | {"tokenizer": "bpe"}  # recorded, and different: trained again
+    assert ablate.cached_row({t.key: row}, t, s, t.folder(tmp_path)) is None
