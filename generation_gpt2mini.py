@@ -136,6 +136,15 @@ class KVBuffer:
         self.length = 0
         self.bias.zero_()
 
+    def keep_last(self, n: int) -> None:
+        """Keep the last n slots, moved to the front (keys, values and the padding bias); the rest is free again."""
+        start = self.length - n
+        for c in self.qkv:
+            c[:, :, :n] = c[:, :, start : self.length].clone()
+        self.bias[:, :, :n] = self.bias[:, :, start : self.length].clone()
+        self.bias[:, :, n:] = 0
+        self.length = n
+
 
 class DecodeStep:
     """One new token per row through a model with a filled `KVBuffer`, as the few dozen tensor operations it is.
@@ -429,7 +438,9 @@ class TokenStream:
     - seed: the stream's own `torch.Generator`, so the same seed gives the same tokens whatever else runs.
     - Past the context length the window slides: when the buffer is full, the last `window` tokens of each row are
       re-encoded at positions 0.. and decoding continues from there (the blog's generator crops the same way, but
-      re-encodes every step). A prompt longer than the context keeps its last `n_positions` tokens.
+      re-encodes every step). With rotary positions (RoPE), which only see how far apart two tokens are, nothing is
+      re-encoded: the cache keeps its last `window` slots, as they were computed, and positions go on counting, so a
+      slide costs a copy of the cache. A prompt longer than the context keeps its last `n_positions` tokens.
 
     `logits` holds the (B, V) next-token logits before any filtering, for displays of the distribution.
     Iterating yields one (B,) tensor of new tokens per step, forever; bound it with `itertools.islice` or `take`.
@@ -480,13 +491,15 @@ class TokenStream:
         self.attention_mask = None
         self.positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)  # of each row's next token
         self.fast = DecodeStep(model) if fast else None
+        self.relative = cfg.use_position_embeddings and cfg.position_style == "rope"  # slides by keeping the cache
         self.logits = self._encode([r[-cfg.n_positions :] for r in rows])
 
     @torch.inference_mode()
-    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def _forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         out = self.model(
             input_ids=input_ids,
             attention_mask=self.attention_mask,
+            position_ids=position_ids,
             cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
@@ -528,6 +541,10 @@ class TokenStream:
             self.seen.scatter_(1, token[:, None], True)
         for row, t in zip(self.history, token.tolist(), strict=True):
             row.append(t)
+        if self.cache.length == self.model.config.n_positions and self.relative:  # RoPE: keep the window's cache
+            self.cache.keep_last(self.window)
+            if self.attention_mask is not None:
+                self.attention_mask = self.attention_mask[:, -self.window :]
         if self.cache.length < self.model.config.n_positions:
             if self.attention_mask is not None:
                 ones = self.attention_mask.new_ones(len(self.history), 1)
@@ -536,7 +553,7 @@ class TokenStream:
                 self.logits = self.fast(token, self.positions, self.cache)
                 self.cache.length += 1
             else:
-                self.logits = self._forward(token[:, None])
+                self.logits = self._forward(token[:, None], self.positions[:, None])
             self.positions += 1
         else:  # the window is full: keep the last `window` tokens of every row and re-encode them
             self.logits = self._encode([row[-self.window :] for row in self.history])

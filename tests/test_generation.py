@@ -407,3 +407,18 @@ def test_decode_step_after_a_slide_with_a_row_still_shorter_than_the_window():
     for _ in range(30):  # the first slide comes after 4 steps, while row 0 holds 5 tokens
         assert torch.equal(fast.step(), slow.step())
         torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
+
+
+def test_with_rotary_positions_a_slide_keeps_the_cache_instead_of_re_encoding(monkeypatch):
+    m = sharpen(tiny_model(n_layer=2, **PRESETS["llama"]))
+    stream = TokenStream(m, prompt(10), temperature=0, window=40)
+    encodes = []
+    original = TokenStream._encode
+    monkeypatch.setattr(TokenStream, "_encode", lambda self, rows: encodes.append(len(rows)) or original(self, rows))
+    stream.take(200)  # context 64: several slides
+    assert encodes == [] and stream.cache.length <= m.config.n_positions
+    assert int(stream.positions[0]) == 10 + 200  # positions go on counting: only distances matter to RoPE
+    learned = TokenStream(sharpen(tiny_model(n_layer=2)), prompt(10), temperature=0, window=40)
+    monkeypatch.setattr(TokenStream, "_encode", lambda self, rows: encodes.append(len(rows)) or original(self, rows))
+    learned.take(200)
+    assert len(encodes) >= 3  # a learned position table re-encodes its window at every slide
