@@ -585,3 +585,23 @@ def test_every_fixed_word_on_the_page_follows_the_language():
     assert "次の文字" in ja and "並べて生成" in ja
     with pytest.raises(app.Refused, match="no language 'de'"):
         app.spoken("de")
+
+
+def test_the_lineage_presets_run_in_every_tab_with_their_names(tmp_path):
+    from configuration_gpt2mini import PRESETS
+    from corpus import load_corpus
+    from words import Words
+
+    lab = tiny_lab()
+    tok = lab.get("shakespeare", "baseline").tokenizer
+    for i, name in enumerate(("transformer-2017", "llama")):
+        lab.groups["shakespeare"][name] = app.Entry(name, tiny_model(tok, seed=9 + i, **PRESETS[name]), tok)
+    names = ["baseline", "transformer-2017", "llama"]
+    *_, last = app.generate_panes(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95, 20, 1.0, 0, "ja")
+    assert "Llama のレシピ" in last[3] and "2017 年の Transformer" in last[2]  # its name, in the page's language
+    assert "回転位置埋め込み" in last[3]  # and what it is, from its config
+    status, data, _ = app.next_char(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95)
+    assert set(data) == set(names)
+    status, grid, zoom, table = app.attention_view(lab, "shakespeare", "llama", load_corpus("shakespeare")[:300])
+    assert grid.visible and zoom.visible  # RoPE's attention, drawn like GPT-2's
+    assert Words("en").variant("llama") == "Llama's recipe"
