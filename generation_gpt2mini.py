@@ -275,13 +275,7 @@ def decode_step(
     hd = C // n_head
     n = pos + 1
     visible = bias.narrow(2, 0, n)  # slots 0..pos: 0, or the most negative value for left padding
-    x = torch.embedding(wte, tokens)
-    if scale != 1.0:
-        x = x * scale
-    if position_style == 1 and wpe is not None:
-        x = x + torch.embedding(wpe, positions)
-    elif position_style == 2:
-        x = x + sinusoids(positions[None], C, x.dtype)[0]
+    x = _embed(tokens, positions, wte, wpe, scale, position_style)
     cos, sin = x, x  # RoPE's, below: (B, 1, hd), one angle per row, the same for every head
     if position_style == 3:
         turn = rotary(positions[None], hd, x.dtype)  # ((1, 1, B, hd), (1, 1, B, hd))
@@ -297,10 +291,7 @@ def decode_step(
                 B, 3, n_head, hd
             )  # q|k|v, then heads, as c_attn emits them
             if position_style == 3:  # rotary positions: the query and key turn by this position's angles
-                qk = qkv.narrow(1, 0, 2)
-                first, second = qk.chunk(2, dim=-1)
-                turned = qk * cos[:, None] + torch.cat((-second, first), dim=-1) * sin[:, None]
-                qkv = torch.cat((turned, qkv.narrow(1, 2, 1)), dim=1)
+                qkv = _turn(qkv, cos, sin)
             slot = rows[i].select(1, pos)  # (B*nh, 3, hd): this position's q, k, v of every row and head
             slot.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
             q = slot.narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
@@ -324,6 +315,34 @@ def decode_step(
         x = _normalize(x, C, ln_f[0], ln_f[1] if biased else None, eps, rms)
     logits = _project(x, head, None)
     return (logits.unsqueeze(0) if B == 1 else logits).float()
+
+
+def _embed(
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    wte: torch.Tensor,
+    wpe: Optional[torch.Tensor],  # noqa: UP045 (TorchScript reads typing.Optional)
+    scale: float,
+    position_style: int,
+) -> torch.Tensor:
+    """The tokens' embeddings (times `scale`) plus their positions: a learned table or sinusoids (RoPE's come later,
+    in attention)."""
+    x = torch.embedding(wte, tokens)
+    if scale != 1.0:
+        x = x * scale
+    if position_style == 1 and wpe is not None:
+        x = x + torch.embedding(wpe, positions)
+    elif position_style == 2:
+        x = x + sinusoids(positions[None], wte.shape[1], x.dtype)[0]
+    return x
+
+
+def _turn(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(B, 3, n_head, hd) q|k|v with q and k rotated by their rows' angles (cos, sin: (B, 1, hd)), as `rotate`."""
+    qk = qkv.narrow(1, 0, 2)
+    first, second = qk.chunk(2, dim=-1)
+    turned = qk * cos[:, None] + torch.cat((-second, first), dim=-1) * sin[:, None]
+    return torch.cat((turned, qkv.narrow(1, 2, 1)), dim=1)
 
 
 def _normalize(

@@ -47,6 +47,8 @@ ALLOWED = {
     ("tests/test_publish.py", "exec"): "runs the model card's snippet, text that publish.py generates from its own "
     "template, in a fresh process to prove it works as written",
     ("tests/test_train.py", "trust_remote_code"): "loads the folder the test just trained",
+    ("tests/test_model.py", "trust_remote_code"): "loads the lineage model's folder the test just saved (its code "
+    "files checked to be today's)",
     ("tests/test_ablate.py", "trust_remote_code"): "loads the fp16 copies ablate.py just shipped",
     ("tests/test_shipped_models.py", "trust_remote_code"): "loads models/, shipped in this repository, whose code "
     "copies the same test checks against today's model files",
