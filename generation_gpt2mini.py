@@ -170,7 +170,6 @@ class DecodeStep:
 
     def __init__(self, model: GPT2MiniForCausalLM):
         self.model = model
-        self.none = torch.empty(0)  # stands for a norm a variant does not have (its flag then skips it) or a bias
         self.blocks = list(model.transformer.h)
         self.supported = all(type(m) in SUPPORTED_MODULES for m in model.modules())  # exactly these, no subclass
         self.collect()
@@ -215,11 +214,11 @@ class DecodeStep:
         return all(d.get(k) is p for d, k, p in self.held)
 
     def _norm(self, norm: nn.Module | None) -> list[torch.Tensor]:
-        """[weight, bias] (a LayerNorm without bias, or an RMSNorm, has `none` for its bias)."""
+        """[weight, bias] (a LayerNorm without bias, or an RMSNorm, has ABSENT for its bias)."""
         if norm is None:
-            return [self.none, self.none]
+            return [ABSENT, ABSENT]
         bias = getattr(norm, "bias", None)
-        return [norm.weight, self.none if bias is None else bias]
+        return [norm.weight, ABSENT if bias is None else bias]
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer) -> torch.Tensor:
@@ -401,10 +400,10 @@ def compiled_decode_step():
 
 def _linear(linear: nn.Linear) -> list[torch.Tensor]:
     """[weight, bias]; an empty tensor for a bias it does not have (decode_step, told `biased`, then passes None)."""
-    return [linear.weight, linear.bias if linear.bias is not None else NO_BIAS]
+    return [linear.weight, linear.bias if linear.bias is not None else ABSENT]
 
 
-NO_BIAS = torch.empty(0)
+ABSENT = torch.empty(0)  # stands for a norm a variant does not have (its flag then skips it) or a missing bias
 
 
 # the modules `decode_step` computes exactly; any other kind (a LoRA wrapper, a quantized Linear subclass, this
