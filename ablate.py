@@ -377,10 +377,13 @@ def run_corpus(
     extend: int = EXTEND,
     follow_ups: bool = True,
     command: str | None = None,
+    results: Path | None = None,
 ) -> dict:
     """The protocol on a shipped corpus (or the text file `data`): every variant at every learning rate with the
     base seed (and, where its best lies at an edge, up to `extend` more rates beyond it, each 2x further); then, at
-    each variant's best learning rate, `seeds` - 1 more seeds. Writes the comparisons to `out`."""
+    each variant's best learning rate, `seeds` - 1 more seeds. The trials live in `out` (a trial of the same variant,
+    rate, seed and recipe is trained once, whichever experiment asks for it); the comparisons are written to
+    `results` (default: `out`)."""
     text = load_corpus(data) if data else load_corpus(corpus)
     prompt = prompt if prompt is not None else (CORPORA[corpus].sample_prompt if not data else "\n")
     base = TrainSettings(**asdict(base))
@@ -427,12 +430,18 @@ def run_corpus(
         "variants": summaries,
         "trials": list(rows.values()),
     }
-    atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    (out / "results.md").write_text(results_table(result) + "\n\n" + sweep_table(result) + "\n")
-    (out / "samples.md").write_text(samples_md(result))
-    plot_sweep(out, result)
-    plot_curves(out, result)
+    write_results(results or out, result)
     return result
+
+
+def write_results(folder: Path, result: dict) -> None:
+    """One experiment's comparisons: results.json (everything measured), the tables, the samples and the plots."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(folder / "results.md", results_table(result) + "\n\n" + sweep_table(result) + "\n")
+    atomic_write_text(folder / "samples.md", samples_md(result))
+    plot_sweep(folder, result)
+    plot_curves(folder, result)
 
 
 def summarize(name: str, rows: dict, lrs, best: float | None, seed: int, seeds: int, reference: dict) -> dict:
@@ -736,12 +745,12 @@ def tied_keys(model) -> set[str]:
     return tied
 
 
-def ship_best(result: dict, out: Path, dest: Path) -> list[dict]:
-    """Ship each shipped variant's best run (base seed) into dest/<variant>, with what it was trained with
+def ship_best(result: dict, out: Path, dest: Path, names=SHIPPED) -> list[dict]:
+    """Ship each named variant's best run (base seed) into dest/<variant>, with what it was trained with
     (training.json: the trial, its settings and the train.py command that repeats it, which publish.py's model card
-    reads), and the sweep's summary for the lab (dest/sweep.json)."""
+    reads), and add the sweep's summary of every variant of `result` to dest/sweep.json (for the lab)."""
     shipped = []
-    for name in SHIPPED:
+    for name in names:
         v = result["variants"].get(name)
         if not v or not v["best_key"] or not (out / v["best_key"] / STATE_FILE).exists():
             continue
@@ -753,10 +762,28 @@ def ship_best(result: dict, out: Path, dest: Path) -> list[dict]:
             "command": repeat_command(TrainSettings(**row["recipe"])),
         }
         shipped.append(ship(out / v["best_key"], dest / name, record))
-    summary = {k: result[k] for k in ("corpus", "lrs", "seeds", "base_seed", "steps", "reference", "command")}
-    summary["variants"] = {n: {k: v[k] for k in SWEEP_KEYS} for n, v in result["variants"].items()}
-    atomic_write_text(dest / "sweep.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_sweep_summary(dest / "sweep.json", result)
     return shipped
+
+
+SWEEP_PROTOCOL = ("corpus", "lrs", "seeds", "base_seed", "steps", "reference")  # what makes two sweeps comparable
+
+
+def write_sweep_summary(path: Path, result: dict) -> None:
+    """The sweep's summary for the lab: each variant's sweep and its best, with the command that measured it. The
+    variants of an earlier summary stay if it was measured under the same protocol (the ablations and the lineage are
+    two commands on the same trials); under another they are dropped, as what they were compared with is gone."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    summary = {k: result[k] for k in SWEEP_PROTOCOL}
+    same = all(earlier.get(k) == summary[k] for k in SWEEP_PROTOCOL)
+    variants = earlier.get("variants", {}) if same else {}
+    for n, v in result["variants"].items():
+        variants[n] = {k: v[k] for k in SWEEP_KEYS} | {"command": result["command"]}
+    summary["variants"] = dict(sorted(variants.items(), key=lambda item: list(NAMED).index(item[0])))
+    atomic_write_text(path, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
 
 
 SWEEP_KEYS = ("label", "best_lr", "at_edge", "sweep", "seed_losses", "mean", "std", "min", "max", "window")

@@ -54,16 +54,18 @@ def model_config(n_positions=256, vocab=65):
     return dict(n_layer=4, n_head=4, n_embd=128, n_positions=n_positions, vocab_size=vocab)
 
 
-def build(kind: str, n_positions: int = 256, device="cpu", seed: int = 0):
-    """One of the two models, randomly initialised the same way for the same seed."""
+def build(kind: str, n_positions: int = 256, device="cpu", seed: int = 0, preset: str = "gpt2"):
+    """One of the two models (GPT-2 mini as one of configuration_gpt2mini.PRESETS), randomly initialised the same way
+    for the same seed."""
     import torch
 
     torch.manual_seed(seed)
     if kind == "gpt2mini":
-        from configuration_gpt2mini import GPT2MiniConfig
+        from configuration_gpt2mini import PRESETS, GPT2MiniConfig
         from modeling_gpt2mini import GPT2MiniForCausalLM
 
-        cfg = GPT2MiniConfig(**model_config(n_positions), embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+        p = 0.0
+        cfg = GPT2MiniConfig(**model_config(n_positions), embd_pdrop=p, attn_pdrop=p, resid_pdrop=p, **PRESETS[preset])
         model = GPT2MiniForCausalLM(cfg)
     elif kind == "gpt2":
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -175,14 +177,18 @@ def generate_runners(
     return {name: make() for name, make in factories.items() if only in (None, name)}
 
 
-def past_the_context(args) -> dict:
+PAST_THE_CONTEXT = {"learned": "gpt2", "rotary": "llama"}  # positions: the preset whose stream is timed
+
+
+def past_the_context(args, positions: str) -> dict:
     """Does the fast API slow down past the context? One stream, timed over its first `n_positions` new characters
-    and over its last as many of 4x that, in the same run (so machine load hits both alike); rounds as generation."""
+    and over its last as many of 4x that, in the same run (so machine load hits both alike); rounds as generation.
+    With learned positions a stream re-encodes its window as it slides; with rotary ones it keeps its cache."""
     import torch
 
     from generation_gpt2mini import TokenStream
 
-    model = build("gpt2mini", device=args.device).eval()
+    model = build("gpt2mini", device=args.device, preset=PAST_THE_CONTEXT[positions]).eval()
     ctx = model.config.n_positions
     prompt = torch.randint(0, 65, (1, args.prompt_len), generator=torch.Generator().manual_seed(3)).to(args.device)
     early, late = [], []
@@ -201,6 +207,7 @@ def past_the_context(args) -> dict:
     return {
         "section": "past the context",
         "contender": "TokenStream (fast API)",
+        "positions": positions,
         "unit": "chars/s",
         "first_context_chars_s": round(statistics.median(early), 1),
         "fourth_context_chars_s": round(statistics.median(late), 1),
@@ -281,12 +288,8 @@ def bench_training(args, emit) -> list[dict]:
 
 
 def mfu(tokens_per_s: float, context: int) -> float:
-    """Model FLOPs per second (PaLM's 6N + 12 L T C per token, nanoGPT's estimate)."""
-    c = model_config()
-    L, C = c["n_layer"], c["n_embd"]
-    n_params = L * 12 * C * C + c["vocab_size"] * C  # blocks and the tied embedding (positions do no matmul)
-    flops_per_token = 6 * n_params + 12 * L * context * C
-    return tokens_per_s * flops_per_token
+    """Model FLOPs per second (GPT2MiniForCausalLM.flops_per_token: PaLM's 6N + 12 L T C, nanoGPT's estimate)."""
+    return tokens_per_s * build("gpt2mini").flops_per_token(context)
 
 
 def bench_generation(args, emit) -> list[dict]:
@@ -300,9 +303,10 @@ def bench_generation(args, emit) -> list[dict]:
             for row in record("generation", {"new": new, "batch": batch}, rates, PEER_GENERATE, "chars/s"):
                 emit(row)
                 rows.append(row)
-    row = past_the_context(args)
-    emit(row)
-    rows.append(row)
+    for positions in PAST_THE_CONTEXT:
+        row = past_the_context(args, positions)
+        emit(row)
+        rows.append(row)
     return rows
 
 
@@ -494,7 +498,8 @@ def goals(rows: list[dict]) -> list[str]:
         if r["section"] == "past the context":
             kept = r["late / early"]
             out.append(
-                f"fast API past the context: characters {3 * 256 + 1}-{4 * 256} at {kept:.0%} of the speed of "
+                f"fast API past the context, {r['positions']} positions: characters {3 * 256 + 1}-{4 * 256} at "
+                f"{kept:.0%} of the speed of "
                 f"characters 1-256, same stream (goal: no slow-down, >= 90%): {verdict(kept >= 0.9)}"
             )
     mem = {r["contender"]: r["peak_mib"] for r in rows if r["section"] == "memory"}

@@ -48,8 +48,10 @@ def test_every_section_and_contender_is_measured(quick):
         if r["contender"] != bench.PEER_GENERATE:
             assert len(r["ratios"]) == len(r["rounds"])
             assert r[f"x {bench.PEER_GENERATE}"] > 0
-    (past,) = [r for r in rows if r["section"] == "past the context"]
-    assert past["first_context_chars_s"] > 0 and past["fourth_context_chars_s"] > 0 and past["late / early"] > 0
+    past = {r["positions"]: r for r in rows if r["section"] == "past the context"}
+    assert set(past) == {"learned", "rotary"}  # a stream that re-encodes as it slides, and one that keeps its cache
+    for r in past.values():
+        assert r["first_context_chars_s"] > 0 and r["fourth_context_chars_s"] > 0 and r["late / early"] > 0
     mem = {r["contender"]: r["peak_mib"] for r in rows if r["section"] == "memory"}
     assert set(mem) == {"train GPT2MiniForCausalLM", "train GPT2LMHeadModel"}
     assert all(v > 0 for v in mem.values())
@@ -58,7 +60,8 @@ def test_every_section_and_contender_is_measured(quick):
     assert printed == rows
     assert "| generation |" in stdout and "Goals:" in stdout
     assert "training, eager:" in stdout and "generation, fast API, batch 1" in stdout
-    assert "fast API past the context" in stdout
+    assert "fast API past the context, learned positions" in stdout
+    assert "fast API past the context, rotary positions" in stdout
 
 
 def test_the_contenders_compute_the_same_thing():

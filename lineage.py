@@ -1,0 +1,570 @@
+"""The road from the 2017 Transformer to Llama, measured on one small model; and characters against byte-level BPE.
+
+    python lineage.py --jobs 2                          # both corpora: trains what is missing, writes docs/lineage.md
+    python lineage.py --jobs 2 --ship models            # also ships Llama's recipe and the 2017 Transformer
+    python lineage.py --quick                           # the whole experiment on a tiny model in minutes
+
+Two experiments, both under ablate.py's protocol (each arm at its own best learning rate, then more seeds there) and on
+its trials (GPT-2 is ablate.py's baseline and GPT-1 its post-LN variant: the same runs serve both reports):
+
+- The lineage: configuration_gpt2mini.PRESETS (the 2017 Transformer, GPT-1, GPT-2, Llama's recipe) at the same size,
+  data and recipe; validation loss, parameters, training FLOPs per token, and training and decoding speed measured
+  side by side in one process.
+- Characters against BPE: the baseline with a byte-level BPE tokenizer of each vocabulary size, trained for as many
+  steps as give it the training FLOPs of the character model (a larger vocabulary makes the output head, and each
+  step, dearer), compared in bits per character of the same held-out text (a loss per token is not comparable across
+  tokenizers).
+
+Everything in the report is computed from the runs by this command; the trials resume and are reused like ablate.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import ablate
+from checkpoint import UsageError, atomic_write_text, load_model_folder
+from configuration_gpt2mini import PRESET_LABELS, PRESETS, GPT2MiniConfig
+from corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from modeling_gpt2mini import GPT2MiniForCausalLM
+from tokenizer import build_tokenizer, encode
+from train import BPE_VOCAB, TrainSettings, bits_per_char
+
+SHIPPED = ("llama", "transformer-2017")  # next to ablate.SHIPPED in models/<corpus>/
+VOCABS = (512, BPE_VOCAB, 8192)  # the BPE vocabulary sizes compared with the characters
+BPE_LRS = (2e-3, 4e-3)  # each BPE arm's sweep (extended past an edge like ablate.py's): the char model's best rates
+BPE_SEEDS = 2
+PRESET_OF = {variant: next(p for p, f in PRESETS.items() if f == ablate.NAMED[variant]) for variant in ablate.LINEAGE}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The lineage
+
+
+def label(variant: str) -> str:
+    """'GPT-1' for the post-LN variant, 'GPT-2' for the baseline: the lineage's names for ablate.py's variants."""
+    return PRESET_LABELS[PRESET_OF[variant]]
+
+
+def differs(variant: str) -> str:
+    """What a design changes in GPT-2, switch by switch ('ln_style post, ...'), or '-' for GPT-2 itself."""
+    fields = ablate.NAMED[variant]
+    return ", ".join(f"`{k}` {v}" for k, v in fields.items()) or "– (the reference)"
+
+
+def run_lineage(corpus: str | None, base: TrainSettings, out: Path, args, command: str) -> dict:
+    """ablate.py's protocol on the lineage's presets; the comparisons go to out/lineage (the trials stay shared)."""
+    return ablate.run_corpus(
+        corpus,
+        ablate.LINEAGE,
+        base,
+        out,
+        data=args.data,
+        sample_chars=args.sample_chars,
+        jobs=args.jobs,
+        lrs=args.lrs,
+        seeds=args.seeds,
+        extend=args.extend,
+        follow_ups=False,
+        command=command,
+        results=out / "lineage",
+    )
+
+
+def model_of(variant: str, vocab_size: int, base: TrainSettings) -> GPT2MiniForCausalLM:
+    """A fresh model of a design at the recipe's size (for counting and timing; weights do not matter)."""
+    fields = base.model_overrides() | ablate.NAMED[variant]
+    return GPT2MiniForCausalLM(GPT2MiniConfig(vocab_size=vocab_size, **fields))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Speed: every design timed in the same rounds, in one process (a busy machine slows them alike)
+
+
+def speed(base: TrainSettings, vocab: int, rounds: int, steps: int, chars: int) -> dict:
+    """Training tokens/s (forward, backward, AdamW on a fixed batch) and decoding characters/s (the fast API, one
+    stream, greedy) of each design, interleaved: medians and each design's median ratio to GPT-2 per round."""
+    from bench.speed import interleaved
+
+    runners = {}
+    for variant in ablate.LINEAGE:
+        runners[f"train {variant}"] = train_runner(variant, vocab, base, steps)
+        runners[f"decode {variant}"] = decode_runner(variant, vocab, base, chars)
+    for run in runners.values():
+        run()  # warm-up
+    rates = interleaved(runners, rounds, "cpu")
+    result = {"rounds": rounds, "threads": torch.get_num_threads(), "batch": base.batch_size, "vocab": vocab}
+    for what in ("train", "decode"):
+        ref = rates[f"{what} {ablate.BASELINE}"]
+        for variant in ablate.LINEAGE:
+            mine = rates[f"{what} {variant}"]
+            result[f"{what} {variant}"] = {
+                "median": round(statistics.median(mine), 1),
+                "x GPT-2": round(statistics.median(a / b for a, b in zip(mine, ref, strict=True)), 3),
+            }
+    return result
+
+
+def train_runner(variant: str, vocab: int, base: TrainSettings, steps: int):
+    import torch.nn.functional as F
+
+    from train import make_optimizer
+
+    torch.manual_seed(0)
+    model = model_of(variant, vocab, base).train()
+    optimizer = make_optimizer(model, base, torch.device("cpu"))
+    context = model.config.n_positions
+    x = torch.randint(0, vocab, (base.batch_size, context + 1), generator=torch.Generator().manual_seed(1))
+
+    def run() -> int:
+        for _ in range(steps):
+            logits = model(x[:, :-1], use_cache=False).logits
+            F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return steps * base.batch_size * context
+
+    return run
+
+
+def decode_runner(variant: str, vocab: int, base: TrainSettings, chars: int):
+    from generation_gpt2mini import TokenStream
+
+    torch.manual_seed(0)
+    model = model_of(variant, vocab, base).eval()
+    prompt = torch.randint(0, vocab, (1, 16), generator=torch.Generator().manual_seed(2))
+
+    def run() -> int:
+        TokenStream(model, prompt, temperature=0).take(chars)
+        return chars
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Characters against BPE at equal training compute
+
+
+def equal_compute_steps(base: TrainSettings, char_vocab: int, bpe_vocab: int) -> int:
+    """The steps that give a BPE model the character model's training FLOPs (the same tokens per step; each token
+    dearer by its larger output head)."""
+    context = base.block_size or GPT2MiniConfig().n_positions
+    per_token = {v: model_of(ablate.BASELINE, v, base).flops_per_token(context) for v in (char_vocab, bpe_vocab)}
+    return max(1, round(base.steps * per_token[char_vocab] / per_token[bpe_vocab]))
+
+
+def bpe_settings(base: TrainSettings, vocab: int, char_vocab: int) -> TrainSettings:
+    s = replace(base, tokenizer="bpe", vocab_size=vocab)
+    s.steps = equal_compute_steps(base, char_vocab, vocab)
+    return s
+
+
+def run_bpe(corpus: str | None, base: TrainSettings, out: Path, vocab: int, char_vocab: int, args, command) -> dict:
+    """The baseline with a BPE tokenizer of `vocab` tokens under the protocol, its trials in out/bpe<vocab>."""
+    return ablate.run_corpus(
+        corpus,
+        [ablate.BASELINE],
+        bpe_settings(base, vocab, char_vocab),
+        out / f"bpe{vocab}",
+        data=args.data,
+        sample_chars=args.sample_chars,
+        jobs=args.jobs,
+        lrs=args.bpe_lrs,
+        seeds=args.bpe_seeds,
+        extend=args.extend,
+        follow_ups=False,
+        command=command,
+    )
+
+
+def tokenizer_row(result: dict, out: Path, val_text: str, name: str) -> dict:
+    """One tokenizer's arm: its vocabulary, how many characters a token holds, the embedding's parameters, the
+    training it got, and bits per character of the held-out text at its best learning rate (each seed)."""
+    v = result["variants"][ablate.BASELINE]
+    rows = {r["key"]: r for r in result["trials"]}
+    best = [
+        rows[ablate.Trial(ablate.BASELINE, v["best_lr"], result["base_seed"] + k).key]
+        for k in range(len(v["seed_losses"]))
+    ]
+    model, tokenizer = load_model_folder(out / v["best_key"], "cpu")
+    ids = encode(tokenizer, val_text)
+    context = model.config.n_positions
+    bits = [bits_per_char(r["val_split"], tokenizer, ids, context) for r in best if r.get("val_split") is not None]
+    chars_per_token = len(val_text) / len(ids)
+    recipe = result["recipe"]
+    return {
+        "tokenizer": name,
+        "vocab": len(tokenizer),
+        "chars_per_token": round(chars_per_token, 3),
+        "context_chars": round(context * chars_per_token),
+        "embedding_parameters": model.transformer.wte.weight.numel(),
+        "parameters": model.num_parameters(),
+        "steps": recipe["steps"],
+        "train_flops": recipe["steps"] * recipe["batch_size"] * context * model.flops_per_token(context),
+        "best_lr": v["best_lr"],
+        "sweep": v["sweep"],
+        "bits": [round(b, 4) for b in bits],
+        "mean": round(sum(bits) / len(bits), 4) if bits else None,
+        "sample": v.get("sample"),
+    }
+
+
+def compare_tokenizers(lineage: dict, corpus, base, out: Path, val_text: str, args, command) -> list[dict]:
+    """The character baseline (the lineage's GPT-2 runs) and a BPE arm per vocabulary size."""
+    char_vocab = len(build_tokenizer(load_text(corpus, args)))
+    arms = [tokenizer_row(lineage, out, val_text, "characters")]
+    for vocab in args.vocabs:
+        result = run_bpe(corpus, base, out, vocab, char_vocab, args, command)
+        arms.append(tokenizer_row(result, out / f"bpe{vocab}", val_text, f"BPE {vocab}"))
+    return arms
+
+
+def load_text(corpus: str | None, args) -> str:
+    return load_corpus(args.data) if args.data else load_corpus(corpus)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The report
+
+
+def _f(x, digits=3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def relabeled(result: dict) -> dict:
+    """The lineage's result with the lineage's names (GPT-2 for the baseline) for its tables and plots."""
+    copy = json.loads(json.dumps(result))
+    for n, v in copy["variants"].items():
+        v["label"] = label(n)
+    return copy
+
+
+def lineage_table(result: dict) -> str:
+    """Each design at its own best learning rate against GPT-2 (the ties as ablate.py calls them)."""
+    vs, lines = result["variants"], []
+    head = ["design", "what it changes in GPT-2", "parameters", "best lr", "val loss (mean)", "seeds: min – max"]
+    lines += ["| " + " | ".join(head + ["against GPT-2"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for n, v in vs.items():
+        edge = " (edge)" if v["at_edge"] else ""
+        cells = [label(n), differs(n), f"{v['parameters']:,}" if v.get("parameters") else "–"]
+        cells += [f"{v['best_lr']:g}{edge}" if v["best_lr"] else "–", _f(v["mean"])]
+        cells += [f"{_f(v['min'])} – {_f(v['max'])} (n={len(v['seed_losses'])})", ablate.versus(v, vs[ablate.BASELINE])]
+        lines.append("| " + " | ".join(cells) + " |")
+    for key in ("unigram", "bigram"):
+        lines.append(f"| *{key} (counts, no network)* | – | – | – | {result['reference'][key]:.3f} | – | – |")
+    return "\n".join(lines)
+
+
+def speed_table(sp: dict, base: TrainSettings) -> str:
+    lines = [
+        "| design | parameters | training FLOPs per token | training tokens/s | x GPT-2 | decoding characters/s | "
+        "x GPT-2 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in ablate.LINEAGE:
+        model = model_of(n, sp["vocab"], base)
+        t, d = sp[f"train {n}"], sp[f"decode {n}"]
+        cells = [label(n), f"{model.num_parameters():,}", f"{model.flops_per_token() / 1e6:.2f} M"]
+        cells += [f"{t['median']:,.0f}", f"{t['x GPT-2']:.2f}", f"{d['median']:,.0f}", f"{d['x GPT-2']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tokenizer_table(arms: list[dict]) -> str:
+    head = ["tokenizer", "vocabulary", "characters per token", "context in characters", "embedding / all parameters"]
+    head += ["steps (equal FLOPs)", "best lr", "bits per character (mean)", "seeds", "against characters"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    char = arms[0]
+    for a in arms:
+        cells = [a["tokenizer"], f"{a['vocab']:,}", f"{a['chars_per_token']:.2f}", f"{a['context_chars']:,}"]
+        cells += [f"{a['embedding_parameters']:,} / {a['parameters']:,}", f"{a['steps']:,}", f"{a['best_lr']:g}"]
+        cells += [_f(a["mean"]), ", ".join(f"{b:.3f}" for b in a["bits"]), against(a, char)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def against(arm: dict, char: dict) -> str:
+    """An arm against the characters in bits per character: a tie where the seeds' ranges overlap."""
+    if arm is char:
+        return "reference"
+    if arm["mean"] is None or char["mean"] is None:
+        return "–"
+    gap = arm["mean"] - char["mean"]
+    if len(arm["bits"]) > 1 and min(arm["bits"]) <= max(char["bits"]) and min(char["bits"]) <= max(arm["bits"]):
+        return f"{gap:+.3f}: a tie (the seed ranges overlap)"
+    return f"{gap:+.3f}: " + ("worse" if gap > 0 else "better")
+
+
+def plot_tokenizers(path: Path, per_corpus: dict[str, list[dict]]) -> None:
+    """Bits per character (each seed, and the mean) and characters per token against the vocabulary size."""
+    plt = ablate._pyplot()
+    fig, (ax_bits, ax_len) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for corpus, arms in per_corpus.items():
+        vocab = [a["vocab"] for a in arms]
+        (line,) = ax_bits.plot(vocab, [a["mean"] for a in arms], "o-", label=corpus)
+        for a in arms:
+            ax_bits.plot([a["vocab"]] * len(a["bits"]), a["bits"], ".", color=line.get_color(), alpha=0.5)
+            ax_bits.annotate(
+                a["tokenizer"], (a["vocab"], a["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        ax_len.plot(vocab, [a["chars_per_token"] for a in arms], "o-", label=corpus)
+    for ax, y in ((ax_bits, "bits per character (held-out text)"), (ax_len, "characters per token")):
+        ax.set_xscale("log")
+        ax.set_xlabel("vocabulary size")
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_bits.set_title("at equal training FLOPs, each at its best lr", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def design_lines() -> list[str]:
+    """What each preset sets, from configuration_gpt2mini.PRESETS and the switches' meanings."""
+    from configuration_gpt2mini import variant_meaning
+
+    lines = ["| design | preset | what it changes in GPT-2 (`train.py --preset NAME`) |", "|---|---|---|"]
+    for n in ablate.LINEAGE:
+        lines.append(f"| {label(n)} | `{PRESET_OF[n]}` | {variant_meaning(PRESET_OF[n])} |")
+    return lines
+
+
+def header(command: str, entries: list[dict], sp: dict, base: TrainSettings, wall: float) -> list[str]:
+    trials = [t for e in entries for r in (e["lineage"], *e["bpe"]) for t in r["trials"]]
+    hours = sum(t.get("wall_s", 0) for t in trials) / 3600
+    threads = sorted({t.get("threads") for t in trials if t.get("threads")})
+    r0 = entries[0]["lineage"]
+    return [
+        "# The lineage, measured: from the 2017 Transformer to Llama, and characters against BPE",
+        "",
+        "Written by `lineage.py`; every figure below was measured by the command that wrote this page:",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"- Hardware: {r0['hardware']}; {r0['jobs']} trials at once, {', '.join(map(str, threads))} thread(s) each.",
+        f"- Wall time: the {len(trials)} trials took {hours:.1f} h of training added up (each timed when it was "
+        f"trained, not always on an idle machine); the last run of the command took {wall / 60:.1f} min, reusing "
+        "what earlier runs measured.",
+        "- Protocol: ablate.py's ([docs/ablations.md](ablations.md)), on the same trials: every design trains at each "
+        f"learning rate of the sweep ({ablate._lrs(r0['lrs'])}) with seed {r0['base_seed']} (and beyond an edge "
+        f"where its best lay there); at its best it trains again with {r0['seeds'] - 1} more seed(s). A difference "
+        "smaller than the spread over seeds (overlapping ranges) is a tie.",
+        f"- Recipe, the same for every trial: {ablate.recipe_line(r0['recipe'], r0['trials'][0].get('context', '?'))}.",
+        "",
+        "## The designs",
+        "",
+        *design_lines(),
+        "",
+        "Not modelled: the 2017 Transformer was an encoder-decoder (here only its decoder's design is used, as GPT-1 "
+        "did); GPT-1 also had a shorter context; Llama also uses grouped-query attention and, in its larger sizes, "
+        "untied embeddings. SwiGLU's hidden width is round(8/3 x 128) = 341, so its three matrices hold about the "
+        "weights of GELU's two of width 512 (130,944 against 131,072).",
+        "",
+        f"## Cost: parameters, FLOPs and speed ({entries[0]['corpus']}'s characters: vocabulary {sp['vocab']})",
+        "",
+        speed_table(sp, base),
+        "",
+        f"Measured side by side in one process ({sp['threads']} threads, training batch {sp['batch']}), "
+        f"{sp['rounds']} rounds, the designs interleaved in each (a busy "
+        "machine slows them alike): the median rate, and the median of each round's ratio to GPT-2. Training: "
+        "forward, backward and AdamW on a fixed batch of full windows; decoding: the fast API (`TokenStream`), one "
+        "greedy stream. FLOPs per token: `GPT2MiniForCausalLM.flops_per_token` (6 per weight that multiplies, plus "
+        "12 L T C for attention).",
+        "",
+    ]
+
+
+def corpus_section(entry: dict, images: Path, rel: str) -> list[str]:
+    corpus, result, out = entry["corpus"], relabeled(entry["lineage"]), entry["out"]
+    for fig in ("lr_sweep.png", "loss_curves.png"):
+        if (out / "lineage" / fig).exists():
+            shutil.copy2(out / "lineage" / fig, images / f"{corpus}_{fig}")
+    atomic_write_text(images / f"{corpus}_results.json", json.dumps(entry | {"out": str(out)}, indent=1) + "\n")
+    lines = [f"## {corpus}: the lineage", "", lineage_table(result), "", conclusion(result), ""]
+    lines += [f"![loss against learning rate]({rel}/{corpus}_lr_sweep.png)", ""]
+    lines += [f"The sweep (seed {result['base_seed']}; bold: the best):", "", ablate.sweep_table(result), ""]
+    lines += [f"![loss curves]({rel}/{corpus}_loss_curves.png)", ""]
+    lines += samples(result["prompt"], [(v["label"], v.get("sample")) for v in result["variants"].values()])
+    return lines
+
+
+def conclusion(result: dict) -> str:
+    """What the table shows, in one sentence per design, from the same comparison as its last column."""
+    vs, base = result["variants"], result["variants"][ablate.BASELINE]
+    said = []
+    for n, v in vs.items():
+        if n == ablate.BASELINE or v["mean"] is None or base["mean"] is None:
+            continue
+        said.append(
+            f"{label(n)} ends at {v['mean']:.3f} against GPT-2's {base['mean']:.3f} (each at its best learning "
+            f"rate, {v['best_lr']:g} and {base['best_lr']:g}): {ablate.versus(v, base)}."
+        )
+    return " ".join(said)
+
+
+def samples(prompt: str, texts: list[tuple[str, str | None]], chars: int | None = None) -> list[str]:
+    lines = [f"Samples (prompt {prompt!r}, temperature 0.8, top-k 40, seed 0):", ""]
+    for name, text in texts:
+        if text is not None:
+            lines += [f"**{name}**", "", "```text", prompt + (text[:chars] if chars else text), "```", ""]
+    return lines
+
+
+def tokenizer_section(entries: list[dict], images: Path, rel: str, sample_chars: int) -> list[str]:
+    plot_tokenizers(images / "tokenizers.png", {e["corpus"]: e["arms"] for e in entries})
+    e0 = entries[0]["bpe"][0] if entries[0]["bpe"] else entries[0]["lineage"]
+    lines = [
+        "## Characters against BPE, at equal training compute",
+        "",
+        "The GPT-2 design with a byte-level BPE tokenizer (`train.py --tokenizer bpe --vocab_size N`, learned from the "
+        "training split) instead of one token per character. Each BPE arm trains on the same number of tokens per "
+        "step for as many steps as give it the training FLOPs of the character model (its larger output head makes "
+        f"each token dearer), at its own best learning rate (sweep {ablate._lrs(e0['lrs'])}, extended past an edge; "
+        f"then {e0['seeds']} seeds). The measure is bits per character of the same held-out text: the loss over the "
+        "split's tokens divided by the characters they spell, in bits (a loss per token is not comparable across "
+        "tokenizers). A BPE model's 256 positions hold more characters (context in characters below), and its "
+        "embedding table holds more of its parameters.",
+        "",
+        f"![bits per character against vocabulary size]({rel}/tokenizers.png)",
+        "",
+    ]
+    for e in entries:
+        lines += [f"### {e['corpus']}", "", tokenizer_table(e["arms"]), ""]
+        texts = [(a["tokenizer"], a["sample"]) for a in e["arms"]]
+        lines += samples(e["lineage"]["prompt"], texts, sample_chars)
+    return lines
+
+
+def write_report(path: Path, entries: list[dict], sp: dict, base: TrainSettings, command: str, wall: float) -> None:
+    images = path.parent / path.stem
+    images.mkdir(parents=True, exist_ok=True)
+    rel = os.path.relpath(images, path.parent)
+    lines = header(command, entries, sp, base, wall)
+    for e in entries:
+        lines += corpus_section(e, images, rel)
+    lines += tokenizer_section(entries, images, rel, 200)
+    atomic_write_text(path, "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+RECIPE = ("steps", "batch_size", "warmup", "eval_interval", "eval_iters", "n_layer", "n_head", "n_embd", "block_size", "device")
+# --quick: both experiments on ablate.py's quick model in minutes, into their own folders (flags given still win)
+QUICK = {k: v for k, v in ablate.QUICK.items() if k != "out"} | {
+    "vocabs": "300,400",
+    "bpe_lrs": "2e-3,8e-3",
+    "bpe_seeds": 2,
+    "speed_rounds": 1,
+    "out": "runs/lineage-quick",
+    "report": "runs/lineage-quick/lineage.md",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train the lineage's designs (2017 Transformer, GPT-1, GPT-2, Llama's recipe) and GPT-2 with BPE "
+        "tokenizers under ablate.py's protocol, measure their cost, and write the report.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--corpus", default="shakespeare,wagahai", help=f"comma-separated: {', '.join(CORPORA)}")
+    p.add_argument("--data", metavar="FILE", help="run on this UTF-8 text file instead of --corpus")
+    p.add_argument("--quick", action="store_true", help="everything on a tiny model in minutes (to see it work)")
+    p.add_argument("--out", default="runs/ablations", help="ablate.py's folder: the trials are shared with it")
+    p.add_argument("--report", default="docs/lineage.md", help="the report to write")
+    p.add_argument("--ship", metavar="DIR", help=f"copy {', '.join(SHIPPED)} into DIR/<corpus>/ (fp16)")
+    p.add_argument("--jobs", type=int, default=1, help="trials trained at once (separate processes)")
+    p.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in ablate.LRS), help="the lineage's learning rates")
+    p.add_argument("--seeds", type=int, default=ablate.SEEDS, help="runs at each design's best learning rate")
+    p.add_argument("--extend", type=int, default=ablate.EXTEND, help="learning rates tried beyond an edge")
+    p.add_argument("--vocabs", default=",".join(map(str, VOCABS)), help="BPE vocabulary sizes")
+    p.add_argument("--bpe_lrs", default=",".join(f"{lr:g}" for lr in BPE_LRS), help="each BPE arm's learning rates")
+    p.add_argument("--bpe_seeds", type=int, default=BPE_SEEDS, help="runs at each BPE arm's best learning rate")
+    p.add_argument("--speed_rounds", type=int, default=5, help="rounds of the side-by-side speed measurement")
+    p.add_argument("--sample_chars", type=int, default=200, help="characters per sample")
+    d = TrainSettings()
+    for name in RECIPE:
+        p.add_argument(f"--{name}", type=str if name == "device" else int, default=getattr(d, name))
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = build_parser()
+    if p.parse_known_args(argv)[0].quick:
+        p.set_defaults(**QUICK)
+    args = p.parse_args(argv)
+    args.lrs, args.bpe_lrs = ablate.parse_lrs(args.lrs), ablate.parse_lrs(args.bpe_lrs)
+    try:
+        args.vocabs = sorted({int(v) for v in args.vocabs.split(",") if v.strip()})
+    except ValueError:
+        raise UsageError(f"--vocabs takes comma-separated integers, got {args.vocabs!r}") from None
+    for name in ("jobs", "seeds", "bpe_seeds", "speed_rounds"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    return args
+
+
+def run(args, command: str) -> Path:
+    """Both experiments on every corpus, the speed measurement, the report (and the shipped models)."""
+    base = TrainSettings(**{k: getattr(args, k) for k in RECIPE})
+    base.check()
+    for vocab in args.vocabs:
+        replace(base, tokenizer="bpe", vocab_size=vocab).check()
+    corpora = [None] if args.data else ablate.parse_list(args.corpus, CORPORA, "corpus")
+    t0, entries = time.perf_counter(), []
+    for corpus in corpora:
+        name = Path(args.data).stem if args.data else corpus
+        out = Path(args.out) / name
+        text = load_text(corpus, args)
+        lineage = run_lineage(corpus, base, out, args, command)
+        ablate.write_results(out / "lineage", relabeled(lineage))
+        val_text = train_val_split(text, base.val_fraction)[1]
+        arms = compare_tokenizers(lineage, corpus, base, out, val_text, args, command)
+        bpe = [json.loads((out / f"bpe{v}" / "results.json").read_text()) for v in args.vocabs]
+        entries.append({"corpus": name, "out": out, "lineage": lineage, "bpe": bpe, "arms": arms})
+        print(f"\n{name}\n{lineage_table(relabeled(lineage))}\n\n{tokenizer_table(arms)}", file=sys.stderr)
+        if args.ship:
+            for info in ablate.ship_best(lineage, out, Path(args.ship) / name, names=SHIPPED):
+                print(f"shipped {info['folder']} ({info['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
+    torch.set_num_threads(os.cpu_count() or 1)
+    vocab = len(build_tokenizer(load_text(corpora[0], args)))  # the first corpus's characters
+    sp = speed(base, vocab, args.speed_rounds, steps=2, chars=base.block_size or 256)
+    report = Path(args.report)
+    write_report(report, entries, sp, base, command, time.perf_counter() - t0)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = shlex.join(["python", "lineage.py", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        args = parse_args(argv)
+        if args.data:
+            load_corpus(args.data)  # fail on a bad file before anything is written
+        report = run(args, command)
+    except (UsageError, CorpusError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
+    print(f"report: {report}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
