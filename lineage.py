@@ -464,7 +464,18 @@ def write_report(path: Path, entries: list[dict], sp: dict, base: TrainSettings,
 # Command line
 
 
-RECIPE = ("steps", "batch_size", "warmup", "eval_interval", "eval_iters", "n_layer", "n_head", "n_embd", "block_size", "device")
+RECIPE = (
+    "steps",
+    "batch_size",
+    "warmup",
+    "eval_interval",
+    "eval_iters",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "device",
+)
 # --quick: both experiments on ablate.py's quick model in minutes, into their own folders (flags given still win)
 QUICK = {k: v for k, v in ablate.QUICK.items() if k != "out"} | {
     "vocabs": "300,400",
