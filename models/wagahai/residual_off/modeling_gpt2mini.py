@@ -491,6 +491,17 @@ class GPT2MiniForCausalLM(GPT2MiniPreTrainedModel, GenerationMixin):
         model.tie_weights()
         return model.to(gpt2.dtype).eval()
 
+    def flops_per_token(self, context: int | None = None) -> int:
+        """Training FLOPs per token, forward and backward (PaLM's estimate, as nanoGPT's `estimate_mfu`): 6 for each
+        weight that multiplies (the output head included; an embedding lookup multiplies nothing) plus 12 L T C for
+        the attention scores and their weighted sums over a context of T."""
+        c, t = self.config, self.transformer
+        lookups = (t.wpe.weight.numel() if t.wpe is not None else 0) + (
+            0 if c.tie_word_embeddings else t.wte.weight.numel()
+        )
+        attention = 12 * c.n_layer * (context or c.n_positions) * c.n_embd if c.use_attention else 0
+        return 6 * (self.num_parameters() - lookups) + attention
+
     def to_gpt2(self):
         """This model as a `transformers.GPT2LMHeadModel` with identical logits: what it saves is plain GPT-2, which
         loads wherever GPT-2 does, without this project's code. The inverse of `from_gpt2`. A variant that GPT-2
