@@ -43,7 +43,7 @@ from train import BPE_VOCAB, TrainSettings, bits_per_char
 
 SHIPPED = ("llama", "transformer-2017")  # next to ablate.SHIPPED in models/<corpus>/
 VOCABS = (512, BPE_VOCAB, 8192)  # the BPE vocabulary sizes compared with the characters
-BPE_LRS = (2e-3, 4e-3)  # each BPE arm's sweep (extended past an edge like ablate.py's): the char model's best rates
+BPE_LRS = (2e-3, 4e-3)  # each BPE arm's sweep: the best rates of the character model on the two corpora
 BPE_SEEDS = 2
 PRESET_OF = {variant: next(p for p, f in PRESETS.items() if f == ablate.NAMED[variant]) for variant in ablate.LINEAGE}
 
@@ -95,15 +95,18 @@ def model_of(variant: str, vocab_size: int, base: TrainSettings) -> GPT2MiniForC
 def speed(base: TrainSettings, vocab: int, rounds: int, steps: int, chars: int) -> dict:
     """Training tokens/s (forward, backward, AdamW on a fixed batch) and decoding characters/s (the fast API, one
     stream, greedy) of each design, interleaved: medians and each design's median ratio to GPT-2 per round."""
-    from bench.speed import interleaved
-
     runners = {}
     for variant in ablate.LINEAGE:
         runners[f"train {variant}"] = train_runner(variant, vocab, base, steps)
         runners[f"decode {variant}"] = decode_runner(variant, vocab, base, chars)
     for run in runners.values():
         run()  # warm-up
-    rates = interleaved(runners, rounds, "cpu")
+    rates = {name: [] for name in runners}
+    for _ in range(rounds):  # every design in every round, so that what slows a round slows them all
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            units = run()
+            rates[name].append(units / (time.perf_counter() - t0))
     result = {"rounds": rounds, "threads": torch.get_num_threads(), "batch": base.batch_size, "vocab": vocab}
     for what in ("train", "decode"):
         ref = rates[f"{what} {ablate.BASELINE}"]
@@ -182,7 +185,7 @@ def run_bpe(corpus: str | None, base: TrainSettings, out: Path, vocab: int, char
         jobs=args.jobs,
         lrs=args.bpe_lrs,
         seeds=args.bpe_seeds,
-        extend=args.extend,
+        extend=args.bpe_extend,
         follow_ups=False,
         command=command,
     )
@@ -213,6 +216,7 @@ def tokenizer_row(result: dict, out: Path, val_text: str, name: str) -> dict:
         "steps": recipe["steps"],
         "train_flops": recipe["steps"] * recipe["batch_size"] * context * model.flops_per_token(context),
         "best_lr": v["best_lr"],
+        "at_edge": v["at_edge"],
         "sweep": v["sweep"],
         "bits": [round(b, 4) for b in bits],
         "mean": round(sum(bits) / len(bits), 4) if bits else None,
@@ -288,7 +292,11 @@ def tokenizer_table(arms: list[dict]) -> str:
     char = arms[0]
     for a in arms:
         cells = [a["tokenizer"], f"{a['vocab']:,}", f"{a['chars_per_token']:.2f}", f"{a['context_chars']:,}"]
-        cells += [f"{a['embedding_parameters']:,} / {a['parameters']:,}", f"{a['steps']:,}", f"{a['best_lr']:g}"]
+        cells += [
+            f"{a['embedding_parameters']:,} / {a['parameters']:,}",
+            f"{a['steps']:,}",
+            f"{a['best_lr']:g}" + (" (edge)" if a["at_edge"] else ""),
+        ]
         cells += [_f(a["mean"]), ", ".join(f"{b:.3f}" for b in a["bits"]), against(a, char)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -433,11 +441,16 @@ def tokenizer_section(entries: list[dict], images: Path, rel: str, sample_chars:
         "The GPT-2 design with a byte-level BPE tokenizer (`train.py --tokenizer bpe --vocab_size N`, learned from the "
         "training split) instead of one token per character. Each BPE arm trains on the same number of tokens per "
         "step for as many steps as give it the training FLOPs of the character model (its larger output head makes "
-        f"each token dearer), at its own best learning rate (sweep {ablate._lrs(e0['lrs'])}, extended past an edge; "
-        f"then {e0['seeds']} seeds). The measure is bits per character of the same held-out text: the loss over the "
-        "split's tokens divided by the characters they spell, in bits (a loss per token is not comparable across "
-        "tokenizers). A BPE model's 256 positions hold more characters (context in characters below), and its "
-        "embedding table holds more of its parameters.",
+        f"each token dearer), at its own best learning rate of {ablate._lrs(e0['lrs'])} ("
+        + (
+            "not looked beyond: an arm marked (edge) may do better past it"
+            if not e0.get("extend")
+            else "and beyond an edge"
+        )
+        + f"; then {e0['seeds']} seeds; the characters: GPT-2's runs above). The measure is bits per character of "
+        "the same held-out text: the loss over the split's tokens divided by the characters they spell, in bits "
+        "(a loss per token is not comparable across tokenizers). A BPE model's 256 positions hold more "
+        "characters (context in characters below), and its embedding table holds more of its parameters.",
         "",
         f"![bits per character against vocabulary size]({rel}/tokenizers.png)",
         "",
@@ -506,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocabs", default=",".join(map(str, VOCABS)), help="BPE vocabulary sizes")
     p.add_argument("--bpe_lrs", default=",".join(f"{lr:g}" for lr in BPE_LRS), help="each BPE arm's learning rates")
     p.add_argument("--bpe_seeds", type=int, default=BPE_SEEDS, help="runs at each BPE arm's best learning rate")
+    p.add_argument("--bpe_extend", type=int, default=0, help="learning rates tried beyond a BPE arm's edge")
     p.add_argument("--speed_rounds", type=int, default=5, help="rounds of the side-by-side speed measurement")
     p.add_argument("--sample_chars", type=int, default=200, help="characters per sample")
     d = TrainSettings()
