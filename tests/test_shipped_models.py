@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import ablate  # noqa: E402
+import lineage
 from configuration_gpt2mini import variants
 from conftest import ROOT
 from corpus import load_corpus, train_val_split  # noqa: E402
@@ -17,6 +18,7 @@ from train import TrainSettings
 
 MODELS = ROOT / "models"
 CORPORA = ("shakespeare", "wagahai")
+SHIPPED = (*ablate.SHIPPED, *lineage.SHIPPED)  # the ablations' variants and the lineage's presets
 
 
 def folder_bytes(path: Path) -> int:
@@ -25,9 +27,9 @@ def folder_bytes(path: Path) -> int:
 
 def test_every_promised_model_is_there_and_the_folder_is_small():
     for corpus in CORPORA:
-        for name in ablate.SHIPPED:
+        for name in SHIPPED:
             assert (MODELS / corpus / name / "model.safetensors").exists(), f"models/{corpus}/{name} is missing"
-    assert folder_bytes(MODELS) < 25e6
+    assert folder_bytes(MODELS) < 30e6
 
 
 @pytest.fixture(scope="module", params=CORPORA)
@@ -37,7 +39,7 @@ def shipped(request):
     corpus = request.param
     models = {
         name: AutoModelForCausalLM.from_pretrained(MODELS / corpus / name, trust_remote_code=True).eval()
-        for name in ablate.SHIPPED
+        for name in SHIPPED
     }
     tokenizer = AutoTokenizer.from_pretrained(MODELS / corpus / "baseline")
     return corpus, models, tokenizer
@@ -55,7 +57,7 @@ def test_loads_as_float32_from_fp16_files(shipped):
 def test_switches_match_the_names(shipped):
     corpus, models, _ = shipped
     for name, model in models.items():
-        expected = variants()[name]
+        expected = ablate.NAMED[name]
         assert model.config.ablations == expected, name
         assert model.config.n_positions == 256 and model.config.n_layer == 4 and model.config.n_embd == 128
         state = json.loads((MODELS / corpus / name / "metrics.jsonl").read_text().splitlines()[-1])
@@ -74,7 +76,8 @@ def test_baseline_beats_residual_off_and_attention_off_on_held_out_text(shipped)
         losses[name] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
     assert losses["baseline"] < losses["residual_off"], losses
     assert losses["baseline"] < losses["attention_off"], losses
-    assert losses["baseline"] < 2.5 if corpus == "shakespeare" else losses["baseline"] < 5.0, losses
+    for name in ("baseline", *lineage.SHIPPED):
+        assert losses[name] < (2.5 if corpus == "shakespeare" else 5.0), losses
 
 
 def test_shipped_code_is_the_current_model_code():
@@ -82,7 +85,7 @@ def test_shipped_code_is_the_current_model_code():
     # After changing a model file, re-ship (reuses runs/ablations):
     #   python ablate.py --corpus shakespeare,wagahai --report docs/ablations.md --ship models
     for corpus in CORPORA:
-        for name in ablate.SHIPPED:
+        for name in SHIPPED:
             for code in ("modeling_gpt2mini.py", "configuration_gpt2mini.py"):
                 shipped = (MODELS / corpus / name / code).read_bytes()
                 assert shipped == (ROOT / code).read_bytes(), f"models/{corpus}/{name}/{code} is out of date"
@@ -107,8 +110,21 @@ def test_shipped_models_are_each_variants_best_run_and_the_lab_gets_the_sweep(re
         assert training["trial"] == v["best_key"] and training["lr"] == v["best_lr"], name
         assert training["seed"] == r["base_seed"]
     sweep = json.loads((MODELS / corpus / "sweep.json").read_text())
-    assert sweep["variants"] == {n: {k: v[k] for k in ablate.SWEEP_KEYS} for n, v in r["variants"].items()}
+    for n, v in r["variants"].items():
+        assert {k: sweep["variants"][n][k] for k in ablate.SWEEP_KEYS} == {k: v[k] for k in ablate.SWEEP_KEYS}
     assert len(r["lrs"]) >= 5 and r["seeds"] >= 3 and list(r["variants"]) == list(variants())
+
+
+@pytest.mark.parametrize("corpus", CORPORA)
+def test_shipped_presets_are_the_lineages_best_runs(corpus):
+    r = json.loads((ROOT / "docs" / "lineage" / f"{corpus}_results.json").read_text())["lineage"]
+    sweep = json.loads((MODELS / corpus / "sweep.json").read_text())
+    for name in lineage.SHIPPED:
+        v = r["variants"][name]
+        training = json.loads((MODELS / corpus / name / "training.json").read_text())
+        assert training["trial"] == v["best_key"] and training["lr"] == v["best_lr"], name
+        assert {k: sweep["variants"][name][k] for k in ablate.SWEEP_KEYS} == {k: v[k] for k in ablate.SWEEP_KEYS}
+    assert len(r["lrs"]) >= 5 and r["seeds"] >= 3 and list(r["variants"]) == ablate.LINEAGE
 
 
 def test_the_published_figures_reproduce_with_todays_code():
