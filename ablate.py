@@ -430,18 +430,19 @@ def run_corpus(
         "variants": summaries,
         "trials": list(rows.values()),
     }
-    write_results(results or out, result)
+    write_results(results or out, result, out)
     return result
 
 
-def write_results(folder: Path, result: dict) -> None:
-    """One experiment's comparisons: results.json (everything measured), the tables, the samples and the plots."""
+def write_results(folder: Path, result: dict, trials: Path) -> None:
+    """One experiment's comparisons: results.json (everything measured), the tables, the samples and the plots (drawn
+    from the trial folders in `trials` too)."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "results.md", results_table(result) + "\n\n" + sweep_table(result) + "\n")
     atomic_write_text(folder / "samples.md", samples_md(result))
     plot_sweep(folder, result)
-    plot_curves(folder, result)
+    plot_curves(folder, result, trials)
 
 
 def summarize(name: str, rows: dict, lrs, best: float | None, seed: int, seeds: int, reference: dict) -> dict:
@@ -647,7 +648,7 @@ def plot_sweep(out: Path, result: dict) -> None:
     lr_sweep_figure(result, list(NAMED)).savefig(out / "lr_sweep.png")
 
 
-def plot_curves(out: Path, result: dict) -> None:
+def plot_curves(out: Path, result: dict, trials: Path) -> None:
     """loss_curves.png and probes.png of each variant's best run: validation loss, attention entropy, input
     dependence and gradient norm over training."""
     plt = _pyplot()
@@ -656,7 +657,7 @@ def plot_curves(out: Path, result: dict) -> None:
     best = {n: rows[v["best_key"]] for n, v in result["variants"].items() if v["best_key"]}
     fig, (ax_val, ax_batch) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     for name, r in best.items():
-        label, c = f"{variant_label(name)} (lr {r['lr']:g})", colors[name]
+        label, c = f"{result['variants'][name]['label']} (lr {r['lr']:g})", colors[name]
         ax_val.plot(*zip(*r["val_curve"], strict=True), "o-", ms=2.5, color=c, label=label)
         ax_batch.plot(*zip(*r["loss_curve"], strict=True), lw=0.8, color=c, label=label)
     for ax, title in ((ax_val, "validation loss (fixed batches)"), (ax_batch, "training batch loss")):
@@ -670,17 +671,17 @@ def plot_curves(out: Path, result: dict) -> None:
     fig.tight_layout()
     fig.savefig(out / "loss_curves.png")
     plt.close(fig)
-    plot_probes(out, result, best, plt, colors)
+    plot_probes(out, result, best, plt, colors, trials)
 
 
 GRAD_FLOOR = 1e-4  # where the probes plot draws a gradient norm of (about) zero
 
 
-def plot_probes(out: Path, result: dict, best: dict, plt, colors: dict) -> None:
+def plot_probes(out: Path, result: dict, best: dict, plt, colors: dict, trials: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=100)
     for name, r in best.items():
-        evals = [m for m in read_metrics(out / r["key"]) if "attn_entropy" in m]
-        label, c = f"{variant_label(name)} (lr {r['lr']:g})", colors[name]
+        evals = [m for m in read_metrics(trials / r["key"]) if "attn_entropy" in m]
+        label, c = f"{result['variants'][name]['label']} (lr {r['lr']:g})", colors[name]
         ent = [(m["step"], [e for e in m["attn_entropy"] if e is not None]) for m in evals]
         ent = [(s, sum(e) / len(e)) for s, e in ent if e]
         if ent:
@@ -766,7 +767,8 @@ def ship_best(result: dict, out: Path, dest: Path, names=SHIPPED) -> list[dict]:
     return shipped
 
 
-SWEEP_PROTOCOL = ("corpus", "lrs", "seeds", "base_seed", "steps", "reference")  # what makes two sweeps comparable
+# what makes two sweeps comparable (a summary written before a key existed is another protocol)
+SWEEP_PROTOCOL = ("corpus", "recipe", "lrs", "seeds", "extend", "base_seed", "steps", "reference")
 
 
 def write_sweep_summary(path: Path, result: dict) -> None:
@@ -778,7 +780,7 @@ def write_sweep_summary(path: Path, result: dict) -> None:
     except (OSError, ValueError):
         earlier = {}
     summary = {k: result[k] for k in SWEEP_PROTOCOL}
-    same = all(earlier.get(k) == summary[k] for k in SWEEP_PROTOCOL)
+    same = all(k in earlier and earlier[k] == summary[k] for k in SWEEP_PROTOCOL)
     variants = earlier.get("variants", {}) if same else {}
     for n, v in result["variants"].items():
         variants[n] = {k: v[k] for k in SWEEP_KEYS} | {"command": result["command"]}

@@ -39,7 +39,7 @@ from configuration_gpt2mini import PRESET_LABELS, PRESETS, GPT2MiniConfig
 from corpus import CORPORA, CorpusError, load_corpus, train_val_split
 from modeling_gpt2mini import GPT2MiniForCausalLM
 from tokenizer import build_tokenizer, encode
-from train import BPE_VOCAB, TrainSettings, bits_per_char
+from train import BPE_VOCAB, TrainSettings, bits_per_char, new_tokenizer, short_phase
 
 SHIPPED = ("llama", "transformer-2017")  # next to ablate.SHIPPED in models/<corpus>/
 VOCABS = (512, BPE_VOCAB, 8192)  # the BPE vocabulary sizes compared with the characters
@@ -92,13 +92,13 @@ def model_of(variant: str, vocab_size: int, base: TrainSettings) -> GPT2MiniForC
 # Speed: every design timed in the same rounds, in one process (a busy machine slows them alike)
 
 
-def speed(base: TrainSettings, vocab: int, rounds: int, steps: int, chars: int) -> dict:
+def speed(base: TrainSettings, vocab: int, rounds: int, steps: int) -> dict:
     """Training tokens/s (forward, backward, AdamW on a fixed batch) and decoding characters/s (the fast API, one
     stream, greedy) of each design, interleaved: medians and each design's median ratio to GPT-2 per round."""
     runners = {}
     for variant in ablate.LINEAGE:
         runners[f"train {variant}"] = train_runner(variant, vocab, base, steps)
-        runners[f"decode {variant}"] = decode_runner(variant, vocab, base, chars)
+        runners[f"decode {variant}"] = decode_runner(variant, vocab, base)
     for run in runners.values():
         run()  # warm-up
     rates = {name: [] for name in runners}
@@ -141,12 +141,16 @@ def train_runner(variant: str, vocab: int, base: TrainSettings, steps: int):
     return run
 
 
-def decode_runner(variant: str, vocab: int, base: TrainSettings, chars: int):
+def decode_runner(variant: str, vocab: int, base: TrainSettings):
+    """One greedy stream that fills the context (a prompt of a sixteenth of it, then the rest) without sliding it:
+    past the context, designs with learned positions re-encode and rotary ones do not (bench.speed times that)."""
     from generation_gpt2mini import TokenStream
 
     torch.manual_seed(0)
     model = model_of(variant, vocab, base).eval()
-    prompt = torch.randint(0, vocab, (1, 16), generator=torch.Generator().manual_seed(2))
+    context = model.config.n_positions
+    prompt = torch.randint(0, vocab, (1, max(1, context // 16)), generator=torch.Generator().manual_seed(2))
+    chars = context - prompt.shape[1]
 
     def run() -> int:
         TokenStream(model, prompt, temperature=0).take(chars)
@@ -159,29 +163,50 @@ def decode_runner(variant: str, vocab: int, base: TrainSettings, chars: int):
 # Characters against BPE at equal training compute
 
 
+def training_flops(s: TrainSettings, vocab: int) -> int:
+    """The FLOPs a run of these settings trains with: the curriculum's short-window steps at their context, the rest
+    at the full one, the same tokens per step throughout (train.short_phase)."""
+    model = model_of(ablate.BASELINE, vocab, s)
+    context = s.block_size or GPT2MiniConfig().n_positions
+    window, short = short_phase(s, context)
+    tokens = s.batch_size * s.grad_accum * context
+    per_step = {n: tokens * model.flops_per_token(n) for n in (window, context) if n}
+    return short * per_step.get(window, 0) + (s.steps - short) * per_step[context]
+
+
 def equal_compute_steps(base: TrainSettings, char_vocab: int, bpe_vocab: int) -> int:
-    """The steps that give a BPE model the character model's training FLOPs (the same tokens per step; each token
-    dearer by its larger output head)."""
-    context = base.block_size or GPT2MiniConfig().n_positions
-    per_token = {v: model_of(ablate.BASELINE, v, base).flops_per_token(context) for v in (char_vocab, bpe_vocab)}
-    return max(1, round(base.steps * per_token[char_vocab] / per_token[bpe_vocab]))
+    """The steps that give a BPE model of `bpe_vocab` tokens the character model's training FLOPs (the same tokens per
+    step; each token dearer by its larger output head): the closest a whole number of steps comes."""
+    target = training_flops(base, char_vocab)
+    bpe = replace(base, tokenizer="bpe", vocab_size=bpe_vocab)
+    guess = round(base.steps * target / training_flops(bpe, bpe_vocab))
+    tried = range(max(1, guess - 2), guess + 3)
+    return min(tried, key=lambda n: abs(training_flops(replace(bpe, steps=n), bpe_vocab) - target))
 
 
-def bpe_settings(base: TrainSettings, vocab: int, char_vocab: int) -> TrainSettings:
-    s = replace(base, tokenizer="bpe", vocab_size=vocab)
-    s.steps = equal_compute_steps(base, char_vocab, vocab)
-    return s
+def bpe_vocabulary(base: TrainSettings, text: str, vocab: int) -> int:
+    """The size of the BPE vocabulary `vocab` asks for, or a UsageError where the text makes fewer tokens (its arm
+    would be named for a size it does not have, and given the steps of that size)."""
+    size = len(new_tokenizer(replace(base, tokenizer="bpe", vocab_size=vocab), text))
+    if size != vocab:
+        raise UsageError(
+            f"--vocabs {vocab}: the text makes a BPE vocabulary of only {size} tokens; ask for at most that"
+        )
+    return size
 
 
 def run_bpe(corpus: str | None, base: TrainSettings, out: Path, vocab: int, char_vocab: int, args, command) -> dict:
-    """The baseline with a BPE tokenizer of `vocab` tokens under the protocol, its trials in out/bpe<vocab>."""
+    """The baseline with a BPE tokenizer of `vocab` tokens under the protocol, at the character model's training
+    FLOPs, its trials in out/bpe<vocab>. Its samples are cut to as many characters as the others' (tokens hold more
+    or fewer than one)."""
+    s = replace(base, tokenizer="bpe", vocab_size=vocab, steps=equal_compute_steps(base, char_vocab, vocab))
     return ablate.run_corpus(
         corpus,
         [ablate.BASELINE],
-        bpe_settings(base, vocab, char_vocab),
+        s,
         out / f"bpe{vocab}",
         data=args.data,
-        sample_chars=args.sample_chars,
+        sample_chars=4 * args.sample_chars,
         jobs=args.jobs,
         lrs=args.bpe_lrs,
         seeds=args.bpe_seeds,
@@ -193,31 +218,32 @@ def run_bpe(corpus: str | None, base: TrainSettings, out: Path, vocab: int, char
 
 def tokenizer_row(result: dict, out: Path, val_text: str, name: str) -> dict:
     """One tokenizer's arm: its vocabulary, how many characters a token holds, the embedding's parameters, the
-    training it got, and bits per character of the held-out text at its best learning rate (each seed)."""
+    training it got (FLOPs as `training_flops`), and bits per character of the held-out text at its best learning
+    rate, for each seed that did not diverge."""
     v = result["variants"][ablate.BASELINE]
+    s = TrainSettings(**ablate.recorded_recipe(result["recipe"]))
+    row = {"tokenizer": name, "steps": s.steps, "best_lr": v["best_lr"], "at_edge": v["at_edge"], "sweep": v["sweep"]}
+    if v["best_lr"] is None:  # diverged at every learning rate
+        return row | {"vocab": s.vocab_size, "bits": [], "mean": None, "sample": None}
     rows = {r["key"]: r for r in result["trials"]}
-    best = [
-        rows[ablate.Trial(ablate.BASELINE, v["best_lr"], result["base_seed"] + k).key]
-        for k in range(len(v["seed_losses"]))
+    at_best = [
+        rows.get(ablate.Trial(ablate.BASELINE, v["best_lr"], result["base_seed"] + k).key)
+        for k in range(result["seeds"])
     ]
     model, tokenizer = load_model_folder(out / v["best_key"], "cpu")
     ids = encode(tokenizer, val_text)
     context = model.config.n_positions
-    bits = [bits_per_char(r["val_split"], tokenizer, ids, context) for r in best if r.get("val_split") is not None]
+    bits = [
+        bits_per_char(r["val_split"], tokenizer, ids, context) for r in at_best if r and r.get("val_split") is not None
+    ]
     chars_per_token = len(val_text) / len(ids)
-    recipe = result["recipe"]
-    return {
-        "tokenizer": name,
+    return row | {
         "vocab": len(tokenizer),
         "chars_per_token": round(chars_per_token, 3),
         "context_chars": round(context * chars_per_token),
         "embedding_parameters": model.transformer.wte.weight.numel(),
         "parameters": model.num_parameters(),
-        "steps": recipe["steps"],
-        "train_flops": recipe["steps"] * recipe["batch_size"] * context * model.flops_per_token(context),
-        "best_lr": v["best_lr"],
-        "at_edge": v["at_edge"],
-        "sweep": v["sweep"],
+        "train_flops": training_flops(s, len(tokenizer)),
         "bits": [round(b, 4) for b in bits],
         "mean": round(sum(bits) / len(bits), 4) if bits else None,
         "sample": v.get("sample"),
@@ -291,6 +317,11 @@ def tokenizer_table(arms: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     char = arms[0]
     for a in arms:
+        if a["best_lr"] is None:
+            lines.append(
+                f"| {a['tokenizer']} | {a['vocab']} | – | – | – | {a['steps']:,} | diverged at every rate | – | – | – |"
+            )
+            continue
         cells = [a["tokenizer"], f"{a['vocab']:,}", f"{a['chars_per_token']:.2f}", f"{a['context_chars']:,}"]
         cells += [
             f"{a['embedding_parameters']:,} / {a['parameters']:,}",
@@ -311,32 +342,46 @@ def against(arm: dict, char: dict) -> str:
     gap = arm["mean"] - char["mean"]
     if len(arm["bits"]) > 1 and min(arm["bits"]) <= max(char["bits"]) and min(char["bits"]) <= max(arm["bits"]):
         return f"{gap:+.3f}: a tie (the seed ranges overlap)"
+    if gap > 0 and arm["at_edge"]:  # it might do better at a rate not tried
+        return f"{gap:+.3f}: worse at the rates tried; its best was the edge of them, so not settled"
     return f"{gap:+.3f}: " + ("worse" if gap > 0 else "better")
 
 
 def plot_tokenizers(path: Path, per_corpus: dict[str, list[dict]]) -> None:
-    """Bits per character (each seed, and the mean) and characters per token against the vocabulary size."""
+    """Bits per character (each seed, and the mean) and characters per token against the BPE vocabulary size, the
+    characters as a dashed line of their own."""
     plt = ablate._pyplot()
     fig, (ax_bits, ax_len) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    for corpus, arms in per_corpus.items():
-        vocab = [a["vocab"] for a in arms]
-        (line,) = ax_bits.plot(vocab, [a["mean"] for a in arms], "o-", label=corpus)
-        for a in arms:
+    for corpus, (char, *bpe) in per_corpus.items():
+        bpe = [a for a in bpe if a["mean"] is not None]
+        (line,) = ax_bits.plot([a["vocab"] for a in bpe], [a["mean"] for a in bpe], "o-", label=f"{corpus}, BPE")
+        for a in bpe:
             ax_bits.plot([a["vocab"]] * len(a["bits"]), a["bits"], ".", color=line.get_color(), alpha=0.5)
-            ax_bits.annotate(
-                a["tokenizer"], (a["vocab"], a["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
-        ax_len.plot(vocab, [a["chars_per_token"] for a in arms], "o-", label=corpus)
+        if char["mean"] is not None:
+            ax_bits.axhline(char["mean"], color=line.get_color(), ls="--", lw=1, label=f"{corpus}, characters")
+        ax_len.plot([a["vocab"] for a in bpe], [a["chars_per_token"] for a in bpe], "o-", label=f"{corpus}, BPE")
+    ax_len.axhline(1, color="grey", ls="--", lw=1, label="characters")
     for ax, y in ((ax_bits, "bits per character (held-out text)"), (ax_len, "characters per token")):
         ax.set_xscale("log")
-        ax.set_xlabel("vocabulary size")
+        ax.set_xlabel("BPE vocabulary size")
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    ax_bits.set_title("at equal training FLOPs, each at its best lr", fontsize=10)
+    ax_bits.set_title("at the character model's training FLOPs, each at its best lr", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def mlp_widths(base: TrainSettings) -> str:
+    """SwiGLU's hidden width and its weights against GELU's, from the models themselves."""
+    gelu, swiglu = (model_of(n, 65, base).transformer.h[0].mlp for n in (ablate.BASELINE, "llama"))
+    width, count = swiglu.c_proj.in_features, lambda m: sum(p.numel() for n, p in m.named_parameters() if "weight" in n)
+    return (
+        f"SwiGLU's hidden width is {width} (8/3 x {base.n_embd or GPT2MiniConfig().n_embd}, rounded), so its three "
+        f"matrices hold about the weights of GELU's two of width {gelu.c_proj.in_features} ({count(swiglu):,} "
+        f"against {count(gelu):,})."
+    )
 
 
 def design_lines() -> list[str]:
@@ -368,10 +413,12 @@ def header(command: str, entries: list[dict], sp: dict, base: TrainSettings, wal
         f"trained, not always on an idle machine); the last run of the command took {wall / 60:.1f} min, reusing "
         "what earlier runs measured.",
         "- Protocol: ablate.py's ([docs/ablations.md](ablations.md)), on the same trials: every design trains at each "
-        f"learning rate of the sweep ({ablate._lrs(r0['lrs'])}) with seed {r0['base_seed']} (and beyond an edge "
-        f"where its best lay there); at its best it trains again with {r0['seeds'] - 1} more seed(s). A difference "
+        f"learning rate of the sweep ({ablate._lrs(r0['lrs'])}) with seed {r0['base_seed']}"
+        + (f" (and up to {r0['extend']} beyond an edge where its best lay there)" if r0.get("extend") else "")
+        + f"; at its best it trains again with {r0['seeds'] - 1} more seed(s). A difference "
         "smaller than the spread over seeds (overlapping ranges) is a tie.",
-        f"- Recipe, the same for every trial: {ablate.recipe_line(r0['recipe'], r0['trials'][0].get('context', '?'))}.",
+        f"- Recipe, the same for every design: {ablate.recipe_line(r0['recipe'], r0['trials'][0].get('context', '?'))} "
+        "(the BPE arms differ in tokenizer and steps only: below).",
         "",
         "## The designs",
         "",
@@ -379,8 +426,7 @@ def header(command: str, entries: list[dict], sp: dict, base: TrainSettings, wal
         "",
         "Not modelled: the 2017 Transformer was an encoder-decoder (here only its decoder's design is used, as GPT-1 "
         "did); GPT-1 also had a shorter context; Llama also uses grouped-query attention and, in its larger sizes, "
-        "untied embeddings. SwiGLU's hidden width is round(8/3 x 128) = 341, so its three matrices hold about the "
-        "weights of GELU's two of width 512 (130,944 against 131,072).",
+        f"untied embeddings. {mlp_widths(base)}",
         "",
         f"## Cost: parameters, FLOPs and speed ({entries[0]['corpus']}'s characters: vocabulary {sp['vocab']})",
         "",
@@ -449,7 +495,9 @@ def tokenizer_section(entries: list[dict], images: Path, rel: str, sample_chars:
         )
         + f"; then {e0['seeds']} seeds; the characters: GPT-2's runs above). The measure is bits per character of "
         "the same held-out text: the loss over the split's tokens divided by the characters they spell, in bits "
-        "(a loss per token is not comparable across tokenizers). A BPE model's 256 positions hold more "
+        "(a loss per token is not comparable across tokenizers), over each tokenizer's whole windows of the split "
+        "(all but its last part-window, under one window's worth of text). A BPE model's "
+        f"{entries[0]['lineage']['trials'][0].get('context', '?')} positions hold more "
         "characters (context in characters below), and its embedding table holds more of its parameters.",
         "",
         f"![bits per character against vocabulary size]({rel}/tokenizers.png)",
@@ -519,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocabs", default=",".join(map(str, VOCABS)), help="BPE vocabulary sizes")
     p.add_argument("--bpe_lrs", default=",".join(f"{lr:g}" for lr in BPE_LRS), help="each BPE arm's learning rates")
     p.add_argument("--bpe_seeds", type=int, default=BPE_SEEDS, help="runs at each BPE arm's best learning rate")
-    p.add_argument("--bpe_extend", type=int, default=0, help="learning rates tried beyond a BPE arm's edge")
+    p.add_argument("--bpe_extend", type=int, default=1, help="learning rates tried beyond a BPE arm's edge")
     p.add_argument("--speed_rounds", type=int, default=5, help="rounds of the side-by-side speed measurement")
     p.add_argument("--sample_chars", type=int, default=200, help="characters per sample")
     d = TrainSettings()
@@ -551,13 +599,17 @@ def run(args, command: str) -> Path:
     for vocab in args.vocabs:
         replace(base, tokenizer="bpe", vocab_size=vocab).check()
     corpora = [None] if args.data else ablate.parse_list(args.corpus, CORPORA, "corpus")
+    for corpus in corpora:  # every BPE vocabulary is one the text makes, before anything trains
+        text = train_val_split(load_text(corpus, args), base.val_fraction)[0]
+        for vocab in args.vocabs:
+            bpe_vocabulary(base, text, vocab)
     t0, entries = time.perf_counter(), []
     for corpus in corpora:
         name = Path(args.data).stem if args.data else corpus
         out = Path(args.out) / name
         text = load_text(corpus, args)
         lineage = run_lineage(corpus, base, out, args, command)
-        ablate.write_results(out / "lineage", relabeled(lineage))
+        ablate.write_results(out / "lineage", relabeled(lineage), out)
         val_text = train_val_split(text, base.val_fraction)[1]
         arms = compare_tokenizers(lineage, corpus, base, out, val_text, args, command)
         bpe = [json.loads((out / f"bpe{v}" / "results.json").read_text()) for v in args.vocabs]
@@ -568,7 +620,7 @@ def run(args, command: str) -> Path:
                 print(f"shipped {info['folder']} ({info['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
     torch.set_num_threads(os.cpu_count() or 1)
     vocab = len(build_tokenizer(load_text(corpora[0], args)))  # the first corpus's characters
-    sp = speed(base, vocab, args.speed_rounds, steps=2, chars=base.block_size or 256)
+    sp = speed(base, vocab, args.speed_rounds, steps=2)
     report = Path(args.report)
     write_report(report, entries, sp, base, command, time.perf_counter() - t0)
     return report

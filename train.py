@@ -442,6 +442,12 @@ def split_loss(model, ids: torch.Tensor, block_size: int, batch_size: int = 32) 
     return total / count
 
 
+def short_phase(s: TrainSettings, block_size: int) -> tuple[int | None, int]:
+    """The curriculum's first phase: the width of its short windows and how many steps it lasts ((None, 0): off)."""
+    window = s.short_context if 0 < s.short_context < block_size else None
+    return window, round(s.short_fraction * s.steps) if window else 0
+
+
 def bits_per_char(loss: float, tokenizer, ids: torch.Tensor, block_size: int) -> float:
     """split_loss (nats per token) as bits per character of the text its windows predict: comparable across
     tokenizers, whose tokens hold different numbers of characters."""
@@ -496,11 +502,11 @@ class Run:
     @property
     def short_window(self) -> int | None:
         """The short windows of the first steps (see `Batches.sample`), or None when the phase is off."""
-        return self.s.short_context if 0 < self.s.short_context < self.block_size else None
+        return short_phase(self.s, self.block_size)[0]
 
     @property
     def short_steps(self) -> int:
-        return round(self.s.short_fraction * self.s.steps) if self.short_window else 0
+        return short_phase(self.s, self.block_size)[1]
 
     @property
     def bf16(self) -> bool:

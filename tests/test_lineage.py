@@ -14,7 +14,7 @@ from train import bits_per_char, split_loss
 TINY = ["--steps", "6", "--eval_interval", "3", "--eval_iters", "1", "--n_layer", "1", "--n_head", "2"]
 TINY += ["--n_embd", "16", "--block_size", "16", "--batch_size", "2", "--warmup", "2"]
 SWEEP = ["--lrs", "2e-3,8e-3", "--seeds", "2", "--extend", "0", "--sample_chars", "12"]
-BPE = ["--vocabs", "300,400", "--bpe_lrs", "2e-3,8e-3", "--bpe_seeds", "2", "--speed_rounds", "1"]
+BPE = ["--vocabs", "300,400", "--bpe_lrs", "2e-3,8e-3", "--bpe_seeds", "2", "--bpe_extend", "0", "--speed_rounds", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,22 @@ def test_the_lineage_reuses_ablates_trials_and_leaves_its_results_alone(run, cap
 def test_bpe_arms_get_the_character_models_training_flops():
     base = lineage.TrainSettings(steps=1500)
     char_vocab = 323  # Tiny Shakespeare's 65 characters, 2 specials, 256 byte fallbacks
+    target = lineage.training_flops(base, char_vocab)
     for vocab in (512, 2048, 8192):
-        steps = lineage.equal_compute_steps(base, char_vocab, vocab)
-        flops = {v: lineage.model_of("baseline", v, base).flops_per_token(256) for v in (char_vocab, vocab)}
-        assert abs(steps * flops[vocab] - 1500 * flops[char_vocab]) <= flops[vocab] / 2  # equal to one step
+        s = lineage.replace(base, tokenizer="bpe", vocab_size=vocab)
+        s.steps = lineage.equal_compute_steps(base, char_vocab, vocab)
+        one_step = lineage.training_flops(lineage.replace(s, steps=1, short_fraction=0), vocab)
+        assert abs(lineage.training_flops(s, vocab) - target) <= one_step / 2  # as equal as whole steps come
     assert lineage.equal_compute_steps(base, char_vocab, 8192) < 1000  # 8192 x 128 head: dearer tokens
+    # the curriculum's short windows cost less attention than full ones: counted at their own context
+    full = lineage.replace(base, short_fraction=0)
+    assert lineage.training_flops(base, char_vocab) < lineage.training_flops(full, char_vocab)
+
+
+def test_a_bpe_vocabulary_the_text_cannot_make_is_refused_before_training():
+    text = "abc abd abe " * 20
+    with pytest.raises(lineage.UsageError, match="--vocabs 5000: the text makes a BPE vocabulary of only"):
+        lineage.bpe_vocabulary(lineage.TrainSettings(), text, 5000)
 
 
 def test_flops_per_token_counts_each_multiplying_weight_six_times_plus_attention():
@@ -106,7 +117,7 @@ def test_report_states_the_command_links_its_figures_and_times_every_design(run)
 
 def test_speed_times_every_design_against_gpt2_in_the_same_rounds():
     base = lineage.TrainSettings(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=2)
-    sp = lineage.speed(base, vocab=40, rounds=2, steps=1, chars=8)
+    sp = lineage.speed(base, vocab=40, rounds=2, steps=1)
     for what in ("train", "decode"):
         assert sp[f"{what} baseline"]["x GPT-2"] == 1.0
         assert all(sp[f"{what} {n}"]["median"] > 0 for n in ablate.LINEAGE)
@@ -126,12 +137,15 @@ def test_shipped_presets_load_and_the_lab_sweep_keeps_the_ablations(run):
 
 def test_a_sweep_under_another_protocol_replaces_the_lab_summary(tmp_path):
     result = {"corpus": "x", "lrs": [1e-3], "seeds": 1, "base_seed": 1, "steps": 5, "reference": {}, "command": "c"}
+    result |= {"recipe": {"batch_size": 4}, "extend": 2}
     v = {k: None for k in ablate.SWEEP_KEYS}
     ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"variants": {"baseline": v}})
     ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"variants": {"llama": v}})
     assert list(json.loads((tmp_path / "sweep.json").read_text())["variants"]) == ["baseline", "llama"]
-    ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"steps": 6, "variants": {"llama": v}})
-    assert list(json.loads((tmp_path / "sweep.json").read_text())["variants"]) == ["llama"]
+    for other in ({"steps": 6}, {"recipe": {"batch_size": 8}}, {"extend": 0}):
+        ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"variants": {"baseline": v}})
+        ablate.write_sweep_summary(tmp_path / "sweep.json", result | other | {"variants": {"llama": v}})
+        assert list(json.loads((tmp_path / "sweep.json").read_text())["variants"]) == ["llama"], other
 
 
 @pytest.mark.parametrize(
