@@ -816,7 +816,8 @@ def announce(run: Run) -> None:
     if run.short_steps:
         say(
             f"steps 1-{run.short_steps}: {s.batch_size * (run.block_size // run.short_window)} windows of "
-            f"{run.short_window} characters at random positions per step; then {s.batch_size} full windows of "
+            f"{run.short_window} {'characters' if kind(run.tokenizer) == 'char' else 'tokens'} at random positions "
+            f"per step; then {s.batch_size} full windows of "
             f"{run.block_size}"
         )
     if cfg.ablations:
