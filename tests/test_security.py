@@ -50,6 +50,7 @@ ALLOWED = {
     ("tests/test_model.py", "trust_remote_code"): "loads the lineage model's folder the test just saved (its code "
     "files checked to be today's)",
     ("tests/test_ablate.py", "trust_remote_code"): "loads the fp16 copies ablate.py just shipped",
+    ("tests/test_lineage.py", "trust_remote_code"): "loads the fp16 copies lineage.py just shipped",
     ("tests/test_shipped_models.py", "trust_remote_code"): "loads models/, shipped in this repository, whose code "
     "copies the same test checks against today's model files",
 }
