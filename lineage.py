@@ -250,14 +250,15 @@ def tokenizer_row(result: dict, out: Path, val_text: str, name: str) -> dict:
     }
 
 
-def compare_tokenizers(lineage: dict, corpus, base, out: Path, val_text: str, args, command) -> list[dict]:
-    """The character baseline (the lineage's GPT-2 runs) and a BPE arm per vocabulary size."""
-    char_vocab = len(build_tokenizer(load_text(corpus, args)))
-    arms = [tokenizer_row(lineage, out, val_text, "characters")]
+def compare_tokenizers(lineage: dict, corpus, base, out: Path, text: str, args, command) -> tuple[list, list]:
+    """The character baseline (the lineage's GPT-2 runs) and a BPE arm per vocabulary size: each arm's row, and each
+    BPE arm's result."""
+    char_vocab, val_text = len(build_tokenizer(text)), train_val_split(text, base.val_fraction)[1]
+    arms, results = [tokenizer_row(lineage, out, val_text, "characters")], []
     for vocab in args.vocabs:
-        result = run_bpe(corpus, base, out, vocab, char_vocab, args, command)
-        arms.append(tokenizer_row(result, out / f"bpe{vocab}", val_text, f"BPE {vocab}"))
-    return arms
+        results.append(run_bpe(corpus, base, out, vocab, char_vocab, args, command))
+        arms.append(tokenizer_row(results[-1], out / f"bpe{vocab}", val_text, f"BPE {vocab}"))
+    return arms, results
 
 
 def load_text(corpus: str | None, args) -> str:
@@ -266,10 +267,6 @@ def load_text(corpus: str | None, args) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The report
-
-
-def _f(x, digits=3) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
 
 
 def relabeled(result: dict) -> dict:
@@ -288,8 +285,11 @@ def lineage_table(result: dict) -> str:
     for n, v in vs.items():
         edge = " (edge)" if v["at_edge"] else ""
         cells = [label(n), differs(n), f"{v['parameters']:,}" if v.get("parameters") else "–"]
-        cells += [f"{v['best_lr']:g}{edge}" if v["best_lr"] else "–", _f(v["mean"])]
-        cells += [f"{_f(v['min'])} – {_f(v['max'])} (n={len(v['seed_losses'])})", ablate.versus(v, vs[ablate.BASELINE])]
+        cells += [f"{v['best_lr']:g}{edge}" if v["best_lr"] else "–", ablate._f(v["mean"])]
+        cells += [
+            f"{ablate._f(v['min'])} – {ablate._f(v['max'])} (n={len(v['seed_losses'])})",
+            ablate.versus(v, vs[ablate.BASELINE]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     for key in ("unigram", "bigram"):
         lines.append(f"| *{key} (counts, no network)* | – | – | – | {result['reference'][key]:.3f} | – | – |")
@@ -328,7 +328,7 @@ def tokenizer_table(arms: list[dict]) -> str:
             f"{a['steps']:,}",
             f"{a['best_lr']:g}" + (" (edge)" if a["at_edge"] else ""),
         ]
-        cells += [_f(a["mean"]), ", ".join(f"{b:.3f}" for b in a["bits"]), against(a, char)]
+        cells += [ablate._f(a["mean"]), ", ".join(f"{b:.3f}" for b in a["bits"]), against(a, char)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -609,27 +609,24 @@ def run(args, command: str) -> Path:
     for vocab in args.vocabs:
         replace(base, tokenizer="bpe", vocab_size=vocab).check()
     corpora = [None] if args.data else ablate.parse_list(args.corpus, CORPORA, "corpus")
-    for corpus in corpora:  # every BPE vocabulary is one the text makes, before anything trains
-        text = train_val_split(load_text(corpus, args), base.val_fraction)[0]
+    texts = {corpus: load_text(corpus, args) for corpus in corpora}
+    for text in texts.values():  # every BPE vocabulary is one the text makes, before anything trains
         for vocab in args.vocabs:
-            bpe_vocabulary(base, text, vocab)
+            bpe_vocabulary(base, train_val_split(text, base.val_fraction)[0], vocab)
     t0, entries = time.perf_counter(), []
-    for corpus in corpora:
+    for corpus, text in texts.items():
         name = Path(args.data).stem if args.data else corpus
         out = Path(args.out) / name
-        text = load_text(corpus, args)
         lineage = run_lineage(corpus, base, out, args, command)
         ablate.write_results(out / "lineage", relabeled(lineage), out)
-        val_text = train_val_split(text, base.val_fraction)[1]
-        arms = compare_tokenizers(lineage, corpus, base, out, val_text, args, command)
-        bpe = [json.loads((out / f"bpe{v}" / "results.json").read_text()) for v in args.vocabs]
+        arms, bpe = compare_tokenizers(lineage, corpus, base, out, text, args, command)
         entries.append({"corpus": name, "out": out, "lineage": lineage, "bpe": bpe, "arms": arms})
         print(f"\n{name}\n{lineage_table(relabeled(lineage))}\n\n{tokenizer_table(arms)}", file=sys.stderr)
         if args.ship:
             for info in ablate.ship_best(lineage, out, Path(args.ship) / name, names=SHIPPED):
                 print(f"shipped {info['folder']} ({info['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
     torch.set_num_threads(os.cpu_count() or 1)
-    vocab = len(build_tokenizer(load_text(corpora[0], args)))  # the first corpus's characters
+    vocab = len(build_tokenizer(texts[corpora[0]]))  # the first corpus's characters
     sp = speed(base, vocab, args.speed_rounds, steps=2)
     report = Path(args.report)
     write_report(report, entries, sp, base, command, time.perf_counter() - t0)
