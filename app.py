@@ -49,7 +49,14 @@ from starlette.middleware import Middleware  # noqa: E402
 from checkpoint import UsageError, load_model_folder, read_json, read_metrics  # noqa: E402
 from configuration_gpt2mini import PRESETS, variant_label, variants  # noqa: E402
 from corpus import CORPORA, load_corpus, train_val_split  # noqa: E402
-from figures import lr_sweep_figure, training_figure  # noqa: E402
+from figures import (  # noqa: E402
+    lr_sweep_figure,
+    scaling_compute_figure,
+    scaling_data_figure,
+    scaling_size_figure,
+    si,
+    training_figure,
+)
 from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, knocked_out, reference_pane, side_by_side_story, tips  # noqa: E402
@@ -131,6 +138,7 @@ class Lab:
     sweeps: dict[str, dict] = field(default_factory=dict)  # models/<corpus>/sweep.json: ablate.py's lr sweep
     passages: dict[str, str] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+    scaling: dict[str, dict] = field(default_factory=dict)  # {corpus: load_scaling's}: scaling.py's grid and sizes
 
     def corpora(self) -> list[str]:
         return list(self.groups)
@@ -169,6 +177,14 @@ class Lab:
         if corpus not in self.passages and corpus in CORPORA:
             self.passages[corpus] = train_val_split(load_corpus(corpus))[1]
         return self.passages.get(corpus)
+
+    def scaling_entry(self, corpus, size) -> Entry:
+        """A size shipped from the corpus's scaling grid, or a gr.Error naming the ones there are."""
+        shipped = self.scaling.get(corpus, {}).get("entries", {}) if isinstance(corpus, str) else {}
+        if not isinstance(size, str) or size not in shipped:
+            there = ", ".join(shipped) or "none"
+            raise Refused(f"no size {shown(size)} shipped from the scaling grid of {shown(corpus)}; there are: {there}")
+        return shipped[size]
 
     def get(self, corpus: str, name: str) -> Entry:
         group = self.group(corpus)
@@ -232,6 +248,7 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
     hf_logging.disable_progress_bar()
     groups: dict[str, dict[str, Entry]] = {}
     sweeps: dict[str, dict] = {}
+    scaling: dict[str, dict] = {}
     models_dir = Path(models_dir)
     if models_dir.is_dir():
         for corpus_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
@@ -243,6 +260,8 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
                 groups[corpus_dir.name] = {n: load_entry(n, str(corpus_dir / n)) for n in names}
             if names and (corpus_dir / "sweep.json").exists():
                 sweeps[corpus_dir.name] = read_json(corpus_dir / "sweep.json")
+            if names and (found := load_scaling(corpus_dir / "scaling")):
+                scaling[corpus_dir.name] = found
     if extra:
         group = {}
         for src in extra:
@@ -255,7 +274,16 @@ def load_lab(models_dir: str | Path = ROOT / "models", extra: list[str] = ()) ->
         raise UsageError(
             f"no models found in {models_dir}: train some with `python ablate.py --ship {models_dir}` or pass --model"
         )
-    return Lab(groups, sweeps)
+    return Lab(groups, sweeps, scaling=scaling)
+
+
+def load_scaling(folder: Path) -> dict | None:
+    """models/<corpus>/scaling/: scaling.py's summary (scaling.json) and the sizes shipped beside it, or None."""
+    if not (folder / "scaling.json").exists():
+        return None
+    summary = read_json(folder / "scaling.json")
+    names = [p["name"] for p in summary.get("sizes", []) if (folder / p["name"] / "config.json").exists()]
+    return {"summary": summary, "entries": {n: load_entry(n, str(folder / n)) for n in names}}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -560,10 +588,13 @@ def generate_one(
     lab: Lab, corpus, name, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed, language=None
 ):
     """The single-model tab: stream (text, status)."""
-    say = spoken(language)
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
+    yield from stream_one(lab.get(corpus, name), prompt, settings, spoken(language))
+
+
+def stream_one(entry: Entry, prompt, settings: SamplingSettings, say: Words) -> Iterator[tuple[str, str]]:
+    """One model's text as it is written: (prompt and text, status) at most every UPDATE_S, then the last."""
     start = time.perf_counter()
-    entry = lab.get(corpus, name)
     ids, notices = prepare_prompt(entry, prompt, say)
     stream = open_stream(entry.model, entry.tokenizer, ids, settings)
     decoder = TextDecoder(entry.tokenizer)
@@ -1018,6 +1049,64 @@ def sweep_table(sweep: dict, say: Words = ENGLISH) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Scaling: scaling.py's grid, fits and frontier, and the sizes shipped from it
+
+
+def frontier_span(summary: dict, size: str) -> tuple[float, float] | None:
+    """The compute budgets (lowest, highest) at which a size reached the lowest loss of the grid, or None."""
+    budgets = [f["flops"] for f in summary.get("frontier", []) if f["size"] == size]
+    return (min(budgets), max(budgets)) if budgets else None
+
+
+def size_choices(found: dict, say: Words = ENGLISH) -> list[tuple[str, str]]:
+    """(label, size) for each shipped size: its parameters, its loss and where it lies on the frontier."""
+    summary, out = found["summary"], []
+    for p in summary["sizes"]:
+        if p["name"] not in found["entries"]:
+            continue
+        span = frontier_span(summary, p["name"])
+        where = say("scaling.on_frontier", low=si(span[0]), high=si(span[1])) if span else say("scaling.off_frontier")
+        out.append((f"{p['name']} · N {si(p['non_embedding'])} · val {p['loss']:.3f} · {where}", p["name"]))
+    return out
+
+
+def frontier_columns(say: Words = ENGLISH) -> list[str]:
+    return [say(f"frontier.{key}") for key in ("budget", "loss", "size", "parameters", "tokens_per_parameter")]
+
+
+def frontier_table(found: dict | None, say: Words = ENGLISH) -> pd.DataFrame:
+    """The frontier, one row per budget where the best size changes (and the first and last budgets)."""
+    front = found["summary"].get("frontier", []) if found else []
+    kept = [f for i, f in enumerate(front) if i in (0, len(front) - 1) or f["size"] != front[i - 1]["size"]]
+    rows = [
+        [si(f["flops"]), f"{f['loss']:.3f}", f["size"], si(f["non_embedding"]), f"{f['tokens_per_parameter']:g}"]
+        for f in kept
+    ]
+    return pd.DataFrame(rows, columns=frontier_columns(say))
+
+
+def scaling_view(lab: Lab, corpus, say: Words = ENGLISH) -> tuple:
+    """The Scaling tab for a corpus: what it holds (or how to make it), the three figures, the frontier table and
+    the shipped sizes to sample from ((label, size) pairs, and the first size)."""
+    found = lab.scaling.get(corpus) if isinstance(corpus, str) else None
+    if not found:
+        note = say("scaling.missing", corpus=corpus)
+        return note, None, None, None, frontier_table(None, say), [], None
+    summary, choices = found["summary"], size_choices(found, say)
+    note = say("scaling.about", command=summary.get("command") or "python scaling.py", trials=summary["trials"])
+    figures = (scaling_size_figure(summary), scaling_data_figure(summary), scaling_compute_figure(summary))
+    return note, *figures, frontier_table(found, say), choices, choices[0][1] if choices else None
+
+
+def sample_size(
+    lab: Lab, corpus, size, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed, language=None
+):
+    """A shipped size of the scaling grid writes from the prompt: stream (text, status)."""
+    settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
+    yield from stream_one(lab.scaling_entry(corpus, size), prompt, settings, spoken(language))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The UI
 
 CSS = """
@@ -1382,7 +1471,43 @@ def training_tab(lab: Lab, inputs: Inputs) -> list:
     return [curves, sweep, table]
 
 
-def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdown, training: list, parts: list):
+def scaling_tab(lab: Lab, inputs: Inputs) -> list:
+    """Loss against size, data and compute (scaling.py), the frontier, and a shipped size to sample from. Returns
+    what the corpus sets: the note, the three figures, the frontier table and the sizes."""
+    first = lab.corpora()[0]
+    note0, size0, data0, compute0, table0, choices0, chosen0 = scaling_view(lab, first)
+    with gr.Tab(I18N("tab.scaling"), id="scaling"):
+        gr.Markdown(I18N("scaling_explained"))
+        note = gr.Markdown(note0, elem_classes="gm-tip")
+        with gr.Row(elem_classes="gm-panes"):
+            size_plot = gr.Plot(size0, label=I18N("scaling_size_plot"), elem_classes="gm-slot")
+            data_plot = gr.Plot(data0, label=I18N("scaling_data_plot"), elem_classes="gm-slot")
+        compute_plot = gr.Plot(compute0, label=I18N("scaling_compute_plot"), elem_id="scaling-compute")
+        table = gr.Dataframe(table0, label=I18N("frontier_table"))
+        sizes = gr.Radio(choices0, value=chosen0, label=I18N("scaling_size"), elem_id="scaling-size")
+        with gr.Row():
+            start = gr.Button(I18N("scaling_sample"), variant="primary")
+            stop = gr.Button(I18N("stop"))
+        status = gr.Markdown()
+        stopped = gr.Markdown()
+        out = gr.Textbox(label=I18N("output"), lines=8, buttons=["copy"], elem_id="scaling-out")
+    clears(start, stopped)
+    ev = start.click(
+        listening(lambda *a: sample_size(lab, *a)),
+        [inputs.corpus, sizes, inputs.prompt, *inputs.sampling, inputs.language],
+        [out, status],
+        api_name="sample_size",
+        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        concurrency_id="generation",
+        concurrency_limit=4,
+    )
+    wire_stop(stop, stopped, [ev], inputs.language)
+    return [note, size_plot, data_plot, compute_plot, table, sizes]
+
+
+def wire_corpus(
+    lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdown, training: list, parts: list, scaling: list
+):
     """Picking a corpus sets every tab's choices to its models: the variants (the first DEFAULT_PANES chosen), the
     Generate and Attention model dropdowns, the head to enlarge (auto), the Training tab, the knockout parts (none
     chosen) and each tab's guide; picking one (not an example, which sets its own prompt) also sets the prompt to the
@@ -1401,12 +1526,13 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
             gr.CheckboxGroup(choices=heads, value=[]),
             *[gr.CheckboxGroup(choices=layers, value=[]) for _ in parts[1:]],
             *[said[tab] for tab in inputs.guides],
+            *scaling_update(lab, c, say),
         )
 
     inputs.corpus.change(
         on_corpus,
         [inputs.corpus, inputs.language],
-        [inputs.names, *model_dropdowns, head, *training, *parts, *inputs.guides.values()],
+        [inputs.names, *model_dropdowns, head, *training, *parts, *inputs.guides.values(), *scaling],
         api_name="choose_corpus",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
     )
@@ -1414,7 +1540,14 @@ def wire_corpus(lab: Lab, inputs: Inputs, model_dropdowns: list, head: gr.Dropdo
     inputs.corpus.input(prompt_for, inputs.corpus, inputs.prompt, api_visibility="private")
 
 
-def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: list, table: gr.Dataframe):
+def scaling_update(lab: Lab, corpus, say: Words, figures: bool = True) -> tuple:
+    """The Scaling tab's outputs for a corpus (scaling_tab's order); without `figures`, the three plots unchanged."""
+    note, *plots, table, choices, chosen = scaling_view(lab, corpus, say)
+    plots = plots if figures else [gr.update()] * len(plots)
+    return note, *plots, table, gr.Radio(choices=choices, value=chosen)
+
+
+def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: list, table: gr.Dataframe, scaling: list):
     """The language: at load, the one the page was drawn in (DETECT_LANGUAGE); then the switch. Either re-words the
     page's fixed words (`reworded`) and what the server words (the introduction, the guides, the variants' names, the
     sweep table). Returns the load event (the next-character bars follow it)."""
@@ -1433,6 +1566,7 @@ def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: li
             *choices,
             sweep_table(sweep, say) if sweep else pd.DataFrame(columns=sweep_columns(say)),
             *[said.get(tab, gr.update()) for tab in inputs.guides],
+            *scaling_update(lab, corpus, say, figures=False),
         )
 
     outputs = [
@@ -1443,6 +1577,7 @@ def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: li
         *model_dropdowns,
         table,
         *inputs.guides.values(),
+        *scaling,
     ]
     options = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden"}
     loaded = demo.load(on_language, [inputs.corpus, inputs.language], outputs, js=DETECT_LANGUAGE, **options)
@@ -1469,8 +1604,9 @@ def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Block
             attn_name, attn_head = attention_tab(lab, inputs)
             parts = knockout_tab(lab, inputs)
             training = training_tab(lab, inputs)
-        wire_corpus(lab, inputs, [one_name, attn_name], attn_head, training, parts)
-        loaded = wire_language(lab, demo, inputs, [one_name, attn_name], training[2])
+            scaling = scaling_tab(lab, inputs)
+        wire_corpus(lab, inputs, [one_name, attn_name], attn_head, training, parts, scaling)
+        loaded = wire_language(lab, demo, inputs, [one_name, attn_name], training[2], scaling)
         redraw_next(loaded.then)
         redraw_next(inputs.language.input)
         demo.load(None, js=CLOSE_SIDEBAR_ON_PHONES)

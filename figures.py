@@ -112,3 +112,115 @@ def training_figure(runs: list[tuple[str, list[dict]]], reference: dict, title: 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scaling (scaling.py's summary: models/<corpus>/scaling/scaling.json or docs/scaling/<corpus>_results.json)
+
+
+def si(x: float) -> str:
+    """12345 -> '12.3k', 4.2e6 -> '4.2M', 3.1e12 -> '3.1T': the grid's numbers, short."""
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _plain_loss_axis(ax) -> None:
+    """A log-scaled loss axis labelled 2.5, 3 (not 2.5 x 10^0): a loss spans less than a decade."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+
+
+def _power(fit: dict, x):
+    import numpy as np
+
+    return fit["E"] + fit["A_at_x0"] * (np.asarray(x, float) / fit["x0"]) ** -fit["alpha"]
+
+
+def _fit_label(fit: dict, symbol: str, exponent: str) -> str:
+    lo, hi = fit["alpha_interval"]
+    return f"fit: L = {fit['E']:.2f} + A / {symbol}^{exponent}, {exponent} = {fit['alpha']:.2f} ({lo:.2f}-{hi:.2f})"
+
+
+def scaling_size_figure(summary: dict) -> Figure:
+    """Validation loss against non-embedding parameters, each size at its best learning rate, with the fit."""
+    import numpy as np
+
+    fig = Figure(figsize=(7, 4.8), dpi=100)
+    ax = fig.subplots()
+    done = [p for p in summary["sizes"] if p["loss"] is not None]
+    n = [p["non_embedding"] for p in done]
+    err = [[p["loss"] - p["min"] for p in done], [p["max"] - p["loss"] for p in done]]
+    ax.errorbar(n, [p["loss"] for p in done], yerr=err, fmt="o", color="tab:blue", capsize=3, label="measured")
+    for p in done:
+        ax.annotate(p["name"], (p["non_embedding"], p["loss"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    fit = summary["fits"]["N"]
+    if "error" not in fit:
+        x = np.geomspace(min(n) / 1.5, max(n) * 1.5, 100)
+        ax.plot(x, _power(fit, x), "-", color="tab:orange", label=_fit_label(fit, "N", "α"))
+        ax.axhline(fit["E"], color="grey", ls=":", lw=1, label=f"E = {fit['E']:.2f} (the fit's floor)")
+    recipe = summary["recipe"]
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="validation loss, nats / character")
+    _plain_loss_axis(ax)
+    ax.set_title(
+        f"{summary['corpus']}: loss against model size, each at its best learning rate\n"
+        f"({recipe['steps']} steps x {summary['tokens_per_step']:,} tokens each; bars: range over seeds)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_data_figure(summary: dict) -> Figure:
+    """Validation loss against the characters trained on, at one size: at the end, at its lowest, and training loss."""
+    import numpy as np
+
+    fig = Figure(figsize=(7, 4.8), dpi=100)
+    ax = fig.subplots()
+    data = [d for d in summary["data"] if d["loss"] is not None]
+    chars = [d["chars"] for d in data]
+    ax.plot(chars, [d["loss"] for d in data], "o-", color="tab:red", label="validation, at the end (whole split)")
+    ax.plot(chars, [d["early"] for d in data], "s", color="tab:blue", mfc="none", label="validation, at its lowest")
+    ax.plot(chars, [d["train_loss"] for d in data], "^--", color="tab:green", label="training, at the end")
+    fit = summary["fits"]["D"]
+    if "error" not in fit:
+        x = np.geomspace(min(chars) / 1.5, max(chars) * 1.5, 100)
+        ax.plot(x, _power(fit, x), "-", color="tab:blue", alpha=0.6, label=_fit_label(fit, "D", "β"))
+    ax.set(xscale="log", yscale="log", xlabel="training characters D", ylabel="loss, nats / character")
+    _plain_loss_axis(ax)
+    ax.set_title(
+        f"{summary['corpus']}: loss against data, size {summary['data_size']}, lr {summary['data_lr']:g}\n"
+        f"(every run {summary['recipe']['steps']} steps: less data is seen more often)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_compute_figure(summary: dict) -> Figure:
+    """Each size's validation curve against training FLOPs, and the frontier: the lowest loss at each budget."""
+    import matplotlib
+
+    fig = Figure(figsize=(7, 4.8), dpi=100)
+    ax = fig.subplots()
+    runs = [p for p in summary["sizes"] if p["curve"]]
+    cmap = matplotlib.colormaps["viridis"]
+    for i, p in enumerate(runs):
+        c = cmap(i / max(1, len(runs) - 1))
+        ax.plot([q[1] for q in p["curve"]], [q[2] for q in p["curve"]], "-", color=c, lw=1.2, label=p["name"])
+    front = summary["frontier"]
+    ax.plot([f["flops"] for f in front], [f["loss"] for f in front], "k--", lw=1.5, label="frontier: lowest at most C")
+    ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel="validation loss (20 fixed batches)")
+    _plain_loss_axis(ax)
+    ax.set_title(f"{summary['corpus']}: loss against compute, each size at its best learning rate", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    return fig

@@ -191,6 +191,7 @@ def training_text(tokenizer, settings: dict) -> TrainingText:
     name, spec, text = training_corpus(tokenizer, settings)
     val_fraction = settings.get("val_fraction", DEFAULT_VAL_FRACTION)
     train, val = train_val_split(text, val_fraction) if text else ("", "")
+    train = train[: round(len(train) * settings.get("train_fraction", 1.0))]  # train.training_text
     return TrainingText(name, spec, text or "", train, val, val_fraction)
 
 
@@ -574,7 +575,7 @@ def training_data(f: ModelFacts) -> str:
         distinct=f"{len(set(data.text)):,}",
         language=spec.language,
         cleaning=AOZORA_CLEANING if spec.aozora else "",
-        train_share=f"{1 - data.val_fraction:.0%}",
+        train_share=f"{len(data.train) / len(data.text):.1%}".replace(".0%", "%"),
         train_characters=f"{len(data.train):,}",
         val_share=f"{data.val_fraction:.0%}",
         val_characters=f"{len(data.val):,}",

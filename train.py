@@ -88,6 +88,7 @@ class TrainSettings:
     corpus: str = "shakespeare"
     data: str | None = None
     val_fraction: float = 0.1
+    train_fraction: float = 1.0  # the share of the training split that trains, from its start (data-scaling runs)
     tokenizer: str = "char"  # "char" (one token per character) or "bpe" (byte-level BPE, for comparison)
     vocab_size: int | None = None  # BPE's vocabulary (default: BPE_VOCAB); the character tokenizer's is the text's
     # model (None: the GPT2MiniConfig default, or the loaded model's value)
@@ -171,6 +172,7 @@ class TrainSettings:
             "lr": (lambda v: finite(v) and v > 0, "a finite number above 0"),
             "min_lr_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
             "val_fraction": (lambda v: 0 < v < 1, "between 0 and 1, both excluded"),
+            "train_fraction": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
             "beta2": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
             "dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
             "short_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
@@ -556,7 +558,7 @@ def setup(s: TrainSettings) -> Run:
     if s.resume:
         check_same_vocabulary(tokenizer, text, s)
     model.to(device).train()
-    train_text, val_text = train_val_split(text, s.val_fraction)
+    train_text, val_text = training_text(text, s), train_val_split(text, s.val_fraction)[1]
     block = model.config.n_positions
     batches = Batches(
         encode(tokenizer, train_text), encode(tokenizer, val_text), block, s.batch_size, s.seed, dist, device
@@ -572,6 +574,12 @@ def setup(s: TrainSettings) -> Run:
     return run
 
 
+def training_text(text: str, s: TrainSettings) -> str:
+    """What a run trains on: the training split (train_val_split), cut to its first `train_fraction`."""
+    train_text = train_val_split(text, s.val_fraction)[0]
+    return train_text[: round(len(train_text) * s.train_fraction)]
+
+
 def checkpoint_bytes(model: torch.nn.Module) -> int:
     """About what one saved checkpoint takes on disk: fp32 weights and AdamW's two moments, plus logs and code."""
     return 3 * 4 * model.num_parameters() + 2_000_000
@@ -584,7 +592,7 @@ def new_tokenizer(s: TrainSettings, text: str):
     """The tokenizer a new run builds: the text's characters, or BPE learned from its training split (so that the
     held-out text tells nothing the tokenizer was fitted on)."""
     if s.tokenizer == "bpe":
-        return build_bpe_tokenizer(train_val_split(text, s.val_fraction)[0], s.vocab_size or BPE_VOCAB)
+        return build_bpe_tokenizer(training_text(text, s), s.vocab_size or BPE_VOCAB)
     return build_tokenizer(text)
 
 
@@ -987,6 +995,12 @@ def add_data_args(g, d: TrainSettings) -> None:
     g.add_argument("--corpus", default=d.corpus, help=f"shipped corpus: {', '.join(CORPORA)}")
     g.add_argument("--data", metavar="FILE", help="train on any UTF-8 text file instead of --corpus")
     g.add_argument("--val_fraction", type=float, default=d.val_fraction, help="share of the text held out at its end")
+    g.add_argument(
+        "--train_fraction",
+        type=float,
+        default=d.train_fraction,
+        help="share of the training split to train on, from its start (less data, the same validation split)",
+    )
     g.add_argument(
         "--tokenizer",
         choices=TOKENIZERS,

@@ -357,6 +357,47 @@ TABLE: dict[str, dict[str, str]] = {
         "ja": "L1 の残差接続を外して実行し、ノックアウト後の損失をそのままの損失と比べてください（同梱のテキストなら、"
         "同じ一節のユニグラム水準・バイグラム水準とも）。次は代わりにヘッドを 1 つずつ外してみましょう。",
     },
+    "tab.scaling": {"en": "Scaling", "ja": "スケーリング則"},
+    "scaling_explained": {
+        "en": "Does a GPT get better just by growing? Here the same model was trained at several sizes, each at "
+        "its own best learning rate, and the project's size on smaller and smaller shares of its text. Loss "
+        "falls along a curve that a power law fits (its exponent and the spread of the fit are in each "
+        "plot); with too little text the model memorizes it instead. The frontier is the lowest loss each "
+        "amount of compute bought, and the size that bought it. Pick a size below and let it write.",
+        "ja": "GPT は大きくするだけで良くなるのか？同じモデルを複数の大きさでそれぞれ最適な学習率で学習し、この"
+        "プロジェクトの大きさのモデルをテキストの一部だけでも学習しました。損失はべき乗則で当てはまる曲線に沿"
+        "って下がります（指数とそのばらつきは各図に）。テキストが少なすぎると、モデルはそれを暗記してしまいま"
+        "す。フロンティアは、各計算量で得られた最も低い損失と、それを得た大きさです。下で大きさを選び、文章を"
+        "書かせてみてください。",
+    },
+    "scaling.about": {
+        "en": "{trials} training runs, measured by `{command}`; the report with every number and the caveats of the "
+        "comparison with the published laws is docs/scaling.md in the project's repository.",
+        "ja": "{trials} 回の学習を `{command}` で測定。すべての数値と、公表されたスケーリング則との比較の注意点は"
+        "リポジトリの docs/scaling.md にあります。",
+    },
+    "scaling.missing": {
+        "en": "No scaling grid was shipped for {corpus}: `python scaling.py --corpus {corpus} --ship models` makes "
+        "one.",
+        "ja": "{corpus} のスケーリングの測定は同梱されていません。`python scaling.py --corpus {corpus} --ship models` "
+        "で作れます。",
+    },
+    "scaling.on_frontier": {"en": "lowest at {low}–{high} FLOPs", "ja": "{low}〜{high} FLOPs で最も低い"},
+    "scaling.off_frontier": {"en": "never the lowest", "ja": "最も低くなる計算量はない"},
+    "scaling_size_plot": {"en": "Loss against model size", "ja": "モデルの大きさと損失"},
+    "scaling_data_plot": {"en": "Loss against data", "ja": "データ量と損失"},
+    "scaling_compute_plot": {"en": "Loss against compute, and the frontier", "ja": "計算量と損失、フロンティア"},
+    "frontier_table": {
+        "en": "The compute-optimal frontier: where the best size changes",
+        "ja": "計算量に対する最適なフロンティア：最適な大きさが変わるところ",
+    },
+    "frontier.budget": {"en": "Compute (FLOPs)", "ja": "計算量（FLOPs）"},
+    "frontier.loss": {"en": "Lowest val loss", "ja": "最も低い検証損失"},
+    "frontier.size": {"en": "Size (layers x width)", "ja": "大きさ（層 x 幅）"},
+    "frontier.parameters": {"en": "Parameters N", "ja": "パラメータ数 N"},
+    "frontier.tokens_per_parameter": {"en": "Tokens per parameter", "ja": "パラメータあたりのトークン数"},
+    "scaling_size": {"en": "A size from the grid (shipped)", "ja": "測定した大きさ（同梱）"},
+    "scaling_sample": {"en": "Write with this size", "ja": "この大きさで書く"},
     "try.training": {
         "en": "A variant that fails at one learning rate may train at another. {windows}",
         "ja": "ある学習率で失敗するモデルも、別の学習率では学習できることがあります。{windows}",

@@ -1,6 +1,7 @@
 #!/bin/bash
-# The prepared CUDA session (one GPU): the ablation runs whose models the repository ships, training speed on
-# CUDA (bf16 autocast, eager and torch.compile), then bench/speed.py against the peers on CUDA (with MFU). Writes logs and results under $OUT (default: out/cuda).
+# The prepared CUDA session (one GPU): the ablation runs whose models the repository ships, the scaling grid with
+# larger sizes, training speed on CUDA (bf16 autocast, eager and torch.compile), then bench/speed.py against the peers
+# on CUDA (with MFU). Writes logs and results under $OUT (default: out/cuda).
 #   bash scripts/cuda_run.sh
 set -u
 export PYTHONUNBUFFERED=1
@@ -23,6 +24,14 @@ grep -v "^  '" "$OUT/ablate.log" | tail -40
 tar czf "$OUT/models.tgz" models
 tar czf "$OUT/docs.tgz" docs runs/ablations/*/results.json runs/ablations/*/results.md runs/ablations/*/samples.md \
   runs/ablations/*/trials.json runs/ablations/*/*.png runs/ablations/*/*/*/metrics.jsonl
+
+# 1b. Scaling laws: the CPU grid plus three larger sizes (to 21M non-embedding parameters), bf16 autocast and
+#     torch.compile; its report goes to $OUT (the committed docs/scaling.md is the CPU run's).
+start=$SECONDS
+$PY scaling.py --device cuda --compile --jobs 4 --sizes cpu,gpu --out runs/scaling-cuda \
+  --report "$OUT/scaling/scaling.md" > "$OUT/scaling.log" 2>&1
+echo "scaling exit $? wall $((SECONDS - start)) s" | tee -a "$OUT/scaling.log"
+grep "^\[scaling\]\|^report" "$OUT/scaling.log" | tail -20
 
 # 2. Training speed: full 256-character windows (no short-window phase, so every step has the same shape),
 #    the default batch of 4 and a GPU-sized batch of 64, eager and compiled. 300 steps each.

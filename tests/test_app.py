@@ -75,7 +75,15 @@ def side_by_side(client, names, prompt="ROMEO:", max_new=40, seed=0, temperature
 
 def test_the_api_lists_every_endpoint(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    for name in ("/side_by_side", "/generate", "/next_character", "/attention", "/knockout", "/choose_corpus"):
+    for name in (
+        "/side_by_side",
+        "/generate",
+        "/next_character",
+        "/attention",
+        "/knockout",
+        "/choose_corpus",
+        "/sample_size",
+    ):
         assert name in endpoints
 
 

@@ -5,6 +5,7 @@ screenshots the README shows (written to docs/ when SAVE_SCREENSHOTS=1).
 Without Chromium this test skips, saying why; `.ci/run` installs it and sets REQUIRE_BROWSER=1, so in CI it runs."""
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -128,6 +129,27 @@ def test_the_training_tab_shows_the_sweep_and_each_variant_at_its_best(url, tmp_
         expect(page.locator("#sweep-plot img")).to_be_visible()
         expect(page.locator("#training-plot img")).to_be_visible()
         page.screenshot(path=str(shots / "lab_training.png"), full_page=True)
+        browser.close()
+
+
+def test_the_scaling_tab_shows_the_laws_and_a_size_from_the_grid_writes(url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ROOT / "docs" if os.environ.get("SAVE_SCREENSHOTS") == "1" else tmp_path
+    with sync_playwright() as p:
+        browser, page = open_lab(p, url)
+        page.get_by_role("tab", name="Scaling").click()
+        expect(page.get_by_text("The compute-optimal frontier: where the best size changes")).to_be_visible(
+            timeout=15_000
+        )
+        expect(page.locator("#scaling-compute img")).to_be_visible()
+        sizes = page.locator("#scaling-size label")
+        assert sizes.count() >= 2
+        sizes.nth(1).click()
+        page.get_by_role("button", name="Write with this size").click()
+        out = page.locator("#scaling-out textarea")
+        expect(out).to_have_value(re.compile(r"^ROMEO:.{40,}", re.S), timeout=30_000)
+        page.screenshot(path=str(shots / "lab_scaling.png"), full_page=True)
         browser.close()
 
 

@@ -130,3 +130,26 @@ def test_shipped_presets_are_the_lineages_best_runs(corpus):
 def test_the_published_figures_reproduce_with_todays_code():
     lines = ablate.verify(ROOT / "docs" / "ablations", MODELS)
     assert lines and not [line for line in lines if not line.startswith("ok")], "\n".join(lines)
+
+
+SCALING = MODELS / "shakespeare" / "scaling"
+
+
+@torch.no_grad()
+def test_the_scaling_sizes_are_what_the_grid_trained_and_reported():
+    import scaling
+    from checkpoint import load_model_folder
+    from train import split_loss
+
+    summary = json.loads((SCALING / "scaling.json").read_text())
+    reported = json.loads((ROOT / "docs" / "scaling" / "shakespeare_results.json").read_text())
+    assert summary["shipped"] == list(scaling.SHIP)
+    val_text = train_val_split(load_corpus("shakespeare"))[1]
+    for name in summary["shipped"]:
+        point = next(p for p in reported["sizes"] if p["name"] == name)
+        model, tokenizer = load_model_folder(SCALING / name)
+        assert (model.config.n_layer, model.config.n_embd) == tuple(int(v) for v in name.split("x"))
+        record = json.loads((SCALING / name / "training.json").read_text())
+        assert record["lr"] == point["best_lr"] and record["val_split"] == point["seed_losses"][0]
+        loss = split_loss(model.eval(), encode(tokenizer, val_text), model.config.n_positions)
+        assert loss == pytest.approx(record["val_split"], abs=ablate.SHIPPED_TOLERANCE)  # fp16 rounding only
