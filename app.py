@@ -1053,8 +1053,9 @@ def sweep_table(sweep: dict, say: Words = ENGLISH) -> pd.DataFrame:
 
 
 def frontier_span(summary: dict, size: str) -> tuple[float, float] | None:
-    """The compute budgets (lowest, highest) at which a size reached the lowest loss of the grid, or None."""
-    budgets = [f["flops"] for f in summary.get("frontier", []) if f["size"] == size]
+    """The compute budgets (lowest, highest) at which a size reached the lowest loss of the grid against at least one
+    other size, or None."""
+    budgets = [f["flops"] for f in summary.get("frontier", []) if f["size"] == size and f["competitors"] > 1]
     return (min(budgets), max(budgets)) if budgets else None
 
 
@@ -1085,17 +1086,24 @@ def frontier_table(found: dict | None, say: Words = ENGLISH) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=frontier_columns(say))
 
 
-def scaling_view(lab: Lab, corpus, say: Words = ENGLISH) -> tuple:
-    """The Scaling tab for a corpus: what it holds (or how to make it), the three figures, the frontier table and
-    the shipped sizes to sample from ((label, size) pairs, and the first size)."""
+def scaling_words(lab: Lab, corpus, say: Words = ENGLISH) -> tuple:
+    """The Scaling tab's worded parts for a corpus: what it holds (or how to make it), the frontier table and the
+    shipped sizes to sample from ((label, size) pairs)."""
     found = lab.scaling.get(corpus) if isinstance(corpus, str) else None
     if not found:
-        note = say("scaling.missing", corpus=corpus)
-        return note, None, None, None, frontier_table(None, say), [], None
-    summary, choices = found["summary"], size_choices(found, say)
+        return say("scaling.missing", corpus=corpus), frontier_table(None, say), []
+    summary = found["summary"]
     note = say("scaling.about", command=summary.get("command") or "python scaling.py", trials=summary["trials"])
-    figures = (scaling_size_figure(summary), scaling_data_figure(summary), scaling_compute_figure(summary))
-    return note, *figures, frontier_table(found, say), choices, choices[0][1] if choices else None
+    return note, frontier_table(found, say), size_choices(found, say)
+
+
+def scaling_figures(lab: Lab, corpus) -> tuple:
+    """The Scaling tab's three figures for a corpus (Nones without a grid): size, data, compute."""
+    found = lab.scaling.get(corpus) if isinstance(corpus, str) else None
+    if not found:
+        return None, None, None
+    summary = found["summary"]
+    return scaling_size_figure(summary), scaling_data_figure(summary), scaling_compute_figure(summary)
 
 
 def sample_size(
@@ -1475,7 +1483,8 @@ def scaling_tab(lab: Lab, inputs: Inputs) -> list:
     """Loss against size, data and compute (scaling.py), the frontier, and a shipped size to sample from. Returns
     what the corpus sets: the note, the three figures, the frontier table and the sizes."""
     first = lab.corpora()[0]
-    note0, size0, data0, compute0, table0, choices0, chosen0 = scaling_view(lab, first)
+    (note0, table0, choices0), (size0, data0, compute0) = scaling_words(lab, first), scaling_figures(lab, first)
+    chosen0 = choices0[0][1] if choices0 else None
     with gr.Tab(I18N("tab.scaling"), id="scaling"):
         gr.Markdown(I18N("scaling_explained"))
         note = gr.Markdown(note0, elem_classes="gm-tip")
@@ -1541,10 +1550,17 @@ def wire_corpus(
 
 
 def scaling_update(lab: Lab, corpus, say: Words, figures: bool = True) -> tuple:
-    """The Scaling tab's outputs for a corpus (scaling_tab's order); without `figures`, the three plots unchanged."""
-    note, *plots, table, choices, chosen = scaling_view(lab, corpus, say)
-    plots = plots if figures else [gr.update()] * len(plots)
-    return note, *plots, table, gr.Radio(choices=choices, value=chosen)
+    """The Scaling tab's outputs for a corpus, in scaling_tab's order. A new corpus (`figures`) redraws the figures
+    and chooses its first size; a new language rewords the rest and keeps the figures and the chosen size."""
+    note, table, choices = scaling_words(lab, corpus, say)
+    if not figures:
+        return note, *[gr.update()] * 3, table, gr.update(choices=choices)
+    return (
+        note,
+        *scaling_figures(lab, corpus),
+        table,
+        gr.Radio(choices=choices, value=choices[0][1] if choices else None),
+    )
 
 
 def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: list, table: gr.Dataframe, scaling: list):

@@ -183,9 +183,19 @@ def scaling_data_figure(summary: dict) -> Figure:
     fig = Figure(figsize=(7, 4.8), dpi=100)
     ax = fig.subplots()
     data = [d for d in summary["data"] if d["loss"] is not None]
+    if not data:  # the data grid's size diverged at every learning rate
+        ax.text(0.5, 0.5, "no data grid: its size trained at no learning rate", ha="center", transform=ax.transAxes)
+        return fig
     chars = [d["chars"] for d in data]
     ax.plot(chars, [d["loss"] for d in data], "o-", color="tab:red", label="validation, at the end (whole split)")
-    ax.plot(chars, [d["early"] for d in data], "s", color="tab:blue", mfc="none", label="validation, at its lowest")
+    ax.plot(
+        chars,
+        [d["early"] for d in data],
+        "s",
+        color="tab:blue",
+        mfc="none",
+        label="validation, at its lowest (estimate)",
+    )
     ax.plot(chars, [d["train_loss"] for d in data], "^--", color="tab:green", label="training, at the end")
     fit = summary["fits"]["D"]
     if "error" not in fit:
@@ -217,7 +227,8 @@ def scaling_compute_figure(summary: dict) -> Figure:
         ax.plot([q[1] for q in p["curve"]], [q[2] for q in p["curve"]], "-", color=c, lw=1.2, label=p["name"])
     front = summary["frontier"]
     ax.plot([f["flops"] for f in front], [f["loss"] for f in front], "k--", lw=1.5, label="frontier: lowest at most C")
-    ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel="validation loss (20 fixed batches)")
+    batches = summary["recipe"]["eval_iters"]
+    ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=f"validation loss ({batches} fixed batches)")
     _plain_loss_axis(ax)
     ax.set_title(f"{summary['corpus']}: loss against compute, each size at its best learning rate", fontsize=9)
     ax.grid(alpha=0.3, which="both")

@@ -146,6 +146,12 @@ def run_grid(base: TrainSettings, args, out: Path, text: str) -> tuple[Plan, dic
 # What the runs measured
 
 
+def training_time(row: dict) -> float | None:
+    """Seconds a trial trained, all its sessions together (its checkpoint's; the row's wall_s is one session)."""
+    state = row.get("state")
+    return round(state[1]) if state else None
+
+
 def context_of(base: TrainSettings) -> int:
     return base.block_size or GPT2MiniConfig().n_positions
 
@@ -177,7 +183,7 @@ def size_point(size, plan: Plan, rows: dict, base: TrainSettings, vocab: int) ->
         "max": max(losses, default=None),
         "tokens": base.steps * tokens_per_step(base),
         "flops": base.steps * tokens_per_step(base) * fpt,
-        "wall_s": first.get("wall_s"),
+        "wall_s": training_time(first),
         "key": first.get("key"),
         "curve": [[step, step * tokens_per_step(base) * fpt, v] for step, v in first.get("val_curve", []) if step],
     }
@@ -185,7 +191,8 @@ def size_point(size, plan: Plan, rows: dict, base: TrainSettings, vocab: int) ->
 
 def data_point(size, fraction: float, lr: float, rows: dict, base: TrainSettings, out: Path, chars: int) -> dict:
     """One share of the data: the loss at the end (whole split), the lowest point of the validation curve (what
-    stopping early would keep; 20 fixed batches) and the training loss at the end (the gap is memorization)."""
+    stopping early would keep, on the fixed evaluation batches) and the training loss at the end (the gap is
+    memorization)."""
     from checkpoint import read_metrics
 
     trial = trial_of(size, lr, base.seed, fraction)
@@ -204,7 +211,7 @@ def data_point(size, fraction: float, lr: float, rows: dict, base: TrainSettings
         "val_estimate": round(evals[-1]["val_loss"], 4) if evals else None,
         "curve": [[m["step"], round(m["val_loss"], 4), round(m["train_loss"], 4)] for m in evals],
         "key": row["key"],
-        "wall_s": row.get("wall_s"),
+        "wall_s": training_time(row),
     }
 
 
@@ -217,10 +224,11 @@ BOOTSTRAP = 2000  # resamplings of the residuals behind each interval
 INTERVAL = (16, 84)  # percentiles: a 68% interval, one standard deviation's worth
 
 
-def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float] | None:
     """Least squares for y = E + A * (x / x[0])^-alpha with E >= 0 and A >= 0: for each alpha of ALPHAS the best E and
     A are a straight-line fit in z = (x / x[0])^-alpha; the alpha with the smallest squared error wins.
-    Returns (E, A, alpha, rss); A is per x[0] (A * x[0]^alpha in x's own units)."""
+    Returns (E, A, alpha, rss), A per x[0] (A * x[0]^alpha in x's own units); None where no curve of this shape
+    falls with x (every alpha wants A <= 0)."""
     z = (x[None, :] / x[0]) ** -ALPHAS[:, None]  # (alphas, points)
     zm, ym = z.mean(1, keepdims=True), y.mean()
     a = ((z - zm) * (y - ym)).sum(1) / np.maximum(((z - zm) ** 2).sum(1), 1e-300)
@@ -228,23 +236,29 @@ def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]
     through_zero = (z * y).sum(1) / (z * z).sum(1)  # where E would fall below 0: E = 0
     a, e = np.where(e < 0, through_zero, a), np.maximum(e, 0)
     rss = ((e[:, None] + a[:, None] * z - y) ** 2).sum(1)
-    rss[a < 0] = np.inf
+    rss[a <= 0] = np.inf
     i = int(np.argmin(rss))
-    return float(e[i]), float(a[i]), float(ALPHAS[i]), float(rss[i])
+    return (float(e[i]), float(a[i]), float(ALPHAS[i]), float(rss[i])) if math.isfinite(rss[i]) else None
 
 
 def fit_power(x, y, seed: int = 0) -> dict:
-    """The fit of fit_curve with 68% intervals from a residual bootstrap (each point's residual resampled onto the
-    fitted curve, refitted BOOTSTRAP times), or {"error": why} with fewer than 4 points (3 would fit exactly)."""
+    """The fit of fit_curve with 68% intervals from a residual bootstrap: the residuals, centred and scaled by
+    sqrt(n / (n - 3)) (a fit of 3 numbers leaves them smaller than the noise), resampled onto the fitted curve and
+    refitted BOOTSTRAP times. {"error": why} with fewer than 4 points (3 would fit exactly) or where the loss does
+    not fall."""
     order = np.argsort(x)
     x, y = np.asarray(x, float)[order], np.asarray(y, float)[order]
     if len(x) < 4:
         return {"error": f"{len(x)} points: a fit of 3 numbers needs at least 4"}
-    e, a, alpha, rss = fit_curve(x, y)
+    found = fit_curve(x, y)
+    if found is None:
+        return {"error": "the loss does not fall as it grows: no power law of this shape fits"}
+    e, a, alpha, rss = found
     fitted = e + a * (x / x[0]) ** -alpha
-    residuals = y - fitted
+    residuals = (y - fitted - (y - fitted).mean()) * math.sqrt(len(x) / (len(x) - 3))
     rng = np.random.default_rng(seed)
-    boot = np.array([fit_curve(x, fitted + rng.choice(residuals, len(x)))[:3] for _ in range(BOOTSTRAP)])
+    refits = [fit_curve(x, fitted + rng.choice(residuals, len(x))) for _ in range(BOOTSTRAP)]
+    boot = np.array([r[:3] for r in refits if r is not None])
     lo, hi = np.percentile(boot, INTERVAL, axis=0)
     return {
         "E": round(e, 4),
@@ -256,12 +270,9 @@ def fit_power(x, y, seed: int = 0) -> dict:
         "alpha_interval": [round(lo[2], 4), round(hi[2], 4)],
         "rms": round(math.sqrt(rss / len(x)), 4),
         "points": len(x),
+        "flat_refits": BOOTSTRAP - len(boot),  # resamplings in which the loss no longer fell (left out)
         "at_bound": bool(alpha in (ALPHAS[0], ALPHAS[-1]) or e == 0),
     }
-
-
-def fitted(fit: dict, x) -> np.ndarray:
-    return fit["E"] + fit["A_at_x0"] * (np.asarray(x, float) / fit["x0"]) ** -fit["alpha"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -317,24 +328,16 @@ def frontier(points: list[dict], budgets: int = 25) -> list[dict]:
 
 
 def optimal_size_exponent(front: list[dict]) -> dict:
-    """The slope of log N_opt against log C over the frontier's budgets where more than one size competes (a
-    staircase: the grid's sizes are discrete, so this is rough), with its 68% interval over bootstrap resamplings of
-    the budgets."""
+    """The slope of log N_opt against log C over the frontier's distinct (compute, size) points where more than one
+    size competes. The grid's sizes are discrete, so this is the slope of a staircase: rough, and with no interval
+    (resampling a staircase measures its steps, not an uncertainty)."""
     pts = list(
         dict.fromkeys((math.log(f["spent"]), math.log(f["non_embedding"])) for f in front if f["competitors"] > 1)
     )
     if len(pts) < 3 or len({n for _, n in pts}) < 2:
         return {"error": "fewer than two sizes are ever best: no slope to fit"}
     c, n = np.array(pts).T
-    slope = float(np.polyfit(c, n, 1)[0])
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(BOOTSTRAP):
-        i = rng.integers(0, len(c), len(c))
-        if np.ptp(c[i]) > 0:
-            draws.append(np.polyfit(c[i], n[i], 1)[0])
-    lo, hi = np.percentile(draws, INTERVAL)
-    return {"a": round(slope, 3), "interval": [round(float(lo), 3), round(float(hi), 3)], "budgets": len(c)}
+    return {"a": round(float(np.polyfit(c, n, 1)[0]), 3), "points": len(pts)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -361,7 +364,7 @@ def summarize(plan: Plan, rows: dict, base: TrainSettings, out: Path, text: str)
         else [data_point(args.data_size, f, data_lr, rows, base, out, train_chars) for f in sorted(args.fractions)]
     )
     done = [p for p in sizes if p["loss"] is not None]
-    early = [d for d in data if d["early"] is not None]
+    early = [d for d in data if d["early"] is not None and d["loss"] is not None]  # not diverged
     front = frontier(done)
     return {
         "corpus": base.corpus,
@@ -376,7 +379,7 @@ def summarize(plan: Plan, rows: dict, base: TrainSettings, out: Path, text: str)
         "data_size": size_name(args.data_size),
         "data_lr": data_lr,
         "trials": len(rows),
-        "train_wall_s": round(sum(r.get("wall_s") or 0 for r in rows.values())),
+        "train_wall_s": round(sum(training_time(r) or 0 for r in rows.values())),
         "sizes": sizes,
         "data": data,
         "fits": {
@@ -405,7 +408,7 @@ def _interval(fit: dict, key: str) -> str:
 def size_table(summary: dict) -> str:
     lines = [
         "| size (layers x width) | heads | non-embedding N | all parameters | FLOPs per token | learning rates tried "
-        "(val loss) | best | val loss | training FLOPs | wall time |",
+        "(val loss) | best | val loss | training FLOPs | training time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in summary["sizes"]:
@@ -425,10 +428,16 @@ def size_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def batches(summary: dict) -> str:
+    """'20 fixed batches': what the periodic validation estimates are measured on."""
+    return f"{summary['recipe']['eval_iters']} fixed batches"
+
+
 def data_table(summary: dict) -> str:
     lines = [
         "| share of the training split | characters D | epochs in the run | val loss at the end (whole split) | "
-        "val loss at the end (20 batches) | at its lowest (20 batches; step) | rise | training loss at the end |",
+        f"val loss at the end ({batches(summary)}) | at its lowest (same batches; step) | rise | "
+        "training loss at the end |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in summary["data"]:
@@ -443,15 +452,15 @@ def data_table(summary: dict) -> str:
 
 def frontier_table(summary: dict, every: int = 3) -> str:
     lines = [
-        "| compute budget C (FLOPs) | lowest val loss with at most C | reached by | its N | tokens seen | "
-        "tokens per parameter |",
-        "|---|---|---|---|---|---|",
+        "| compute budget C (FLOPs) | sizes with a curve there | lowest val loss with at most C | reached by | its N | "
+        "tokens seen | tokens per parameter |",
+        "|---|---|---|---|---|---|---|",
     ]
     front = summary["frontier"]
-    for f in front[::every] + ([front[-1]] if (len(front) - 1) % every else []):
+    for f in front[::every] + ([front[-1]] if front and (len(front) - 1) % every else []):
         lines.append(
-            f"| {si(f['flops'])} | {f['loss']:.3f} | {f['size']} | {si(f['non_embedding'])} | {si(f['tokens'])} | "
-            f"{f['tokens_per_parameter']:g} |"
+            f"| {si(f['flops'])} | {f['competitors']} | {f['loss']:.3f} | {f['size']} | {si(f['non_embedding'])} | "
+            f"{si(f['tokens'])} | {f['tokens_per_parameter']:g} |"
         )
     return "\n".join(lines)
 
@@ -464,24 +473,36 @@ OVERFIT = 0.02  # nats: a run that saw its data more than once and ended this fa
 
 
 def rise_of(d: dict) -> float | None:
-    """How far a run's validation loss ended above its lowest point (the same 20 batches both)."""
+    """How far a run's validation loss ended above its lowest point (the same fixed batches both)."""
     return None if d["val_estimate"] is None or d["early"] is None else round(d["val_estimate"] - d["early"], 4)
 
 
+def memorized(d: dict) -> bool:
+    """A share the model memorized: seen more than once, its validation loss ended more than OVERFIT above its lowest
+    point while its training loss ended below where it was at that point."""
+    low = next((c for c in d["curve"] if c[0] == d["early_step"]), None)
+    falling = low is not None and d["train_loss"] is not None and d["train_loss"] < low[2]
+    return d["epochs"] > 1 and (rise_of(d) or 0) > OVERFIT and falling
+
+
 def overfit_line(summary: dict) -> str:
-    """Which shares of the data the model memorized: its loss at the end above its lowest by more than OVERFIT."""
-    over = [d for d in summary["data"] if d["epochs"] > 1 and (rise_of(d) or 0) > OVERFIT]
+    """What the data grid shows about memorization, share by share."""
+    repeated = [d for d in summary["data"] if d["epochs"] > 1]
+    over = [d for d in repeated if memorized(d)]
+    if not repeated:
+        return "Every share was seen at most once in its run: there was nothing to memorize twice."
     if not over:
         return (
-            f"No share of the data ended more than {OVERFIT} nats above its lowest validation loss: at this size "
-            "and budget the model did not overfit any of them."
+            f"Of the shares seen more than once ({shares(repeated)}), none ended more than {OVERFIT} nats above its "
+            "lowest validation loss with its training loss still falling: no memorization showed at this size and "
+            "budget."
         )
     most = max(over, key=lambda d: d["chars"])
     return (
-        f"On {shares(over)} of the training split (up to {most['chars']:,} "
-        f"characters, seen {most['epochs']:g} times or more) the validation loss ended more than {OVERFIT} nats above "
-        "its lowest point while the training loss kept falling: the model started to memorize the text. "
-        "Stopping early would have kept the lowest point; the fit in D uses those."
+        f"On {shares(over)} of the training split (up to {most['chars']:,} characters, seen {most['epochs']:g} times "
+        f"or more in the run) the validation loss ended more than {OVERFIT} nats above its lowest point while the "
+        "training loss went on falling: the model started to memorize the text. Stopping early would have kept the "
+        "lowest point; the fit in D uses those."
     )
 
 
@@ -495,7 +516,7 @@ def comparison_table(summary: dict) -> str:
 
     tpp = f"{min(optimum):g} – {max(optimum):g}" if optimum else "–"
     a = fits["a"]
-    a_text = "–" if "error" in a else f"**{a['a']:.2f}** (68% interval {a['interval'][0]:.2f} – {a['interval'][1]:.2f})"
+    a_text = "–" if "error" in a else f"**{a['a']:.2f}** (the slope of a staircase: see below)"
     k, h = PUBLISHED["Kaplan et al. 2020"], PUBLISHED["Hoffmann et al. 2022"]
     return "\n".join(
         [
@@ -504,26 +525,37 @@ def comparison_table(summary: dict) -> str:
             f"| exponent of N (α) | {ours(fits['N'], 'alpha')} | {k['alpha']} | {h['alpha']} |",
             f"| exponent of D (β) | {ours(fits['D'], 'alpha')} | {k['beta']} | {h['beta']} |",
             f"| optimal size grows as C^a | {a_text} | {k['a']} | {h['a']} |",
-            f"| tokens per parameter at the optimum | {tpp} | (grows with C) | about {h['tokens_per_parameter']} |",
+            f"| tokens per parameter at the optimum | {tpp} (characters) | (falls as C grows) | about "
+            f"{h['tokens_per_parameter']} (BPE tokens) |",
         ]
     )
 
 
-CAVEATS = (
-    "Characters, not BPE tokens: a loss in nats per character is not the published nats per token, so only the "
-    "exponents and the ratios compare, not the losses or E.",
-    "Tiny models (the published laws start near a million parameters and go to billions) on one corpus of about a "
-    "million characters, one seed per point unless the tables show a range.",
-    "L(N) here is at a fixed budget of tokens for every size, not at convergence as in Kaplan et al.: the larger sizes "
-    "are further from what they could reach, which flattens the curve (a smaller α) towards its large end.",
-    "The frontier reads the sizes' training curves at intermediate steps, before their learning rates had decayed: "
-    "those points are worse than runs planned for that length would be (Hoffmann et al., section 3.1), which favours "
-    "a small model's finished run over a larger model's unfinished one. The optimal sizes are, if anything, "
-    "underestimated; the curves come from 20 fixed validation batches, the tables' final losses from the whole "
-    "split.",
-    "The exponent of the optimal size is the slope of a staircase (the grid has few sizes): rough, as its interval "
-    "says.",
-)
+def caveats(summary: dict) -> list[str]:
+    """What the comparison with the published laws can and cannot say, with this grid's own numbers."""
+    sizes = [p["non_embedding"] for p in summary["sizes"]]
+    return [
+        "Characters, not BPE tokens: a loss in nats per character is not the published nats per token, so the "
+        "losses and E do not compare; a character carries less than a BPE token (about a quarter of one in English "
+        "text), so the tokens per parameter here count characters and are not on Hoffmann et al.'s scale.",
+        f"Tiny models on one small corpus: {si(min(sizes))} to {si(max(sizes))} non-embedding parameters on "
+        f"{summary['train_chars']:,} characters, against Kaplan et al.'s 768 to 1.5 billion and Hoffmann et al.'s 70 "
+        f"million to 16 billion on billions of tokens of web text; {summary['seeds']} seed(s) per point.",
+        "Kaplan et al.'s exponents come from laws with no floor, L = (N_c / N)^α; the α here is fitted together with a "
+        "floor E, as Hoffmann et al.'s are. The same points give a different exponent with and without E.",
+        "L(N) here is at a fixed budget of tokens for every size, not at convergence as in Kaplan et al.: the larger "
+        "sizes are further from what they could reach, which flattens the curve (a smaller α) towards its large end.",
+        f"L(D) is measured at one small size ({summary['data_size']}) and a fixed number of steps, at the lowest of "
+        f"the periodic estimates on {batches(summary)} (the lowest of noisy estimates is biased low), not over the "
+        "whole split: its E does not compare with L(N)'s.",
+        "The frontier reads the sizes' training curves at intermediate steps, before their learning rates had "
+        "decayed: those points are worse than runs planned for that length would be (Hoffmann et al., section 3.1), "
+        "which favours a small model's finished run over a larger model's unfinished one; the optimal sizes are, if "
+        f"anything, underestimated. The curves are the estimates on {batches(summary)}, the tables' final losses the "
+        "whole split. Where only one size has a curve, it is the lowest by default.",
+        "The exponent of the optimal size is the slope of a staircase (few, discrete sizes): rough, and given with no "
+        "interval.",
+    ]
 
 
 def design_lines(summary: dict) -> list[str]:
@@ -537,7 +569,7 @@ def design_lines(summary: dict) -> list[str]:
         f"- Every run: {r['steps']} steps of {r['batch_size']} full windows ({summary['tokens_per_step']:,} tokens a "
         f"step, {r['steps'] * summary['tokens_per_step']:,} in all), warmup {r['warmup']}, cosine decay to "
         f"{r['min_lr_ratio']:g} x the peak, AdamW (weight decay {r['weight_decay']:g}), seed {r['seed']}; validation "
-        f"on 20 fixed batches every {r['eval_interval']} steps, and over the whole held-out split at the end.",
+        f"on {batches(summary)} every {r['eval_interval']} steps, and over the whole held-out split at the end.",
         f"- Learning rates: each size sweeps {', '.join(f'{f:g}' for f in lr['factors'])} x the rule "
         f"{lr['anchor']:g} x {lr['width']} / width (the baseline's best rate in docs/ablations.md, scaled like "
         f"Adam's update), and up to {lr['extend']} more beyond an edge where its best lay there; tables give each "
@@ -597,7 +629,7 @@ def report_lines(summary: dict, images: str) -> list[str]:
         "",
         "What this comparison can and cannot say:",
         "",
-        *[f"- {c}" for c in CAVEATS],
+        *[f"- {c}" for c in caveats(summary)],
         "",
     ]
     return lines + sample_lines(summary)
@@ -625,8 +657,8 @@ def size_trend(summary: dict) -> str:
         )
     if summary["seeds"] == 1:
         head += (
-            " One seed per size: a difference of a few hundredths of a nat is within what another seed can change "
-            "(docs/ablations.md gives the spread over seeds of the 4 x 128 size)."
+            " One seed per size: the spread over seeds is not measured here, and a small difference between "
+            "neighbouring sizes may be within it."
         )
     return head
 

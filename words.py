@@ -360,15 +360,16 @@ TABLE: dict[str, dict[str, str]] = {
     "tab.scaling": {"en": "Scaling", "ja": "スケーリング則"},
     "scaling_explained": {
         "en": "Does a GPT get better just by growing? Here the same model was trained at several sizes, each at "
-        "its own best learning rate, and the project's size on smaller and smaller shares of its text. Loss "
-        "falls along a curve that a power law fits (its exponent and the spread of the fit are in each "
-        "plot); with too little text the model memorizes it instead. The frontier is the lowest loss each "
-        "amount of compute bought, and the size that bought it. Pick a size below and let it write.",
-        "ja": "GPT は大きくするだけで良くなるのか？同じモデルを複数の大きさでそれぞれ最適な学習率で学習し、この"
-        "プロジェクトの大きさのモデルをテキストの一部だけでも学習しました。損失はべき乗則で当てはまる曲線に沿"
-        "って下がります（指数とそのばらつきは各図に）。テキストが少なすぎると、モデルはそれを暗記してしまいま"
-        "す。フロンティアは、各計算量で得られた最も低い損失と、それを得た大きさです。下で大きさを選び、文章を"
-        "書かせてみてください。",
+        "its own best learning rate, and one of those sizes on smaller and smaller shares of its text. The "
+        "plots show how the loss fell with size and with data, with a power law fitted to each (its exponent "
+        "and interval in the legend), and where too little text was memorized. The frontier is the lowest "
+        "loss each amount of compute bought, and the size that bought it. The sizes small enough to ship are "
+        "below: each writes with its finished run.",
+        "ja": "GPT は大きくするだけで良くなるのか？同じモデルを複数の大きさでそれぞれ最適な学習率で学習し、その"
+        "うちの 1 つの大きさをテキストの一部だけでも学習しました。図は、損失が大きさとデータ量につれてどう"
+        "下がったかを、それぞれに当てはめたべき乗則（指数とその区間は凡例に）とともに示し、テキストが少なすぎ"
+        "ると暗記されたところも示します。フロンティアは、各計算量で得られた最も低い損失と、それを得た大きさで"
+        "す。同梱できる小さな大きさを下に並べました。それぞれ学習を終えたモデルで書きます。",
     },
     "scaling.about": {
         "en": "{trials} training runs, measured by `{command}`; the report with every number and the caveats of the "

@@ -687,3 +687,11 @@ def test_the_lab_says_why_a_repo_id_cannot_be_loaded(case, message, repo, hub_ca
     with pytest.raises(C.UsageError) as e:
         app.load_entry("x", repo_id)
     assert message in str(e.value) and repo_id in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_card_states_the_share_a_data_scaling_run_trained_on():
+    full = publish.training_text(None, {"corpus": "shakespeare"})
+    part = publish.training_text(None, {"corpus": "shakespeare", "train_fraction": 0.25})
+    assert part.val == full.val and part.train == full.train[: round(len(full.train) * 0.25)]
+    assert part.train == T.training_text(full.text, T.TrainSettings(train_fraction=0.25))  # what train.py trained on
+    assert f"{len(full.train) / len(full.text):.1%}" == "90.0%"

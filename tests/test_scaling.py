@@ -34,6 +34,9 @@ def test_a_fit_needs_four_points_and_keeps_its_floor_at_or_above_zero():
     assert "error" in scaling.fit_power([1, 2, 3], [3, 2, 1])
     fit = scaling.fit_power(np.array([1e3, 1e4, 1e5, 1e6]), 5 * np.array([1e3, 1e4, 1e5, 1e6]) ** -0.2)  # no floor
     assert fit["E"] >= 0 and fit["alpha"] == pytest.approx(0.2, rel=0.02)
+    rising = scaling.fit_power([1e3, 1e4, 1e5, 1e6], [2.0, 2.1, 2.3, 2.6])  # a loss that does not fall
+    assert rising == {"error": "the loss does not fall as it grows: no power law of this shape fits"}
+    json.dumps(fit, allow_nan=False)  # no infinities in the results file
 
 
 def point(name, n, fpt, curve):
@@ -182,16 +185,21 @@ def scaling_lab(quick):
 def test_the_lab_shows_the_grid_and_labels_each_shipped_size_by_its_place_on_the_frontier(scaling_lab):
     import app
 
-    note, size_fig, data_fig, compute_fig, table, choices, chosen = app.scaling_view(scaling_lab, "shakespeare")
-    assert "python scaling.py --quick" in note and all(f is not None for f in (size_fig, data_fig, compute_fig))
+    note, table, choices = app.scaling_words(scaling_lab, "shakespeare")
+    assert "python scaling.py --quick" in note
+    assert all(f is not None for f in app.scaling_figures(scaling_lab, "shakespeare"))
     summary = scaling_lab.scaling["shakespeare"]["summary"]
-    assert [size for _, size in choices] == ["1x16", "2x32"] and chosen == "1x16"
+    assert [size for _, size in choices] == ["1x16", "2x32"]
     for label, size in choices:
         span = app.frontier_span(summary, size)
         assert ("lowest at" in label) == (span is not None)
     sizes = list(table[table.columns[2]])
     assert sizes[0] == summary["frontier"][0]["size"] and sizes[-1] == summary["frontier"][-1]["size"]
-    assert "スケーリング" not in note and "同梱" in app.scaling_view(scaling_lab, "nowhere", app.spoken("ja"))[0]
+    assert app.scaling_figures(scaling_lab, "nowhere") == (None, None, None)
+    assert "同梱" in app.scaling_words(scaling_lab, "nowhere", app.spoken("ja"))[0]
+    # a new language rewords the tab and keeps the figures and the chosen size
+    update = app.scaling_update(scaling_lab, "shakespeare", app.spoken("ja"), figures=False)
+    assert update[1:4] == tuple(app.gr.update() for _ in range(3)) and "value" not in update[-1]
 
 
 def test_a_shipped_size_writes_what_the_same_model_writes_in_the_generate_tab(scaling_lab):
