@@ -161,7 +161,6 @@ def scaling_size_figure(summary: dict) -> Figure:
     if "error" not in fit:
         x = np.geomspace(min(n) / 1.5, max(n) * 1.5, 100)
         ax.plot(x, _power(fit, x), "-", color="tab:orange", label=_fit_label(fit, "N", "α"))
-        ax.axhline(fit["E"], color="grey", ls=":", lw=1, label=f"E = {fit['E']:.2f} (the fit's floor)")
     recipe = summary["recipe"]
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="validation loss, nats / character")
     _plain_loss_axis(ax)

@@ -970,6 +970,10 @@ def write_space_repo(dest: Path, models_dir: Path, parameters: dict[Path, int]) 
     for sweep in sorted({f.parent / "sweep.json" for f in folders}):  # the lab's Training tab shows it
         if sweep.exists():
             shutil.copyfile(sweep, dest / "models" / sweep.relative_to(models_dir))
+    for grid in sorted({f.parent / "scaling" for f in folders}):  # the lab's Scaling tab: scaling.py's sizes
+        if (grid / "scaling.json").exists():
+            skip = shutil.ignore_patterns(STATE_FILE, OPTIMIZER_FILE)
+            shutil.copytree(grid, dest / "models" / grid.relative_to(models_dir), ignore=skip)
     (dest / "data").mkdir()
     for corpus in sorted({f.parent.name for f in folders} & set(CORPORA)):  # Lab.passage reads these
         for name in CORPORA[corpus].files:

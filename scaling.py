@@ -48,7 +48,7 @@ DATA_SIZE = (3, 96)  # the data grid's model: one of the grid's, small enough to
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)  # shares of the training split the data grid trains on
 LR_ANCHOR = 4e-3  # ablate.py's best learning rate for the baseline (width 128) on Tiny Shakespeare
 LR_FACTORS = (0.5, 1, 2)  # each size's sweep, around LR_ANCHOR * 128 / width
-EXTEND = 1  # learning rates tried beyond the edge of a size's sweep, where its best lies there
+EXTEND = 2  # learning rates tried beyond the edge of a size's sweep, where its best lies there
 SEEDS = 1  # runs at each size's best learning rate (more seeds: the spread over seeds in the tables)
 RECIPE = {"steps": 1500, "short_context": 0, "eval_interval": 100, "batch_size": 4}  # full windows from the start:
 # every step costs the same, and the validation curve is comparable across the run (the frontier is drawn from it)
@@ -485,24 +485,34 @@ def memorized(d: dict) -> bool:
     return d["epochs"] > 1 and (rise_of(d) or 0) > OVERFIT and falling
 
 
+def gap(d: dict) -> float | None:
+    """Validation minus training loss at the end of a run, both on their fixed batches: what it learned of its own
+    text and not of held-out text."""
+    return None if d["val_estimate"] is None or d["train_loss"] is None else d["val_estimate"] - d["train_loss"]
+
+
 def overfit_line(summary: dict) -> str:
-    """What the data grid shows about memorization, share by share."""
-    repeated = [d for d in summary["data"] if d["epochs"] > 1]
-    over = [d for d in repeated if memorized(d)]
-    if not repeated:
-        return "Every share was seen at most once in its run: there was nothing to memorize twice."
-    if not over:
-        return (
-            f"Of the shares seen more than once ({shares(repeated)}), none ended more than {OVERFIT} nats above its "
-            "lowest validation loss with its training loss still falling: no memorization showed at this size and "
-            "budget."
+    """What the data grid shows about memorization: the gap between validation and training loss, share by share,
+    and whether any validation loss rose again."""
+    data = [d for d in summary["data"] if gap(d) is not None]
+    if len(data) < 2:
+        return ""
+    small, full = data[0], data[-1]
+    line = (
+        f"The less text, the more of what the model learned was its own text: at the end, validation loss stood "
+        f"{gap(full):.3f} nats above training loss on {full['fraction']:g} of the split ({full['epochs']:g} epochs) "
+        f"and {gap(small):.3f} on {small['fraction']:g} ({small['epochs']:g} epochs), both on {batches(summary)}. "
+    )
+    over = [d for d in data if memorized(d)]
+    if over:
+        return line + (
+            f"On {shares(over)} the validation loss ended more than {OVERFIT} nats above its lowest point while the "
+            "training loss went on falling: the model had started to memorize. Stopping early would have kept the "
+            "lowest point; the fit in D uses those."
         )
-    most = max(over, key=lambda d: d["chars"])
-    return (
-        f"On {shares(over)} of the training split (up to {most['chars']:,} characters, seen {most['epochs']:g} times "
-        f"or more in the run) the validation loss ended more than {OVERFIT} nats above its lowest point while the "
-        "training loss went on falling: the model started to memorize the text. Stopping early would have kept the "
-        "lowest point; the fit in D uses those."
+    return line + (
+        f"No run's validation loss rose more than {OVERFIT} nats above its lowest point with its training loss still "
+        "falling: at this size and budget, memorizing did not yet make held-out text worse."
     )
 
 
@@ -587,14 +597,16 @@ def report_lines(summary: dict, images: str) -> list[str]:
     lines = [
         "# Scaling laws in miniature: loss against parameters, data and compute",
         "",
-        "Written by the command below from its own runs; every number here is computed by it (nothing typed in). "
+        "Written by the command below from its own runs: every measured number here is computed by it (the published "
+        "values are quoted from the papers, `scaling.PUBLISHED`). "
         "Reproduce (resumable; the finished trials in runs/scaling/ are reused):",
         "",
         f"    {summary['command']}",
         "",
-        f"{summary['trials']} training runs, {summary['train_wall_s']:,} s of training in all (the runs' own wall "
-        f"times, added up; they ran side by side) on {summary['hardware']}; the command that wrote this report ran "
-        f"for {summary['wall_s']:.0f} s (training what was missing, then the report), {summary['date']}.",
+        f"{summary['trials']} training runs, {summary['train_wall_s']:,} s of training in all (each run's own "
+        f"training time, added up over its sessions; --jobs ran that many at once) on {summary['hardware']}; the "
+        f"command that wrote this report ran for {summary['wall_s']:.0f} s (training what was missing, then the "
+        f"report), {summary['date']}.",
         "",
         f"![loss against size]({images}/{summary['corpus']}_size.png) "
         f"![loss against data]({images}/{summary['corpus']}_data.png) "

@@ -563,6 +563,7 @@ here = Path.cwd().resolve()
 files = [Path(m.__file__) for m in list(sys.modules.values()) if isinstance(getattr(m, "__file__", None), str)]
 local = sorted(f.name for f in files if f.is_absolute() and f.resolve().parent == here)
 print(json.dumps({"groups": {c: lab.variants(c) for c in lab.corpora()}, "text": text, "summary": summary,
+                  "scaling": {c: list(g["entries"]) for c, g in lab.scaling.items()},
                   "local": local, "blocks": type(demo).__name__}))
 """
 
@@ -575,9 +576,14 @@ def test_the_space_builds_and_serves_from_its_own_folder(space, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    shipped = {c.name: sorted(v.name for v in c.iterdir() if v.is_dir()) for c in (ROOT / "models").iterdir()}
+    models = (ROOT / "models").iterdir()
+    shipped = {c.name: sorted(v.name for v in c.iterdir() if (v / "config.json").exists()) for c in models}
     assert {c: sorted(v) for c, v in result["groups"].items()} == shipped
     assert result["blocks"] == "Blocks" and result["text"].startswith("ROMEO:") and len(result["text"]) > 10
+    assert (
+        result["scaling"]["shakespeare"]
+        == json.loads((ROOT / "models/shakespeare/scaling/scaling.json").read_text())["shipped"]
+    )
     assert "Validation loss on a fixed passage" in result["summary"]  # the corpus file the Knockout tab reads
     # exactly the project modules app.py needs: every shipped .py file was imported, none came from elsewhere
     assert result["local"] == sorted(p.name for p in space.glob("*.py"))
