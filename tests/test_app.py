@@ -389,8 +389,9 @@ def test_every_streaming_event_stops_at_the_time_limit(lab, monkeypatch):
 
 def test_picking_a_corpus_sets_every_tabs_guide(client, lab):
     out = client.predict("shakespeare", api_name="/choose_corpus")
-    guides = [o["value"] if isinstance(o, dict) else o for o in out[-5:]]
+    guides = [o["value"] if isinstance(o, dict) else o for o in out[-11:-6]]  # then the Scaling tab's 6 outputs
     assert guides == list(lab.tips("shakespeare").values())
+    assert out[-6] == app.ENGLISH("scaling.missing", corpus="shakespeare")  # this lab ships no scaling grid
     assert guides[0].startswith("**Try:** Press **Generate side by side**")
 
 

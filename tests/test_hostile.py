@@ -539,7 +539,7 @@ def test_wrong_joins_get_one_line_naming_the_problem(server):
     with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30) as response:
         deps = json.loads(response.read())["dependencies"]
     in_browser = [d["id"] for d in deps if not d["backend_fn"]]  # per Stop: 2 to cancel, note, clear; load; take back
-    assert len(in_browser) == 10
+    assert len(in_browser) == 3 * 4 + 2  # 3 Stops: side by side, generate, scaling
     for fn in in_browser:
         assert raw_join(url, fn, []) == (
             400,
