@@ -835,8 +835,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extend", type=int, default=EXTEND, help="learning rates tried beyond an edge of a size's sweep")
     p.add_argument("--seeds", type=int, default=SEEDS, help="runs at each size's best learning rate")
     d = TrainSettings()
-    for name in ("steps", "warmup", "batch_size", "block_size", "eval_interval", "eval_iters", "seed"):
-        p.add_argument(f"--{name}", type=int, default=RECIPE.get(name, getattr(d, name)))
+    recipe = {
+        "steps": "optimizer steps of every run",
+        "warmup": "warmup steps",
+        "batch_size": "full windows per step",
+        "block_size": "context in characters (None: the model's 256)",
+        "eval_interval": "evaluate every N steps (the points of the validation curves)",
+        "eval_iters": "fixed batches per evaluation",
+        "seed": "the seed of every run",
+    }
+    for name, hint in recipe.items():
+        p.add_argument(f"--{name}", type=int, default=RECIPE.get(name, getattr(d, name)), help=hint)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--compile", action="store_true", help="torch.compile each run (on a GPU)")
     p.add_argument("--jobs", type=int, default=1, help="trials trained at once (separate processes)")
