@@ -380,6 +380,7 @@ def summarize(plan: Plan, rows: dict, base: TrainSettings, out: Path, text: str)
         "data_lr": data_lr,
         "trials": len(rows),
         "train_wall_s": round(sum(training_time(r) or 0 for r in rows.values())),
+        "threads": sorted({r["threads"] for r in rows.values() if r.get("threads")}),
         "sizes": sizes,
         "data": data,
         "fits": {
@@ -568,6 +569,10 @@ def caveats(summary: dict) -> list[str]:
     ]
 
 
+def threads_of(summary: dict) -> str:
+    return " or ".join(map(str, summary.get("threads", []))) or "unrecorded"
+
+
 def design_lines(summary: dict) -> list[str]:
     r, lr = summary["recipe"], summary["lr_rule"]
     return [
@@ -586,6 +591,9 @@ def design_lines(summary: dict) -> list[str]:
         f"size at its best ({summary['seeds']} seed(s) there).",
         f"- Data: size {summary['data_size']} at its best rate ({_f(summary['data_lr'], 4)}) on the first "
         f"{shares(summary['data'])} of the training split, the same number of steps.",
+        f"- Repeating a run: each trial is a train.py command (the shipped sizes' training.json holds theirs). It "
+        f"reproduces a loss exactly only with the thread count the grid used ({threads_of(summary)} per run, e.g. "
+        "`OMP_NUM_THREADS=1`): another count sums in another order, and the run drifts to a slightly different end.",
         "- FLOPs: 6 per multiplying weight per token (forward and backward) plus 12 L T C for attention "
         "(GPT2MiniForCausalLM.flops_per_token), times the tokens trained on.",
     ]
