@@ -128,7 +128,7 @@ class Plan:
 
 def cost(trial: Trial, vocab: int, base: TrainSettings) -> int:
     size = (dict(trial.changes)["n_layer"], dict(trial.changes)["n_embd"])
-    return flops_per_token(size, vocab, base.block_size or GPT2MiniConfig().n_positions)
+    return flops_per_token(size, vocab, context_of(base))
 
 
 def run_grid(base: TrainSettings, args, out: Path, text: str) -> tuple[Plan, dict]:
