@@ -736,6 +736,17 @@ def ship(folder: Path, dest: Path, record: dict) -> dict:
     return {"folder": str(dest), "bytes": sum(f.stat().st_size for f in dest.iterdir())}
 
 
+def ship_record(row: dict) -> dict:
+    """What a shipped run's training.json says of it: the trial, its learning rate, seed, loss and step, its settings
+    and the train.py command that repeats it."""
+    record = {"trial": row["key"], "lr": row["lr"], "seed": row["seed"], "val_split": row["val_split"]}
+    return record | {
+        "step": row["steps"],
+        "settings": row["recipe"],
+        "command": repeat_command(TrainSettings(**row["recipe"])),
+    }
+
+
 def tied_keys(model) -> set[str]:
     """The state-dict keys of tensors that share their storage with an earlier key (the tied output head)."""
     seen, tied = set(), set()
@@ -756,13 +767,7 @@ def ship_best(result: dict, out: Path, dest: Path, names=SHIPPED) -> list[dict]:
         if not v or not v["best_key"] or not (out / v["best_key"] / STATE_FILE).exists():
             continue
         row = next(r for r in result["trials"] if r["key"] == v["best_key"])
-        record = {"trial": row["key"], "lr": v["best_lr"], "seed": row["seed"], "val_split": row["val_split"]}
-        record |= {
-            "step": row["steps"],
-            "settings": row["recipe"],
-            "command": repeat_command(TrainSettings(**row["recipe"])),
-        }
-        shipped.append(ship(out / v["best_key"], dest / name, record))
+        shipped.append(ship(out / v["best_key"], dest / name, ship_record(row)))
     write_sweep_summary(dest / "sweep.json", result)
     return shipped
 

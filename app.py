@@ -178,9 +178,13 @@ class Lab:
             self.passages[corpus] = train_val_split(load_corpus(corpus))[1]
         return self.passages.get(corpus)
 
+    def scaling_grid(self, corpus) -> dict | None:
+        """The corpus's scaling grid (load_scaling's summary and shipped sizes), or None without one."""
+        return self.scaling.get(corpus) if isinstance(corpus, str) else None
+
     def scaling_entry(self, corpus, size) -> Entry:
         """A size shipped from the corpus's scaling grid, or a gr.Error naming the ones there are."""
-        shipped = self.scaling.get(corpus, {}).get("entries", {}) if isinstance(corpus, str) else {}
+        shipped = (self.scaling_grid(corpus) or {}).get("entries", {})
         if not isinstance(size, str) or size not in shipped:
             there = ", ".join(shipped) or "none"
             raise Refused(f"no size {shown(size)} shipped from the scaling grid of {shown(corpus)}; there are: {there}")
@@ -1089,7 +1093,7 @@ def frontier_table(found: dict | None, say: Words = ENGLISH) -> pd.DataFrame:
 def scaling_words(lab: Lab, corpus, say: Words = ENGLISH) -> tuple:
     """The Scaling tab's worded parts for a corpus: what it holds (or how to make it), the frontier table and the
     shipped sizes to sample from ((label, size) pairs)."""
-    found = lab.scaling.get(corpus) if isinstance(corpus, str) else None
+    found = lab.scaling_grid(corpus)
     if not found:
         return say("scaling.missing", corpus=corpus), frontier_table(None, say), []
     summary = found["summary"]
@@ -1099,7 +1103,7 @@ def scaling_words(lab: Lab, corpus, say: Words = ENGLISH) -> tuple:
 
 def scaling_figures(lab: Lab, corpus) -> tuple:
     """The Scaling tab's three figures for a corpus (Nones without a grid): size, data, compute."""
-    found = lab.scaling.get(corpus) if isinstance(corpus, str) else None
+    found = lab.scaling_grid(corpus)
     if not found:
         return None, None, None
     summary = found["summary"]

@@ -75,16 +75,20 @@ def trial_of(size: tuple[int, int], lr: float, seed: int, fraction: float = 1.0)
     return Trial(ablate.BASELINE, float(f"{lr:.3g}"), seed, changes)
 
 
+def model_of(size: tuple[int, int], vocab: int, context: int) -> GPT2MiniForCausalLM:
+    """A fresh model of a grid size (for counting; its weights do not matter)."""
+    return GPT2MiniForCausalLM(GPT2MiniConfig(vocab_size=vocab, n_positions=context, **size_fields(size)))
+
+
 def non_embedding(size: tuple[int, int], vocab: int, context: int) -> int:
     """Parameters without the token and position embeddings (Kaplan et al.'s N)."""
-    model = GPT2MiniForCausalLM(GPT2MiniConfig(vocab_size=vocab, n_positions=context, **size_fields(size)))
+    model = model_of(size, vocab, context)
     t = model.transformer
     return model.num_parameters() - t.wte.weight.numel() - t.wpe.weight.numel()
 
 
 def flops_per_token(size: tuple[int, int], vocab: int, context: int) -> int:
-    model = GPT2MiniForCausalLM(GPT2MiniConfig(vocab_size=vocab, n_positions=context, **size_fields(size)))
-    return model.flops_per_token(context)
+    return model_of(size, vocab, context).flops_per_token(context)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -758,19 +762,12 @@ def ship_sizes(summary: dict, rows: dict, out: Path, dest: Path, names=SHIP) -> 
     """Copy the named sizes' best runs into dest/<name> (fp16, with training.json as ablate.py ships) and the summary
     into dest/scaling.json, which the lab's Scaling tab reads."""
     from checkpoint import atomic_write_text
-    from train import repeat_command
 
     shipped = []
     for p in summary["sizes"]:
         if p["name"] not in names or not p["key"]:
             continue
-        row = rows[p["key"]]
-        record = {"trial": row["key"], "lr": p["best_lr"], "seed": row["seed"], "val_split": row["val_split"]}
-        record |= {
-            "step": row["steps"],
-            "settings": row["recipe"],
-            "command": repeat_command(TrainSettings(**row["recipe"])),
-        }
+        record = ablate.ship_record(rows[p["key"]])
         shipped.append(ablate.ship(out / p["key"], dest / p["name"], record) | {"size": p["name"]})
     lean = {k: v for k, v in summary.items() if k != "published"}
     lean["shipped"] = [s["size"] for s in shipped]
