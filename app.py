@@ -57,7 +57,7 @@ from figures import (  # noqa: E402
     si,
     training_figure,
 )
-from generation_gpt2mini import SamplingSettings, TextDecoder, TokenStream, filter_logits  # noqa: E402
+from generation_gpt2mini import SamplingSettings, StreamServer, TextDecoder, TokenStream, filter_logits  # noqa: E402
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, knocked_out, reference_pane, side_by_side_story, tips  # noqa: E402
 from probes import head_pattern, knockout  # noqa: E402
@@ -95,7 +95,9 @@ PASSAGE_WINDOWS = 4  # the knockout's fixed passage: the first 4 x 256 character
 # as sent and check them all themselves (check_settings, Lab.get, prepare_prompt, as_list, parse_parts): anything
 # out of range or of the wrong type gets one gr.Error naming the setting. Gradio's own preprocessing would instead
 # fail with an unexplained server error on, say, a string sent for a slider.
-QUEUE_SIZE = 64  # events waiting beyond the 4 running; one more gets Gradio's "Queue is full" at once (HTTP 503)
+GENERATING_AT_ONCE = 32  # generation events running at once: their streams share one batched step (StreamServer)
+KNOCKOUTS_AT_ONCE = 4  # knockouts running at once: each steps a private, hooked copy of the model on its own thread
+QUEUE_SIZE = 64  # events waiting beyond those running; one more gets Gradio's "Queue is full" at once (HTTP 503)
 
 
 def as_list(value, what: str) -> list:
@@ -138,6 +140,8 @@ class Lab:
     sweeps: dict[str, dict] = field(default_factory=dict)  # models/<corpus>/sweep.json: ablate.py's lr sweep
     passages: dict[str, str] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+    server: StreamServer = field(default_factory=StreamServer)  # every generation's stream, batched per model
+    generating: int = GENERATING_AT_ONCE  # generation events that run at once (app.py --generating)
     scaling: dict[str, dict] = field(default_factory=dict)  # {corpus: load_scaling's}: scaling.py's grid and sizes
 
     def corpora(self) -> list[str]:
@@ -496,9 +500,10 @@ def chosen_entries(lab: Lab, corpus, names) -> list[Entry]:
 
 class SideBySide:
     """The state of one side-by-side request: a stream, a decoder, the text so far, the model's average loss on it
-    and the time spent stepping it, per pane; `step` advances every pane by one token, `render` draws them."""
+    and its share of the batched steps that drew it, per pane; `step` advances every pane by one token, `render`
+    draws them, `close` takes the streams out of the server."""
 
-    def __init__(self, entries: list[Entry], prompt, settings: SamplingSettings, start: float, reference: dict, say):
+    def __init__(self, server: StreamServer, entries: list[Entry], prompt, settings, start: float, reference, say):
         self.entries, self.start, self.reference, self.say = entries, start, reference, say
         prompts, self.notices = [], []
         for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
@@ -507,7 +512,7 @@ class SideBySide:
             self.notices += [n for n in said if n not in self.notices]
         self.prompt = entries[0].tokenizer.decode(prompts[0])
         self.streams = [
-            open_stream(e.model, e.tokenizer, ids, settings) for e, ids in zip(entries, prompts, strict=True)
+            server.stream(e.model, ids, settings, observe=likelihood) for e, ids in zip(entries, prompts, strict=True)
         ]
         self.decoders = [TextDecoder(e.tokenizer) for e in entries]
         k = len(entries)
@@ -520,28 +525,29 @@ class SideBySide:
     def step(self, taken: int) -> None:
         """One token for every pane (`taken`: the steps before this one, for the running average loss)."""
         for i, stream in enumerate(self.streams):
-            t = time.perf_counter()
-            logp = torch.log_softmax(stream.logits[0].float(), dim=-1)
-            token = int(stream.step()[0])
-            self.nll[i] = (self.nll[i] * taken + -float(logp[token])) / (taken + 1)
+            token, (logp, top, top_logp), self.busy[i] = next(stream)
+            self.nll[i] = (self.nll[i] * taken - logp) / (taken + 1)
             piece = self.decoders[i].push(token)
             self.texts[i] += piece
-            self.record(i, piece, token, logp)
-            self.busy[i] += time.perf_counter() - t
+            self.record(i, piece, token, logp, top, top_logp)
         if self.first_char is None:
             self.first_char = time.perf_counter() - self.start
 
-    def record(self, i: int, piece: str, token: int, logp: torch.Tensor) -> None:
-        """Keep what pane i's step wrote and how likely it was. A character split over byte tokens is one piece, with
-        the product of its bytes' probabilities and no alternatives (those would be other bytes)."""
+    def record(self, i: int, piece: str, token: int, logp: float, top: list[int], top_logp: torch.Tensor) -> None:
+        """Keep what pane i's step wrote and how likely it was (`logp`; `top`: the likeliest tokens, `top_logp`
+        theirs). A character split over byte tokens is one piece, with the product of its bytes' probabilities and
+        no alternatives (those would be other bytes)."""
         held = self.held[i]
-        p = math.exp(float(logp[token])) * (held.p if held else 1.0)
+        p = math.exp(logp) * (held.p if held else 1.0)
         if not piece:  # a byte held back by the decoder: wait for the rest of its character
             self.held[i] = Piece("", p, token, [], None)
             return
         self.held[i] = None
-        top = logp.topk(min(ALTERNATIVES + 1, logp.numel()))
-        self.pieces[i].append(Piece(piece, p, token, *(([], None) if held else (top.indices.tolist(), top.values))))
+        self.pieces[i].append(Piece(piece, p, token, *(([], None) if held else (top, top_logp))))
+
+    def close(self) -> None:
+        for stream in self.streams:
+            stream.close()
 
     def flush(self) -> None:
         for i, decoder in enumerate(self.decoders):
@@ -575,17 +581,30 @@ class SideBySide:
         return ["  \n".join(status)] + panes + unused
 
 
+def likelihood(logits: torch.Tensor, token: int) -> tuple[float, list[int], torch.Tensor]:
+    """What a pane keeps of the (1, V) logits a token was drawn from: the token's log-probability, and the
+    ALTERNATIVES + 1 likeliest tokens with theirs (computed where the token is drawn, so the logits are not kept)."""
+    logp = torch.log_softmax(logits[0].float(), dim=-1)
+    top = logp.topk(min(ALTERNATIVES + 1, logp.numel()))
+    return float(logp[token]), top.indices.tolist(), top.values
+
+
 def generate_panes(
     lab: Lab, corpus, names, prompt, temperature, top_k, top_p, max_new, repetition_penalty, seed, language=None
 ):
-    """Stream every chosen variant round-robin from one event; yield (status, pane 1, ..., pane MAX_PANES)."""
+    """Stream every chosen variant from one event, each in its model's batched step; yield (status, pane 1, ...,
+    pane MAX_PANES)."""
     start, say = time.perf_counter(), spoken(language)
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
-    run = SideBySide(chosen_entries(lab, corpus, names), prompt, settings, start, lab.reference(corpus), say)
-    for tick in paced(run.step, settings.max_new_tokens, start, say=say):
-        if tick.final:
-            run.flush()
-        yield run.render(tick)
+    entries = chosen_entries(lab, corpus, names)
+    run = SideBySide(lab.server, entries, prompt, settings, start, lab.reference(corpus), say)
+    try:
+        for tick in paced(run.step, settings.max_new_tokens, start, say=say):
+            if tick.final:
+                run.flush()
+            yield run.render(tick)
+    finally:
+        run.close()
 
 
 def generate_one(
@@ -593,31 +612,37 @@ def generate_one(
 ):
     """The single-model tab: stream (text, status)."""
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
-    yield from stream_one(lab.get(corpus, name), prompt, settings, spoken(language))
+    yield from stream_one(lab.server, lab.get(corpus, name), prompt, settings, spoken(language))
 
 
-def stream_one(entry: Entry, prompt, settings: SamplingSettings, say: Words) -> Iterator[tuple[str, str]]:
-    """One model's text as it is written: (prompt and text, status) at most every UPDATE_S, then the last."""
+def stream_one(
+    server: StreamServer, entry: Entry, prompt, settings: SamplingSettings, say: Words
+) -> Iterator[tuple[str, str]]:
+    """One model's text as it is written, drawn in its model's batched step: (prompt and text, status) at most every
+    UPDATE_S, then the last."""
     start = time.perf_counter()
     ids, notices = prepare_prompt(entry, prompt, say)
-    stream = open_stream(entry.model, entry.tokenizer, ids, settings)
+    tokens = server.stream(entry.model, ids, settings)
     decoder = TextDecoder(entry.tokenizer)
     text, written = entry.tokenizer.decode(ids), 0
 
     def step(_: int) -> None:
         nonlocal text, written
-        piece = decoder.push(int(stream.step()[0]))
+        piece = decoder.push(next(tokens)[0])
         text += piece
         written += len(piece)
 
-    for tick in paced(step, settings.max_new_tokens, start, say=say):
-        took = time.perf_counter() - start
-        if not tick.final:
-            yield text, "  \n".join(notices + [say("one_running", n=written, rate=written / took)])
-            continue
-        text += decoder.flush()
-        notices += [tick.notice] if tick.notice else []
-        yield text, "  \n".join(notices + [say("one_done", n=written, s=took, rate=written / took)])
+    try:
+        for tick in paced(step, settings.max_new_tokens, start, say=say):
+            took = time.perf_counter() - start
+            if not tick.final:
+                yield text, "  \n".join(notices + [say("one_running", n=written, rate=written / took)])
+                continue
+            text += decoder.flush()
+            notices += [tick.notice] if tick.notice else []
+            yield text, "  \n".join(notices + [say("one_done", n=written, s=took, rate=written / took)])
+    finally:
+        tokens.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1115,7 +1140,7 @@ def sample_size(
 ):
     """A shipped size of the scaling grid writes from the prompt: stream (text, status)."""
     settings = generation_settings(temperature, top_k, top_p, max_new, repetition_penalty, seed)
-    yield from stream_one(lab.scaling_entry(corpus, size), prompt, settings, spoken(language))
+    yield from stream_one(lab.server, lab.scaling_entry(corpus, size), prompt, settings, spoken(language))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1300,7 +1325,7 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
         api_name="generate",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
         concurrency_id="generation",
-        concurrency_limit=4,
+        concurrency_limit=lab.generating,
     )
     wire_stop(one_stop, one_stopped, [ev], inputs.language)
     return one_name
@@ -1332,7 +1357,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
         "outputs": [compare_status, *panes],
         "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
         "concurrency_id": "generation",
-        "concurrency_limit": 4,
+        "concurrency_limit": lab.generating,
     }
     clears(compare_btn, compare_stopped)
     ev = compare_btn.click(listening(lambda *a: generate_panes(lab, *a)), api_name="side_by_side", **run)
@@ -1463,8 +1488,8 @@ def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
         [ko_status, ko_intact, ko_broken],
         api_name="knockout",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
-        concurrency_id="generation",
-        concurrency_limit=4,
+        concurrency_id="knockout",
+        concurrency_limit=KNOCKOUTS_AT_ONCE,
     )
     return parts
 
@@ -1512,7 +1537,7 @@ def scaling_tab(lab: Lab, inputs: Inputs) -> list:
         api_name="sample_size",
         preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
         concurrency_id="generation",
-        concurrency_limit=4,
+        concurrency_limit=lab.generating,
     )
     wire_stop(stop, stopped, [ev], inputs.language)
     return [note, size_plot, data_plot, compute_plot, table, sizes]
@@ -1612,8 +1637,9 @@ def launch_options(demo: gr.Blocks) -> dict:
 
 
 def build_demo(lab: Lab | None = None, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
-    """The lab as a gr.Blocks (not launched). Up to 4 generations run at once; `queue_size` more wait, and a request
-    beyond that is turned away at once with Gradio's "Queue is full" (HTTP 503) instead of waiting for a timeout."""
+    """The lab as a gr.Blocks (not launched). Up to `lab.generating` generations run at once (KNOCKOUTS_AT_ONCE
+    knockouts, 4 of any other event); `queue_size` more wait, and a request beyond that is turned away at once with
+    Gradio's "Queue is full" (HTTP 503) instead of waiting for a timeout."""
     lab = lab or load_lab()
     with gr.Blocks(title="GPT-2 mini lab") as demo:
         inputs, examples = shared_inputs(lab)
@@ -1651,18 +1677,26 @@ def main(argv: list[str] | None = None) -> int:
         "--queue-size",
         type=int,
         default=QUEUE_SIZE,
-        help="requests that may wait while 4 run; more are told at once that the queue is full",
+        help="requests that may wait while others run; more are told at once that the queue is full",
+    )
+    parser.add_argument(
+        "--generating",
+        type=int,
+        default=GENERATING_AT_ONCE,
+        help="generations that run at once, their streams batched per model (more wait in the queue)",
     )
     args = parser.parse_args(argv)
-    if args.queue_size < 1:
-        print(f"error: --queue-size must be a positive integer, got {args.queue_size}", file=sys.stderr)
-        return 2
+    for flag, value in (("--queue-size", args.queue_size), ("--generating", args.generating)):
+        if value < 1:
+            print(f"error: {flag} must be a positive integer, got {value}", file=sys.stderr)
+            return 2
     torch.set_num_threads(max(1, args.threads))
     try:
         lab = load_lab(args.models, args.model)
     except (UsageError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    lab.generating = args.generating
     demo = build_demo(lab, args.queue_size)
     demo.launch(**launch_options(demo))
     return 0

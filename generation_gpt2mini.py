@@ -15,8 +15,10 @@ re-ships nothing.
 
 import math
 import numbers
+import queue
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -100,16 +102,27 @@ class KVBuffer:
 
     def __init__(self, config: GPT2MiniConfig, batch_size: int, device, dtype):
         B, nh, T, hd = batch_size, config.n_head, config.n_positions, config.n_embd // config.n_head
-        self.qkv = [torch.zeros(B, nh, T, 3, hd, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        qkv = [torch.zeros(B, nh, T, 3, hd, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self._share(qkv, torch.zeros(B * nh, 1, T, device=device, dtype=dtype), nh)
+
+    def _share(self, qkv: list[torch.Tensor], bias: torch.Tensor, n_head: int) -> None:
+        """Hold `qkv` and `bias` (allocated here, or part of another buffer's) and make the views a step reads."""
+        self.qkv, self.bias, self.n_head, self.length = qkv, bias, n_head, 0
+        B, nh, T, _, hd = qkv[0].shape
         # views of the same memory in the shapes a DecodeStep writes and `torch.baddbmm` / `torch.bmm` read, made once
-        self.rows = [c.view(B * nh, T, 3, hd) for c in self.qkv]
-        self.keys_t = [c[:, :, :, 1].reshape(B * nh, T, hd).transpose(1, 2) for c in self.qkv]  # (B*nh, hd, T)
-        self.values = [c[:, :, :, 2].reshape(B * nh, T, hd) for c in self.qkv]  # (B*nh, T, hd)
+        self.rows = [c.view(B * nh, T, 3, hd) for c in qkv]
+        self.keys_t = [c[:, :, :, 1].reshape(B * nh, T, hd).transpose(1, 2) for c in qkv]  # (B*nh, hd, T)
+        self.values = [c[:, :, :, 2].reshape(B * nh, T, hd) for c in qkv]  # (B*nh, T, hd)
         for view in self.rows + self.keys_t + self.values:  # views of the cache, not copies
-            assert view.untyped_storage().data_ptr() in {c.untyped_storage().data_ptr() for c in self.qkv}
-        self.bias = torch.zeros(B * nh, 1, T, device=device, dtype=dtype)
-        self.n_head = nh
-        self.length = 0
+            assert view.untyped_storage().data_ptr() in {c.untyped_storage().data_ptr() for c in qkv}
+
+    def part(self, start: int, stop: int) -> "KVBuffer":
+        """Rows start..stop-1 as a buffer of their own that shares this one's memory (what it writes, this one holds):
+        one row for a prefill, the first rows in use for a `StreamPool`'s step."""
+        part = KVBuffer.__new__(KVBuffer)
+        nh = self.n_head
+        part._share([c[start:stop] for c in self.qkv], self.bias[start * nh : stop * nh], nh)
+        return part
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.length
@@ -221,14 +234,22 @@ class DecodeStep:
         return [norm.weight, ABSENT if bias is None else bias]
 
     @torch.inference_mode()
-    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer) -> torch.Tensor:
-        """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it); returns (B, V) logits."""
+    def __call__(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer, slots: list[int] | None = None
+    ) -> torch.Tensor:
+        """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it), or each row's own slot
+        `slots[b]` (the caller sets `cache.bias` to show each row what it sees); returns (B, V) logits."""
         if not self.current():  # a parameter was replaced (not just updated in place): gather them again
             self.collect()
         cfg = self.model.config
         residual = [b.use_residual for b in self.blocks]
+        pos, where = cache.length, []
+        if slots is not None:
+            pos, nh = max(slots), cfg.n_head
+            each = torch.tensor(slots, device=tokens.device).repeat_interleave(nh)
+            where = [torch.arange(len(slots) * nh, device=tokens.device), each]
         return compiled_decode_step()(
-            tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
+            tokens, positions, pos, where, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
             self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
             self.rms, self.act, self.positions, self.biased, self.scale,
         )  # fmt: skip
@@ -242,6 +263,7 @@ def decode_step(
     tokens: torch.Tensor,
     positions: torch.Tensor,
     pos: int,
+    slots: list[torch.Tensor],
     bias: torch.Tensor,
     rows: list[torch.Tensor],
     keys_t: list[torch.Tensor],
@@ -263,6 +285,8 @@ def decode_step(
     scale: float,
 ) -> torch.Tensor:
     """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
+    With `slots` ([row-and-head index, slot], each (B*nh,)) every row writes its own slot instead (a `StreamPool`'s
+    rows are at different lengths); keys at slots 0..pos are read, and `bias` hides what a row does not see.
 
     Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
     Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies. The
@@ -291,9 +315,7 @@ def decode_step(
             )  # q|k|v, then heads, as c_attn emits them
             if position_style == 3:  # rotary positions: the query and key turn by this position's angles
                 qkv = _turn(qkv, cos, sin)
-            slot = rows[i].select(1, pos)  # (B*nh, 3, hd): this position's q, k, v of every row and head
-            slot.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
-            q = slot.narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
+            q = _write(rows[i], qkv, pos, slots).narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
             scores = torch.baddbmm(visible, q, keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
             y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
             h = _project(y.view(x.size()), w[4], w[5] if biased else None)
@@ -314,6 +336,19 @@ def decode_step(
         x = _normalize(x, C, ln_f[0], ln_f[1] if biased else None, eps, rms)
     logits = _project(x, head, None)
     return (logits.unsqueeze(0) if B == 1 else logits).float()
+
+
+def _write(rows: torch.Tensor, qkv: torch.Tensor, pos: int, slots: list[torch.Tensor]) -> torch.Tensor:
+    """Write (B, 3, n_head, hd) q|k|v into a layer's cache `rows` (B*nh, T, 3, hd): every row at slot `pos` with one
+    strided copy, or with `slots` each row at its own; returns what was written as (B*nh, 3, hd)."""
+    B, _, n_head, hd = qkv.shape
+    if len(slots) == 0:
+        slot = rows.select(1, pos)  # (B*nh, 3, hd): this position's q, k, v of every row and head
+        slot.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
+        return slot
+    slot = qkv.transpose(1, 2).reshape(B * n_head, 3, hd)
+    rows.index_put_([slots[0], slots[1]], slot)
+    return slot
 
 
 def _embed(
@@ -448,6 +483,24 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
+def draw(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator, seen: torch.Tensor):
+    """One token per row of (B, V) `logits`, as `settings` say, with noise from `generator`; returns (B,) tokens and
+    marks them in `seen`, the (B, V) tokens each row has had (for the repetition penalty)."""
+    if settings.repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, seen, settings.repetition_penalty)
+    if settings.temperature == 0:
+        token = logits.argmax(dim=-1)
+    else:
+        probs = filter_logits(logits, settings.temperature, int(settings.top_k), settings.top_p).softmax(dim=-1)
+        # a draw from `probs`: argmax of p / E with E ~ Exp(1) (the exponential race; cheaper than
+        # torch.multinomial at this size). The clamp keeps 0/0 (a filtered token meeting E == 0) from winning.
+        noise = torch.empty_like(probs).exponential_(generator=generator).clamp_min_(1e-30)
+        token = probs.div_(noise).argmax(dim=-1)
+    if settings.repetition_penalty != 1.0:
+        seen.scatter_(1, token[:, None], True)
+    return token
+
+
 class TokenStream:
     """Incremental sampling from one model for a batch of prompts, one token per row per `step()`.
 
@@ -491,8 +544,7 @@ class TokenStream:
         if not 0 < self.window < cfg.n_positions:
             raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
         self.model = model
-        self.temperature, self.top_k, self.top_p = settings.temperature, int(settings.top_k), settings.top_p
-        self.repetition_penalty = settings.repetition_penalty
+        self.settings = settings
         self.pad_token_id = pad_token_id
         param = next(model.parameters())
         self.device = param.device
@@ -544,19 +596,7 @@ class TokenStream:
     @torch.inference_mode()
     def step(self) -> torch.Tensor:
         """Sample one token for every row, feed it back, and return the (B,) new tokens."""
-        logits = self.logits
-        if self.repetition_penalty != 1.0:
-            logits = apply_repetition_penalty(logits, self.seen, self.repetition_penalty)
-        if self.temperature == 0:
-            token = logits.argmax(dim=-1)
-        else:
-            probs = filter_logits(logits, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
-            # a draw from `probs`: argmax of p / E with E ~ Exp(1) (the exponential race; cheaper than
-            # torch.multinomial at this size). The clamp keeps 0/0 (a filtered token meeting E == 0) from winning.
-            noise = torch.empty_like(probs).exponential_(generator=self.generator).clamp_min_(1e-30)
-            token = probs.div_(noise).argmax(dim=-1)
-        if self.repetition_penalty != 1.0:
-            self.seen.scatter_(1, token[:, None], True)
+        token = draw(self.logits, self.settings, self.generator, self.seen)
         for row, t in zip(self.history, token.tolist(), strict=True):
             row.append(t)
         if self.cache.length == self.model.config.n_positions and self.relative:  # RoPE: keep the window's cache
@@ -585,6 +625,278 @@ class TokenStream:
         """Advance `n` steps and return the n new tokens of every row."""
         new = [self.step() for _ in range(n)]
         return torch.stack(new, dim=1).tolist() if new else [[] for _ in self.history]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Continuous batching: many requests' streams of one model, stepped together
+
+
+class PoolRow:
+    """One request in a `StreamPool`: its settings and generator, every token so far, and where it stands: the
+    buffer row it holds (`index`), the slots of that row in use (`length`), its next token's position, the next-token
+    logits, how many tokens it may still draw (`left`) and its share of the steps' time so far (`seconds`: each
+    step's time over the rows it served)."""
+
+    def __init__(self, ids: list[int], settings: SamplingSettings, vocab_size: int, device, observe=None):
+        self.settings, self.history, self.observe = settings, list(ids), observe
+        self.generator = torch.Generator(device=device)
+        if settings.seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(settings.seed))
+        self.seen = torch.zeros(1, vocab_size, dtype=torch.bool, device=device)
+        self.seen[0, torch.tensor(ids, device=device)] = True
+        self.index, self.length, self.position, self.left = -1, 0, 0, settings.max_new_tokens
+        self.seconds = 0.0
+        self.logits = torch.empty(0)
+
+
+class StreamPool:
+    """The streams of one model, one row each, advanced together by one batched `DecodeStep` per `step()`: rows join
+    and leave between steps (continuous batching, as vLLM and TGI serve language models).
+
+    Each row draws its own token with its own settings and generator (`draw`, as `TokenStream` does for one prompt),
+    so the same seed gives the same text whoever else is in the pool; a test holds every row to a `TokenStream` of
+    its own. Rows sit at different lengths: each writes its own slot of the shared `KVBuffer`, and the buffer's bias
+    shows each row its own slots only. Past the context a row slides alone, as `TokenStream` slides. The rows in use
+    are the buffer's first ones (a row that leaves is replaced by the last), so a step reads no empty row; the buffer
+    doubles when it is full and is freed when the pool is empty. Where `DecodeStep` cannot run (hooks, training mode,
+    modules it does not know) each row goes through the model's own forward instead.
+    """
+
+    def __init__(self, model: GPT2MiniForCausalLM, window: int | None = None):
+        cfg = model.config
+        self.model, self.config, self.rows = model, cfg, []
+        self.window = window if window is not None else cfg.n_positions * 3 // 4
+        if not 0 < self.window < cfg.n_positions:
+            raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.fast = DecodeStep(model)
+        self.relative = cfg.use_position_embeddings and cfg.position_style == "rope"
+        self.cache: KVBuffer | None = None
+
+    def join(self, ids: Sequence[int], settings: SamplingSettings, observe=None) -> PoolRow:
+        """A new row for the prompt `ids` (its last n_positions tokens), drawing `settings.max_new_tokens` tokens.
+        `observe(logits, token)`, if given, is called with each token and the (1, V) logits it was drawn from; what it
+        returns comes back with the token from `step`."""
+        ids = [int(t) for t in ids]
+        if not ids:
+            raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
+        if not all(0 <= t < self.config.vocab_size for t in ids):
+            raise ValueError(f"token ids must be from 0 to {self.config.vocab_size - 1}")
+        row = PoolRow(ids, settings, self.config.vocab_size, self.device, observe)
+        self._make_room()
+        row.index = len(self.rows)
+        self.rows.append(row)
+        row.logits = self._prefill(row, ids[-self.config.n_positions :])
+        row.position = row.length
+        return row
+
+    def leave(self, row: PoolRow) -> None:
+        """Take `row` out (its buffer row goes to the last row in use, moved there); the last one frees the buffer."""
+        if row not in self.rows:
+            return
+        last = self.rows.pop()
+        if last is not row:
+            self._move(last, row.index)
+            self.rows[row.index] = last
+        row.index = -1
+        if not self.rows:
+            self.cache = None
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[PoolRow, int, object]]:
+        """Draw one token for every row and feed it back; return (row, token, what observe said) for each. A row that
+        has drawn its last token leaves the pool."""
+        start, drawn, served = time.perf_counter(), [], list(self.rows)
+        for row in list(self.rows):
+            token = int(draw(row.logits, row.settings, row.generator, row.seen)[0])
+            seen = row.observe(row.logits, token) if row.observe is not None else None
+            row.history.append(token)
+            row.left -= 1
+            drawn.append((row, token, seen))
+            if row.left == 0:
+                self.leave(row)
+        for row in self.rows:
+            if row.length == self.config.n_positions:
+                self._slide(row)
+        if self.rows:
+            self._advance()
+        share = (time.perf_counter() - start) / max(len(served), 1)
+        for row in served:
+            row.seconds += share
+        return drawn
+
+    def _advance(self) -> None:
+        """Every row's newest token through the model at the row's own slot and position: the next logits."""
+        rows, cache = self.rows, self.cache
+        tokens = torch.tensor([r.history[-1] for r in rows], device=self.device)
+        positions = torch.tensor([r.position for r in rows], device=self.device)
+        slots = [r.length for r in rows]
+        if self.fast.usable():
+            n, nh = len(rows), self.config.n_head
+            visible = torch.tensor(slots, device=self.device).repeat_interleave(nh)
+            cache.bias[torch.arange(n * nh, device=self.device), 0, visible] = 0  # each row sees its new slot
+            logits = self.fast(tokens, positions, cache.part(0, n), slots).float()
+            for r in rows:
+                r.length += 1
+        else:  # the modules, one row at a time (`_forward` counts the slot): what hooks, training mode and unknown
+            # modules need
+            logits = torch.cat(
+                [self._forward(r, tokens[i : i + 1, None], positions[i : i + 1, None]) for i, r in enumerate(rows)]
+            )
+        for i, r in enumerate(rows):
+            r.logits = logits[i : i + 1]
+            r.position += 1
+
+    def _forward(self, row: PoolRow, ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """`ids` (1, t) through the model over `row`'s own part of the buffer from its slot `length`; (1, V) logits."""
+        part = self.cache.part(row.index, row.index + 1)
+        part.length = row.length
+        out = self.model(input_ids=ids, position_ids=position_ids, cache=part, use_cache=True, logits_to_keep=1)
+        bias = self.cache.bias[row.index * self.config.n_head : (row.index + 1) * self.config.n_head]
+        end = row.length + ids.shape[1]
+        bias[:, :, row.length : end] = 0
+        row.length = end
+        return out.logits[:, -1, :].float()
+
+    @torch.inference_mode()
+    def _prefill(self, row: PoolRow, ids: list[int]) -> torch.Tensor:
+        """Fill `row`'s part of the buffer from slot 0 with `ids`; the rest of it is hidden. Returns the next logits."""
+        nh = self.config.n_head
+        self.cache.bias[row.index * nh : (row.index + 1) * nh] = torch.finfo(self.dtype).min
+        row.length = 0
+        return self._forward(row, torch.tensor([ids], device=self.device))
+
+    def _slide(self, row: PoolRow) -> None:
+        """A row whose part of the buffer is full keeps its last `window` tokens, as `TokenStream` does: with rotary
+        positions their cache as it is, moved to the front; otherwise re-encoded at positions 0.. (all but the
+        newest token, which the step then feeds)."""
+        if self.relative:
+            nh, w, start = self.config.n_head, self.window, row.length - self.window
+            for c in self.cache.qkv:
+                c[row.index, :, :w] = c[row.index, :, start : row.length].clone()
+            self.cache.bias[row.index * nh : (row.index + 1) * nh, :, w:] = torch.finfo(self.dtype).min
+            row.length = w
+        else:
+            self._prefill(row, row.history[-self.window : -1])
+            row.position = row.length
+
+    def _make_room(self) -> None:
+        """A buffer with a free row: allocated for the first, doubled (rows copied over) when full."""
+        have = 0 if self.cache is None else self.cache.qkv[0].shape[0]
+        if len(self.rows) < have:
+            return
+        bigger = KVBuffer(self.config, max(1, 2 * have), self.device, self.dtype)
+        if self.cache is not None:
+            for old, new in zip(self.cache.qkv, bigger.qkv, strict=True):
+                new[:have] = old
+            bigger.bias[: self.cache.bias.shape[0]] = self.cache.bias
+        self.cache = bigger
+
+    def _move(self, row: PoolRow, index: int) -> None:
+        """Copy `row`'s part of the buffer to row `index` and let it live there."""
+        nh = self.config.n_head
+        for c in self.cache.qkv:
+            c[index] = c[row.index]
+        self.cache.bias[index * nh : (index + 1) * nh] = self.cache.bias[row.index * nh : (row.index + 1) * nh]
+        row.index = index
+
+
+class PoolTicket:
+    """One request to a `StreamServer`: what it asked for, and the queue its tokens come back on."""
+
+    def __init__(self, model, ids: list[int], settings: SamplingSettings, observe):
+        self.model, self.ids, self.settings, self.observe = model, ids, settings, observe
+        self.tokens: queue.SimpleQueue = queue.SimpleQueue()  # (token, observed, seconds), or the error that ended it
+        self.gone = False  # set by the reader that stops early: the row leaves at the next step
+        self.row: PoolRow | None = None
+
+
+class StreamServer:
+    """Every model's `StreamPool`, stepped in turn on one thread of its own while any has a row: a lab's requests
+    join their model's pool and read their tokens from a queue (`stream`), so one batched step serves every user of
+    a model at once. The thread waits when nothing is asked and starts again on the next request; an error in a
+    pool's step ends each of its requests with that error, raised in the thread that reads it."""
+
+    def __init__(self, window: int | None = None, reply_s: float = 120.0):
+        self.window, self.reply_s = window, reply_s
+        self.pools: dict[int, StreamPool] = {}  # id(model): while a pool has rows it holds its model, so ids stay
+        self.tickets: dict[int, list[PoolTicket]] = {}  # id(model): the tickets in its pool
+        self.waiting: list[PoolTicket] = []
+        self.wake = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def stream(self, model, ids: Sequence[int], settings: SamplingSettings, observe=None) -> Iterator[tuple]:
+        """(token, what `observe` said, the row's `seconds`) for each of `settings.max_new_tokens` tokens of `model`
+        after `ids`, drawn in `model`'s pool; closing the iterator early takes the request out."""
+        ticket = PoolTicket(model, list(ids), settings, observe)
+        with self.wake:
+            self.waiting.append(ticket)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="stream-server", daemon=True)
+                self.thread.start()
+            self.wake.notify()
+        try:
+            for _ in range(settings.max_new_tokens):
+                try:
+                    item = ticket.tokens.get(timeout=self.reply_s)
+                except queue.Empty:
+                    raise RuntimeError(f"no token came from the decoding thread in {self.reply_s:g} s") from None
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            ticket.gone = True
+
+    def busy(self) -> int:
+        """Requests being decoded or waiting to join."""
+        with self.wake:
+            return len(self.waiting) + sum(len(t) for t in self.tickets.values())
+
+    def _run(self) -> None:
+        while True:
+            with self.wake:
+                while not self.waiting and not self.tickets:
+                    self.wake.wait()
+                joining, self.waiting = self.waiting, []
+            for ticket in joining:
+                self._admit(ticket)
+            for key in list(self.tickets):
+                self._step(key)
+
+    def _admit(self, ticket: PoolTicket) -> None:
+        key = id(ticket.model)
+        try:
+            if key not in self.pools:
+                self.pools[key] = StreamPool(ticket.model, self.window)
+            ticket.row = self.pools[key].join(ticket.ids, ticket.settings, ticket.observe)
+        except Exception as e:  # a prompt the pool refuses: that request's error, raised where it is read
+            ticket.tokens.put(e)
+            return
+        with self.wake:
+            self.tickets.setdefault(key, []).append(ticket)
+
+    def _step(self, key: int) -> None:
+        """One step of a model's pool: the requests whose readers left go first; the tokens go to their queues."""
+        pool = self.pools[key]
+        for ticket in [t for t in self.tickets[key] if t.gone]:
+            pool.leave(ticket.row)
+        try:
+            drawn = pool.step() if pool.rows else []
+        except Exception as e:  # every request of this pool ends with it: none gets a wrong token silently
+            for ticket in self.tickets[key]:
+                ticket.tokens.put(e)
+            pool.rows = []
+            drawn = []
+        by_row = {id(t.row): t for t in self.tickets[key]}
+        for row, token, observed in drawn:
+            by_row[id(row)].tokens.put((token, observed, row.seconds))
+        with self.wake:
+            self.tickets[key] = [t for t in self.tickets[key] if t.row in pool.rows]
+            if not self.tickets[key]:
+                del self.tickets[key], self.pools[key]
 
 
 class TextDecoder:

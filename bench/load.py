@@ -33,8 +33,9 @@ client's stream, and a short generation takes well under a second); the server i
 cores, default 0.25: an idle lab polls its queue every millisecond, about 0.07 of a core on a 2-core VM, while one
 generating stream keeps a core busy); memory growth below `--rss-bound` MB.
 
-Then the saturation check: a second server with `--queue-size` (default 2) gets `--burst` requests at the same moment
-(default: the 4 that run at once + the queue + 6 more). The ones beyond what runs and waits must be turned away at once
+Then the saturation check: a second server with `--queue-size` (default 2), running 4 generations at once
+(`app.py --generating 4`, so that a small burst fills it), gets `--burst` requests at the same moment (default: the
+4 that run + the queue + 6 more). The ones beyond what runs and waits must be turned away at once
 with Gradio's "Queue is full" (HTTP 503; gradio_client raises QueueError), not left to time out; the accepted ones
 are then cancelled. Exit status 0 when every goal holds, 1 otherwise.
 """
@@ -58,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a file (python bench/load.py): the project's modules are one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-RUNNING = 4  # events the app runs at once (app.build_demo: concurrency_limit=4)
+RUNNING = 4  # generations the saturation server runs at once (app.py --generating 4): a burst of a dozen fills it
 PROMPTS = ["ROMEO:", "First Citizen:\n", "KING RICHARD III:\nNow is the winter", "JULIET:\nO Romeo, Romeo!"]
 LONG_CHARS = 2000  # the largest request the lab takes: what a client that goes away would leave running
 IDLE_WINDOW_S = 3.0  # how long the server's CPU time is watched after a phase's probe
@@ -133,7 +134,7 @@ def free_port() -> int:
 class Server:
     """`python app.py` in its own process on 127.0.0.1."""
 
-    def __init__(self, models: str, queue_size: int | None = None, threads: int = 1):
+    def __init__(self, models: str, queue_size: int | None = None, threads: int = 1, generating: int | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port))
@@ -141,6 +142,8 @@ class Server:
         cmd = [sys.executable, str(ROOT / "app.py"), "--models", models, "--threads", str(threads)]
         if queue_size is not None:
             cmd += ["--queue-size", str(queue_size)]
+        if generating is not None:
+            cmd += ["--generating", str(generating)]
         self.log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up and stall the server
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
@@ -446,7 +449,7 @@ def saturation_phase(args, variants: list[str]) -> dict:
 
     WAITING_OR_RUNNING = {Status.IN_QUEUE, Status.SENDING_DATA, Status.PROCESSING, Status.PROGRESS, Status.ITERATING}
 
-    server = Server(args.models, queue_size=args.queue_size, threads=args.threads)
+    server = Server(args.models, queue_size=args.queue_size, threads=args.threads, generating=RUNNING)
     try:
         clients = [server.client() for _ in range(args.burst)]
         outcome: list[dict] = [{} for _ in clients]

@@ -1,6 +1,8 @@
 """generate(), the KV cache, streaming, and the fast incremental decoder (TokenStream / stream_text)."""
 
+import itertools
 import threading
+import time
 
 import pytest
 import torch
@@ -15,7 +17,15 @@ from transformers.generation.logits_process import (
 from configuration_gpt2mini import PRESETS
 from configuration_gpt2mini import SWITCHES as REGISTRY
 from conftest import sharpen, tiny_model
-from generation_gpt2mini import TokenStream, filter_logits, round_robin, stream_text
+from generation_gpt2mini import (
+    SamplingSettings,
+    StreamPool,
+    StreamServer,
+    TokenStream,
+    filter_logits,
+    round_robin,
+    stream_text,
+)
 
 
 def prompt(n, seed=1, vocab=97):
@@ -283,12 +293,16 @@ def steps_equal(m, step, lineage, *fns):
     t = m.transformer
     for rows in (2, 1):  # one row is carried as a vector, several as a matrix
         outs = []
-        for fn in fns:
+        for fn, own_slots in itertools.product(fns, (False, True)):
             cache = KVBuffer(m.config, rows, "cpu", torch.float32)
             tokens, positions, logits = torch.tensor([3, 7][:rows]), torch.zeros(rows, dtype=torch.long), []
             with torch.inference_mode():
                 for _ in range(20):
-                    args = (tokens, positions, cache.length, cache.bias, cache.rows, cache.keys_t, cache.values)
+                    where = []  # every row writes slot cache.length; then the same through each row's own slot
+                    if own_slots:
+                        heads = m.config.n_head * rows
+                        where = [torch.arange(heads), torch.full((heads,), cache.length)]
+                    args = (tokens, positions, cache.length, where, cache.bias, cache.rows, cache.keys_t, cache.values)
                     wpe = t.wpe.weight if t.wpe is not None else None
                     rest = (t.wte.weight, wpe, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f)
                     out = fn(*args, *rest, m.lm_head.weight, m.config.n_head, m.config.layer_norm_epsilon, *lineage)
@@ -297,7 +311,8 @@ def steps_equal(m, step, lineage, *fns):
                     tokens = out.argmax(-1)
                     logits.append(out)
             outs.append(torch.stack(logits))
-        torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
+        for out in outs[1:]:
+            torch.testing.assert_close(outs[0], out, atol=1e-6, rtol=0)
 
 
 def adamw(fused: bool | None = None, foreach: bool | None = None):
@@ -422,3 +437,154 @@ def test_with_rotary_positions_a_slide_keeps_the_cache_instead_of_re_encoding(mo
     monkeypatch.setattr(TokenStream, "_encode", lambda self, rows: encodes.append(len(rows)) or original(self, rows))
     learned.take(200)
     assert len(encodes) >= 3  # a learned position table re-encodes its window at every slide
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# StreamPool and StreamServer: many requests' streams of one model in one batched step, each held to a TokenStream
+
+MIXED = [  # (prompt length, settings, joins at step): greedy, filtered, penalised; one prompt past the context
+    (5, SamplingSettings(temperature=0, max_new_tokens=150), 0),
+    (12, SamplingSettings(temperature=0.9, top_k=20, seed=3, max_new_tokens=120), 7),
+    (70, SamplingSettings(temperature=1.2, top_p=0.9, repetition_penalty=1.3, seed=4, max_new_tokens=100), 30),
+    (1, SamplingSettings(temperature=0.7, seed=5, max_new_tokens=40), 31),
+]
+
+
+def pooled(pool, specs, steps=220):
+    """Run `specs` through `pool`, each joining at its step; every row's tokens, and its logits after each step."""
+    rows, tokens, logits = {}, {}, {}
+    for t in range(steps):
+        for k, (n, settings, at) in enumerate(specs):
+            if at == t:
+                rows[k] = pool.join(prompt(n, seed=k)[0].tolist(), settings)
+                tokens[k], logits[k] = [], []
+        for row, token, _ in pool.step():
+            k = next(k for k, r in rows.items() if r is row)
+            tokens[k].append(token)
+            logits[k].append(row.logits.clone() if row.left else None)
+    return tokens, logits
+
+
+def alone(m, specs, k, window=40):
+    n, settings, _ = specs[k]
+    stream = TokenStream(m, prompt(n, seed=k), window=window, **settings.stream_options())
+    tokens, logits = [], []
+    for _ in range(settings.max_new_tokens):
+        tokens.append(int(stream.step()[0]))
+        logits.append(stream.logits.clone())
+    return tokens, logits
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "baseline")
+def test_every_pooled_row_equals_its_own_token_stream_for_every_switch(switches):
+    """Rows joining at different steps, each with its own settings and seed, past the context (slides while others
+    do not): each row's tokens equal those of a TokenStream of its own, and its logits to 1e-5."""
+    m = sharpen(tiny_model(n_layer=3, **switches))
+    pool = StreamPool(m, window=40)
+    tokens, logits = pooled(pool, MIXED)
+    for k, (_, settings, _) in enumerate(MIXED):
+        want, want_logits = alone(m, MIXED, k)
+        assert tokens[k] == want and len(want) == settings.max_new_tokens
+        for got, ref in zip(logits[k][:-1], want_logits, strict=False):
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    assert pool.rows == [] and pool.cache is None  # every row has left, and the buffer is freed
+
+
+def test_same_seed_same_text_whoever_else_is_served():
+    m = sharpen(tiny_model())
+    settings = SamplingSettings(temperature=1.0, top_k=30, seed=11, max_new_tokens=150)
+    by_itself, _ = pooled(StreamPool(m), [(9, settings, 0)])
+    crowd = [(9, settings, 0)] + [(3 + i, SamplingSettings(temperature=1.3, seed=i), i) for i in range(1, 8)]
+    crowded, _ = pooled(StreamPool(m), crowd)
+    assert crowded[0] == by_itself[0]
+    assert len({tuple(t) for t in crowded.values()}) == len(crowd)  # the others wrote other texts
+
+
+def test_a_pool_with_hooks_steps_the_modules_and_follows_updates():
+    """Hooks make DecodeStep step aside: each row goes through the model's forward, and still equals its stream.
+    A weight updated between steps reaches the next one (the step after it equals a fresh forward)."""
+    m = sharpen(tiny_model())
+    handle = m.transformer.h[0].register_forward_hook(lambda *a: None)
+    pool = StreamPool(m, window=40)
+    tokens, _ = pooled(pool, MIXED[:2])
+    assert not pool.fast.usable()
+    assert tokens[0] == alone(m, MIXED, 0)[0] and tokens[1] == alone(m, MIXED, 1)[0]
+    handle.remove()
+    row = pool.join([1, 2, 3], SamplingSettings(temperature=0, max_new_tokens=5))
+    pool.step()
+    with torch.no_grad():
+        m.transformer.ln_f.weight.mul_(-2)  # after the blocks: the cache stays what it was, every logit changes
+    pool.step()
+    fresh = m(torch.tensor([row.history])).logits[:, -1]
+    torch.testing.assert_close(row.logits, fresh, atol=1e-5, rtol=0)
+
+
+def test_a_row_that_leaves_early_frees_its_place_and_the_buffer_grows_and_shrinks():
+    m = sharpen(tiny_model())
+    pool = StreamPool(m)
+    long = SamplingSettings(temperature=0, max_new_tokens=100)
+    rows = [pool.join(prompt(4, seed=i)[0].tolist(), long) for i in range(5)]
+    assert pool.cache.qkv[0].shape[0] == 8  # 1, 2, 4, then 8 rows
+    for _ in range(10):
+        pool.step()
+    pool.leave(rows[1])  # the last row moves into its place
+    assert [r.index for r in pool.rows] == [0, 1, 2, 3] and rows[4].index == 1
+    for _ in range(90):
+        pool.step()
+    for i in (0, 2, 3, 4):
+        assert rows[i].history[4:] == TokenStream(m, [rows[i].history[:4]], temperature=0).take(100)[0]
+    assert pool.rows == [] and pool.cache is None
+
+
+def test_the_server_serves_threads_at_once_each_as_its_own_stream():
+    m = sharpen(tiny_model())
+    server = StreamServer(window=40)
+    specs = [(4 + i, SamplingSettings(temperature=0.8, seed=i, max_new_tokens=60 + 10 * i), 0) for i in range(6)]
+    got = {}
+
+    def read(k):
+        n, settings, _ = specs[k]
+        got[k] = [token for token, _, _ in server.stream(m, prompt(n, seed=k)[0].tolist(), settings)]
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(len(specs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(got[k] == alone(m, specs, k)[0] for k in range(len(specs)))
+    deadline = time.monotonic() + 10
+    while server.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.busy() == 0 and server.pools == {}  # nothing left held
+
+
+def test_a_reader_that_stops_takes_its_request_out():
+    m = sharpen(tiny_model())
+    server = StreamServer()
+    stream = server.stream(m, [1, 2], SamplingSettings(temperature=0, max_new_tokens=100_000))
+    next(stream)
+    assert server.busy() == 1
+    stream.close()
+    deadline = time.monotonic() + 10
+    while server.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.busy() == 0
+
+
+def test_an_error_in_a_step_reaches_every_reader_of_that_model(monkeypatch):
+    m = sharpen(tiny_model())
+    server = StreamServer()
+    with pytest.raises(ValueError, match="token ids must be from 0 to"):
+        list(server.stream(m, [10_000], SamplingSettings(max_new_tokens=3)))  # refused where it is read
+    streams = [server.stream(m, [1, 2], SamplingSettings(temperature=0, max_new_tokens=1000)) for _ in range(2)]
+    for s in streams:
+        next(s)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the step broke")
+
+    monkeypatch.setattr(StreamPool, "_advance", broken)
+    for s in streams:
+        with pytest.raises(RuntimeError, match="the step broke"):
+            for _ in s:
+                pass
