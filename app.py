@@ -429,7 +429,7 @@ class Piece:
     p: float | None
     token: int
     top: list[int]
-    top_logp: torch.Tensor | None
+    top_logp: list[float] | None
 
     def tooltip(self, tokenizer) -> str:
         """'e: 0.42 · also: a 0.21, ⏎ 0.10, o 0.05'."""
@@ -512,7 +512,7 @@ class SideBySide:
             self.notices += [n for n in said if n not in self.notices]
         self.prompt = entries[0].tokenizer.decode(prompts[0])
         self.streams = [
-            server.stream(e.model, ids, settings, observe=likelihood) for e, ids in zip(entries, prompts, strict=True)
+            server.stream(e.model, ids, settings, top=ALTERNATIVES + 1) for e, ids in zip(entries, prompts, strict=True)
         ]
         self.decoders = [TextDecoder(e.tokenizer) for e in entries]
         k = len(entries)
@@ -520,6 +520,7 @@ class SideBySide:
         self.pieces: list[list[Piece]] = [[] for _ in entries]  # what each step wrote, and how likely it was
         self.held: list[Piece | None] = [None] * k  # per pane, the bytes of a character not yet complete
         self.captions = [caption(e.ablations, e.training, reference, say) for e in entries]
+        self.ref = reference_pane(entries)  # once: reading a config's switches is slow, and a render is frequent
         self.first_char = None
 
     def step(self, taken: int) -> None:
@@ -533,7 +534,7 @@ class SideBySide:
         if self.first_char is None:
             self.first_char = time.perf_counter() - self.start
 
-    def record(self, i: int, piece: str, token: int, logp: float, top: list[int], top_logp: torch.Tensor) -> None:
+    def record(self, i: int, piece: str, token: int, logp: float, top: list[int], top_logp: list[float]) -> None:
         """Keep what pane i's step wrote and how likely it was (`logp`; `top`: the likeliest tokens, `top_logp`
         theirs). A character split over byte tokens is one piece, with the product of its bytes' probabilities and
         no alternatives (those would be other bytes)."""
@@ -559,7 +560,7 @@ class SideBySide:
 
     def render(self, tick: Tick) -> list:
         """(status, pane 1, ..., pane MAX_PANES): the panes not in use are emptied and hidden."""
-        say, ref = self.say, reference_pane(self.entries)
+        say, ref = self.say, self.ref
         places = departures(self.texts, ref)
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         against = say("departs_here", reference=say.variant(self.entries[ref].name))
@@ -570,23 +571,19 @@ class SideBySide:
             stats = say("pane_stats", chars=len(text), rate=len(text) / elapsed, ms=ms, loss=loss)
             body = written_html(text, places[i], against, self.pieces[i] if tick.final else None, e.tokenizer)
             panes.append(pane_html(say.variant(e.name), self.captions[i], self.prompt, body, stats))
-        status = self.notices + side_by_side_story(self.entries, self.texts, self.reference, say)
+        status = self.notices + side_by_side_story(self.entries, self.texts, self.reference, say, ref)
         if tick.final:
             status.append(say("colours_explained"))
         if tick.notice:
             status.append(tick.notice)
         if tick.final and self.first_char is not None:
             status.append(say("first_character", ms=self.first_char * 1000))
-        unused = [gr.HTML(value="", visible=False)] * (MAX_PANES - len(panes))  # an example may run fewer than shown
+        # an example may run fewer panes than shown: the first render hides the rest, later ones leave them empty
+        # (a plain value: Gradio builds a whole new component for every update dict, which costs more than the rest
+        # of the render and, with many users, holds up the decoding thread)
+        hide = gr.update(value="", visible=False) if tick.steps <= 1 else ""
+        unused = [hide] * (MAX_PANES - len(panes))
         return ["  \n".join(status)] + panes + unused
-
-
-def likelihood(logits: torch.Tensor, token: int) -> tuple[float, list[int], torch.Tensor]:
-    """What a pane keeps of the (1, V) logits a token was drawn from: the token's log-probability, and the
-    ALTERNATIVES + 1 likeliest tokens with theirs (computed where the token is drawn, so the logits are not kept)."""
-    logp = torch.log_softmax(logits[0].float(), dim=-1)
-    top = logp.topk(min(ALTERNATIVES + 1, logp.numel()))
-    return float(logp[token]), top.indices.tolist(), top.values
 
 
 def generate_panes(

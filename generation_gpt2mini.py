@@ -483,9 +483,10 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
-def draw(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator, seen: torch.Tensor):
-    """One token per row of (B, V) `logits`, as `settings` say, with noise from `generator`; returns (B,) tokens and
-    marks them in `seen`, the (B, V) tokens each row has had (for the repetition penalty)."""
+def draw(logits: torch.Tensor, settings: SamplingSettings, generator, seen: torch.Tensor) -> torch.Tensor:
+    """One token per row of (B, V) `logits`, as `settings` say, with noise from `generator` (one for every row, or a
+    list of one per row); returns (B,) tokens and marks them in `seen`, the (B, V) tokens each row has had (for the
+    repetition penalty). A row's token depends only on its logits and its generator, whatever rows are beside it."""
     if settings.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, settings.repetition_penalty)
     if settings.temperature == 0:
@@ -494,8 +495,12 @@ def draw(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Gene
         probs = filter_logits(logits, settings.temperature, int(settings.top_k), settings.top_p).softmax(dim=-1)
         # a draw from `probs`: argmax of p / E with E ~ Exp(1) (the exponential race; cheaper than
         # torch.multinomial at this size). The clamp keeps 0/0 (a filtered token meeting E == 0) from winning.
-        noise = torch.empty_like(probs).exponential_(generator=generator).clamp_min_(1e-30)
-        token = probs.div_(noise).argmax(dim=-1)
+        if isinstance(generator, torch.Generator):
+            noise = torch.empty_like(probs).exponential_(generator=generator)
+        else:  # each row's from its own generator, drawn as a row alone would draw it
+            rows = zip(probs, generator, strict=True)
+            noise = torch.stack([torch.empty_like(p).exponential_(generator=g) for p, g in rows])
+        token = probs.div_(noise.clamp_min_(1e-30)).argmax(dim=-1)
     if settings.repetition_penalty != 1.0:
         seen.scatter_(1, token[:, None], True)
     return token
@@ -633,63 +638,73 @@ class TokenStream:
 
 class PoolRow:
     """One request in a `StreamPool`: its settings and generator, every token so far, and where it stands: the
-    buffer row it holds (`index`), the slots of that row in use (`length`), its next token's position, the next-token
-    logits, how many tokens it may still draw (`left`) and its share of the steps' time so far (`seconds`: each
-    step's time over the rows it served)."""
+    buffer row it holds (`index`; its next-token logits are the pool's `logits[index]`), the slots of that row in
+    use (`length`), its next token's position, how many tokens it may still draw (`left`), how many likeliest
+    tokens it reports with each token (`top`) and its share of the steps' time so far (`seconds`: each step's time
+    over the rows it served)."""
 
-    def __init__(self, ids: list[int], settings: SamplingSettings, vocab_size: int, device, observe=None):
-        self.settings, self.history, self.observe = settings, list(ids), observe
-        self.generator = torch.Generator(device=device)
+    def __init__(self, pool: "StreamPool", ids: list[int], settings: SamplingSettings, top: int):
+        self.pool, self.settings, self.history, self.top = pool, settings, list(ids), top
+        self.generator = torch.Generator(device=pool.device)
         if settings.seed is None:
             self.generator.seed()
         else:
             self.generator.manual_seed(int(settings.seed))
-        self.seen = torch.zeros(1, vocab_size, dtype=torch.bool, device=device)
-        self.seen[0, torch.tensor(ids, device=device)] = True
         self.index, self.length, self.position, self.left = -1, 0, 0, settings.max_new_tokens
         self.seconds = 0.0
-        self.logits = torch.empty(0)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(1, V): the logits of this row's next token, before any filtering."""
+        return self.pool.logits[self.index : self.index + 1]
 
 
 class StreamPool:
     """The streams of one model, one row each, advanced together by one batched `DecodeStep` per `step()`: rows join
     and leave between steps (continuous batching, as vLLM and TGI serve language models).
 
-    Each row draws its own token with its own settings and generator (`draw`, as `TokenStream` does for one prompt),
-    so the same seed gives the same text whoever else is in the pool; a test holds every row to a `TokenStream` of
-    its own. Rows sit at different lengths: each writes its own slot of the shared `KVBuffer`, and the buffer's bias
-    shows each row its own slots only. Past the context a row slides alone, as `TokenStream` slides. The rows in use
-    are the buffer's first ones (a row that leaves is replaced by the last), so a step reads no empty row; the buffer
-    doubles when it is full and is freed when the pool is empty. Where `DecodeStep` cannot run (hooks, training mode,
-    modules it does not know) each row goes through the model's own forward instead.
+    Each row draws its own token with its own settings and generator (`draw`, as `TokenStream` does for one prompt;
+    rows with equal settings in one call), so the same seed gives the same text whoever else is in the pool; a test
+    holds every row to a `TokenStream` of its own. Rows sit at different lengths: each writes its own slot of the
+    shared `KVBuffer`, and the buffer's bias shows each row its own slots only. Past the context a row slides alone,
+    as `TokenStream` slides. The rows in use are the buffer's first ones (a row that leaves is replaced by the last),
+    so a step reads no empty row; the buffer, with the rows' logits and seen tokens, doubles when it is full and is
+    freed when the pool is empty. Where `DecodeStep` cannot run (hooks, training mode, modules it does not know) each
+    row goes through the model's own forward instead. A step makes a few calls into torch per row and the rest per
+    pool: each call lets other Python threads in, which under load is what a step waits for.
     """
 
     def __init__(self, model: GPT2MiniForCausalLM, window: int | None = None):
         cfg = model.config
         self.model, self.config, self.rows = model, cfg, []
-        self.window = window if window is not None else cfg.n_positions * 3 // 4
-        if not 0 < self.window < cfg.n_positions:
-            raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
+        # read once: the buffer is sized by them (a transformers config's attributes are slow to read, ~1 us each)
+        self.n_positions, self.n_head, self.vocab_size = cfg.n_positions, cfg.n_head, cfg.vocab_size
+        self.window = window if window is not None else self.n_positions * 3 // 4
+        if not 0 < self.window < self.n_positions:
+            raise ValueError(f"window must be between 1 and {self.n_positions - 1}, got {self.window}")
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.fast = DecodeStep(model)
         self.relative = cfg.use_position_embeddings and cfg.position_style == "rope"
         self.cache: KVBuffer | None = None
+        self.logits = torch.empty(0, self.vocab_size, device=self.device)  # (rows held, V), float
+        self.seen = torch.empty(0, self.vocab_size, dtype=torch.bool, device=self.device)
 
-    def join(self, ids: Sequence[int], settings: SamplingSettings, observe=None) -> PoolRow:
-        """A new row for the prompt `ids` (its last n_positions tokens), drawing `settings.max_new_tokens` tokens.
-        `observe(logits, token)`, if given, is called with each token and the (1, V) logits it was drawn from; what it
-        returns comes back with the token from `step`."""
+    def join(self, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> PoolRow:
+        """A new row for the prompt `ids` (its last n_positions tokens), drawing `settings.max_new_tokens` tokens,
+        each reported with its log-probability and the `top` likeliest tokens (see `step`)."""
         ids = [int(t) for t in ids]
         if not ids:
             raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
-        if not all(0 <= t < self.config.vocab_size for t in ids):
-            raise ValueError(f"token ids must be from 0 to {self.config.vocab_size - 1}")
-        row = PoolRow(ids, settings, self.config.vocab_size, self.device, observe)
+        if not all(0 <= t < self.vocab_size for t in ids):
+            raise ValueError(f"token ids must be from 0 to {self.vocab_size - 1}")
+        row = PoolRow(self, ids, settings, top)
         self._make_room()
         row.index = len(self.rows)
         self.rows.append(row)
-        row.logits = self._prefill(row, ids[-self.config.n_positions :])
+        self.seen[row.index] = False
+        self.seen[row.index, torch.tensor(ids, device=self.device)] = True
+        self.logits[row.index] = self._prefill(row, ids[-self.n_positions :])[0]
         row.position = row.length
         return row
 
@@ -704,22 +719,25 @@ class StreamPool:
         row.index = -1
         if not self.rows:
             self.cache = None
+            self.logits, self.seen = self.logits[:0].clone(), self.seen[:0].clone()
 
     @torch.inference_mode()
-    def step(self) -> list[tuple[PoolRow, int, object]]:
-        """Draw one token for every row and feed it back; return (row, token, what observe said) for each. A row that
-        has drawn its last token leaves the pool."""
-        start, drawn, served = time.perf_counter(), [], list(self.rows)
-        for row in list(self.rows):
-            token = int(draw(row.logits, row.settings, row.generator, row.seen)[0])
-            seen = row.observe(row.logits, token) if row.observe is not None else None
+    def step(self) -> list[tuple[PoolRow, int, tuple | None]]:
+        """Draw one token for every row and feed it back; return (row, token, likelihood) for each, the likelihood
+        for rows that asked for it (`top` > 0): (the token's log-probability, the `top` likeliest tokens, their
+        log-probabilities). A row that has drawn its last token leaves the pool."""
+        start, served = time.perf_counter(), list(self.rows)
+        tokens = self._draw(served)
+        likely = self._likelihoods(served, tokens)
+        drawn = []
+        for row, token, said in zip(served, tokens, likely, strict=True):
             row.history.append(token)
             row.left -= 1
-            drawn.append((row, token, seen))
-            if row.left == 0:
-                self.leave(row)
+            drawn.append((row, token, said))
+        for row in [r for r in served if r.left == 0]:
+            self.leave(row)
         for row in self.rows:
-            if row.length == self.config.n_positions:
+            if row.length == self.n_positions:
                 self._slide(row)
         if self.rows:
             self._advance()
@@ -728,26 +746,54 @@ class StreamPool:
             row.seconds += share
         return drawn
 
+    def _draw(self, rows: list[PoolRow]) -> list[int]:
+        """Each row's next token: rows with the same settings (but seeds) in one `draw`, each with its generator."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            s = r.settings
+            groups.setdefault((s.temperature, s.top_k, s.top_p, s.repetition_penalty), []).append(i)
+        n = len(rows)
+        if len(groups) == 1:  # one draw over the pool's own rows (the seen tokens are marked in place)
+            return draw(self.logits[:n], rows[0].settings, [r.generator for r in rows], self.seen[:n]).tolist()
+        tokens = [0] * n
+        for members in groups.values():
+            at = torch.tensor(members, device=self.device)
+            seen = self.seen[at]
+            picked = draw(self.logits[at], rows[members[0]].settings, [rows[i].generator for i in members], seen)
+            self.seen[at] = seen
+            for i, token in zip(members, picked.tolist(), strict=True):
+                tokens[i] = token
+        return tokens
+
+    def _likelihoods(self, rows: list[PoolRow], tokens: list[int]) -> list[tuple | None]:
+        """For the rows that asked (`top`), computed for all rows at once: (log-probability of the token drawn, the
+        likeliest tokens, their log-probabilities), from the logits before any filtering."""
+        k = max((r.top for r in rows), default=0)
+        if k == 0:
+            return [None] * len(rows)
+        logp = torch.log_softmax(self.logits[: len(rows)], dim=-1)
+        chosen = logp.gather(1, torch.tensor(tokens, device=self.device)[:, None])[:, 0].tolist()
+        best = logp.topk(min(k, self.vocab_size), dim=-1)
+        ids, values = best.indices.tolist(), best.values.tolist()
+        return [(chosen[i], ids[i][: r.top], values[i][: r.top]) if r.top else None for i, r in enumerate(rows)]
+
     def _advance(self) -> None:
         """Every row's newest token through the model at the row's own slot and position: the next logits."""
-        rows, cache = self.rows, self.cache
+        rows, cache, n = self.rows, self.cache, len(self.rows)
         tokens = torch.tensor([r.history[-1] for r in rows], device=self.device)
         positions = torch.tensor([r.position for r in rows], device=self.device)
-        slots = [r.length for r in rows]
         if self.fast.usable():
-            n, nh = len(rows), self.config.n_head
-            visible = torch.tensor(slots, device=self.device).repeat_interleave(nh)
-            cache.bias[torch.arange(n * nh, device=self.device), 0, visible] = 0  # each row sees its new slot
-            logits = self.fast(tokens, positions, cache.part(0, n), slots).float()
+            slots = [r.length for r in rows]
+            visible = torch.tensor(slots, device=self.device).repeat_interleave(self.n_head)
+            cache.bias[torch.arange(n * self.n_head, device=self.device), 0, visible] = 0  # each sees its new slot
+            self.logits[:n] = self.fast(tokens, positions, cache.part(0, n), slots)
             for r in rows:
                 r.length += 1
         else:  # the modules, one row at a time (`_forward` counts the slot): what hooks, training mode and unknown
             # modules need
-            logits = torch.cat(
-                [self._forward(r, tokens[i : i + 1, None], positions[i : i + 1, None]) for i, r in enumerate(rows)]
-            )
-        for i, r in enumerate(rows):
-            r.logits = logits[i : i + 1]
+            for i, r in enumerate(rows):
+                self.logits[i] = self._forward(r, tokens[i : i + 1, None], positions[i : i + 1, None])[0]
+        for r in rows:
             r.position += 1
 
     def _forward(self, row: PoolRow, ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -755,16 +801,15 @@ class StreamPool:
         part = self.cache.part(row.index, row.index + 1)
         part.length = row.length
         out = self.model(input_ids=ids, position_ids=position_ids, cache=part, use_cache=True, logits_to_keep=1)
-        bias = self.cache.bias[row.index * self.config.n_head : (row.index + 1) * self.config.n_head]
         end = row.length + ids.shape[1]
-        bias[:, :, row.length : end] = 0
+        self.cache.bias[row.index * self.n_head : (row.index + 1) * self.n_head, :, row.length : end] = 0
         row.length = end
         return out.logits[:, -1, :].float()
 
     @torch.inference_mode()
     def _prefill(self, row: PoolRow, ids: list[int]) -> torch.Tensor:
         """Fill `row`'s part of the buffer from slot 0 with `ids`; the rest of it is hidden. Returns the next logits."""
-        nh = self.config.n_head
+        nh = self.n_head
         self.cache.bias[row.index * nh : (row.index + 1) * nh] = torch.finfo(self.dtype).min
         row.length = 0
         return self._forward(row, torch.tensor([ids], device=self.device))
@@ -774,7 +819,7 @@ class StreamPool:
         positions their cache as it is, moved to the front; otherwise re-encoded at positions 0.. (all but the
         newest token, which the step then feeds)."""
         if self.relative:
-            nh, w, start = self.config.n_head, self.window, row.length - self.window
+            nh, w, start = self.n_head, self.window, row.length - self.window
             for c in self.cache.qkv:
                 c[row.index, :, :w] = c[row.index, :, start : row.length].clone()
             self.cache.bias[row.index * nh : (row.index + 1) * nh, :, w:] = torch.finfo(self.dtype).min
@@ -788,30 +833,51 @@ class StreamPool:
         have = 0 if self.cache is None else self.cache.qkv[0].shape[0]
         if len(self.rows) < have:
             return
-        bigger = KVBuffer(self.config, max(1, 2 * have), self.device, self.dtype)
+        size = max(1, 2 * have)
+        bigger = KVBuffer(self.config, size, self.device, self.dtype)
         if self.cache is not None:
             for old, new in zip(self.cache.qkv, bigger.qkv, strict=True):
                 new[:have] = old
             bigger.bias[: self.cache.bias.shape[0]] = self.cache.bias
         self.cache = bigger
+        logits, seen = self.logits, self.seen
+        self.logits = torch.zeros(size, self.vocab_size, device=self.device)
+        self.seen = torch.zeros(size, self.vocab_size, dtype=torch.bool, device=self.device)
+        self.logits[:have], self.seen[:have] = logits[:have], seen[:have]
 
     def _move(self, row: PoolRow, index: int) -> None:
-        """Copy `row`'s part of the buffer to row `index` and let it live there."""
-        nh = self.config.n_head
+        """Copy `row`'s part of the buffer, its logits and seen tokens to row `index`, and let it live there."""
+        nh = self.n_head
         for c in self.cache.qkv:
             c[index] = c[row.index]
         self.cache.bias[index * nh : (index + 1) * nh] = self.cache.bias[row.index * nh : (row.index + 1) * nh]
+        self.logits[index], self.seen[index] = self.logits[row.index], self.seen[row.index]
         row.index = index
 
 
 class PoolTicket:
-    """One request to a `StreamServer`: what it asked for, and the queue its tokens come back on."""
+    """One request to a `StreamServer`: what it asked for, and the queue its tokens come back on, a list at a time:
+    its first token at once, then what was drawn every DELIVER_S (each reader wakes a few times a second, not once
+    per token: many threads woken per step would keep the stepping thread waiting for Python's lock)."""
 
-    def __init__(self, model, ids: list[int], settings: SamplingSettings, observe):
-        self.model, self.ids, self.settings, self.observe = model, ids, settings, observe
-        self.tokens: queue.SimpleQueue = queue.SimpleQueue()  # (token, observed, seconds), or the error that ended it
+    def __init__(self, model, ids: list[int], settings: SamplingSettings, top: int):
+        self.model, self.ids, self.settings, self.top = model, ids, settings, top
+        self.tokens: queue.SimpleQueue = queue.SimpleQueue()  # lists of (token, likelihood, seconds), or an error
+        self.drawn: list[tuple] = []  # not yet delivered
+        self.delivered = -math.inf  # when the last list went
         self.gone = False  # set by the reader that stops early: the row leaves at the next step
         self.row: PoolRow | None = None
+
+    def add(self, item: tuple, last: bool) -> None:
+        """Keep a drawn token; deliver what is kept if it is the first, the last or DELIVER_S has passed."""
+        self.drawn.append(item)
+        now = time.monotonic()
+        if last or now - self.delivered >= DELIVER_S:
+            self.tokens.put(self.drawn)
+            self.drawn, self.delivered = [], now
+
+
+DELIVER_S = 0.03  # how often a StreamServer hands a request the tokens drawn for it (its first one at once)
 
 
 class StreamServer:
@@ -828,10 +894,11 @@ class StreamServer:
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
 
-    def stream(self, model, ids: Sequence[int], settings: SamplingSettings, observe=None) -> Iterator[tuple]:
-        """(token, what `observe` said, the row's `seconds`) for each of `settings.max_new_tokens` tokens of `model`
-        after `ids`, drawn in `model`'s pool; closing the iterator early takes the request out."""
-        ticket = PoolTicket(model, list(ids), settings, observe)
+    def stream(self, model, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> Iterator[tuple]:
+        """(token, likelihood, the row's `seconds`) for each of `settings.max_new_tokens` tokens of `model` after
+        `ids`, drawn in `model`'s pool (the likelihood as `StreamPool.step` gives it, with the `top` likeliest tokens;
+        None for top 0); closing the iterator early takes the request out."""
+        ticket = PoolTicket(model, list(ids), settings, top)
         with self.wake:
             self.waiting.append(ticket)
             if self.thread is None or not self.thread.is_alive():
@@ -839,14 +906,16 @@ class StreamServer:
                 self.thread.start()
             self.wake.notify()
         try:
-            for _ in range(settings.max_new_tokens):
+            given = 0
+            while given < settings.max_new_tokens:
                 try:
-                    item = ticket.tokens.get(timeout=self.reply_s)
+                    items = ticket.tokens.get(timeout=self.reply_s)
                 except queue.Empty:
                     raise RuntimeError(f"no token came from the decoding thread in {self.reply_s:g} s") from None
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+                if isinstance(items, BaseException):
+                    raise items
+                given += len(items)
+                yield from items
         finally:
             ticket.gone = True
 
@@ -871,7 +940,7 @@ class StreamServer:
         try:
             if key not in self.pools:
                 self.pools[key] = StreamPool(ticket.model, self.window)
-            ticket.row = self.pools[key].join(ticket.ids, ticket.settings, ticket.observe)
+            ticket.row = self.pools[key].join(ticket.ids, ticket.settings, ticket.top)
         except Exception as e:  # a prompt the pool refuses: that request's error, raised where it is read
             ticket.tokens.put(e)
             return
@@ -891,8 +960,8 @@ class StreamServer:
             pool.rows = []
             drawn = []
         by_row = {id(t.row): t for t in self.tickets[key]}
-        for row, token, observed in drawn:
-            by_row[id(row)].tokens.put((token, observed, row.seconds))
+        for row, token, likely in drawn:
+            by_row[id(row)].add((token, likely, row.seconds), last=row.left == 0)
         with self.wake:
             self.tickets[key] = [t for t in self.tickets[key] if t.row in pool.rows]
             if not self.tickets[key]:

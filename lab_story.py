@@ -88,12 +88,14 @@ def why_alike(trainings: list[dict], reference: dict, say: Words = ENGLISH) -> s
     return say("why_alike.close")
 
 
-def side_by_side_story(entries: list, texts: list[str], reference: dict, say: Words = ENGLISH) -> list[str]:
+def side_by_side_story(
+    entries: list, texts: list[str], reference: dict, say: Words = ENGLISH, ref: int | None = None
+) -> list[str]:
     """Status lines for the side-by-side panes (`entries`: app.Entry, or anything with name, ablations and
-    training): where each departs from the reference pane (the first intact GPT-2, else the first), which agree."""
+    training): where each departs from the reference pane (`ref`, default `reference_pane(entries)`), which agree."""
     if len(texts) < 2 or not all(texts):
         return []
-    ref = reference_pane(entries)
+    ref = reference_pane(entries) if ref is None else ref
     places = departures(texts, ref)
     named = [say.variant(e.name) for e in entries]
     where = [say("place", label=named[i], at=at_place(p, say)) for i, p in enumerate(places) if i != ref]

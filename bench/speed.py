@@ -15,6 +15,9 @@ What it measures, every contender with the same configuration (4 layers, 4 heads
   and a no-cache loop that re-runs the whole window for every character (nanoGPT's and the blog's way).
   `generate()` cannot go past the position table, so both generate() contenders get a table as long as prompt plus
   output; TokenStream and the loop keep the 256-character context and slide;
+- serving: many requests of one model at once (`--streams`, 300 characters each, sampling, each its own seed): one
+  `StreamPool` stepping them together (continuous batching, as the lab serves them) against a `TokenStream` per
+  request stepped in turn;
 - peak memory: training and generation, each contender in a fresh process (peak RSS above the process's baseline
   after imports; on CUDA `torch.cuda.max_memory_allocated`).
 Contenders run interleaved, round by round, so that load on a shared machine hits them alike; it prints one JSON line
@@ -39,7 +42,8 @@ if __package__ in (None, ""):  # run as a file (python bench/speed.py): the proj
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PEER_TRAIN = "GPT2LMHeadModel"
 PEER_GENERATE = "GPT2LMHeadModel.generate()"
-GOALS = {"training": 1.3, "generation": 10.0}  # x the peer: eager training on CPU; fast API at batch 1
+GOALS = {"training": 1.3, "generation": 15.0}  # x the peer: eager training on CPU; fast API at batch 1
+PEER_SERVE = "TokenStreams in turn"  # the serving section's peer: each request's stream stepped alone, in turn
 
 
 class UsageError(Exception):
@@ -177,6 +181,38 @@ def generate_runners(
     return {name: make() for name, make in factories.items() if only in (None, name)}
 
 
+def serve_runners(streams: int, new: int, prompt_len: int, device: str) -> dict[str, Callable[[], int]]:
+    """Many requests for one model at once, each with its own seed (sampling: temperature 0.8, top-k 40) and prompt
+    length: one `StreamPool` stepping them all in one batched step, against a `TokenStream` per request stepped in
+    turn (how the lab served them before the pool). Each returns the characters produced."""
+    import torch
+
+    from generation_gpt2mini import SamplingSettings, StreamPool, TokenStream
+
+    model = build("gpt2mini", device=device).eval()
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(0, 65, (prompt_len + i % 8,), generator=g).tolist() for i in range(streams)]
+    settings = [SamplingSettings(temperature=0.8, top_k=40, seed=i, max_new_tokens=new) for i in range(streams)]
+
+    def pooled():
+        pool = StreamPool(model)
+        for ids, s in zip(prompts, settings, strict=True):
+            pool.join(ids, s)
+        made = 0
+        while pool.rows:
+            made += len(pool.step())
+        return made
+
+    def in_turn():
+        each = [TokenStream(model, [ids], **s.stream_options()) for ids, s in zip(prompts, settings, strict=True)]
+        for _ in range(new):
+            for stream in each:
+                stream.step()
+        return streams * new
+
+    return {"StreamPool (one batched step)": pooled, PEER_SERVE: in_turn}
+
+
 PAST_THE_CONTEXT = {"learned": "gpt2", "rotary": "llama"}  # positions: the preset whose stream is timed
 
 
@@ -307,6 +343,17 @@ def bench_generation(args, emit) -> list[dict]:
         row = past_the_context(args, positions)
         emit(row)
         rows.append(row)
+    return rows
+
+
+def bench_serving(args, emit) -> list[dict]:
+    rows = []
+    for streams in args.streams:
+        runners = serve_runners(streams, args.serve_new, args.prompt_len, args.device)
+        rates = interleaved(runners, args.gen_rounds, args.device)
+        for row in record("serving", {"streams": streams, "new": args.serve_new}, rates, PEER_SERVE, "chars/s"):
+            emit(row)
+            rows.append(row)
     return rows
 
 
@@ -468,6 +515,12 @@ def summary(rows: list[dict], args) -> str:
         for r in gen:
             ratio = r.get(f"x {PEER_GENERATE}", 1.0)
             lines.append(f"| {r['contender']} | {r['new']} | {r['batch']} | {r['median']:,.0f} | {ratio:.2f} |")
+    serve = [r for r in rows if r["section"] == "serving"]
+    if serve:
+        lines += ["", f"| serving | streams | chars/s, all (median) | x {PEER_SERVE} |", "|---|---|---|---|"]
+        for r in serve:
+            ratio = r.get(f"x {PEER_SERVE}", 1.0)
+            lines.append(f"| {r['contender']} | {r['streams']} | {r['median']:,.0f} | {ratio:.2f} |")
     mem = [r for r in rows if r["section"] == "memory"]
     if mem:
         lines += ["", "| peak memory above baseline | MiB |", "|---|---|"]
@@ -529,7 +582,7 @@ def parse_args(argv):
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="training precision (bf16 autocast)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for every contender")
-    p.add_argument("--only", default="training,generation,memory", help="comma-separated sections to run")
+    p.add_argument("--only", default="training,generation,serving,memory", help="comma-separated sections to run")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile'd training")
     p.add_argument("--batch", type=int, default=32, help="training batch")
     p.add_argument("--context", type=int, default=256, help="training sequence length")
@@ -540,6 +593,8 @@ def parse_args(argv):
     p.add_argument("--gen_batch", default="1,4", help="generation batch sizes")
     p.add_argument("--gen_rounds", type=int, default=3, help="generation rounds")
     p.add_argument("--prompt_len", type=int, default=16, help="prompt characters per row")
+    p.add_argument("--streams", default="4,16", help="serving: requests of one model at once")
+    p.add_argument("--serve_new", type=int, default=300, help="serving: characters per request (the lab's default)")
     p.add_argument("--peak_tflops", type=float, default=0.0, help="the accelerator's peak, for MFU (CUDA only)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON lines here")
     p.add_argument("--profile", metavar="FILE", help="write torch.profiler tables here instead of benchmarking")
@@ -549,23 +604,33 @@ def parse_args(argv):
     try:
         args.new = [int(v) for v in str(args.new).split(",")]
         args.gen_batch = [int(v) for v in str(args.gen_batch).split(",")]
+        args.streams = [int(v) for v in str(args.streams).split(",")]
     except ValueError:
-        raise UsageError("--new and --gen_batch take comma-separated integers, e.g. 256,1024") from None
+        raise UsageError("--new, --gen_batch and --streams take comma-separated integers, e.g. 256,1024") from None
     if args.quick:
         args.batch, args.context, args.steps, args.warmup, args.rounds = 2, 32, 1, 1, 2
         args.new, args.gen_batch, args.gen_rounds, args.prompt_len = [8, 40], [1, 2], 1, 4
+        args.streams, args.serve_new = [3], 20
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.sections) - {"training", "generation", "memory"}
+    unknown = set(args.sections) - set(SECTIONS)
     if unknown:
-        raise UsageError(f"--only: unknown sections {sorted(unknown)}; choose from training, generation, memory")
-    for name in ("batch", "context", "steps", "rounds", "gen_rounds", "prompt_len", "threads"):
+        raise UsageError(f"--only: unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    for name in ("batch", "context", "steps", "rounds", "gen_rounds", "prompt_len", "threads", "serve_new"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1")
-    if min(args.new) < 1 or min(args.gen_batch) < 1:
-        raise UsageError("--new and --gen_batch must be positive")
+    if min(args.new) < 1 or min(args.gen_batch) < 1 or min(args.streams) < 1:
+        raise UsageError("--new, --gen_batch and --streams must be positive")
     if args.context > 256:
         raise UsageError("--context must be at most 256 (the model's context)")
     return args
+
+
+SECTIONS = {
+    "training": bench_training,
+    "generation": bench_generation,
+    "serving": bench_serving,
+    "memory": bench_memory,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -602,12 +667,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     try:
-        if "training" in args.sections:
-            rows += bench_training(args, emit)
-        if "generation" in args.sections:
-            rows += bench_generation(args, emit)
-        if "memory" in args.sections:
-            rows += bench_memory(args, emit)
+        for name, run in SECTIONS.items():
+            if name in args.sections:
+                rows += run(args, emit)
     finally:
         if sink:
             sink.close()

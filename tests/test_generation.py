@@ -461,7 +461,7 @@ def pooled(pool, specs, steps=220):
         for row, token, _ in pool.step():
             k = next(k for k, r in rows.items() if r is row)
             tokens[k].append(token)
-            logits[k].append(row.logits.clone() if row.left else None)
+            logits[k].append(row.logits.clone() if row.left else None)  # a row that has left has no next logits
     return tokens, logits
 
 
@@ -588,3 +588,20 @@ def test_an_error_in_a_step_reaches_every_reader_of_that_model(monkeypatch):
         with pytest.raises(RuntimeError, match="the step broke"):
             for _ in s:
                 pass
+
+
+def test_a_pooled_row_reports_how_likely_each_token_was():
+    m = sharpen(tiny_model())
+    pool = StreamPool(m)
+    asks = pool.join([1, 2, 3], SamplingSettings(temperature=0.9, seed=1, max_new_tokens=20), top=3)
+    quiet = pool.join([4, 5], SamplingSettings(temperature=0, max_new_tokens=20))
+    for _ in range(20):
+        before = {asks: asks.logits.clone(), quiet: quiet.logits.clone()}
+        for row, token, likely in pool.step():
+            if row is quiet:
+                assert likely is None
+                continue
+            logp = torch.log_softmax(before[row][0], dim=-1)
+            best = logp.topk(3)
+            assert likely[0] == pytest.approx(float(logp[token]), abs=1e-6)
+            assert likely[1] == best.indices.tolist() and likely[2] == pytest.approx(best.values.tolist(), abs=1e-6)
