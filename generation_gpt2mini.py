@@ -235,24 +235,30 @@ class DecodeStep:
 
     @torch.inference_mode()
     def __call__(
-        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer, slots: list[int] | None = None
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVBuffer, slots: "OwnSlots | None" = None
     ) -> torch.Tensor:
         """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it), or each row's own slot
-        `slots[b]` (the caller sets `cache.bias` to show each row what it sees); returns (B, V) logits."""
+        (`slots`; the caller sets `cache.bias` to show each row what it sees); returns (B, V) logits."""
         if not self.current():  # a parameter was replaced (not just updated in place): gather them again
             self.collect()
         cfg = self.model.config
         residual = [b.use_residual for b in self.blocks]
-        pos, where = cache.length, []
-        if slots is not None:
-            pos, nh = max(slots), cfg.n_head
-            each = torch.tensor(slots, device=tokens.device).repeat_interleave(nh)
-            where = [torch.arange(len(slots) * nh, device=tokens.device), each]
+        pos, where = (cache.length, []) if slots is None else (slots.widest, [slots.heads, slots.slots])
         return compiled_decode_step()(
             tokens, positions, pos, where, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
             self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
             self.rms, self.act, self.positions, self.biased, self.scale,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OwnSlots:
+    """Where each row of a `DecodeStep` writes when rows sit at different lengths: for every (row, head) of the cache
+    (`heads`, (B*nh,): 0..B*nh-1) its row's slot (`slots`, (B*nh,)); `widest`, the largest, is how far keys are read."""
+
+    heads: torch.Tensor
+    slots: torch.Tensor
+    widest: int
 
 
 ACTIVATION_CODES = {"gelu_tanh": 0, "relu": 1, "swiglu": 2}  # config.mlp_style, as decode_step takes it
@@ -498,8 +504,9 @@ def draw(logits: torch.Tensor, settings: SamplingSettings, generator, seen: torc
         if isinstance(generator, torch.Generator):
             noise = torch.empty_like(probs).exponential_(generator=generator)
         else:  # each row's from its own generator, drawn as a row alone would draw it
-            rows = zip(probs, generator, strict=True)
-            noise = torch.stack([torch.empty_like(p).exponential_(generator=g) for p, g in rows])
+            noise = torch.empty_like(probs)
+            for row, g in zip(noise.unbind(), generator, strict=True):
+                row.exponential_(generator=g)
         token = probs.div_(noise.clamp_min_(1e-30)).argmax(dim=-1)
     if settings.repetition_penalty != 1.0:
         seen.scatter_(1, token[:, None], True)
@@ -687,6 +694,7 @@ class StreamPool:
         self.fast = DecodeStep(model)
         self.relative = cfg.use_position_embeddings and cfg.position_style == "rope"
         self.cache: KVBuffer | None = None
+        self.parts: dict[int, tuple[KVBuffer, torch.Tensor]] = {}  # n: the buffer's first n rows, their (row, head)s
         self.logits = torch.empty(0, self.vocab_size, device=self.device)  # (rows held, V), float
         self.seen = torch.empty(0, self.vocab_size, dtype=torch.bool, device=self.device)
 
@@ -718,7 +726,7 @@ class StreamPool:
             self.rows[row.index] = last
         row.index = -1
         if not self.rows:
-            self.cache = None
+            self.cache, self.parts = None, {}
             self.logits, self.seen = self.logits[:0].clone(), self.seen[:0].clone()
 
     @torch.inference_mode()
@@ -779,14 +787,15 @@ class StreamPool:
 
     def _advance(self) -> None:
         """Every row's newest token through the model at the row's own slot and position: the next logits."""
-        rows, cache, n = self.rows, self.cache, len(self.rows)
+        rows, n = self.rows, len(self.rows)
         tokens = torch.tensor([r.history[-1] for r in rows], device=self.device)
         positions = torch.tensor([r.position for r in rows], device=self.device)
         if self.fast.usable():
+            part, heads = self._part(n)
             slots = [r.length for r in rows]
-            visible = torch.tensor(slots, device=self.device).repeat_interleave(self.n_head)
-            cache.bias[torch.arange(n * self.n_head, device=self.device), 0, visible] = 0  # each sees its new slot
-            self.logits[:n] = self.fast(tokens, positions, cache.part(0, n), slots)
+            own = OwnSlots(heads, torch.tensor(slots, device=self.device).repeat_interleave(self.n_head), max(slots))
+            part.bias[heads, 0, own.slots] = 0  # each row sees its new slot
+            self.logits[:n] = self.fast(tokens, positions, part, own)
             for r in rows:
                 r.length += 1
         else:  # the modules, one row at a time (`_forward` counts the slot): what hooks, training mode and unknown
@@ -795,6 +804,13 @@ class StreamPool:
                 self.logits[i] = self._forward(r, tokens[i : i + 1, None], positions[i : i + 1, None])[0]
         for r in rows:
             r.position += 1
+
+    def _part(self, n: int) -> tuple[KVBuffer, torch.Tensor]:
+        """The buffer's first n rows as a buffer of their own, and their (row, head) indices: made once per n and
+        buffer (a step makes no views; every call into torch lets other threads in), dropped with the buffer."""
+        if n not in self.parts:
+            self.parts[n] = (self.cache.part(0, n), torch.arange(n * self.n_head, device=self.device))
+        return self.parts[n]
 
     def _forward(self, row: PoolRow, ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """`ids` (1, t) through the model over `row`'s own part of the buffer from its slot `length`; (1, V) logits."""
@@ -839,7 +855,7 @@ class StreamPool:
             for old, new in zip(self.cache.qkv, bigger.qkv, strict=True):
                 new[:have] = old
             bigger.bias[: self.cache.bias.shape[0]] = self.cache.bias
-        self.cache = bigger
+        self.cache, self.parts = bigger, {}
         logits, seen = self.logits, self.seen
         self.logits = torch.zeros(size, self.vocab_size, device=self.device)
         self.seen = torch.zeros(size, self.vocab_size, dtype=torch.bool, device=self.device)

@@ -605,3 +605,20 @@ def test_a_pooled_row_reports_how_likely_each_token_was():
             best = logp.topk(3)
             assert likely[0] == pytest.approx(float(logp[token]), abs=1e-6)
             assert likely[1] == best.indices.tolist() and likely[2] == pytest.approx(best.values.tolist(), abs=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_pool_on_cuda_serves_each_row_as_its_own_stream_would():
+    """On a GPU: greedy rows equal their own TokenStreams token for token (sampled rows draw from CUDA generators,
+    which a TokenStream on the same device draws alike)."""
+    m = sharpen(tiny_model(n_layer=3)).to("cuda")
+    pool = StreamPool(m, window=40)
+    specs = [
+        (n, SamplingSettings(temperature=t, seed=k, max_new_tokens=90), k)
+        for k, (n, t) in enumerate([(5, 0), (12, 0), (70, 0.9), (3, 1.1)])
+    ]
+    tokens, _ = pooled(pool, specs)
+    for k in range(len(specs)):
+        n, settings, _ = specs[k]
+        stream = TokenStream(m, prompt(n, seed=k).cuda(), window=40, **settings.stream_options())
+        assert tokens[k] == stream.take(settings.max_new_tokens)[0]
