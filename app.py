@@ -89,7 +89,8 @@ LIMITS = {
 WHOLE_SETTINGS = ("top_k", "max_new_tokens", "seed")  # integers: 40, "40" and 40.0 are 40; 40.5 is refused
 ATTENTION_CHARS = 64
 TIME_LIMIT_S = 120  # a generation stops itself after this long (Gradio's time_limit only covers .stream events)
-UPDATE_S = 0.1  # a streaming event updates the page at most this often
+UPDATE_S = 0.1  # a streaming event updates the page at most this often (with few streams decoding: update_every)
+CALM_STREAMS = 8  # streams decoding at once up to which the pages update every UPDATE_S
 PASSAGE_WINDOWS = 4  # the knockout's fixed passage: the first 4 x 256 characters of the validation split
 # RAW_INPUTS: the events that take user input run with preprocess=False, so the handlers get the request's values
 # as sent and check them all themselves (check_settings, Lab.get, prepare_prompt, as_list, parse_parts): anything
@@ -413,6 +414,14 @@ def paced(
     yield Tick(n, final=True)
 
 
+def update_every(server: StreamServer) -> float:
+    """How often a streaming event updates its page: every UPDATE_S, or, with more than CALM_STREAMS streams being
+    decoded, less often in proportion (16 streams: 0.2 s, 32: 0.4 s). Gradio's work for each update takes Python's
+    lock, which the decoding thread needs between its calls into torch: with a class at once, fewer updates leave
+    more characters per second to everyone (docs/performance.md#serving-a-class)."""
+    return UPDATE_S * max(1.0, server.busy() / CALM_STREAMS)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Generation
 
@@ -596,7 +605,7 @@ def generate_panes(
     entries = chosen_entries(lab, corpus, names)
     run = SideBySide(lab.server, entries, prompt, settings, start, lab.reference(corpus), say)
     try:
-        for tick in paced(run.step, settings.max_new_tokens, start, say=say):
+        for tick in paced(run.step, settings.max_new_tokens, start, update_every(lab.server), say=say):
             if tick.final:
                 run.flush()
             yield run.render(tick)
@@ -630,7 +639,7 @@ def stream_one(
         written += len(piece)
 
     try:
-        for tick in paced(step, settings.max_new_tokens, start, say=say):
+        for tick in paced(step, settings.max_new_tokens, start, update_every(server), say=say):
             took = time.perf_counter() - start
             if not tick.final:
                 yield text, "  \n".join(notices + [say("one_running", n=written, rate=written / took)])

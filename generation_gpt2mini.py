@@ -419,24 +419,30 @@ def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -
     return F.linear(x, weight, bias)
 
 
-_COMPILED: list = []
+_COMPILED: dict = {}
 _COMPILE_LOCK = threading.Lock()  # the app's worker threads may ask at once; catch_warnings is not thread-safe
 
 
-def compiled_decode_step():
-    """`decode_step` compiled with TorchScript once per process, or the plain function where that fails."""
-    if not _COMPILED:
+def compiled(fn):
+    """`fn` compiled with TorchScript once per process, or `fn` itself where that fails (no TorchScript in this
+    torch, or no source): the same function, run as Python."""
+    if fn not in _COMPILED:
         with _COMPILE_LOCK:
-            if not _COMPILED:
+            if fn not in _COMPILED:
                 import warnings
 
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.compile; see DecodeStep
-                        _COMPILED.append(torch.jit.script(decode_step))
-                except Exception:  # no TorchScript in this torch, or no source: the same function, run as Python
-                    _COMPILED.append(decode_step)
-    return _COMPILED[0]
+                        _COMPILED[fn] = torch.jit.script(fn)
+                except Exception:
+                    _COMPILED[fn] = fn
+    return _COMPILED[fn]
+
+
+def compiled_decode_step():
+    """`decode_step`, compiled (see `compiled`)."""
+    return compiled(decode_step)
 
 
 def _linear(linear: nn.Linear) -> list[torch.Tensor]:
@@ -464,7 +470,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
     """
     if temperature != 1.0:
         shifted = logits - logits.amax(dim=-1, keepdim=True)
-        if temperature >= torch.finfo(logits.dtype).tiny:
+        if temperature >= _tiny(logits.dtype):
             logits = shifted / temperature
         else:  # below what the dtype can hold (it would divide by 0): the limit, greedy
             logits = shifted.masked_fill(shifted < 0, float("-inf"))
@@ -480,6 +486,15 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
     return logits
 
 
+def _tiny(dtype: torch.dtype) -> float:
+    """`torch.finfo(dtype).tiny` of a floating dtype, written so that TorchScript can compile it (it has no finfo)."""
+    if dtype == torch.float64:
+        return 2.2250738585072014e-308
+    if dtype == torch.float16:
+        return 6.103515625e-05
+    return 1.1754943508222875e-38  # float32 and bfloat16
+
+
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty as transformers applies it: seen tokens' logits are divided by `penalty` if positive,
     multiplied if negative. `seen` is a (B, V) bool mask."""
@@ -492,23 +507,45 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 def draw(logits: torch.Tensor, settings: SamplingSettings, generator, seen: torch.Tensor) -> torch.Tensor:
     """One token per row of (B, V) `logits`, as `settings` say, with noise from `generator` (one for every row, or a
     list of one per row); returns (B,) tokens and marks them in `seen`, the (B, V) tokens each row has had (for the
-    repetition penalty). A row's token depends only on its logits and its generator, whatever rows are beside it."""
-    if settings.repetition_penalty != 1.0:
-        logits = apply_repetition_penalty(logits, seen, settings.repetition_penalty)
-    if settings.temperature == 0:
+    repetition penalty). A row's token depends only on its logits and its generator, whatever rows are beside it.
+    It runs as one TorchScript call (`sample`): under load, every call into torch from Python lets other threads
+    in, and a `StreamPool`'s step waits for each of them."""
+    shared = isinstance(generator, torch.Generator)
+    s = settings
+    return compiled(sample)(
+        logits, seen, float(s.temperature), int(s.top_k), float(s.top_p), float(s.repetition_penalty),
+        [generator] if shared else list(generator), shared,
+    )  # fmt: skip
+
+
+def sample(
+    logits: torch.Tensor,
+    seen: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    penalty: float,
+    generators: list[torch.Generator],
+    shared: bool,
+) -> torch.Tensor:
+    """The body of `draw`, typed for TorchScript: noise from `generators[0]` for all rows at once (`shared`), or from
+    each row's own."""
+    if penalty != 1.0:
+        logits = apply_repetition_penalty(logits, seen, penalty)
+    if temperature == 0:
         token = logits.argmax(dim=-1)
     else:
-        probs = filter_logits(logits, settings.temperature, int(settings.top_k), settings.top_p).softmax(dim=-1)
+        probs = filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
         # a draw from `probs`: argmax of p / E with E ~ Exp(1) (the exponential race; cheaper than
         # torch.multinomial at this size). The clamp keeps 0/0 (a filtered token meeting E == 0) from winning.
-        if isinstance(generator, torch.Generator):
-            noise = torch.empty_like(probs).exponential_(generator=generator)
+        noise = torch.empty_like(probs)
+        if shared:
+            noise.exponential_(1.0, generator=generators[0])
         else:  # each row's from its own generator, drawn as a row alone would draw it
-            noise = torch.empty_like(probs)
-            for row, g in zip(noise.unbind(), generator, strict=True):
-                row.exponential_(generator=g)
+            for i in range(len(generators)):
+                noise[i].exponential_(1.0, generator=generators[i])
         token = probs.div_(noise.clamp_min_(1e-30)).argmax(dim=-1)
-    if settings.repetition_penalty != 1.0:
+    if penalty != 1.0:
         seen.scatter_(1, token[:, None], True)
     return token
 

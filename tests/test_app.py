@@ -616,3 +616,14 @@ def test_the_lineage_presets_run_in_every_tab_with_their_names(tmp_path):
     status, grid, zoom, table = app.attention_view(lab, "shakespeare", "llama", load_corpus("shakespeare")[:300])
     assert grid.visible and zoom.visible  # RoPE's attention, drawn like GPT-2's
     assert Words("en").variant("llama") == "Llama's recipe"
+
+
+def test_with_a_class_decoding_the_pages_update_less_often():
+    from types import SimpleNamespace
+
+    def every(n):
+        return app.update_every(SimpleNamespace(busy=lambda: n))
+
+    assert every(0) == every(app.CALM_STREAMS) == app.UPDATE_S
+    assert every(2 * app.CALM_STREAMS) == pytest.approx(2 * app.UPDATE_S)
+    assert every(4 * app.CALM_STREAMS) == pytest.approx(4 * app.UPDATE_S)
