@@ -512,7 +512,11 @@ class SideBySide:
     and its share of the batched steps that drew it, per pane; `step` advances every pane by one token, `render`
     draws them, `close` takes the streams out of the server."""
 
-    def __init__(self, server: StreamServer, entries: list[Entry], prompt, settings, start: float, reference, say):
+    def __init__(
+        self, server: StreamServer, entries: list[Entry], prompt, settings, start, reference, say, probabilities=True
+    ):
+        """`probabilities`: keep how likely each character was (the loss on its text, the shading, the tooltips);
+        off only to measure what they cost (bench.lab)."""
         self.entries, self.start, self.reference, self.say = entries, start, reference, say
         prompts, self.notices = [], []
         for e in entries:  # each model with its own tokenizer (models in "your models" may differ)
@@ -521,7 +525,8 @@ class SideBySide:
             self.notices += [n for n in said if n not in self.notices]
         self.prompt = entries[0].tokenizer.decode(prompts[0])
         self.streams = [
-            server.stream(e.model, ids, settings, top=ALTERNATIVES + 1) for e, ids in zip(entries, prompts, strict=True)
+            server.stream(e.model, ids, settings, top=ALTERNATIVES + 1 if probabilities else 0)
+            for e, ids in zip(entries, prompts, strict=True)
         ]
         self.decoders = [TextDecoder(e.tokenizer) for e in entries]
         k = len(entries)
@@ -535,11 +540,12 @@ class SideBySide:
     def step(self, taken: int) -> None:
         """One token for every pane (`taken`: the steps before this one, for the running average loss)."""
         for i, stream in enumerate(self.streams):
-            token, (logp, top, top_logp), self.busy[i] = next(stream)
-            self.nll[i] = (self.nll[i] * taken - logp) / (taken + 1)
+            token, likely, self.busy[i] = next(stream)
             piece = self.decoders[i].push(token)
             self.texts[i] += piece
-            self.record(i, piece, token, logp, top, top_logp)
+            if likely is not None:  # (log-probability, the likeliest tokens, theirs)
+                self.nll[i] = (self.nll[i] * taken - likely[0]) / (taken + 1)
+                self.record(i, piece, token, *likely)
         if self.first_char is None:
             self.first_char = time.perf_counter() - self.start
 

@@ -8,9 +8,9 @@ from this one, like a browser in another process, and reports per round:
 - the server's time to the first streamed character (goal: under 100 ms), as the app measures it from the start of the
   request to the first sampled character, and the time until the first update reaches the client;
 - characters per second per pane with 4 panes streaming from one event (goal: at least 200 per pane on 2 cores);
-- then, in this process, what the per-character probabilities (the shading and its alternatives: SideBySide.record
-  and the final render) cost: the same side-by-side steps with and without them, interleaved, as a ratio (goal:
-  at most 1.10).
+- then, in this process, what the per-character probabilities (the shading and its alternatives: the log-probabilities
+  the decoding pool computes with each token, SideBySide.record and the final render) cost: the same side-by-side
+  steps with and without them, interleaved, as a ratio (goal: at most 1.10).
 Prints one JSON line per round and a summary with medians.
 """
 
@@ -118,21 +118,22 @@ def main(argv=None) -> int:
 
 def probability_cost(lab, corpus: str, names: list[str], prompt: str, chars: int, rounds: int) -> dict:
     """The side-by-side run's steps and final render with and without the per-character probabilities (a run
-    without them records nothing, so its final render shades nothing), interleaved, `rounds` of each after one
-    warm-up: the median times (ms) and their ratio."""
+    without them asks the pool for none and records nothing, so its final render shades nothing), interleaved,
+    `rounds` of each after one warm-up: the median times (ms) and their ratio."""
     settings = app.generation_settings(0.8, 40, 0.95, chars, 1.0, 0)
     entries = app.chosen_entries(lab, corpus, names)
     times = {"with": [], "without": []}
     for r in range(rounds + 1):
         for mode in times:
             t0 = time.perf_counter()
-            run = app.SideBySide(entries, prompt, settings, t0, lab.reference(corpus), app.ENGLISH)
-            if mode == "without":
-                run.record = lambda *_: None
+            run = app.SideBySide(
+                lab.server, entries, prompt, settings, t0, lab.reference(corpus), app.ENGLISH, mode == "with"
+            )
             for i in range(chars):
                 run.step(i)
             run.flush()
             run.render(app.Tick(chars, final=True))
+            run.close()
             if r:
                 times[mode].append((time.perf_counter() - t0) * 1000)
     med = {mode: statistics.median(t) for mode, t in times.items()}

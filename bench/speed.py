@@ -328,6 +328,12 @@ def mfu(tokens_per_s: float, context: int) -> float:
     return tokens_per_s * build("gpt2mini").flops_per_token(context)
 
 
+def forward_flops(prompt_len: int, new: int) -> float:
+    """Forward FLOPs per generated token (a third of `flops_per_token`, nanoGPT's estimate) at the mean context over
+    `new` characters after a `prompt_len` prompt (at most the 256 positions a stream keeps)."""
+    return build("gpt2mini").flops_per_token(min(256, prompt_len + new // 2)) / 3
+
+
 def bench_generation(args, emit) -> list[dict]:
     rows = []
     for run in generate_runners(1, 8, args.prompt_len, args.device).values():
@@ -337,6 +343,9 @@ def bench_generation(args, emit) -> list[dict]:
             runners = generate_runners(batch, new, args.prompt_len, args.device)
             rates = interleaved(runners, args.gen_rounds, args.device)
             for row in record("generation", {"new": new, "batch": batch}, rates, PEER_GENERATE, "chars/s"):
+                row["gflops"] = round(row["median"] * forward_flops(args.prompt_len, new) / 1e9, 3)
+                if args.peak_tflops:
+                    row["of_peak"] = round(row["gflops"] / (args.peak_tflops * 1e3), 5)
                 emit(row)
                 rows.append(row)
     for positions in PAST_THE_CONTEXT:
@@ -543,9 +552,11 @@ def goals(rows: list[dict]) -> list[str]:
     ]
     for r in fast:
         x = r[f"x {PEER_GENERATE}"]
+        peak = f", {r['of_peak']:.1%} of --peak_tflops" if "of_peak" in r else ""
         out.append(
             f"generation, fast API, batch 1, {r['new']} new: {x:.1f}x {PEER_GENERATE} "
-            f"(goal on CPU >= {GOALS['generation']:.0f}x): {verdict(x >= GOALS['generation'])}"
+            f"(goal on CPU >= {GOALS['generation']:.0f}x): {verdict(x >= GOALS['generation'])} "
+            f"({r.get('gflops', 0):.1f} GFLOP/s{peak})"
         )
     for r in rows:
         if r["section"] == "past the context":
@@ -595,7 +606,12 @@ def parse_args(argv):
     p.add_argument("--prompt_len", type=int, default=16, help="prompt characters per row")
     p.add_argument("--streams", default="4,16", help="serving: requests of one model at once")
     p.add_argument("--serve_new", type=int, default=300, help="serving: characters per request (the lab's default)")
-    p.add_argument("--peak_tflops", type=float, default=0.0, help="the accelerator's peak, for MFU (CUDA only)")
+    p.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=0.0,
+        help="the machine's peak: training MFU on CUDA, the fast API's share of it in generation",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the JSON lines here")
     p.add_argument("--profile", metavar="FILE", help="write torch.profiler tables here instead of benchmarking")
     p.add_argument("--profile_rows", type=int, default=25, help=argparse.SUPPRESS)
