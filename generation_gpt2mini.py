@@ -747,9 +747,13 @@ class StreamPool:
         self._make_room()
         row.index = len(self.rows)
         self.rows.append(row)
-        self.seen[row.index] = False
-        self.seen[row.index, torch.tensor(ids, device=self.device)] = True
-        self.logits[row.index] = self._prefill(row, ids[-self.n_positions :])[0]
+        try:
+            self.seen[row.index] = False
+            self.seen[row.index, torch.tensor(ids, device=self.device)] = True
+            self.logits[row.index] = self._prefill(row, ids[-self.n_positions :])[0]
+        except BaseException:  # a prompt that did not go in leaves nothing behind
+            self.leave(row)
+            raise
         row.position = row.length
         return row
 
@@ -995,6 +999,8 @@ class StreamServer:
                 self.pools[key] = StreamPool(ticket.model, self.window)
             ticket.row = self.pools[key].join(ticket.ids, ticket.settings, ticket.top)
         except Exception as e:  # a prompt the pool refuses: that request's error, raised where it is read
+            if key not in self.tickets:  # nobody else in that pool: it does not keep the model
+                del self.pools[key]
             ticket.tokens.put(e)
             return
         with self.wake:
@@ -1014,7 +1020,7 @@ class StreamServer:
             drawn = []
         by_row = {id(t.row): t for t in self.tickets[key]}
         for row, token, likely in drawn:
-            by_row[id(row)].add((token, likely, row.seconds), last=row.left == 0)
+            by_row[id(row)].add((token, likely, row.seconds), last=row.left == 0)  # every row has its ticket
         with self.wake:
             self.tickets[key] = [t for t in self.tickets[key] if t.row in pool.rows]
             if not self.tickets[key]:

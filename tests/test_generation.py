@@ -622,3 +622,25 @@ def test_a_pool_on_cuda_serves_each_row_as_its_own_stream_would():
         n, settings, _ = specs[k]
         stream = TokenStream(m, prompt(n, seed=k).cuda(), window=40, **settings.stream_options())
         assert tokens[k] == stream.take(settings.max_new_tokens)[0]
+
+
+def test_a_prompt_that_fails_to_go_in_leaves_nothing_behind(monkeypatch):
+    m = sharpen(tiny_model())
+    pool = StreamPool(m)
+    kept = pool.join([1, 2], SamplingSettings(temperature=0, max_new_tokens=30))
+    real = StreamPool._forward
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no room")
+
+    monkeypatch.setattr(StreamPool, "_forward", broken)
+    with pytest.raises(RuntimeError, match="no room"):
+        pool.join([3, 4, 5], SamplingSettings(temperature=0, max_new_tokens=30))
+    monkeypatch.setattr(StreamPool, "_forward", real)
+    assert pool.rows == [kept] and kept.index == 0
+    tokens = [t for _ in range(30) for r, t, _ in pool.step() if r is kept]
+    assert tokens == TokenStream(m, [[1, 2]], temperature=0).take(30)[0]
+    server = StreamServer()
+    with pytest.raises(ValueError):
+        list(server.stream(m, [10_000], SamplingSettings(max_new_tokens=3)))
+    assert server.pools == {}  # a refused request leaves no pool holding its model
