@@ -13,6 +13,7 @@ It builds on `modeling_gpt2mini` and is not part of the model folder: `generate(
 re-ships nothing.
 """
 
+import collections
 import math
 import numbers
 import queue
@@ -934,6 +935,40 @@ class PoolTicket:
             self.drawn, self.delivered = [], now
 
 
+class PoolReader:
+    """The tokens of one request to a `StreamServer` as they are drawn: an iterator of (token, likelihood, seconds)
+    that ends after `max_new_tokens`; an error of the decoding thread is raised here. `close()` (or dropping the
+    reader) takes the request out of its pool at the next step."""
+
+    def __init__(self, ticket: PoolTicket, reply_s: float):
+        self.ticket, self.reply_s, self.ready, self.given = ticket, reply_s, collections.deque(), 0
+
+    def __iter__(self) -> "PoolReader":
+        return self
+
+    def __next__(self) -> tuple:
+        if self.given == self.ticket.settings.max_new_tokens:
+            self.close()
+            raise StopIteration
+        if not self.ready:
+            try:
+                items = self.ticket.tokens.get(timeout=self.reply_s)
+            except queue.Empty:
+                self.close()
+                raise RuntimeError(f"no token came from the decoding thread in {self.reply_s:g} s") from None
+            if isinstance(items, BaseException):
+                self.close()
+                raise items
+            self.ready.extend(items)
+        self.given += 1
+        return self.ready.popleft()
+
+    def close(self) -> None:
+        self.ticket.gone = True
+
+    __del__ = close
+
+
 DELIVER_S = 0.03  # how often a StreamServer hands a request the tokens drawn for it (its first one at once)
 
 
@@ -951,10 +986,10 @@ class StreamServer:
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
 
-    def stream(self, model, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> Iterator[tuple]:
-        """(token, likelihood, the row's `seconds`) for each of `settings.max_new_tokens` tokens of `model` after
-        `ids`, drawn in `model`'s pool (the likelihood as `StreamPool.step` gives it, with the `top` likeliest tokens;
-        None for top 0); closing the iterator early takes the request out."""
+    def stream(self, model, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> "PoolReader":
+        """Join `model`'s pool now with the prompt `ids`; the reader yields (token, likelihood, the row's `seconds`)
+        for each of `settings.max_new_tokens` tokens (the likelihood as `StreamPool.step` gives it, with the `top`
+        likeliest tokens; None for top 0). Closing the reader early takes the request out."""
         ticket = PoolTicket(model, list(ids), settings, top)
         with self.wake:
             self.waiting.append(ticket)
@@ -962,19 +997,7 @@ class StreamServer:
                 self.thread = threading.Thread(target=self._run, name="stream-server", daemon=True)
                 self.thread.start()
             self.wake.notify()
-        try:
-            given = 0
-            while given < settings.max_new_tokens:
-                try:
-                    items = ticket.tokens.get(timeout=self.reply_s)
-                except queue.Empty:
-                    raise RuntimeError(f"no token came from the decoding thread in {self.reply_s:g} s") from None
-                if isinstance(items, BaseException):
-                    raise items
-                given += len(items)
-                yield from items
-        finally:
-            ticket.gone = True
+        return PoolReader(ticket, self.reply_s)
 
     def busy(self) -> int:
         """Requests being decoded or waiting to join."""
