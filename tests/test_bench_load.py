@@ -47,3 +47,21 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys):
         assert loadtest.main(args) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
+
+
+def test_the_speed_goals_are_judged_for_the_default_load_only():
+    from bench.load import Report, summary
+
+    def report(**figures):
+        return Report(16, 60.0, 300, "models", requests=10, **figures)
+
+    def speed(r):
+        return [line for line in summary(r).splitlines() if "speed goals" in line]
+
+    fast = report(first_char_p50_ms=500.0, first_char_p95_ms=1500.0, chars_per_s=3000.0)
+    assert len(speed(fast)) == 1 and speed(fast)[0].endswith("  MET")
+    slow = report(first_char_p50_ms=500.0, first_char_p95_ms=1500.0, chars_per_s=2500.0)
+    assert speed(slow)[0].endswith("NOT MET")
+    late = report(first_char_p50_ms=500.0, first_char_p95_ms=2500.0, chars_per_s=3000.0)
+    assert speed(late)[0].endswith("NOT MET")
+    assert speed(Report(4, 8.0, 40, "models", requests=10, chars_per_s=10.0)) == []  # --quick: not judged
