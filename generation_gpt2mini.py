@@ -505,6 +505,27 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
+def checked_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> list[list[int]]:
+    """The prompts as lists of ints, or a ValueError: an empty prompt, or a token outside the vocabulary."""
+    rows = [list(map(int, p)) for p in prompts]
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
+    bad = [t for r in rows for t in r if not 0 <= t < vocab_size]
+    if bad:
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary: token ids must be from 0 to {vocab_size - 1}")
+    return rows
+
+
+def seeded_generator(seed: int | None, device) -> torch.Generator:
+    """A stream's own generator: seeded with `seed`, or at random for None."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
 def draw(logits: torch.Tensor, settings: SamplingSettings, generator, seen: torch.Tensor) -> torch.Tensor:
     """One token per row of (B, V) `logits`, as `settings` say, with noise from `generator` (one for every row, or a
     list of one per row); returns (B,) tokens and marks them in `seen`, the (B, V) tokens each row has had (for the
@@ -582,14 +603,9 @@ class TokenStream:
     ):
         if isinstance(prompts, torch.Tensor):
             prompts = prompts.tolist()
-        rows = [list(map(int, p)) for p in prompts]
-        if not rows or any(len(r) == 0 for r in rows):
-            raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
-        settings = SamplingSettings(temperature, top_k, top_p, repetition_penalty, seed)  # a ValueError naming it
         cfg = model.config
-        bad = [t for r in rows for t in r if not 0 <= t < cfg.vocab_size]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0 to {cfg.vocab_size - 1})")
+        rows = checked_prompts(prompts, cfg.vocab_size)
+        settings = SamplingSettings(temperature, top_k, top_p, repetition_penalty, seed)  # a ValueError naming it
         self.window = window if window is not None else cfg.n_positions * 3 // 4
         if not 0 < self.window < cfg.n_positions:
             raise ValueError(f"window must be between 1 and {cfg.n_positions - 1}, got {self.window}")
@@ -598,11 +614,7 @@ class TokenStream:
         self.pad_token_id = pad_token_id
         param = next(model.parameters())
         self.device = param.device
-        self.generator = torch.Generator(device=self.device)
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
+        self.generator = seeded_generator(seed, self.device)
         self.history = rows  # every token of every row, prompt included
         self.seen = torch.zeros(len(rows), cfg.vocab_size, dtype=torch.bool, device=self.device)
         for i, r in enumerate(rows):
@@ -690,11 +702,7 @@ class PoolRow:
 
     def __init__(self, pool: "StreamPool", ids: list[int], settings: SamplingSettings, top: int):
         self.pool, self.settings, self.history, self.top = pool, settings, list(ids), top
-        self.generator = torch.Generator(device=pool.device)
-        if settings.seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(settings.seed))
+        self.generator = seeded_generator(settings.seed, pool.device)
         self.index, self.length, self.position, self.left = -1, 0, 0, settings.max_new_tokens
         self.seconds = 0.0
 
@@ -739,11 +747,7 @@ class StreamPool:
     def join(self, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> PoolRow:
         """A new row for the prompt `ids` (its last n_positions tokens), drawing `settings.max_new_tokens` tokens,
         each reported with its log-probability and the `top` likeliest tokens (see `step`)."""
-        ids = [int(t) for t in ids]
-        if not ids:
-            raise ValueError("every prompt needs at least one token (start from a newline if there is no text)")
-        if not all(0 <= t < self.vocab_size for t in ids):
-            raise ValueError(f"token ids must be from 0 to {self.vocab_size - 1}")
+        (ids,) = checked_prompts([ids], self.vocab_size)
         row = PoolRow(self, ids, settings, top)
         self._make_room()
         row.index = len(self.rows)
