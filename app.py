@@ -61,6 +61,7 @@ from generation_gpt2mini import SamplingSettings, StreamServer, TextDecoder, Tok
 from lab_clients import ClientWatch, Refused, listening, shown  # noqa: E402
 from lab_story import caption, departures, knocked_out, reference_pane, side_by_side_story, tips  # noqa: E402
 from probes import head_pattern, knockout  # noqa: E402
+from serving import ProcessServer  # noqa: E402
 from tokenizer import crop_to_tokens, encode, unseen_characters, valid_text  # noqa: E402
 from words import ENGLISH, LANGUAGES, Words, translations  # noqa: E402
 from yardsticks import reference_losses  # noqa: E402
@@ -141,7 +142,8 @@ class Lab:
     sweeps: dict[str, dict] = field(default_factory=dict)  # models/<corpus>/sweep.json: ablate.py's lr sweep
     passages: dict[str, str] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
-    server: StreamServer = field(default_factory=StreamServer)  # every generation's stream, batched per model
+    # every generation's stream, batched per model: in this process, or a process of its own (app.py --decoding)
+    server: StreamServer | ProcessServer = field(default_factory=StreamServer)
     generating: int = GENERATING_AT_ONCE  # generation events that run at once (app.py --generating)
     scaling: dict[str, dict] = field(default_factory=dict)  # {corpus: load_scaling's}: scaling.py's grid and sizes
 
@@ -1697,6 +1699,13 @@ def main(argv: list[str] | None = None) -> int:
         default=GENERATING_AT_ONCE,
         help="generations that run at once, their streams batched per model (more wait in the queue)",
     )
+    parser.add_argument(
+        "--decoding",
+        choices=("process", "thread"),
+        default="process",
+        help="where generations are stepped: a process of its own (default; out of the page's Python lock) or a "
+        "thread of this one",
+    )
     args = parser.parse_args(argv)
     for flag, value in (("--queue-size", args.queue_size), ("--generating", args.generating)):
         if value < 1:
@@ -1709,6 +1718,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     lab.generating = args.generating
+    if args.decoding == "process":
+        lab.server = ProcessServer(threads=max(1, args.threads)).start()
     demo = build_demo(lab, args.queue_size)
     demo.launch(**launch_options(demo))
     return 0

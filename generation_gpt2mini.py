@@ -721,10 +721,12 @@ class StreamPool:
     holds every row to a `TokenStream` of its own. Rows sit at different lengths: each writes its own slot of the
     shared `KVBuffer`, and the buffer's bias shows each row its own slots only. Past the context a row slides alone,
     as `TokenStream` slides. The rows in use are the buffer's first ones (a row that leaves is replaced by the last),
-    so a step reads no empty row; the buffer, with the rows' logits and seen tokens, doubles when it is full and is
-    freed when the pool is empty. Where `DecodeStep` cannot run (hooks, training mode, modules it does not know) each
-    row goes through the model's own forward instead. A step makes a few calls into torch per row and the rest per
-    pool: each call lets other Python threads in, which under load is what a step waits for.
+    so a step reads no empty row. The buffer, with the rows' logits and seen tokens, doubles when it is full
+    (`reserve` makes room for several joins at once) and is kept when the pool empties, for the rows that come next
+    (requests that start together end together); `free()` gives it back. Where `DecodeStep` cannot run (hooks,
+    training mode, modules it does not know) each row goes through the model's own forward instead. A step makes a
+    few calls into torch per row and the rest per pool: each call lets other Python threads in, which under load is
+    what a step waits for (serving.py's `ProcessServer` steps in a process of its own).
     """
 
     def __init__(self, model: GPT2MiniForCausalLM, window: int | None = None):
@@ -749,7 +751,7 @@ class StreamPool:
         each reported with its log-probability and the `top` likeliest tokens (see `step`)."""
         (ids,) = checked_prompts([ids], self.vocab_size)
         row = PoolRow(self, ids, settings, top)
-        self._make_room()
+        self.reserve(len(self.rows) + 1)
         row.index = len(self.rows)
         self.rows.append(row)
         try:
@@ -763,7 +765,7 @@ class StreamPool:
         return row
 
     def leave(self, row: PoolRow) -> None:
-        """Take `row` out (its buffer row goes to the last row in use, moved there); the last one frees the buffer."""
+        """Take `row` out (its buffer row goes to the last row in use, moved there)."""
         if row not in self.rows:
             return
         last = self.rows.pop()
@@ -771,9 +773,13 @@ class StreamPool:
             self._move(last, row.index)
             self.rows[row.index] = last
         row.index = -1
-        if not self.rows:
-            self.cache, self.parts = None, {}
-            self.logits, self.seen = self.logits[:0].clone(), self.seen[:0].clone()
+
+    def free(self) -> None:
+        """Give back the buffer of an empty pool (the next join allocates one again)."""
+        if self.rows:
+            raise RuntimeError(f"a pool with {len(self.rows)} rows keeps its buffer")
+        self.cache, self.parts = None, {}
+        self.logits, self.seen = self.logits[:0].clone(), self.seen[:0].clone()
 
     @torch.inference_mode()
     def step(self) -> list[tuple[PoolRow, int, tuple | None]]:
@@ -890,12 +896,14 @@ class StreamPool:
             self._prefill(row, row.history[-self.window : -1])
             row.position = row.length
 
-    def _make_room(self) -> None:
-        """A buffer with a free row: allocated for the first, doubled (rows copied over) when full."""
+    def reserve(self, rows: int) -> None:
+        """A buffer that holds `rows` rows: allocated for the first, doubled (rows copied over) until it does."""
         have = 0 if self.cache is None else self.cache.qkv[0].shape[0]
-        if len(self.rows) < have:
+        if rows <= have:
             return
-        size = max(1, 2 * have)
+        size = max(1, have)
+        while size < rows:
+            size *= 2
         bigger = KVBuffer(self.config, size, self.device, self.dtype)
         if self.cache is not None:
             for old, new in zip(self.cache.qkv, bigger.qkv, strict=True):
@@ -922,9 +930,10 @@ class PoolTicket:
     its first token at once, then what was drawn every DELIVER_S (each reader wakes a few times a second, not once
     per token: many threads woken per step would keep the stepping thread waiting for Python's lock)."""
 
-    def __init__(self, model, ids: list[int], settings: SamplingSettings, top: int):
+    def __init__(self, model, ids: list[int], settings: SamplingSettings, top: int, tokens=None):
         self.model, self.ids, self.settings, self.top = model, ids, settings, top
-        self.tokens: queue.SimpleQueue = queue.SimpleQueue()  # lists of (token, likelihood, seconds), or an error
+        # lists of (token, likelihood, seconds), or an error: a queue, or anything with its `put` (serving.py's)
+        self.tokens = queue.SimpleQueue() if tokens is None else tokens
         self.drawn: list[tuple] = []  # not yet delivered
         self.delivered = -math.inf  # when the last list went
         self.gone = False  # set by the reader that stops early: the row leaves at the next step
@@ -980,11 +989,14 @@ class StreamServer:
     """Every model's `StreamPool`, stepped in turn on one thread of its own while any has a row: a lab's requests
     join their model's pool and read their tokens from a queue (`stream`), so one batched step serves every user of
     a model at once. The thread waits when nothing is asked and starts again on the next request; an error in a
-    pool's step ends each of its requests with that error, raised in the thread that reads it."""
+    pool's step ends each of its requests with that error, raised in the thread that reads it. A pool that empties
+    is kept `keep_s` seconds with its buffer for the requests that come next (a class's requests come in waves),
+    then dropped with its model."""
 
-    def __init__(self, window: int | None = None, reply_s: float = 120.0):
-        self.window, self.reply_s = window, reply_s
-        self.pools: dict[int, StreamPool] = {}  # id(model): while a pool has rows it holds its model, so ids stay
+    def __init__(self, window: int | None = None, reply_s: float = 120.0, keep_s: float = 10.0):
+        self.window, self.reply_s, self.keep_s = window, reply_s, keep_s
+        self.pools: dict[int, StreamPool] = {}  # id(model): a pool holds its model, so ids stay
+        self.idle: dict[int, float] = {}  # id(model): since when its pool has had no request (time.monotonic())
         self.tickets: dict[int, list[PoolTicket]] = {}  # id(model): the tickets in its pool
         self.waiting: list[PoolTicket] = []
         self.wake = threading.Condition()
@@ -995,13 +1007,18 @@ class StreamServer:
         for each of `settings.max_new_tokens` tokens (the likelihood as `StreamPool.step` gives it, with the `top`
         likeliest tokens; None for top 0). Closing the reader early takes the request out."""
         ticket = PoolTicket(model, list(ids), settings, top)
+        self.submit(ticket)
+        return PoolReader(ticket, self.reply_s)
+
+    def submit(self, ticket: PoolTicket) -> None:
+        """Queue `ticket` to join its model's pool at the next step; its tokens go to `ticket.tokens`, and setting
+        `ticket.gone` takes it out."""
         with self.wake:
             self.waiting.append(ticket)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="stream-server", daemon=True)
                 self.thread.start()
             self.wake.notify()
-        return PoolReader(ticket, self.reply_s)
 
     def busy(self) -> int:
         """Requests being decoded or waiting to join."""
@@ -1011,25 +1028,41 @@ class StreamServer:
     def _run(self) -> None:
         while True:
             with self.wake:
+                self._drop_idle_pools()
                 while not self.waiting and not self.tickets:
-                    self.wake.wait()
+                    self.wake.wait(timeout=self.keep_s if self.idle else None)
+                    self._drop_idle_pools()
                 joining, self.waiting = self.waiting, []
-            for ticket in joining:
-                self._admit(ticket)
+            self._admit(joining)
             for key in list(self.tickets):
                 self._step(key)
 
-    def _admit(self, ticket: PoolTicket) -> None:
+    def _drop_idle_pools(self) -> None:
+        """Drop the pools (their buffers, their models) that have had no request for `keep_s` seconds."""
+        now = time.monotonic()
+        for key in [k for k, since in self.idle.items() if now - since >= self.keep_s]:
+            del self.pools[key], self.idle[key]
+
+    def _admit(self, joining: list[PoolTicket]) -> None:
+        """Each ticket joins its model's pool (made if need be), whose buffer first grows for all that join it."""
+        for key, count in collections.Counter(id(t.model) for t in joining).items():
+            if key in self.pools:
+                self.pools[key].reserve(len(self.pools[key].rows) + count)
+        for ticket in joining:
+            self._join(ticket)
+
+    def _join(self, ticket: PoolTicket) -> None:
         key = id(ticket.model)
         try:
             if key not in self.pools:
                 self.pools[key] = StreamPool(ticket.model, self.window)
             ticket.row = self.pools[key].join(ticket.ids, ticket.settings, ticket.top)
         except Exception as e:  # a prompt the pool refuses: that request's error, raised where it is read
-            if key not in self.tickets:  # nobody else in that pool: it does not keep the model
+            if key not in self.tickets and key not in self.idle:  # a pool made for it alone does not keep the model
                 del self.pools[key]
             ticket.tokens.put(e)
             return
+        self.idle.pop(key, None)
         with self.wake:
             self.tickets.setdefault(key, []).append(ticket)
 
@@ -1050,8 +1083,9 @@ class StreamServer:
             by_row[id(row)].add((token, likely, row.seconds), last=row.left == 0)  # every row has its ticket
         with self.wake:
             self.tickets[key] = [t for t in self.tickets[key] if t.row in pool.rows]
-            if not self.tickets[key]:
-                del self.tickets[key], self.pools[key]
+            if not self.tickets[key]:  # kept keep_s seconds for the next requests (`_drop_idle_pools`)
+                del self.tickets[key]
+                self.idle[key] = time.monotonic()
 
 
 class TextDecoder:

@@ -69,6 +69,7 @@ PROMPTS = ["ROMEO:", "First Citizen:\n", "KING RICHARD III:\nNow is the winter",
 # 988 characters/s is what the lab served this load before its generations were batched (2026-12-03).
 SPEED_GOALS = {"first_char_p50_ms": 1000.0, "first_char_p95_ms": 2000.0, "chars_per_s": 3 * 988.0}
 LONG_CHARS = 2000  # the largest request the lab takes: what a client that goes away would leave running
+POLL_S = 0.002  # how often a client looks for its request's first update (the figure's resolution)
 IDLE_WINDOW_S = 3.0  # how long the server's CPU time is watched after a phase's probe
 
 
@@ -141,7 +142,14 @@ def free_port() -> int:
 class Server:
     """`python app.py` in its own process on 127.0.0.1."""
 
-    def __init__(self, models: str, queue_size: int | None = None, threads: int = 1, generating: int | None = None):
+    def __init__(
+        self,
+        models: str,
+        queue_size: int | None = None,
+        threads: int = 1,
+        generating: int | None = None,
+        decoding: str | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port))
@@ -151,6 +159,8 @@ class Server:
             cmd += ["--queue-size", str(queue_size)]
         if generating is not None:
             cmd += ["--generating", str(generating)]
+        if decoding is not None:
+            cmd += ["--decoding", decoding]
         self.log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up and stall the server
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
@@ -164,22 +174,37 @@ class Server:
                 self.log.seek(0)
                 raise RuntimeError(f"app.py exited with {self.proc.returncode}: {self.log.read()[-2000:]}")
             try:
-                return Client(self.url, verbose=False)
+                # plain HTTP to 127.0.0.1: no certificates to load for each request's connection (gradio_client
+                # makes a new one per request, and loading them took a fifth of the clients' CPU time)
+                return Client(self.url, verbose=False, ssl_verify=False)
             except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
 
+    def processes(self) -> list[int]:
+        """The server's process and its children (app.py's decoding process), from Linux /proc."""
+        children = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            children += (task / "children").read_text().split()
+        return [self.proc.pid] + [int(c) for c in children]
+
     def memory_mb(self) -> tuple[float, float]:
-        """(VmRSS, VmHWM) of the server process in MB (Linux /proc)."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        values = {k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)}
-        return values["VmRSS"], values["VmHWM"]
+        """(VmRSS, VmHWM) in MB of the server, its children counted in (their peaks summed: an upper bound)."""
+        rss = peak = 0.0
+        for pid in self.processes():
+            status = Path(f"/proc/{pid}/status").read_text()
+            values = {k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)}
+            rss, peak = rss + values["VmRSS"], peak + values["VmHWM"]
+        return rss, peak
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used (utime + stime from /proc/PID/stat)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the server and its children have used (utime + stime from /proc/PID/stat)."""
+        total = 0.0
+        for pid in self.processes():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -204,14 +229,12 @@ def one_request(client, kind: str, variants: list[str], corpus: str, chars: int,
             job = client.submit(corpus, variants[0], prompt, *settings, api_name="/generate")
         else:
             job = client.submit(corpus, variants[:2], prompt, *settings, api_name="/side_by_side")
-        first = None
-        for _ in job:
-            if first is None:
-                first = time.perf_counter() - start
-            if time.perf_counter() - start > timeout:
-                job.cancel()
-                raise TimeoutError(f"no final update after {timeout:.0f} s")
-        final = job.result(timeout=max(1.0, timeout - (time.perf_counter() - start)))
+        first = first_update(job, start, timeout)
+        try:
+            final = job.result(timeout=max(1.0, timeout - (time.perf_counter() - start)))
+        except TimeoutError:
+            job.cancel()
+            raise TimeoutError(f"no final update after {timeout:.0f} s") from None
         seconds = time.perf_counter() - start
     except Exception as e:
         text = str(e).strip().splitlines()
@@ -227,6 +250,20 @@ def one_request(client, kind: str, variants: list[str], corpus: str, chars: int,
     if len(counts) != 2 or not found:
         return Request(kind, False, error=f"unexpected final update: {str(final[0])[:120]!r}")
     return Request(kind, True, first, float(found[1]), sum(counts), seconds)
+
+
+def first_update(job, start: float, timeout: float) -> float | None:
+    """Seconds from `start` to the job's first streamed update (None if it ended without one), looked for every
+    POLL_S. Not by iterating the job: gradio_client's iterator looks every millisecond, which in 16 client threads
+    took about half a core of the 2-core machine the server under test runs on."""
+    while not job.outputs():
+        if job.done():
+            return None
+        if time.perf_counter() - start > timeout:
+            job.cancel()
+            raise TimeoutError(f"no update after {timeout:.0f} s")
+        time.sleep(POLL_S)
+    return time.perf_counter() - start
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -456,7 +493,9 @@ def saturation_phase(args, variants: list[str]) -> dict:
 
     WAITING_OR_RUNNING = {Status.IN_QUEUE, Status.SENDING_DATA, Status.PROCESSING, Status.PROGRESS, Status.ITERATING}
 
-    server = Server(args.models, queue_size=args.queue_size, threads=args.threads, generating=RUNNING)
+    server = Server(
+        args.models, queue_size=args.queue_size, threads=args.threads, generating=RUNNING, decoding=args.decoding
+    )
     try:
         clients = [server.client() for _ in range(args.burst)]
         outcome: list[dict] = [{} for _ in clients]
@@ -548,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-size", type=int, default=2, help="the saturation server's queue")
     p.add_argument("--burst", type=int, help="simultaneous requests in the saturation check (default: 4 + queue + 6)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads (app.py --threads)")
+    p.add_argument(
+        "--decoding", choices=("process", "thread"), help="the server's app.py --decoding (default: app.py's own)"
+    )
     p.add_argument("--no-saturation", action="store_true", help="skip the saturation check")
     p.add_argument("--abandoned", type=int, default=20, help="joins whose stream is never opened (0: skip)")
     p.add_argument("--dropped", type=int, default=8, help="clients that read 3 updates and hang up (0: skip)")
@@ -585,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report(args.clients, args.duration, args.chars, args.models, rss_bound_mb=args.rss_bound)
     say(f"load: {args.clients} clients x {args.duration:.0f} s, {args.chars} characters per request, on 127.0.0.1")
-    server = Server(args.models, threads=args.threads)
+    server = Server(args.models, threads=args.threads, decoding=args.decoding)
     try:
         load_phase(server, args, report, variants)
         for name, count, run in GONE_PHASES:

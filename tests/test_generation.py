@@ -487,7 +487,9 @@ def test_every_pooled_row_equals_its_own_token_stream_for_every_switch(switches)
         assert tokens[k] == want and len(want) == settings.max_new_tokens
         for got, ref in zip(logits[k][:-1], want_logits, strict=False):
             torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
-    assert pool.rows == [] and pool.cache is None  # every row has left, and the buffer is freed
+    assert pool.rows == [] and pool.cache is not None  # every row has left; the buffer is kept for the next
+    pool.free()
+    assert pool.cache is None and len(pool.logits) == 0
 
 
 def test_same_seed_same_text_whoever_else_is_served():
@@ -533,12 +535,22 @@ def test_a_row_that_leaves_early_frees_its_place_and_the_buffer_grows_and_shrink
         pool.step()
     for i in (0, 2, 3, 4):
         assert rows[i].history[4:] == TokenStream(m, [rows[i].history[:4]], temperature=0).take(100)[0]
-    assert pool.rows == [] and pool.cache is None
+    assert pool.rows == [] and pool.cache.qkv[0].shape[0] == 8  # kept for the rows that come next
+    again = pool.join(prompt(4, seed=9)[0].tolist(), SamplingSettings(temperature=0, max_new_tokens=20))
+    pool.reserve(11)  # room for more joins at once: doubled until it holds them
+    assert pool.cache.qkv[0].shape[0] == 16 and again.index == 0
+    with pytest.raises(RuntimeError, match="1 rows keeps its buffer"):
+        pool.free()
+    for _ in range(20):
+        pool.step()
+    assert again.history[4:] == TokenStream(m, [again.history[:4]], temperature=0).take(20)[0]
+    pool.free()
+    assert pool.cache is None
 
 
 def test_the_server_serves_threads_at_once_each_as_its_own_stream():
     m = sharpen(tiny_model())
-    server = StreamServer(window=40)
+    server = StreamServer(window=40, keep_s=0.5)
     specs = [(4 + i, SamplingSettings(temperature=0.8, seed=i, max_new_tokens=60 + 10 * i), 0) for i in range(6)]
     got = {}
 
@@ -555,7 +567,13 @@ def test_the_server_serves_threads_at_once_each_as_its_own_stream():
     deadline = time.monotonic() + 10
     while server.busy() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.busy() == 0 and server.pools == {}  # nothing left held
+    assert server.busy() == 0
+    pool = server.pools[id(m)]  # kept keep_s seconds for the next requests, buffer and all
+    assert got[0] == [t for t, _, _ in server.stream(m, prompt(4, seed=0)[0].tolist(), specs[0][1])]
+    assert server.pools[id(m)] is pool
+    while server.pools and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.pools == {}  # then dropped, with its model: nothing left held
 
 
 def test_a_reader_that_stops_takes_its_request_out():
