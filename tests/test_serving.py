@@ -1,8 +1,10 @@
 """serving.ProcessServer: the lab's decoding in a process of its own, held to the same requests served here."""
 
 import itertools
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +28,12 @@ def ids(n, seed=1, vocab=97):
 def alone(model, prompt, settings):
     """What a TokenStream of its own in this process draws for `prompt`: the reference."""
     return TokenStream(model, [prompt], window=40, **settings.stream_options()).take(settings.max_new_tokens)[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (Linux /proc: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read(server, model, prompt, settings, top=0):
@@ -114,6 +122,10 @@ def test_a_reader_that_stops_takes_its_request_out(server):
     assert len([next(reader) for _ in range(5)]) == 5
     reader.close()
     assert server.busy() == 0
+    time.sleep(0.3)  # the leave reaches the process
+    before = cpu_seconds(server.child.process.pid)
+    time.sleep(1.0)
+    assert cpu_seconds(server.child.process.pid) - before < 0.2  # it stopped decoding (it used a core before)
     greedy = SamplingSettings(temperature=0, max_new_tokens=20)
     assert [t for t, _, _ in read(server, m, ids(4), greedy)] == alone(m, ids(4), greedy)  # the process goes on
 
