@@ -150,6 +150,12 @@ class Lab:
     def corpora(self) -> list[str]:
         return list(self.groups)
 
+    def models(self) -> list:
+        """Every model the lab may decode: each group's and each scaling grid's."""
+        entries = [e for group in self.groups.values() for e in group.values()]
+        entries += [e for grid in self.scaling.values() for e in grid["entries"].values()]
+        return [e.model for e in entries]
+
     def group(self, corpus) -> dict[str, Entry]:
         """The models trained on `corpus`, or a gr.Error listing the groups there are."""
         if not isinstance(corpus, str) or corpus not in self.groups:
@@ -1720,6 +1726,7 @@ def main(argv: list[str] | None = None) -> int:
     lab.generating = args.generating
     if args.decoding == "process":
         lab.server = ProcessServer(threads=max(1, args.threads)).start()
+        lab.server.share(lab.models())  # now, before any request thread uses them
     demo = build_demo(lab, args.queue_size)
     demo.launch(**launch_options(demo))
     return 0

@@ -184,26 +184,40 @@ class DecodeStep:
 
     def __init__(self, model: GPT2MiniForCausalLM):
         self.model = model
-        self.blocks = list(model.transformer.h)
-        self.supported = all(type(m) in SUPPORTED_MODULES for m in model.modules())  # exactly these, no subclass
         self.collect()
-        from torch.nn.modules import module as global_hooks
-
-        # the hook dictionaries themselves (empty is falsy), so that checking them all costs about a microsecond
-        self.hooks = [global_hooks._global_forward_hooks, global_hooks._global_forward_pre_hooks]
-        for m in model.modules():
-            self.hooks += [m._forward_hooks, m._forward_pre_hooks]
 
     def usable(self) -> bool:
         """False while the model trains (dropout), has forward hooks (knockouts, probes) or modules this step does not
-        know (a PEFT adapter, a quantized layer): the modules are stepped then, and compute what those do."""
+        know (a PEFT adapter, a quantized layer): the modules are stepped then, and compute what those do. A module
+        or parameter replaced since the last look is looked at again first."""
+        if not self.current():
+            self.collect()
         return self.supported and not self.model.training and not any(self.hooks)
 
     def collect(self) -> None:
-        """Gather the model's Parameter objects as `decode_step` takes them (references, never copies): per layer
+        """Look at the model as it is now: which modules it has (all of them known to this step: `supported`), their
+        forward-hook dictionaries, and where each module and Parameter sits (`held`, for `current`); then, if it is
+        supported, gather its Parameter objects as `decode_step` takes them (`_gather`)."""
+        from torch.nn.modules import module as global_hooks
+
+        modules = list(self.model.modules())
+        self.supported = all(type(m) in SUPPORTED_MODULES for m in modules)  # exactly these, no subclass
+        # the hook dictionaries themselves (empty is falsy), so that checking them all costs about a microsecond
+        self.hooks = [global_hooks._global_forward_hooks, global_hooks._global_forward_pre_hooks]
+        for m in modules:
+            self.hooks += [m._forward_hooks, m._forward_pre_hooks]
+        # where each Parameter and module lives, to see at every step that none has been replaced since
+        self.held = [(m._parameters, k, p) for m in modules for k, p in m._parameters.items()]
+        self.held += [(m._modules, k, c) for m in modules for k, c in m._modules.items()]
+        if self.supported:
+            self._gather()
+
+    def _gather(self) -> None:
+        """The model's Parameter objects as `decode_step` takes them (references, never copies): per layer
         [ln_1 weight, bias, c_attn weight, bias, c_proj weight, bias] (or [] without attention), the same for the
         MLP, [pre-LN, post-LN] flags; ln_f's [weight, bias] (or []); the embeddings and the head."""
         t = self.model.transformer
+        self.blocks = list(t.h)
         self.attn, self.mlp, self.flags = [], [], []
         for b in self.blocks:
             a, m = b.attn, b.mlp
@@ -220,11 +234,10 @@ class DecodeStep:
         self.positions = POSITION_CODES[cfg.position_style] if cfg.use_position_embeddings else 0
         self.biased = cfg.use_bias
         self.scale = math.sqrt(cfg.n_embd) if cfg.scale_embeddings else 1.0
-        # where each Parameter lives, to see at every step that none has been replaced since
-        self.held = [(m._parameters, k, p) for m in self.model.modules() for k, p in m._parameters.items()]
 
     def current(self) -> bool:
-        """Whether the model still holds the Parameter objects gathered (a dictionary lookup each: microseconds)."""
+        """Whether the model still holds the modules and Parameter objects looked at (a dictionary lookup each:
+        microseconds)."""
         return all(d.get(k) is p for d, k, p in self.held)
 
     def _norm(self, norm: nn.Module | None) -> list[torch.Tensor]:
@@ -739,12 +752,24 @@ class StreamPool:
             raise ValueError(f"window must be between 1 and {self.n_positions - 1}, got {self.window}")
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        self.shape = StreamPool._shape(model)  # what the buffer is made for (`fits`)
         self.fast = DecodeStep(model)
         self.relative = cfg.use_position_embeddings and cfg.position_style == "rope"
         self.cache: KVBuffer | None = None
         self.parts: dict[int, tuple[KVBuffer, torch.Tensor]] = {}  # n: the buffer's first n rows, their (row, head)s
         self.logits = torch.empty(0, self.vocab_size, device=self.device)  # (rows held, V), float
         self.seen = torch.empty(0, self.vocab_size, dtype=torch.bool, device=self.device)
+
+    def fits(self, model: GPT2MiniForCausalLM) -> bool:
+        """Whether `model` still needs the buffer this pool was made with (device, dtype, cache geometry), so that an
+        emptied pool may serve it again."""
+        return self.shape == StreamPool._shape(model)
+
+    @staticmethod
+    def _shape(model: GPT2MiniForCausalLM) -> tuple:
+        cfg, param = model.config, next(model.parameters())
+        geometry = (cfg.n_layer, cfg.n_head, cfg.n_positions, cfg.n_embd, cfg.vocab_size)
+        return geometry, cfg.use_position_embeddings, cfg.position_style, param.device, param.dtype
 
     def join(self, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> PoolRow:
         """A new row for the prompt `ids` (its last n_positions tokens), drawing `settings.max_new_tokens` tokens,
@@ -994,6 +1019,9 @@ class StreamServer:
     then dropped with its model."""
 
     def __init__(self, window: int | None = None, reply_s: float = 120.0, keep_s: float = 10.0):
+        for name, value in (("reply_s", reply_s), ("keep_s", keep_s)):
+            if not 0 < value <= threading.TIMEOUT_MAX:
+                raise ValueError(f"{name} must be a positive number of seconds up to {threading.TIMEOUT_MAX:g}")
         self.window, self.reply_s, self.keep_s = window, reply_s, keep_s
         self.pools: dict[int, StreamPool] = {}  # id(model): a pool holds its model, so ids stay
         self.idle: dict[int, float] = {}  # id(model): since when its pool has had no request (time.monotonic())
@@ -1034,6 +1062,7 @@ class StreamServer:
                     self._drop_idle_pools()
                 joining, self.waiting = self.waiting, []
             self._admit(joining)
+            del joining  # while this thread waits, no ticket (nor its model) is kept alive by it
             for key in list(self.tickets):
                 self._step(key)
 
@@ -1045,11 +1074,23 @@ class StreamServer:
 
     def _admit(self, joining: list[PoolTicket]) -> None:
         """Each ticket joins its model's pool (made if need be), whose buffer first grows for all that join it."""
+        for ticket in joining:
+            self._renew_if_stale(id(ticket.model))
         for key, count in collections.Counter(id(t.model) for t in joining).items():
             if key in self.pools:
-                self.pools[key].reserve(len(self.pools[key].rows) + count)
+                try:
+                    self.pools[key].reserve(len(self.pools[key].rows) + count)
+                except Exception:  # each join then grows the buffer itself, and a failure is its request's error
+                    pass
         for ticket in joining:
             self._join(ticket)
+
+    def _renew_if_stale(self, key: int) -> None:
+        """An idle pool whose model changed since it was made (device, dtype, cache geometry, positions) is dropped,
+        so that its buffer does not outlive what it was made for (its `DecodeStep` looks again at a model whose
+        modules or parameters were replaced by itself)."""
+        if key in self.idle and not self.pools[key].fits(self.pools[key].model):
+            del self.pools[key], self.idle[key]
 
     def _join(self, ticket: PoolTicket) -> None:
         key = id(ticket.model)

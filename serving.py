@@ -5,27 +5,36 @@ Python's lock with Gradio's event loop and the request handlers, and waits for i
 16 clients it ran about 60% of the time and served half of what it serves alone (docs/performance.md, "Serving a
 class"). `ProcessServer` runs the same `StreamServer` in a child process, so its steps wait for no one:
 
-    server = ProcessServer()                 # the process starts on the first request
+    server = ProcessServer().start()         # the child imports torch: a few seconds
+    server.share(models)                     # their tensors into shared memory, before any thread uses them
     for token, likelihood, seconds in server.stream(model, ids, SamplingSettings(seed=1, max_new_tokens=50)):
         ...
 
-- The child gets each model once, its tensors moved to shared memory (`share_memory()`), so the child reads the
-  parent's weights, not a copy: an in-place update (an optimizer step, `load_state_dict`, an edit under `no_grad`)
-  reaches the next step there as it does in the parent.
-- What the child cannot see, it does not serve: before each request the model's parameters (which objects, where
-  their memory is, dtype, shape) and its residual switches are compared with what was sent, and the model is sent
-  again if any changed. A model the fast step would not run (training mode, hooks, modules `DecodeStep` does not
-  know), or one not on the CPU, is served by a `StreamServer` in this process, which runs the modules.
+- The child gets each model once, its tensors in shared memory, so it steps the parent's weights, not a copy: an
+  in-place update (an optimizer step, `load_state_dict`, an edit under `no_grad`) reaches its next step.
+- Anything else the child's copy could miss makes the next request send the model again: before each request the
+  model's modules (objects, types), tensors (objects, memory, dtype, shape), its blocks' switches, its training flag
+  and its config are compared with what was sent. A request already running when the model changes that way ends on
+  the copy it started with (in this process's `StreamServer` the change would reach its next step).
+- A model the fast step would not run as the modules do (training mode, hooks, modules `DecodeStep` does not know),
+  one not on the CPU, and one that cannot be shared or pickled are served by a `StreamServer` in this process.
+- A model that is garbage-collected here is dropped there.
 - The same seed gives the same tokens as in this process (a test holds them to `TokenStream`).
-- If the child dies, every open request ends with an error naming it, and the next request starts a new child.
+- If the child dies, every open request ends with an error that says so, and the next request starts a new child.
 """
 
 import contextlib
 import itertools
+import json
 import multiprocessing
+import os
 import queue
+import shutil
 import sys
 import threading
+import warnings
+import weakref
+from multiprocessing.reduction import ForkingPickler
 
 import torch
 
@@ -41,18 +50,36 @@ def servable(model) -> bool:
 
 
 def fingerprint(model) -> tuple:
-    """What the child's copy of `model` must still match: each parameter's object, memory, dtype and shape, and
-    each block's residual switch (knockouts set it on the module)."""
-    params = tuple((id(p), p.data_ptr(), p.dtype, tuple(p.shape)) for p in model.parameters())
-    return params, tuple(b.use_residual for b in model.transformer.h)
+    """What the child's copy of `model` must still match: every module (object, type), every parameter and buffer
+    (object, memory, whether shared, dtype, shape), each block's switches, the training flag and the config."""
+    modules = tuple((id(m), type(m)) for m in model.modules())
+    tensors = tuple(
+        (id(t), t.data_ptr(), t.is_shared(), t.dtype, tuple(t.shape))
+        for t in itertools.chain(model.parameters(), model.buffers())
+    )
+    blocks = tuple((b.use_residual, b.pre_ln, b.post_ln) for b in model.transformer.h)
+    config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    return modules, tensors, blocks, model.training, config
+
+
+def share(model) -> None:
+    """Move `model`'s tensors to shared memory, in place (the Parameter objects stay). Refused, with a RuntimeError,
+    where /dev/shm has not twice their size free: a full /dev/shm (Docker gives 64 MB) kills a process that writes
+    to it."""
+    tensors = [t for t in itertools.chain(model.parameters(), model.buffers()) if not t.is_shared()]
+    size = sum(t.untyped_storage().nbytes() for t in tensors)
+    if tensors and os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free < 2 * size:
+        raise RuntimeError(f"/dev/shm has less than twice the model's {size / 2**20:.0f} MB free")
+    if tensors:
+        model.share_memory()
 
 
 class ProcessServer:
     """`StreamServer`'s interface (`stream`, `busy`), with the steps in a child process (see the module docstring)."""
 
     def __init__(self, window: int | None = None, reply_s: float = 120.0, keep_s: float = 10.0, threads: int = 1):
+        self.local = StreamServer(window, reply_s, keep_s)  # the models the child cannot serve (checks the values)
         self.window, self.reply_s, self.keep_s, self.threads = window, reply_s, keep_s, threads
-        self.local = StreamServer(window, reply_s, keep_s)  # the models the child cannot serve
         self.lock = threading.Lock()
         self.child: Child | None = None
 
@@ -62,20 +89,31 @@ class ProcessServer:
             self._running()
         return self
 
-    def _running(self) -> "Child":
-        if self.child is None or not self.child.alive():
-            self.child = Child(self.window, self.keep_s, self.threads)
-        return self.child
+    def share(self, models) -> None:
+        """Put `models`' tensors in shared memory now, before any thread uses them (it swaps each tensor's memory,
+        which is not safe while another thread reads it); one that cannot be shared is served here."""
+        for model in models:
+            with contextlib.suppress(RuntimeError):
+                share(model)
 
     def stream(self, model, ids, settings: SamplingSettings, top: int = 0) -> PoolReader:
         """As `StreamServer.stream`: join `model`'s pool with the prompt `ids`; the reader yields (token,
         likelihood, seconds) for each of `settings.max_new_tokens` tokens."""
-        if not servable(model):
-            return self.local.stream(model, ids, settings, top)
-        with self.lock:
-            child = self._running()
-            request, ticket = child.join(model, list(ids), settings, top)
-        return ChildReader(ticket, self.reply_s, lambda: child.leave(request))
+        if servable(model):
+            with self.lock:
+                child = self._running()
+                joined = child.join(model, list(ids), settings, top)
+            if joined is not None:
+                request, ticket = joined
+                return ChildReader(ticket, self.reply_s, lambda: child.leave(request))
+        return self.local.stream(model, ids, settings, top)
+
+    def _running(self) -> "Child":
+        if self.child is None or not self.child.alive():
+            if self.child is not None:
+                self.child.stop()
+            self.child = Child(self.window, self.keep_s, self.threads)
+        return self.child
 
     def busy(self) -> int:
         """Requests being decoded or waiting to join, here and in the child."""
@@ -83,7 +121,7 @@ class ProcessServer:
         return self.local.busy() + (child.busy() if child is not None else 0)
 
     def close(self) -> None:
-        """Stop the child (its requests end with an error)."""
+        """Stop the child (its open requests end with an error)."""
         with self.lock:
             if self.child is not None:
                 self.child.stop()
@@ -106,9 +144,9 @@ class ChildReader(PoolReader):
 
 
 class Child:
-    """One decoding process and the two threads that talk to it: one sends (models, joins, leaves: in order,
-    from a queue, so that a reader's `close` from any thread, or from the garbage collector, never waits), one
-    receives the tokens and hands them to their requests' queues."""
+    """One decoding process and the two threads that talk to it: one sends (models, joins, leaves, in order, from a
+    queue, so that a reader's `close` from any thread, or from the garbage collector, never waits), one receives
+    the tokens, hands them to their requests' queues, and alone closes the connection."""
 
     def __init__(self, window: int | None, keep_s: float, threads: int):
         ctx = multiprocessing.get_context("spawn")  # fork would copy the lab's threads' locks mid-use
@@ -119,8 +157,7 @@ class Child:
         child_end.close()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.tickets: dict[int, PoolTicket] = {}  # request id: its ticket, until its last token or error
-        self.sent: dict[int, tuple] = {}  # id(model): the fingerprint the child has (the model kept alive below)
-        self.models: dict[int, object] = {}
+        self.sent: dict[int, tuple] = {}  # id(model): the fingerprint of the copy the child has
         self.ids = itertools.count()
         self.dead: BaseException | None = None
         threading.Thread(target=self._send, name="decoder-send", daemon=True).start()
@@ -132,20 +169,39 @@ class Child:
     def busy(self) -> int:
         return len(self.tickets)
 
-    def join(self, model, ids: list[int], settings: SamplingSettings, top: int) -> tuple[int, PoolTicket]:
+    def join(self, model, ids: list[int], settings: SamplingSettings, top: int) -> tuple[int, PoolTicket] | None:
         """Send `model` if the child lacks it as it is now, then the request: its id, and the ticket that gets its
-        tokens."""
-        key, now = id(model), fingerprint(model)
-        if self.sent.get(key) != now:
-            model.share_memory()  # in place: the parameters stay the same objects, their memory becomes shared
-            now = fingerprint(model)  # the memory moved
-            self.outbox.put(("model", key, model))
-            self.sent[key], self.models[key] = now, model
+        tokens; None if the model cannot be sent (it is then served in this process)."""
+        key = id(model)
+        if self.sent.get(key) != fingerprint(model) and not self._send_model(model):
+            return None
         request = next(self.ids)
         ticket = PoolTicket(model, ids, settings, top)
         self.tickets[request] = ticket
         self.outbox.put(("join", request, key, ids, settings, top))
+        if self.dead is not None:  # died while joining: _receive may have told the others already
+            self._fail(request)
         return request, ticket
+
+    def _send_model(self, model) -> bool:
+        """Share and pickle `model` here, now (what is pickled is what was fingerprinted), and queue it."""
+        key = id(model)
+        try:
+            share(model)
+            pickled = ForkingPickler.dumps(model)
+        except Exception as e:  # noqa: BLE001 - any reason it cannot travel: it is served here instead
+            reason = f"serving {type(model).__name__} in this process: it cannot go to the decoding process ({e})"
+            warnings.warn(reason, stacklevel=3)
+            return False
+        if key not in self.sent:  # once the model is gone here, the child lets its copy go
+            weakref.finalize(model, self._forget, key)
+        self.sent[key] = fingerprint(model)
+        self.outbox.put(("model", key, bytes(pickled)))
+        return True
+
+    def _forget(self, key: int) -> None:
+        self.sent.pop(key, None)
+        self.outbox.put(("drop", key))
 
     def leave(self, request: int) -> None:
         """The reader of `request` stopped: the child takes it out, if it has not ended already."""
@@ -153,31 +209,47 @@ class Child:
             self.outbox.put(("leave", request))
 
     def stop(self) -> None:
+        """Tell the child to stop and wait for it (5 s, then it is killed)."""
         self.outbox.put(STOP)
         self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.kill()
+            self.process.join(timeout=5)
+
+    def _fail(self, request: int) -> None:
+        ticket = self.tickets.pop(request, None)
+        if ticket is not None:
+            ticket.tokens.put(self.dead)
 
     def _send(self) -> None:
-        while (message := self.outbox.get()) is not STOP:
+        while True:
+            message = self.outbox.get()
             try:
-                self.conn.send(message)
+                self.conn.send(("stop",) if message is STOP else message)
             except (OSError, ValueError):  # the child is gone: _receive ends the requests
                 return
-        self.conn.close()
+            if message is STOP:
+                return
+
+    def _deliver(self, request: int, items, done: bool) -> None:
+        """Hand `items` to `request`'s reader (gone already if its reader stopped). A method, so that no variable of
+        the receiving loop keeps the last ticket, and with it its model, alive."""
+        ticket = self.tickets.pop(request, None) if done else self.tickets.get(request)
+        if ticket is not None:
+            ticket.tokens.put(items)
 
     def _receive(self) -> None:
         try:
             while True:
                 for request, items, done in self.conn.recv():
-                    ticket = self.tickets.pop(request) if done else self.tickets.get(request)
-                    if ticket is not None:
-                        ticket.tokens.put(items)
-        except (EOFError, OSError) as e:
-            self.dead = RuntimeError(f"the decoding process stopped (exit code {self.process.exitcode}): {e!r}")
-        for ticket in list(self.tickets.values()):
-            ticket.tokens.put(self.dead)
-        self.tickets.clear()
+                    self._deliver(request, items, done)
+        except BaseException as e:  # the child stopped (EOFError), or a message broke: either way, it is over
+            reason = e
+        self.process.join(timeout=1)
+        self.dead = RuntimeError(f"the decoding process stopped (exit code {self.process.exitcode}): {reason!r}")
+        for request in list(self.tickets):
+            self._fail(request)
+        self.conn.close()
 
 
 class Outbox:
@@ -211,21 +283,22 @@ def main_unnamed():
 
 
 def portable(error: BaseException) -> BaseException:
-    """`error` if it survives pickling, else a RuntimeError with its text."""
+    """`error` if it survives pickling there and back, else a RuntimeError with its text."""
     try:
-        multiprocessing.reduction.ForkingPickler.dumps(error)
+        ForkingPickler.loads(ForkingPickler.dumps(error))
         return error
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever breaks, the text still travels
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def serve(conn, window: int | None, keep_s: float, threads: int) -> None:  # long: the child's whole life, one loop
-    """The child process: a `StreamServer` fed from `conn` (models, joins, leaves); the tokens go back on it, all
-    that is ready in one message."""
+def serve(conn, window: int | None, keep_s: float, threads: int) -> None:
+    """The child process: a `StreamServer` fed from `conn` (models, joins, leaves, drops, stop); the tokens go back
+    on it, all that is ready in one message. A model that does not load here ends each request for it with why."""
     torch.set_num_threads(threads)
-    server = StreamServer(window, reply_s=float("inf"), keep_s=keep_s)
+    server = StreamServer(window, reply_s=threading.TIMEOUT_MAX, keep_s=keep_s)
     out: queue.SimpleQueue = queue.SimpleQueue()
-    models, tickets = {}, {}
+    models: dict[int, object] = {}  # the parent's id(model): the model, or why it did not load
+    tickets: dict[int, PoolTicket] = {}
 
     def send_back() -> None:
         while (first := out.get()) is not STOP:
@@ -234,18 +307,32 @@ def serve(conn, window: int | None, keep_s: float, threads: int) -> None:  # lon
                 batch.append(out.get())
             conn.send(batch)
 
-    threading.Thread(target=send_back, name="decoder-send-back", daemon=True).start()
-    try:
-        while True:
-            message = conn.recv()
-            if message[0] == "model":
-                models[message[1]] = message[2]
-            elif message[0] == "join":
-                _, request, key, ids, settings, top = message
-                outbox = Outbox(request, settings.max_new_tokens, out, tickets)
-                tickets[request] = PoolTicket(models[key], ids, settings, top, outbox)
-                server.submit(tickets[request])
-            elif message[0] == "leave" and (ticket := tickets.pop(message[1], None)) is not None:
-                ticket.gone = True
-    except EOFError:  # the parent closed its end
-        out.put(STOP)
+    sender = threading.Thread(target=send_back, name="decoder-send-back", daemon=True)
+    sender.start()
+    with contextlib.suppress(EOFError):  # EOFError: the parent closed its end
+        while (message := conn.recv())[0] != "stop":
+            handle(message, server, models, tickets, out)
+    out.put(STOP)
+    sender.join(timeout=5)
+
+
+def handle(message: tuple, server: StreamServer, models: dict, tickets: dict, out: queue.SimpleQueue) -> None:
+    """One message from the parent, in the child."""
+    kind = message[0]
+    if kind == "model":
+        try:
+            models[message[1]] = ForkingPickler.loads(message[2])
+        except Exception as e:  # noqa: BLE001 - a class this process cannot import, a lost shared tensor
+            models[message[1]] = portable(RuntimeError(f"the model did not load in the decoding process: {e!r}"))
+    elif kind == "join":
+        _, request, key, ids, settings, top = message
+        model = models.get(key, RuntimeError("the decoding process has no such model"))
+        if isinstance(model, BaseException):
+            out.put((request, model, True))
+            return
+        tickets[request] = PoolTicket(model, ids, settings, top, Outbox(request, settings.max_new_tokens, out, tickets))
+        server.submit(tickets[request])
+    elif kind == "leave" and (ticket := tickets.pop(message[1], None)) is not None:
+        ticket.gone = True
+    elif kind == "drop":
+        models.pop(message[1], None)

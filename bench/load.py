@@ -44,6 +44,7 @@ are then cancelled. Exit status 0 when every goal holds, 1 otherwise.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -186,7 +187,8 @@ class Server:
         """The server's process and its children (app.py's decoding process), from Linux /proc."""
         children = []
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            children += (task / "children").read_text().split()
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that has just ended
+                children += (task / "children").read_text().split()
         return [self.proc.pid] + [int(c) for c in children]
 
     def memory_mb(self) -> tuple[float, float]:

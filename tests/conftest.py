@@ -54,6 +54,75 @@ def sharpen(model: GPT2MiniForCausalLM, scale: float = 8.0) -> GPT2MiniForCausal
     return model
 
 
+def _batch():
+    return torch.randint(0, 97, (1, 9), generator=torch.Generator().manual_seed(1))
+
+
+def adamw(fused: bool | None = None, foreach: bool | None = None):
+    def update(m):
+        opt = torch.optim.AdamW(m.parameters(), lr=0.05, fused=fused, foreach=foreach)
+        m(_batch(), labels=_batch()).loss.backward()
+        opt.step()
+
+    return update
+
+
+def sgd(m):
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    m(_batch(), labels=_batch()).loss.backward()
+    opt.step()
+
+
+def copy_in_place(m):
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(p * 1.5 + 0.01)
+
+
+def assign_data(m):
+    with torch.no_grad():
+        for p in m.parameters():
+            p.data = p.data * 1.5 + 0.01
+
+
+def load_other(m):
+    m.load_state_dict(sharpen(tiny_model(seed=7)).state_dict())
+
+
+def replace_a_parameter(m):
+    fc = m.transformer.h[0].mlp.c_fc
+    fc.weight = torch.nn.Parameter(fc.weight.detach() * -2.0)
+
+
+def to_double(m):
+    m.to(torch.float64)
+
+
+def replace_a_module(m):
+    old = m.transformer.h[0].mlp.c_fc
+    new = torch.nn.Linear(old.in_features, old.out_features, bias=old.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(old.weight * -2.0)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    m.transformer.h[0].mlp.c_fc = new
+
+
+# Every way a weight can change under a model that has streamed before: no derived copy may outlive it.
+UPDATES = {
+    "AdamW fused": adamw(fused=True),  # torch 2.13 on CPU: updates without bumping the version counter
+    "AdamW foreach": adamw(foreach=True),
+    "AdamW for-loop": adamw(foreach=False),
+    "SGD": sgd,
+    "load_state_dict": load_other,
+    "copy_ under no_grad": copy_in_place,
+    "param.data = ...": assign_data,
+    "a replaced Parameter": replace_a_parameter,
+    ".to(dtype)": to_double,
+    "a replaced module": replace_a_module,
+}
+
+
 @pytest.fixture(scope="session")
 def tok():
     return build_tokenizer(SAMPLE_TEXT)

@@ -16,7 +16,7 @@ from transformers.generation.logits_process import (
 
 from configuration_gpt2mini import PRESETS
 from configuration_gpt2mini import SWITCHES as REGISTRY
-from conftest import sharpen, tiny_model
+from conftest import UPDATES, copy_in_place, sharpen, tiny_model
 from generation_gpt2mini import (
     SamplingSettings,
     StreamPool,
@@ -315,60 +315,6 @@ def steps_equal(m, step, lineage, *fns):
             torch.testing.assert_close(outs[0], out, atol=1e-6, rtol=0)
 
 
-def adamw(fused: bool | None = None, foreach: bool | None = None):
-    def update(m):
-        opt = torch.optim.AdamW(m.parameters(), lr=0.05, fused=fused, foreach=foreach)
-        m(prompt(9), labels=prompt(9)).loss.backward()
-        opt.step()
-
-    return update
-
-
-def sgd(m):
-    opt = torch.optim.SGD(m.parameters(), lr=1.0)
-    m(prompt(9), labels=prompt(9)).loss.backward()
-    opt.step()
-
-
-def copy_in_place(m):
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(p * 1.5 + 0.01)
-
-
-def assign_data(m):
-    with torch.no_grad():
-        for p in m.parameters():
-            p.data = p.data * 1.5 + 0.01
-
-
-def load_other(m):
-    m.load_state_dict(sharpen(tiny_model(seed=7)).state_dict())
-
-
-def replace_a_parameter(m):
-    fc = m.transformer.h[0].mlp.c_fc
-    fc.weight = torch.nn.Parameter(fc.weight.detach() * -2.0)
-
-
-def to_double(m):
-    m.to(torch.float64)
-
-
-# Every way a weight can change under a model that has streamed before: no derived copy may outlive it.
-UPDATES = {
-    "AdamW fused": adamw(fused=True),  # torch 2.13 on CPU: updates without bumping the version counter
-    "AdamW foreach": adamw(foreach=True),
-    "AdamW for-loop": adamw(foreach=False),
-    "SGD": sgd,
-    "load_state_dict": load_other,
-    "copy_ under no_grad": copy_in_place,
-    "param.data = ...": assign_data,
-    "a replaced Parameter": replace_a_parameter,
-    ".to(dtype)": to_double,
-}
-
-
 @pytest.mark.parametrize("update", UPDATES.values(), ids=UPDATES.keys())
 def test_the_fast_decoder_never_decodes_with_old_weights(update, tmp_path):
     m = sharpen(tiny_model())
@@ -387,6 +333,21 @@ def test_the_fast_decoder_never_decodes_with_old_weights(update, tmp_path):
     again.take(8)
     torch.testing.assert_close(again.logits, fast.logits, atol=1e-5, rtol=0)
     assert again.history == fast.history
+
+
+@pytest.mark.parametrize("update", UPDATES.values(), ids=UPDATES.keys())
+def test_a_pool_kept_for_the_next_request_serves_the_model_as_it_is_then(update):
+    """A server keeps an emptied pool (buffer, DecodeStep) for its model's next request: after each kind of change
+    the next request equals the modules' own greedy decoding of the changed model."""
+    m = sharpen(tiny_model())
+    server, x = StreamServer(window=40), prompt(7)[0].tolist()
+    greedy = SamplingSettings(temperature=0, max_new_tokens=12)
+    assert [t for t, _, _ in server.stream(m, x, greedy)] == TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
+    m.train()
+    update(m)
+    m.eval()
+    want = TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
+    assert [t for t, _, _ in server.stream(m, x, greedy)] == want
 
 
 def test_an_update_in_the_middle_of_a_stream_reaches_its_next_step():

@@ -1,5 +1,6 @@
 """serving.ProcessServer: the lab's decoding in a process of its own, held to the same requests served here."""
 
+import gc
 import itertools
 import os
 import threading
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import sharpen, tiny_model
+from conftest import UPDATES, sharpen, tiny_model
 from generation_gpt2mini import SamplingSettings, StreamServer, TokenStream
 from serving import ProcessServer, portable
 
@@ -158,3 +159,73 @@ def test_an_error_that_cannot_travel_travels_as_its_text():
     sent = portable(Odd())
     assert type(sent) is RuntimeError and "Odd: odd" in str(sent)
     assert type(portable(ValueError("plain"))) is ValueError
+
+
+def test_a_request_closed_as_it_ends_leaves_the_process_serving(server):
+    """Readers closed at once, so that the child often ends a request the parent has already let go: the answers
+    that still come for it are dropped, and the process goes on serving."""
+    m = sharpen(tiny_model())
+    greedy = SamplingSettings(temperature=0, max_new_tokens=3)
+    for k in range(30):
+        server.stream(m, ids(4, seed=k), greedy).close()
+    assert [t for t, _, _ in read(server, m, ids(4), greedy)] == alone(m, ids(4), greedy)
+    assert server.busy() == 0
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this cannot be pickled")
+
+
+def refuse_to_load():
+    raise RuntimeError("this does not load here")
+
+
+class Unloadable:
+    def __reduce__(self):
+        return refuse_to_load, ()
+
+
+def test_a_model_that_cannot_travel_is_served_here_and_one_that_does_not_load_says_why(server):
+    m = sharpen(tiny_model())
+    m.note = Unpicklable()
+    greedy = SamplingSettings(temperature=0, max_new_tokens=20)
+    with pytest.warns(UserWarning, match="cannot go to the decoding process"):
+        assert [t for t, _, _ in read(server, m, ids(5), greedy)] == alone(m, ids(5), greedy)
+    assert id(m) not in server.child.sent
+    m.note = Unloadable()
+    with pytest.raises(RuntimeError, match="did not load in the decoding process.*does not load here"):
+        read(server, m, ids(5), greedy)
+    assert server.child.alive()  # the other models' requests go on
+
+
+def test_a_model_collected_here_is_let_go_there(server):
+    m = sharpen(tiny_model())
+    read(server, m, ids(4), SamplingSettings(temperature=0, max_new_tokens=5))
+    key = id(m)
+    assert key in server.child.sent
+    del m
+    gc.collect()
+    assert key not in server.child.sent  # and "drop" went to the child
+
+
+def test_settings_that_would_break_the_stepping_thread_are_refused():
+    for bad in ({"keep_s": float("inf")}, {"keep_s": 0}, {"reply_s": float("nan")}, {"reply_s": -1}):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            StreamServer(**bad)
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            ProcessServer(**bad)
+
+
+@pytest.mark.parametrize("update", UPDATES.values(), ids=UPDATES.keys())
+def test_after_each_kind_of_change_the_next_request_gets_the_model_as_it_is(server, update):
+    """The changes the fast decoder is held to (optimizer steps, loads, replaced parameters and modules, a dtype):
+    the next request to the process equals the modules' own greedy decoding of the changed model."""
+    m = sharpen(tiny_model())
+    x, greedy = ids(7), SamplingSettings(temperature=0, max_new_tokens=12)
+    reference = TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
+    assert [t for t, _, _ in read(server, m, x, greedy)] == reference
+    m.train()
+    update(m)
+    m.eval()
+    assert [t for t, _, _ in read(server, m, x, greedy)] == TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
