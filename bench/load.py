@@ -3,6 +3,7 @@
     python -m bench.load                          # 16 clients for 60 s, clients that go away, the saturation check
     python -m bench.load --quick                  # 4 clients for 8 s, short generations, small phases (a minute)
     python -m bench.load --clients 32 --duration 120 --json out.json
+    python -m bench.load --decoding thread        # the lab decoding in a thread of its own process (app.py's option)
 
 It starts `python app.py` in its own process on a free port of 127.0.0.1 and runs `--clients` threads in this one,
 each with its own gradio_client, each looping until `--duration` is over: a generation (/generate) and a side-by-side
