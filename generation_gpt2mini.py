@@ -760,10 +760,10 @@ class StreamPool:
         self.logits = torch.empty(0, self.vocab_size, device=self.device)  # (rows held, V), float
         self.seen = torch.empty(0, self.vocab_size, dtype=torch.bool, device=self.device)
 
-    def fits(self, model: GPT2MiniForCausalLM) -> bool:
-        """Whether `model` still needs the buffer this pool was made with (device, dtype, cache geometry), so that an
-        emptied pool may serve it again."""
-        return self.shape == StreamPool._shape(model)
+    def fits(self) -> bool:
+        """Whether the model still needs the buffer this pool was made with (device, dtype, cache geometry), so that
+        an emptied pool may serve it again."""
+        return self.shape == StreamPool._shape(self.model)
 
     @staticmethod
     def _shape(model: GPT2MiniForCausalLM) -> tuple:
@@ -1089,7 +1089,7 @@ class StreamServer:
         """An idle pool whose model changed since it was made (device, dtype, cache geometry, positions) is dropped,
         so that its buffer does not outlive what it was made for (its `DecodeStep` looks again at a model whose
         modules or parameters were replaced by itself)."""
-        if key in self.idle and not self.pools[key].fits(self.pools[key].model):
+        if key in self.idle and not self.pools[key].fits():
             del self.pools[key], self.idle[key]
 
     def _join(self, ticket: PoolTicket) -> None:

@@ -78,8 +78,9 @@ class ProcessServer:
     """`StreamServer`'s interface (`stream`, `busy`), with the steps in a child process (see the module docstring)."""
 
     def __init__(self, window: int | None = None, reply_s: float = 120.0, keep_s: float = 10.0, threads: int = 1):
-        self.local = StreamServer(window, reply_s, keep_s)  # the models the child cannot serve (checks the values)
-        self.window, self.reply_s, self.keep_s, self.threads = window, reply_s, keep_s, threads
+        # the models the child cannot serve; it checks the settings and holds them for the child too
+        self.local = StreamServer(window, reply_s, keep_s)
+        self.threads = threads
         self.lock = threading.Lock()
         self.child: Child | None = None
 
@@ -105,14 +106,14 @@ class ProcessServer:
                 joined = child.join(model, list(ids), settings, top)
             if joined is not None:
                 request, ticket = joined
-                return ChildReader(ticket, self.reply_s, lambda: child.leave(request))
+                return ChildReader(ticket, self.local.reply_s, lambda: child.leave(request))
         return self.local.stream(model, ids, settings, top)
 
     def _running(self) -> "Child":
         if self.child is None or not self.child.alive():
             if self.child is not None:
                 self.child.stop()
-            self.child = Child(self.window, self.keep_s, self.threads)
+            self.child = Child(self.local.window, self.local.keep_s, self.threads)
         return self.child
 
     def busy(self) -> int:
