@@ -22,11 +22,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python bench/against.py): the project's modules are one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import generation_gpt2mini as today
+import torch
 
-import generation_gpt2mini as today  # noqa: E402
-from configuration_gpt2mini import GPT2MiniConfig  # noqa: E402
-from modeling_gpt2mini import GPT2MiniForCausalLM  # noqa: E402
+from configuration_gpt2mini import GPT2MiniConfig
+from modeling_gpt2mini import GPT2MiniForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,14 +29,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python bench/lab.py): the project's modules are one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-import app  # noqa: E402
+from gpt2mini.corpus import CORPORA
+from gpt2mini.lab.catalog import load_lab
+from gpt2mini.lab.streaming import SideBySide, Tick, chosen_entries, generation_settings
+from gpt2mini.paths import MODELS_DIR, ROOT
+from gpt2mini.words import ENGLISH
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=str(app.ROOT / "models"))
+    p.add_argument("--models", default=str(MODELS_DIR))
     p.add_argument("--corpus", default="shakespeare")
     p.add_argument("--chars", type=int, default=300, help="characters per pane")
     p.add_argument("--rounds", type=int, default=5)
@@ -50,13 +54,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from gradio_client import Client
 
-    lab = app.load_lab(args.models)  # only to name the variants; the server loads its own
+    lab = load_lab(args.models)  # only to name the variants; the server loads its own
     names = lab.variants(args.corpus)[:4]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
-    cmd = [sys.executable, str(app.ROOT / "app.py"), "--models", str(args.models), "--threads", str(args.threads)]
+    cmd = [sys.executable, str(ROOT / "app.py"), "--models", str(args.models), "--threads", str(args.threads)]
     log = tempfile.TemporaryFile(mode="w+")  # the server's stderr (a pipe nobody reads could fill up and stall it)
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -65,7 +69,7 @@ def main(argv=None) -> int:
     except BaseException:
         server.kill()
         raise
-    prompt = app.CORPORA[args.corpus].sample_prompt if args.corpus in app.CORPORA else "\n"
+    prompt = CORPORA[args.corpus].sample_prompt if args.corpus in CORPORA else "\n"
     rows = []
     try:
         for r in range(args.rounds + 1):  # round 0 warms up
@@ -120,19 +124,17 @@ def probability_cost(lab, corpus: str, names: list[str], prompt: str, chars: int
     """The side-by-side run's steps and final render with and without the per-character probabilities (a run
     without them asks the pool for none and records nothing, so its final render shades nothing), interleaved,
     `rounds` of each after one warm-up: the median times (ms) and their ratio."""
-    settings = app.generation_settings(0.8, 40, 0.95, chars, 1.0, 0)
-    entries = app.chosen_entries(lab, corpus, names)
+    settings = generation_settings(0.8, 40, 0.95, chars, 1.0, 0)
+    entries = chosen_entries(lab, corpus, names)
     times = {"with": [], "without": []}
     for r in range(rounds + 1):
         for mode in times:
             t0 = time.perf_counter()
-            run = app.SideBySide(
-                lab.server, entries, prompt, settings, t0, lab.reference(corpus), app.ENGLISH, mode == "with"
-            )
+            run = SideBySide(lab.server, entries, prompt, settings, t0, lab.reference(corpus), ENGLISH, mode == "with")
             for i in range(chars):
                 run.step(i)
             run.flush()
-            run.render(app.Tick(chars, final=True))
+            run.render(Tick(chars, final=True))
             run.close()
             if r:
                 times[mode].append((time.perf_counter() - t0) * 1000)

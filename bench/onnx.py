@@ -23,12 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python bench/onnx.py): the project's modules are one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import numpy as np
+import torch
+import torch.nn as nn
 
-from bench.speed import build  # noqa: E402
-from generation_gpt2mini import DecodeStep, TokenStream  # noqa: E402
+from bench.contenders import build
+from gpt2mini.generation.step import DecodeStep
+from gpt2mini.generation.stream import TokenStream
 
 
 class OnnxStep(nn.Module):

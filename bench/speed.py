@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.contenders import build
+
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a file (python bench/speed.py): the project's modules are one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,42 +56,13 @@ class UsageError(Exception):
 # Contenders
 
 
-def model_config(n_positions=256, vocab=65):
-    return dict(n_layer=4, n_head=4, n_embd=128, n_positions=n_positions, vocab_size=vocab)
-
-
-def build(kind: str, n_positions: int = 256, device="cpu", seed: int = 0, preset: str = "gpt2"):
-    """One of the two models (GPT-2 mini as one of configuration_gpt2mini.PRESETS), randomly initialised the same way
-    for the same seed."""
-    import torch
-
-    torch.manual_seed(seed)
-    if kind == "gpt2mini":
-        from configuration_gpt2mini import PRESETS, GPT2MiniConfig
-        from modeling_gpt2mini import GPT2MiniForCausalLM
-
-        p = 0.0
-        cfg = GPT2MiniConfig(**model_config(n_positions), embd_pdrop=p, attn_pdrop=p, resid_pdrop=p, **PRESETS[preset])
-        model = GPT2MiniForCausalLM(cfg)
-    elif kind == "gpt2":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        cfg = GPT2Config(
-            **model_config(n_positions), embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0, bos_token_id=0, eos_token_id=0
-        )
-        cfg._attn_implementation = "sdpa"
-        model = GPT2LMHeadModel(cfg)
-    else:
-        raise ValueError(kind)
-    return model.to(device)
-
-
 def train_stepper(kind: str, batch: int, context: int, device: str, dtype: str, compile_: bool) -> Callable[[], None]:
     """A function that runs one training step (forward, loss, backward, optimizer) on a fixed random batch."""
     import torch
     import torch.nn.functional as F
 
-    from train import TrainSettings, make_optimizer
+    from gpt2mini.training.optim import make_optimizer
+    from gpt2mini.training.settings import TrainSettings
 
     dev = torch.device(device)
     model = build(kind, device=device).train()
@@ -120,7 +93,7 @@ def generate_runners(
     of characters it produced."""
     import torch
 
-    from generation_gpt2mini import TokenStream
+    from gpt2mini.generation.stream import TokenStream
 
     dev = torch.device(device)
     long = prompt_len + new  # generate() needs a position for every token
@@ -187,7 +160,9 @@ def serve_runners(streams: int, new: int, prompt_len: int, device: str) -> dict[
     turn (how the lab served them before the pool). Each returns the characters produced."""
     import torch
 
-    from generation_gpt2mini import SamplingSettings, StreamPool, TokenStream
+    from gpt2mini.generation.sampling import SamplingSettings
+    from gpt2mini.generation.stream import TokenStream
+    from gpt2mini.serving.pool import StreamPool
 
     model = build("gpt2mini", device=device).eval()
     g = torch.Generator().manual_seed(4)
@@ -222,7 +197,7 @@ def past_the_context(args, positions: str) -> dict:
     With learned positions a stream re-encodes its window as it slides; with rotary ones it keeps its cache."""
     import torch
 
-    from generation_gpt2mini import TokenStream
+    from gpt2mini.generation.stream import TokenStream
 
     model = build("gpt2mini", device=args.device, preset=PAST_THE_CONTEXT[positions]).eval()
     ctx = model.config.n_positions
@@ -392,8 +367,9 @@ def memory_child(args) -> None:
     import torch
     from transformers import GPT2LMHeadModel  # noqa: F401  (every import before the baseline is taken)
 
+    import gpt2mini.generation.stream  # noqa: F401
+    import gpt2mini.training.loop  # noqa: F401
     import modeling_gpt2mini  # noqa: F401
-    import train  # noqa: F401
 
     section, name = MEMORY_CASES[args._memory]
     cuda = args.device.startswith("cuda")
@@ -451,7 +427,7 @@ def profile(args, path: Path) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from generation_gpt2mini import TokenStream
+    from gpt2mini.generation.stream import TokenStream
 
     def table(fn, n) -> str:
         fn()
@@ -671,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile(args, Path(args.profile))
         return 0
-    sink = open(args.json, "w") if args.json else None  # noqa: SIM115 (closed below)
+    sink = open(args.json, "w") if args.json else None
     print(f"# bench.speed on {machine()}", flush=True)
 
     def emit(row):

@@ -22,8 +22,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from configuration_gpt2mini import GPT2MiniConfig  # noqa: E402
+from gpt2mini.lab.catalog import Entry, Lab  # noqa: E402
+from gpt2mini.lab.ui import launch_options  # noqa: E402
+from gpt2mini.tokenizer import build_tokenizer, config_for  # noqa: E402
 from modeling_gpt2mini import GPT2MiniForCausalLM  # noqa: E402
-from tokenizer import build_tokenizer, config_for  # noqa: E402
 
 SAMPLE_TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -161,16 +163,15 @@ def wait_for_line(proc, needle: str, timeout: float = 120) -> list[str]:
 def tiny_lab(n_positions: int = 256):
     """The lab (app.Lab) with three tiny random variants on the Tiny Shakespeare vocabulary: fast to build and to
     run, shaped like the shipped models (the knockout passage is the end of Tiny Shakespeare)."""
-    import app
-    from corpus import load_corpus
+    from gpt2mini.corpus import load_corpus
 
     tok = build_tokenizer(load_corpus("shakespeare"))
     variants = {"baseline": {}, "residual_off": {"use_residual": False}, "attention_off": {"use_attention": False}}
     group = {
-        name: app.Entry(name, tiny_model(tok, seed=i, n_positions=n_positions, **kw), tok)
+        name: Entry(name, tiny_model(tok, seed=i, n_positions=n_positions, **kw), tok)
         for i, (name, kw) in enumerate(variants.items())
     }
-    lab = app.Lab({"shakespeare": group})
+    lab = Lab({"shakespeare": group})
     lab.passages["shakespeare"] = load_corpus("shakespeare")[-3000:]
     return lab
 
@@ -180,13 +181,11 @@ def serve(demo):
     """Launch a Blocks on a free port of 127.0.0.1 in this process; yield its URL; close it afterwards."""
     import socket
 
-    import app
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options(demo)
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(demo)
     )
     try:
         yield url

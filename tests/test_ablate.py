@@ -1,6 +1,7 @@
 """ablate.py on a tiny budget: every artefact, reuse of finished runs, the report, shipping, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ablate  # noqa: E402
 from configuration_gpt2mini import variant_label
 from conftest import ROOT
+from experiments import ablate
 
 TINY = [
     "--steps",
@@ -286,10 +287,11 @@ def test_verify_reproduces_the_record_and_names_what_drifted(tmp_path, capsys):
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "ablate.py"), "--out", str(tmp_path / "out"), *args],
+        [sys.executable, "-m", "experiments.ablate", "--out", str(tmp_path / "out"), *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=120,
     )
     assert proc.returncode == 2, proc.stderr

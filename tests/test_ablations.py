@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from conftest import tiny_model
-from generation_gpt2mini import TokenStream
+from gpt2mini.generation.stream import TokenStream
 from modeling_gpt2mini import GPT2MiniForCausalLM
 
 

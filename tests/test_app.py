@@ -1,6 +1,7 @@
 """The Gradio lab through its API: the app launched on 127.0.0.1 and driven with gradio_client, as a user's script
 would. Tiny random models keep it fast; the browser test (test_app_browser.py) uses the shipped ones."""
 
+import copy
 import html
 import math
 import os
@@ -10,15 +11,45 @@ import subprocess
 import sys
 import time
 
+import gradio as gr
 import pytest
 import torch
 from gradio_client import Client
 
-import app
+from configuration_gpt2mini import variant_label
 from conftest import ROOT, raw_join, tiny_lab, tiny_model
-from corpus import load_corpus
-from generation_gpt2mini import SamplingSettings
-from tokenizer import build_tokenizer
+from gpt2mini.corpus import (
+    load_corpus,
+    train_val_split,
+)
+from gpt2mini.generation.sampling import SamplingSettings
+from gpt2mini.lab import streaming
+from gpt2mini.lab.catalog import Entry, Lab, load_lab
+from gpt2mini.lab.clients import Refused
+from gpt2mini.lab.curves import training_view
+from gpt2mini.lab.heads import attention_maps, attention_view, attention_zoom, zoomed_head
+from gpt2mini.lab.i18n import reworded, spoken
+from gpt2mini.lab.knockouts import parse_parts, passage_comparison, run_knockout
+from gpt2mini.lab.limits import CALM_STREAMS, UPDATE_S
+from gpt2mini.lab.next_character import next_char, next_char_table
+from gpt2mini.lab.story import knocked_out
+from gpt2mini.lab.streaming import (
+    Piece,
+    SideBySide,
+    Tick,
+    check_settings,
+    generate_one,
+    generate_panes,
+    generation_settings,
+    paced,
+    prepare_prompt,
+    update_every,
+    written_html,
+)
+from gpt2mini.lab.ui import build_demo, launch_options
+from gpt2mini.probes import knockout
+from gpt2mini.tokenizer import build_tokenizer
+from gpt2mini.words import ENGLISH
 
 SETTINGS = [0.8, 40, 0.95]  # temperature, top_k, top_p
 
@@ -38,7 +69,7 @@ def lab():
         "attention_off": {"use_attention": False},
     }
     group = {
-        name: app.Entry(name, tiny_model(tok, seed=i, n_positions=256, **kw), tok)
+        name: Entry(name, tiny_model(tok, seed=i, n_positions=256, **kw), tok)
         for i, (name, kw) in enumerate(variants.items())
     }
     from conftest import SAMPLE_TEXT
@@ -46,22 +77,22 @@ def lab():
     other = build_tokenizer(SAMPLE_TEXT)  # a model with a different vocabulary in the same group
     mixed = {
         "shakespeare_chars": group["baseline"],
-        "sample_chars": app.Entry("sample_chars", tiny_model(other, n_positions=64), other),
+        "sample_chars": Entry("sample_chars", tiny_model(other, n_positions=64), other),
     }
-    lab = app.Lab({"shakespeare": group, "mixed": mixed})
+    lab = Lab({"shakespeare": group, "mixed": mixed})
     lab.passages["shakespeare"] = load_corpus("shakespeare")[-3000:]
     return lab
 
 
 @pytest.fixture(scope="module")
 def client(lab):
-    demo = app.build_demo(lab)
+    demo = build_demo(lab)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),
         prevent_thread_lock=True,
         quiet=True,
-        **app.launch_options(demo),
+        **launch_options(demo),
     )
     yield Client(url, verbose=False)
     demo.close()
@@ -231,15 +262,15 @@ def test_attention_maps_entropies_patterns_and_one_head_enlarged(client):
 
 def test_the_enlarged_head_is_chosen_by_its_pattern(lab):
     entry = lab.get("shakespeare", "baseline")
-    found = app.attention_maps(entry, entry.tokenizer.encode("ROMEO:\nwhat light", add_special_tokens=False))
+    found = attention_maps(entry, entry.tokenizer.encode("ROMEO:\nwhat light", add_special_tokens=False))
     found.patterns = [[None, None], [None, "the previous character"]]
-    assert app.zoomed_head(found, "auto") == (1, 1)  # the one head with a pattern
+    assert zoomed_head(found, "auto") == (1, 1)  # the one head with a pattern
     found.patterns = [[None, None], [None, None]]
     lowest = min(found.heads(), key=lambda lh: found.entropies[lh[0]][lh[1]])
-    assert app.zoomed_head(found, "auto") == lowest and app.zoomed_head(found, " L1  H2") == (0, 1)
-    with pytest.raises(app.Refused, match="no head 'L3 H1'"):
-        app.zoomed_head(found, "L3 H1")
-    zoom = app.attention_zoom(found, 0, 0)
+    assert zoomed_head(found, "auto") == lowest and zoomed_head(found, " L1  H2") == (0, 1)
+    with pytest.raises(Refused, match="no head 'L3 H1'"):
+        zoomed_head(found, "L3 H1")
+    zoom = attention_zoom(found, 0, 0)
     assert list(zoom.layout.xaxis.ticktext) == found.chars  # every character on the axes, repeats included
 
 
@@ -253,20 +284,20 @@ def test_knockout_reports_loss_and_samples(client):
 
 
 def test_a_knocked_out_loss_is_put_against_the_levels_of_the_same_passage(lab):
-    from yardsticks import reference_losses
+    from gpt2mini.report.yardsticks import reference_losses
 
-    broken = app.copy.deepcopy(lab.get("shakespeare", "baseline").model)
-    with app.knockout(broken, residual=[0, 1]):
-        (line,) = app.passage_comparison(lab, "shakespeare", "baseline", broken)
+    broken = copy.deepcopy(lab.get("shakespeare", "baseline").model)
+    with knockout(broken, residual=[0, 1]):
+        (line,) = passage_comparison(lab, "shakespeare", "baseline", broken)
     assert "(4 x 256 characters)" in line and "knocked out" in line
     loss = float(line.split("knocked out **")[1].split("**")[0])
-    train = app.train_val_split(app.load_corpus("shakespeare"))[0]
+    train = train_val_split(load_corpus("shakespeare"))[0]
     levels = reference_losses(train, lab.passage("shakespeare")[: 4 * 256 + 1])
-    assert app.knocked_out(loss, levels) in line  # a random tiny model: worse than character frequencies
+    assert knocked_out(loss, levels) in line  # a random tiny model: worse than character frequencies
     assert "worse than character frequencies alone" in line
     assert "that is that is" not in line and "learned" not in line  # nothing was trained: parts were switched off
-    other = app.Lab({"mine": lab.groups["shakespeare"]}, {}, {"mine": lab.passage("shakespeare")})
-    (bare,) = app.passage_comparison(other, "mine", "baseline", broken)
+    other = Lab({"mine": lab.groups["shakespeare"]}, {}, {"mine": lab.passage("shakespeare")})
+    (bare,) = passage_comparison(other, "mine", "baseline", broken)
     assert "level" not in bare  # not a shipped corpus: no training split to fit the levels on
 
 
@@ -302,18 +333,18 @@ def test_bad_parameters_get_a_clear_error(client, args, message):
     ],
 )
 def test_check_settings_names_the_bad_setting(values, message):
-    with pytest.raises(app.gr.Error, match=message):
-        app.generation_settings(*values)
+    with pytest.raises(gr.Error, match=message):
+        generation_settings(*values)
 
 
 def test_numbers_as_text_and_whole_floats_are_taken():
-    settings = app.generation_settings(0.8, 40.0, "0.95", "10", 1, 3.0)
+    settings = generation_settings(0.8, 40.0, "0.95", "10", 1, 3.0)
     assert settings == SamplingSettings(0.8, 40, 0.95, 1.0, 3, max_new_tokens=10)
     assert all(type(v) is int for v in (settings.top_k, settings.max_new_tokens, settings.seed))
-    with pytest.raises(app.gr.Error) as caught:
-        app.generation_settings(0.8, 10**30, 0.95, 10, 1.0, 0)
+    with pytest.raises(gr.Error) as caught:
+        generation_settings(0.8, 10**30, 0.95, 10, 1.0, 0)
     assert caught.value.message == f"top_k must be between 0 and 200, got {10**30}"  # the int as sent
-    next_char_only = app.check_settings(temperature="0", top_k=5, top_p=1)  # the rest keep SamplingSettings' defaults
+    next_char_only = check_settings(temperature="0", top_k=5, top_p=1)  # the rest keep SamplingSettings' defaults
     assert (next_char_only.temperature, next_char_only.top_k, next_char_only.top_p) == (0.0, 5, 1.0)
 
 
@@ -329,8 +360,8 @@ WHOLE = {"top_k": 1, "max_new_tokens": 3, "seed": 5}  # their places in generati
     ],
 )
 def test_a_fraction_for_an_integer_setting_is_one_clear_error(values, name):
-    with pytest.raises(app.gr.Error) as caught:
-        app.generation_settings(*values)
+    with pytest.raises(gr.Error) as caught:
+        generation_settings(*values)
     assert re.fullmatch(rf"{name} must be a whole number.*, got {values[WHOLE[name]]}", caught.value.message)
 
 
@@ -341,11 +372,11 @@ def test_paced_updates_after_the_first_step_then_at_most_every_interval():
         calls.append(i)
         now[0] += 0.03
 
-    ticks = app.paced(step, 10, every=0.1, clock=lambda: now[0])
-    assert next(ticks) == app.Tick(1) and calls == [0]  # the first character shows at once
+    ticks = paced(step, 10, every=0.1, clock=lambda: now[0])
+    assert next(ticks) == Tick(1) and calls == [0]  # the first character shows at once
     rest = list(ticks)
     assert calls == list(range(10))
-    assert rest == [app.Tick(5), app.Tick(9), app.Tick(10, final=True)]  # then every > 0.1 s, and a final update
+    assert rest == [Tick(5), Tick(9), Tick(10, final=True)]  # then every > 0.1 s, and a final update
 
 
 def test_paced_stops_at_the_time_limit_and_says_so():
@@ -355,35 +386,35 @@ def test_paced_stops_at_the_time_limit_and_says_so():
         calls.append(i)
         now[0] += 50
 
-    ticks = list(app.paced(step, 10, clock=lambda: now[0]))  # TIME_LIMIT_S: 120 s
+    ticks = list(paced(step, 10, clock=lambda: now[0]))  # TIME_LIMIT_S: 120 s
     assert calls == [0, 1, 2]  # the step that passed the limit was the last
     assert ticks == [
-        app.Tick(1),
-        app.Tick(2),
-        app.Tick(3, final=True, notice="Stopped after 120 s, the per-request limit."),
+        Tick(1),
+        Tick(2),
+        Tick(3, final=True, notice="Stopped after 120 s, the per-request limit."),
     ]
     now[0] = 0.0
-    late = list(app.paced(step, 10, start=-100.0, clock=lambda: now[0]))  # counted from the request's start
-    assert late == [app.Tick(1, final=True, notice="Stopped after 120 s, the per-request limit.")]
+    late = list(paced(step, 10, start=-100.0, clock=lambda: now[0]))  # counted from the request's start
+    assert late == [Tick(1, final=True, notice="Stopped after 120 s, the per-request limit.")]
 
 
 @pytest.mark.parametrize("n", [0, 1, 3])
 def test_paced_always_ends_with_one_final_update(n):
-    ticks = list(app.paced(lambda i: None, n, clock=lambda: 0.0))
-    assert ticks[-1] == app.Tick(n, final=True) and sum(t.final for t in ticks) == 1
+    ticks = list(paced(lambda i: None, n, clock=lambda: 0.0))
+    assert ticks[-1] == Tick(n, final=True) and sum(t.final for t in ticks) == 1
     assert [t.steps for t in ticks[:-1]] == ([1] if n else [])  # no time passes: only the first step's update
 
 
 def test_every_streaming_event_stops_at_the_time_limit(lab, monkeypatch):
-    monkeypatch.setattr(app, "TIME_LIMIT_S", 0)
+    monkeypatch.setattr(streaming, "TIME_LIMIT_S", 0)
     stopped = "Stopped after 0 s, the per-request limit."
     s = (*SETTINGS, 50, 1.0, 0)
-    *_, (text, status) = app.generate_one(lab, "shakespeare", "baseline", "KING:", *s)
+    *_, (text, status) = generate_one(lab, "shakespeare", "baseline", "KING:", *s)
     assert stopped in status and re.search(r"^[01] characters in", status.splitlines()[-1])  # one step
-    *_, (status, *panes) = app.generate_panes(lab, "shakespeare", ["baseline", "residual_off"], "KING:", *s)
+    *_, (status, *panes) = generate_panes(lab, "shakespeare", ["baseline", "residual_off"], "KING:", *s)
     assert stopped in status and "First character after" in status
     assert all(int(p.split("<span>")[1].split(" chars")[0]) <= 1 for p in panes[:2])
-    *_, (summary, intact, broken) = app.run_knockout(lab, "shakespeare", ["L1 H1"], [], [], [], "KING:", *s)
+    *_, (summary, intact, broken) = run_knockout(lab, "shakespeare", ["L1 H1"], [], [], [], "KING:", *s)
     assert summary.endswith(stopped) and len(intact) <= len("KING:") + 1
 
 
@@ -391,7 +422,7 @@ def test_picking_a_corpus_sets_every_tabs_guide(client, lab):
     out = client.predict("shakespeare", api_name="/choose_corpus")
     guides = [o["value"] if isinstance(o, dict) else o for o in out[-11:-6]]  # then the Scaling tab's 6 outputs
     assert guides == list(lab.tips("shakespeare").values())
-    assert out[-6] == app.ENGLISH("scaling.missing", corpus="shakespeare")  # this lab ships no scaling grid
+    assert out[-6] == ENGLISH("scaling.missing", corpus="shakespeare")  # this lab ships no scaling grid
     assert guides[0].startswith("**Try:** Press **Generate side by side**")
 
 
@@ -438,7 +469,7 @@ def test_a_bad_model_argument_is_one_line_and_exit_2(model, message):
 def test_a_long_prompt_is_cropped_between_characters_and_shown_without_replacement_marks(lab):
     long = "吾輩は猫である。" * 11  # none of these characters is in the Shakespeare vocabulary: 3 bytes each
     entry = lab.get("shakespeare", "baseline")
-    ids, notices = app.prepare_prompt(entry, long)
+    ids, notices = prepare_prompt(entry, long)
     shown = entry.tokenizer.decode(ids)
     n = entry.model.config.n_positions
     assert len(ids) <= n and "\ufffd" not in shown and long.endswith(shown) and len(ids) > n - 3
@@ -447,16 +478,16 @@ def test_a_long_prompt_is_cropped_between_characters_and_shown_without_replaceme
 
 def test_a_tiny_temperature_gives_a_real_distribution_in_the_next_character_view(lab):
     entry = lab.get("shakespeare", "baseline")
-    ids, _ = app.prepare_prompt(entry, "ROMEO:")
-    table = app.next_char_table(entry, ids, 1e-40, 0, 1.0)
+    ids, _ = prepare_prompt(entry, "ROMEO:")
+    table = next_char_table(entry, ids, 1e-40, 0, 1.0)
     assert table["probability"].notna().all() and table["probability"].iloc[0] == 1.0
 
 
 def test_duplicate_knockout_parts_count_once(lab):
-    parts = app.parse_parts(["L1 H1", "L1 H1", " L1  H1 ", "L2 H1"], ["L2", "L2"], ["L1", " L1"], [], 2, 2)
+    parts = parse_parts(["L1 H1", "L1 H1", " L1  H1 ", "L2 H1"], ["L2", "L2"], ["L1", " L1"], [], 2, 2)
     assert parts == {"heads": [(0, 0), (1, 0)], "attention": [1], "mlp": [0], "residual": []}
     twice = ["L1 H1", "L1 H1"]
-    *_, (summary, _, _) = app.run_knockout(lab, "shakespeare", twice, [], [], [], "KING:", 0, 0, 1, 5, 1, 0)
+    *_, (summary, _, _) = run_knockout(lab, "shakespeare", twice, [], [], [], "KING:", 0, 0, 1, 5, 1, 0)
     assert "Knocked out of **baseline**: L1 H1." in summary
 
 
@@ -508,7 +539,7 @@ def synthetic_sweep() -> dict:
         ]
         best = min((p for p in sweep if p["val_split"]), key=lambda p: p["val_split"])
         variants[name] = {
-            "label": app.variant_label(name),
+            "label": variant_label(name),
             "best_lr": best["lr"],
             "at_edge": False,
             "sweep": sweep,
@@ -539,8 +570,8 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
         shutil.copytree(ROOT / "models" / "shakespeare" / name, models / "x" / name)
         (models / "x" / name / "training.json").write_text(json.dumps({"lr": 2e-3, "seed": 1337}))
     (models / "x" / "sweep.json").write_text(json.dumps(synthetic_sweep()))
-    lab = app.load_lab(models)
-    curves, figure, table = app.training_view(lab, "x")
+    lab = load_lab(models)
+    curves, figure, table = training_view(lab, "x")
     loss_axes = curves.axes[0]
     labels = [line.get_label() for line in loss_axes.get_lines()]
     assert labels == ["baseline (lr 0.002)", "residual off (lr 0.002)", "unigram level 3.350", "bigram level 2.490"]
@@ -557,7 +588,7 @@ def test_training_tab_shows_the_sweep_and_each_variant_at_its_best_lr(tmp_path):
     assert table.iloc[-2, 2] == "3.350" and table.iloc[-1, 2] == "2.490"  # the yardsticks
     assert list(table.iloc[:2, 2]) == ["1.900", "2.400"]
     (models / "x" / "sweep.json").unlink()  # models without a sweep: curves only
-    curves, figure, table = app.training_view(app.load_lab(models), "x")
+    curves, figure, table = training_view(load_lab(models), "x")
     assert figure is None and table.empty and len(curves.axes[0].get_lines()) == 2  # no sweep: no yardsticks
 
 
@@ -565,7 +596,7 @@ def test_a_character_split_over_byte_tokens_is_one_shaded_piece_with_its_whole_p
     from types import SimpleNamespace
 
     tok = build_tokenizer("ab")
-    run = app.SideBySide.__new__(app.SideBySide)
+    run = SideBySide.__new__(SideBySide)
     run.pieces, run.held = [[]], [None]
     logp = torch.full((tok.vocab_size if hasattr(tok, "vocab_size") else len(tok),), -20.0)
     first, second = 0, 1
@@ -577,43 +608,43 @@ def test_a_character_split_over_byte_tokens_is_one_shaded_piece_with_its_whole_p
     (piece,) = run.pieces[0]
     assert piece.text == "猫" and piece.p == pytest.approx(0.45) and piece.top == []
     assert piece.tooltip(tok) == "猫: 0.45"  # no alternatives: they would be other bytes
-    pieces = [app.Piece("ab", 0.5, 3, [], None), app.Piece("c", 0.9, 4, [], None)]
-    body = app.written_html("abc", 1, "baseline", pieces, SimpleNamespace(decode=lambda ids: "x"))
+    pieces = [Piece("ab", 0.5, 3, [], None), Piece("c", 0.9, 4, [], None)]
+    body = written_html("abc", 1, "baseline", pieces, SimpleNamespace(decode=lambda ids: "x"))
     before, after = body.split('class="gm-split"')
     assert ">a</span>" in before and ">b</span>" in after  # a piece that straddles the departure is split there
 
 
 def test_every_fixed_word_on_the_page_follows_the_language():
-    demo = app.build_demo(tiny_lab())
-    worded = {id(block) for block, _ in app.reworded(demo)}
+    demo = build_demo(tiny_lab())
+    worded = {id(block) for block, _ in reworded(demo)}
     for block in demo.blocks.values():
         kind = type(block).__name__
         if kind in ("Tab", "Button", "Slider", "Accordion", "Sidebar", "CheckboxGroup", "Plot", "Dataframe"):
             assert id(block) in worded or block.label is None and kind == "Dataframe", (kind, block.label)
-    keys = [keys for _, keys in app.reworded(demo)]
+    keys = [keys for _, keys in reworded(demo)]
     assert {"label": "tab.next-character"} in keys and {"value": "compare"} in keys
-    ja = [app.spoken("ja")(key) for k in keys for key in k.values()]
+    ja = [spoken("ja")(key) for k in keys for key in k.values()]
     assert "次の文字" in ja and "並べて生成" in ja
-    with pytest.raises(app.Refused, match="no language 'de'"):
-        app.spoken("de")
+    with pytest.raises(Refused, match="no language 'de'"):
+        spoken("de")
 
 
 def test_the_lineage_presets_run_in_every_tab_with_their_names(tmp_path):
     from configuration_gpt2mini import PRESETS
-    from corpus import load_corpus
-    from words import Words
+    from gpt2mini.corpus import load_corpus
+    from gpt2mini.words import Words
 
     lab = tiny_lab()
     tok = lab.get("shakespeare", "baseline").tokenizer
     for i, name in enumerate(("transformer-2017", "llama")):
-        lab.groups["shakespeare"][name] = app.Entry(name, tiny_model(tok, seed=9 + i, **PRESETS[name]), tok)
+        lab.groups["shakespeare"][name] = Entry(name, tiny_model(tok, seed=9 + i, **PRESETS[name]), tok)
     names = ["baseline", "transformer-2017", "llama"]
-    *_, last = app.generate_panes(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95, 20, 1.0, 0, "ja")
+    *_, last = generate_panes(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95, 20, 1.0, 0, "ja")
     assert "Llama のレシピ" in last[3] and "2017 年の Transformer" in last[2]  # its name, in the page's language
     assert "回転位置埋め込み" in last[3]  # and what it is, from its config
-    status, data, _ = app.next_char(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95)
+    status, data, _ = next_char(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95)
     assert set(data) == set(names)
-    status, grid, zoom, table = app.attention_view(lab, "shakespeare", "llama", load_corpus("shakespeare")[:300])
+    status, grid, zoom, table = attention_view(lab, "shakespeare", "llama", load_corpus("shakespeare")[:300])
     assert grid.visible and zoom.visible  # RoPE's attention, drawn like GPT-2's
     assert Words("en").variant("llama") == "Llama's recipe"
 
@@ -622,8 +653,8 @@ def test_with_a_class_decoding_the_pages_update_less_often():
     from types import SimpleNamespace
 
     def every(n):
-        return app.update_every(SimpleNamespace(busy=lambda: n))
+        return update_every(SimpleNamespace(busy=lambda: n))
 
-    assert every(0) == every(app.CALM_STREAMS) == app.UPDATE_S
-    assert every(2 * app.CALM_STREAMS) == pytest.approx(2 * app.UPDATE_S)
-    assert every(4 * app.CALM_STREAMS) == pytest.approx(4 * app.UPDATE_S)
+    assert every(0) == every(CALM_STREAMS) == UPDATE_S
+    assert every(2 * CALM_STREAMS) == pytest.approx(2 * UPDATE_S)
+    assert every(4 * CALM_STREAMS) == pytest.approx(4 * UPDATE_S)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import app
 from conftest import ROOT
+from gpt2mini.lab.catalog import load_lab
+from gpt2mini.lab.ui import build_demo, launch_options
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MODELS = Path(os.environ.get("LAB_MODELS", ROOT / "models"))
@@ -36,12 +37,12 @@ def browser_or_skip():
 @pytest.fixture(scope="module")
 def url():
     browser_or_skip()
-    demo = app.build_demo(app.load_lab(MODELS))
+    demo = build_demo(load_lab(MODELS))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, address, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options(demo)
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(demo)
     )
     yield address
     demo.close()

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from bench import onnx as bench_onnx
-from bench.speed import build
-from generation_gpt2mini import DecodeStep, TokenStream
+from bench.contenders import build
+from gpt2mini.generation.step import DecodeStep
+from gpt2mini.generation.stream import TokenStream
 
 
 def test_the_exported_step_computes_what_decode_step_computes():

@@ -67,7 +67,7 @@ def test_every_section_and_contender_is_measured(quick):
 def test_the_contenders_compute_the_same_thing():
     """The generation contenders are only comparable if they produce the same greedy text from the same weights."""
     torch.manual_seed(0)
-    from generation_gpt2mini import TokenStream
+    from gpt2mini.generation.stream import TokenStream
 
     ours = bench.build("gpt2mini").eval()
     with torch.no_grad():

@@ -18,11 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import app
-import checkpoint as C
 import publish
 import train as T
 from conftest import ROOT, SAMPLE_TEXT, tiny_model, wait_for_line
-from tokenizer import build_tokenizer
+from gpt2mini import checkpoint as C
+from gpt2mini.lab.catalog import load_entry
+from gpt2mini.tokenizer import build_tokenizer
+from gpt2mini.training.loop import train
+from gpt2mini.training.settings import TrainSettings, resume_settings
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=1, sample_chars=0, progress=False)
 CHILD_ARGS = "--n_layer 1 --n_head 2 --n_embd 16 --block_size 16 --batch_size 2 --eval_iters 1 --sample_chars 0"
@@ -43,7 +46,7 @@ def saved(tmp_path_factory):
 def run_folder(tmp_path_factory):
     """A folder train.py saved (with trainer_state.json and its checksums)."""
     folder = tmp_path_factory.mktemp("faults") / "run"
-    T.train(T.TrainSettings(**(TINY | {"save": str(folder), "steps": 2, "eval_interval": 2})))
+    train(TrainSettings(**(TINY | {"save": str(folder), "steps": 2, "eval_interval": 2})))
     return folder
 
 
@@ -204,7 +207,7 @@ def test_damaged_resume_state_is_one_line_naming_the_file(run_folder, tmp_path, 
         assert filename in err and phrase in err and "\n" not in err, err
     # the optimizer file swapped for another run's (a different model): named, before any step is taken
     other = tmp_path / "other"
-    T.train(T.TrainSettings(**(TINY | {"save": str(other), "steps": 2, "eval_interval": 2, "n_embd": 16})))
+    train(TrainSettings(**(TINY | {"save": str(other), "steps": 2, "eval_interval": 2, "n_embd": 16})))
     capsys.readouterr()
     folder = damaged_copy(run_folder, tmp_path / "swapped", lambda f: None)
     shutil.copy(other / C.OPTIMIZER_FILE, folder / C.OPTIMIZER_FILE)
@@ -226,7 +229,7 @@ def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
         folder
     )
     model, _ = C.load_model_folder(folder)
-    entry = app.load_entry("mine", str(folder))
+    entry = load_entry("mine", str(folder))
     assert not marker.exists()
     assert type(model).__module__ == type(entry.model).__module__ == "modeling_gpt2mini"  # this project's file
     assert Path(sys.modules["modeling_gpt2mini"].__file__).resolve() == ROOT / "modeling_gpt2mini.py"
@@ -237,7 +240,7 @@ def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
-    T.train(T.TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 4, "eval_interval": 4})))
+    train(TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 4, "eval_interval": 4})))
     folder = tmp_path / "run"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
@@ -246,14 +249,14 @@ def test_a_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(C, "plot_losses", explode)  # called after the weights are written into the new folder
     with pytest.raises(C.SaveError, match="simulated"):
-        T.train(T.resume_settings(folder, steps=8, progress=False))
+        train(resume_settings(folder, steps=8, progress=False))
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after == before
     assert not debris(tmp_path)
 
 
 def test_a_save_killed_between_the_two_renames_is_recovered(tmp_path):
-    T.train(T.TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 2, "eval_interval": 2})))
+    train(TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 2, "eval_interval": 2})))
     folder = tmp_path / "run"
     child = subprocess.Popen(["true"])
     child.wait()
@@ -272,7 +275,8 @@ def test_a_save_killed_between_the_two_renames_is_recovered(tmp_path):
 CHILD = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-import checkpoint
+from gpt2mini import checkpoint
+from gpt2mini.training import loop
 import train
 
 # pause at chosen points of the save number PAUSE_AT_SAVE: say so on stderr, then wait for a go-file (or a kill)
@@ -287,7 +291,7 @@ def pause(phase):
         while not os.path.exists(go + "-" + phase) and time.time() < deadline:
             time.sleep(0.02)
 
-real_save, real_plot = train.save_run, checkpoint.plot_losses
+real_save, real_plot = loop.save_run, checkpoint.plot_losses
 
 def save_run(*args, **kwargs):
     saves[0] += 1
@@ -308,7 +312,7 @@ class Os:  # checkpoint.py's view of the os module: pauses around atomic_save's 
         elif ".partial-" in str(src):
             pause("after")  # the new folder is in place, the previous one not yet deleted
 
-train.save_run, checkpoint.plot_losses, checkpoint.os = save_run, plot_losses, Os()
+loop.save_run, checkpoint.plot_losses, checkpoint.os = save_run, plot_losses, Os()
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -366,7 +370,7 @@ def test_sigkill_during_a_save_leaves_a_loadable_resumable_checkpoint(phase, sur
     assert snapshot(folder) == expected  # byte for byte the checkpoint that was complete
     assert not debris(tmp_path)
     step = step_of(folder)
-    result = T.train(T.resume_settings(folder, steps=step + 2, progress=False))
+    result = train(resume_settings(folder, steps=step + 2, progress=False))
     assert result["step"] == step + 2
 
 
@@ -398,7 +402,7 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path)
         assert steps == sorted(steps)  # never back to an older checkpoint
         assert len(C.read_metrics(folder)) > 0
     assert steps and steps[-1] > 0
-    result = T.train(T.resume_settings(folder, steps=steps[-1] + 1, progress=False))
+    result = train(resume_settings(folder, steps=steps[-1] + 1, progress=False))
     assert result["step"] == steps[-1] + 1
 
 
@@ -479,7 +483,7 @@ def test_a_mount_point_is_refused_at_start_and_a_failed_rename_leaves_nothing_be
     with pytest.raises(C.UsageError, match="is a mount point, which a save cannot replace: save into a folder inside"):
         C.check_save_target(folder, 1000)
     # and should a rename fail anyway (EBUSY, as for a mount point), the previous folder stays and no partial is left
-    T.train(T.TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 2, "eval_interval": 2})))
+    train(TrainSettings(**(TINY | {"save": str(tmp_path / "run"), "steps": 2, "eval_interval": 2})))
     before = tree(tmp_path / "run")
     real = os.replace
 
@@ -490,7 +494,7 @@ def test_a_mount_point_is_refused_at_start_and_a_failed_rename_leaves_nothing_be
 
     monkeypatch.setattr(C.os, "replace", busy)
     with pytest.raises(C.SaveError, match="Device or resource busy"):
-        T.train(T.resume_settings(tmp_path / "run", steps=4, progress=False))
+        train(resume_settings(tmp_path / "run", steps=4, progress=False))
     assert tree(tmp_path / "run") == before and not debris(tmp_path)
 
 
@@ -515,7 +519,8 @@ def test_too_little_disk_for_one_checkpoint_is_refused_before_training(tmp_path,
 FULL_DISK = """
 import errno, sys
 sys.path.insert(0, {root!r})
-import checkpoint, train
+import train
+from gpt2mini import checkpoint
 
 real = checkpoint.plot_losses
 saves = [0]
@@ -620,7 +625,7 @@ def test_a_lineage_folder_trains_saves_and_loads_with_its_checks(preset, tmp_pat
     from configuration_gpt2mini import PRESETS
 
     folder = tmp_path / preset
-    T.train(T.TrainSettings(**(TINY | {"save": str(folder), "steps": 2, "eval_interval": 2}), switches=PRESETS[preset]))
+    train(TrainSettings(**(TINY | {"save": str(folder), "steps": 2, "eval_interval": 2}), switches=PRESETS[preset]))
     model, _ = C.load_model_folder(folder)
     assert model.config.ablations == PRESETS[preset]
     with pytest.raises(C.UsageError, match="inner_dim 100, but transformer.h.0.mlp.c_fc.weight is"):

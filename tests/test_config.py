@@ -6,6 +6,8 @@ import pytest
 from transformers import AutoConfig
 
 from configuration_gpt2mini import GPT2MiniConfig
+from gpt2mini.cli import build_parser
+from gpt2mini.lab.catalog import ORDER
 
 
 def test_defaults_are_the_blogs_model():
@@ -71,10 +73,8 @@ def test_auto_config_registration(tmp_path):
 
 
 def test_the_registry_of_switches_is_the_one_source():
-    import ablate
-    import app
-    import train
     from configuration_gpt2mini import BASELINE, SWITCHES, choices, gpt2_value, switch_fields, variant_label, variants
+    from experiments import ablate
 
     names = [s.variant for s in SWITCHES]
     assert len(set(names)) == len(names) and BASELINE not in names
@@ -83,11 +83,11 @@ def test_the_registry_of_switches_is_the_one_source():
         assert GPT2MiniConfig(**{s.field: s.value}).ablations == {s.field: s.value}
         assert s.label and s.meaning and variant_label(s.variant) == s.label
     # everything downstream is generated from it: train.py's flags, ablate's variants, the lab's order
-    flags = {a.dest for a in train.build_parser()._actions}
+    flags = {a.dest for a in build_parser()._actions}
     assert {s.flag for s in SWITCHES} <= flags
     ablations = [s.variant for s in SWITCHES if s.kind == "ablation"]
-    assert list(ablate.VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(app.ORDER)[: len(ablations) + 1]
-    assert list(app.ORDER)[len(ablations) + 1 :] == ["transformer-2017", "llama"]
+    assert list(ablate.VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(ORDER)[: len(ablations) + 1]
+    assert list(ORDER)[len(ablations) + 1 :] == ["transformer-2017", "llama"]
     assert list(variants(("ablation", "lineage"))) == [BASELINE, *names] and {s.kind for s in SWITCHES} == {
         "ablation",
         "lineage",

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from corpus import CORPORA, DATA_DIR, CorpusError, clean_aozora, load_corpus, read_text, train_val_split
+from gpt2mini.corpus import CORPORA, DATA_DIR, CorpusError, clean_aozora, load_corpus, read_text, train_val_split
 
 
 def test_shipped_files_match_their_provenance():
@@ -90,7 +90,7 @@ def test_bad_files_give_clear_errors(tmp_path):
 
 
 def test_corpus_command_lists_corpora(capsys):
-    from corpus import main
+    from gpt2mini.corpus import main
 
     assert main(["shakespeare"]) == 0
     out = capsys.readouterr().out

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from gpt2mini.cli import build_parser
+from gpt2mini.training.settings import switches_from_flags
 
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
@@ -61,7 +63,6 @@ def table_after(text: str, header: str) -> list[list[str]]:
 
 
 def test_the_readme_switch_table_is_the_registry():
-    import train
     from configuration_gpt2mini import BASELINE, BASELINE_MEANING, SWITCHES, gpt2_value, variant_label
 
     rows = table_after(README.read_text(encoding="utf-8"), "| variant | config field | train.py flag |")
@@ -73,8 +74,8 @@ def test_the_readme_switch_table_is_the_registry():
         field, value = setting.strip("`").split("=", 1)
         listed.append((variant.strip("`"), (field, ast.literal_eval(value)), flag.strip("`"), label, meaning))
         # the flag as shown makes exactly that variant
-        args = train.build_parser().parse_args(flag.strip("`").split())
-        assert train.switches_from_flags(vars(args)) == {field: ast.literal_eval(value)}, flag
+        args = build_parser().parse_args(flag.strip("`").split())
+        assert switches_from_flags(vars(args)) == {field: ast.literal_eval(value)}, flag
 
     def shown_flag(s) -> str:
         return f"--{s.flag} 1" if isinstance(gpt2_value(s.field), bool) else f"--{s.flag} {s.value}"

@@ -17,15 +17,9 @@ from transformers.generation.logits_process import (
 from configuration_gpt2mini import PRESETS
 from configuration_gpt2mini import SWITCHES as REGISTRY
 from conftest import UPDATES, copy_in_place, sharpen, tiny_model
-from generation_gpt2mini import (
-    SamplingSettings,
-    StreamPool,
-    StreamServer,
-    TokenStream,
-    filter_logits,
-    round_robin,
-    stream_text,
-)
+from gpt2mini.generation.sampling import SamplingSettings, filter_logits
+from gpt2mini.generation.stream import TokenStream, round_robin, stream_text
+from gpt2mini.serving.pool import StreamPool, StreamServer
 
 
 def prompt(n, seed=1, vocab=97):
@@ -180,7 +174,7 @@ def test_filters_match_transformers_warpers():
         assert torch.equal(ours.isinf(), expected.isinf())  # the same tokens removed
         torch.testing.assert_close(ours.softmax(-1), expected.softmax(-1), atol=1e-6, rtol=0)  # the same distribution
     seen = torch.zeros(4, 97, dtype=torch.bool).scatter_(1, ids, True)
-    from generation_gpt2mini import apply_repetition_penalty
+    from gpt2mini.generation.sampling import apply_repetition_penalty
 
     torch.testing.assert_close(
         apply_repetition_penalty(logits, seen, 1.3), RepetitionPenaltyLogitsProcessor(1.3)(ids, logits.clone())
@@ -197,7 +191,7 @@ def test_stream_text_streams_characters_including_multibyte(tok):
 
 
 def test_text_decoder_holds_back_split_utf8(tok):
-    from generation_gpt2mini import TextDecoder
+    from gpt2mini.generation.stream import TextDecoder
 
     emoji = tok.encode("😀", add_special_tokens=False)
     assert len(emoji) == 4  # not in the vocabulary: four byte tokens
@@ -243,7 +237,7 @@ def test_decode_step_equals_a_fresh_forward_of_the_history():
 
 def test_decode_step_gives_way_to_hooks_and_training_mode():
     """Hooks (knockouts, probes) run only on the module path: the stream must take it while any hook is set."""
-    from probes import knockout
+    from gpt2mini.probes import knockout
 
     m = tiny_model()
     with torch.no_grad():  # make every part count, so that a knockout changes the logits
@@ -275,7 +269,7 @@ def test_decode_step_gives_way_to_hooks_and_training_mode():
 
 def test_the_scripted_step_equals_the_python_step():
     """decode_step runs compiled by TorchScript where torch has it; as plain Python it must compute the same."""
-    from generation_gpt2mini import DecodeStep, compiled_decode_step, decode_step
+    from gpt2mini.generation.step import DecodeStep, compiled_decode_step, decode_step
 
     assert isinstance(compiled_decode_step(), torch.jit.ScriptFunction)  # this torch: the fast path is the compiled one
     for m in (
@@ -288,7 +282,7 @@ def test_the_scripted_step_equals_the_python_step():
 
 
 def steps_equal(m, step, lineage, *fns):
-    from generation_gpt2mini import KVBuffer
+    from gpt2mini.generation.step import KVBuffer
 
     t = m.transformer
     for rows in (2, 1):  # one row is carried as a vector, several as a matrix

@@ -120,7 +120,7 @@ def test_a_folder_saved_from_to_gpt2_loads_as_gpt2_in_a_fresh_process(tmp_path):
     import sys
 
     from conftest import SAMPLE_TEXT, sharpen, tiny_model
-    from tokenizer import build_tokenizer
+    from gpt2mini.tokenizer import build_tokenizer
 
     tok = build_tokenizer(SAMPLE_TEXT)
     m = sharpen(tiny_model(tok))

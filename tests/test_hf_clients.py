@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import sharpen, tiny_model
-from generation_gpt2mini import TokenStream
+from gpt2mini.generation.stream import TokenStream
 from modeling_gpt2mini import GPT2MiniForCausalLM
 
 LORA_TARGETS = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]  # as README.md and the model card give them

@@ -23,13 +23,14 @@ from gradio_client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app
-import generation_gpt2mini
-import lab_clients
 from conftest import SAMPLE_TEXT, raw_join, serve, tiny_lab, tiny_model
-from corpus import load_corpus
-from generation_gpt2mini import TokenStream, stream_text
-from tokenizer import build_tokenizer, valid_text
+from gpt2mini.corpus import load_corpus
+from gpt2mini.generation.sampling import draw
+from gpt2mini.generation.stream import TokenStream, stream_text
+from gpt2mini.lab import clients as lab_clients
+from gpt2mini.lab.ui import build_demo
+from gpt2mini.serving import pool
+from gpt2mini.tokenizer import build_tokenizer, valid_text
 
 
 def fuzz(examples: int):
@@ -284,7 +285,7 @@ VALID_ENDPOINTS = endpoints(lambda valid: valid)
 
 @pytest.fixture(scope="module")
 def handlers():
-    demo = app.build_demo(tiny_lab(n_positions=64))
+    demo = build_demo(tiny_lab(n_positions=64))
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ENDPOINTS}
     assert set(fns) == set(ENDPOINTS)
     assert all(fn.preprocess is False for fn in fns.values())  # the handlers see what the request sent
@@ -392,7 +393,7 @@ def test_a_100k_character_prompt_costs_what_a_short_one_does(handlers):
 
 @pytest.fixture(scope="module")
 def server():
-    with serve(app.build_demo(tiny_lab(n_positions=64))) as url:
+    with serve(build_demo(tiny_lab(n_positions=64))) as url:
         yield url, Client(url, verbose=False)
 
 
@@ -471,14 +472,14 @@ def steps(monkeypatch):
     """Every token the app draws, counted by the request's max_new_tokens, each made 5 ms slower: a 2000-character
     request would keep the decoding thread busy for over 10 s if nothing stopped it."""
     counts = collections.Counter()
-    real = generation_gpt2mini.draw
+    real = draw
 
     def counted(logits, settings, generator, seen):
         counts[settings.max_new_tokens] += 1
         time.sleep(0.005)
         return real(logits, settings, generator, seen)
 
-    monkeypatch.setattr(generation_gpt2mini, "draw", counted)
+    monkeypatch.setattr(pool, "draw", counted)
     return counts
 
 

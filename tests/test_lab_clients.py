@@ -1,7 +1,7 @@
 """lab_clients.py: who is still listening to the lab, by the rules the middleware feeds (on a clock of the test's
 own); the lab's behaviour with real clients is in tests/test_app.py, tests/test_hostile.py and bench.load's test."""
 
-import lab_clients
+from gpt2mini.lab import clients as lab_clients
 
 
 def watched(clock, session="s", fn_index=5, event_id="e1") -> tuple[lab_clients.Clients, lab_clients.Ticket]:

@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace
 
-import lab_story
-from words import Words
+from gpt2mini.lab import story as lab_story
+from gpt2mini.words import Words
 
 REF = {"unigram": 3.347, "bigram": 2.486}
 

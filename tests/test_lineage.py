@@ -6,10 +6,9 @@ import json
 import pytest
 import torch
 
-import ablate
-import lineage
 from conftest import ROOT
-from train import bits_per_char, split_loss
+from experiments import ablate, lineage
+from gpt2mini.training.evaluation import bits_per_char, split_loss
 
 TINY = ["--steps", "6", "--eval_interval", "3", "--eval_iters", "1", "--n_layer", "1", "--n_head", "2"]
 TINY += ["--n_embd", "16", "--block_size", "16", "--batch_size", "2", "--warmup", "2"]
@@ -81,9 +80,9 @@ def test_flops_per_token_counts_each_multiplying_weight_six_times_plus_attention
 
 
 def test_bits_per_character_in_the_report_are_the_models_loss_over_the_held_out_text(run):
-    from checkpoint import load_model_folder
-    from corpus import train_val_split
-    from tokenizer import encode
+    from gpt2mini.checkpoint import load_model_folder
+    from gpt2mini.corpus import train_val_split
+    from gpt2mini.tokenizer import encode
 
     root, _ = run
     record = json.loads((root / "docs" / "lineage" / "text_results.json").read_text())

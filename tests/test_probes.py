@@ -8,8 +8,8 @@ import torch
 
 from configuration_gpt2mini import PRESETS
 from conftest import tiny_model
-from generation_gpt2mini import TokenStream
-from probes import head_pattern, knockout, probe
+from gpt2mini.generation.stream import TokenStream
+from gpt2mini.probes import head_pattern, knockout, probe
 
 IDS = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]])
 
@@ -112,7 +112,7 @@ def test_probe_measures_each_layers_attention_entropy_and_residual_norm(model):
 
 
 def test_input_dependence_is_zero_when_every_position_predicts_the_same_and_kl_otherwise():
-    from probes import input_dependence
+    from gpt2mini.probes import input_dependence
 
     same = torch.randn(1, 1, 7).expand(3, 5, 7)
     assert input_dependence(same) == pytest.approx(0.0, abs=1e-6)
@@ -127,7 +127,7 @@ def test_input_dependence_is_zero_when_every_position_predicts_the_same_and_kl_o
 
 
 def test_grad_norms_split_the_total_into_embeddings_each_block_and_the_head():
-    from probes import grad_norms
+    from gpt2mini.probes import grad_norms
 
     for untied in (False, True):
         m = tiny_model(n_layer=2, tie_word_embeddings=not untied)

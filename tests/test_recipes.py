@@ -1,16 +1,12 @@
 """scripts/recipes.py, which writes docs/training.md's recipe tables: a run is reused only when it is the same
 recipe, and the tables land between their markers, nothing else on the page changes."""
 
-import importlib.util
 import json
 
 import pytest
 
 from conftest import ROOT
-
-spec = importlib.util.spec_from_file_location("recipes", ROOT / "scripts" / "recipes.py")
-recipes = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(recipes)
+from experiments import recipes
 
 TINY = "--steps 4 --n_layer 1 --n_head 2 --n_embd 16 --block_size 16 --batch_size 2 --eval_iters 1 --sample_chars 0"
 

@@ -5,13 +5,21 @@ the committed report is what the current code writes from the committed results.
 import json
 import math
 
+import gradio as gr
 import numpy as np
 import pytest
 
-import scaling
-from checkpoint import UsageError, load_model_folder
 from conftest import ROOT
-from train import TrainSettings, setup
+from experiments import scaling
+from gpt2mini.checkpoint import UsageError, load_model_folder
+from gpt2mini.lab.catalog import load_lab
+from gpt2mini.lab.clients import Refused
+from gpt2mini.lab.curves import frontier_span, sample_size, scaling_figures, scaling_words
+from gpt2mini.lab.i18n import spoken
+from gpt2mini.lab.streaming import generate_one
+from gpt2mini.lab.ui import scaling_update
+from gpt2mini.training.loop import setup
+from gpt2mini.training.settings import TrainSettings
 
 
 def law(x, e=1.5, a=4.0, alpha=0.3):
@@ -173,42 +181,38 @@ def test_the_committed_report_is_what_the_code_writes_from_the_committed_results
 def scaling_lab(quick):
     import shutil
 
-    import app
-
     root, _ = quick
     models = root / "lab-models"
     shutil.copytree(root / "models" / "shakespeare" / "scaling", models / "shakespeare" / "scaling")
     shutil.copytree(models / "shakespeare" / "scaling" / "2x32", models / "shakespeare" / "baseline")
-    return app.load_lab(models)
+    return load_lab(models)
 
 
 def test_the_lab_shows_the_grid_and_labels_each_shipped_size_by_its_place_on_the_frontier(scaling_lab):
-    import app
 
-    note, table, choices = app.scaling_words(scaling_lab, "shakespeare")
+    note, table, choices = scaling_words(scaling_lab, "shakespeare")
     assert "python scaling.py --quick" in note
-    assert all(f is not None for f in app.scaling_figures(scaling_lab, "shakespeare"))
+    assert all(f is not None for f in scaling_figures(scaling_lab, "shakespeare"))
     summary = scaling_lab.scaling["shakespeare"]["summary"]
     assert [size for _, size in choices] == ["1x16", "2x32"]
     for label, size in choices:
-        span = app.frontier_span(summary, size)
+        span = frontier_span(summary, size)
         assert ("lowest at" in label) == (span is not None)
     sizes = list(table[table.columns[2]])
     assert sizes[0] == summary["frontier"][0]["size"] and sizes[-1] == summary["frontier"][-1]["size"]
-    assert app.scaling_figures(scaling_lab, "nowhere") == (None, None, None)
-    assert "同梱" in app.scaling_words(scaling_lab, "nowhere", app.spoken("ja"))[0]
+    assert scaling_figures(scaling_lab, "nowhere") == (None, None, None)
+    assert "同梱" in scaling_words(scaling_lab, "nowhere", spoken("ja"))[0]
     # a new language rewords the tab and keeps the figures and the chosen size
-    update = app.scaling_update(scaling_lab, "shakespeare", app.spoken("ja"), figures=False)
-    assert update[1:4] == tuple(app.gr.update() for _ in range(3)) and "value" not in update[-1]
+    update = scaling_update(scaling_lab, "shakespeare", spoken("ja"), figures=False)
+    assert update[1:4] == tuple(gr.update() for _ in range(3)) and "value" not in update[-1]
 
 
 def test_a_shipped_size_writes_what_the_same_model_writes_in_the_generate_tab(scaling_lab):
-    import app
 
     scaling_lab.groups["shakespeare"]["2x32"] = scaling_lab.scaling_entry("shakespeare", "2x32")
     settings = ["ROMEO:", 0.8, 40, 0.95, 60, 1.0, 7]
-    *_, (sampled, status) = app.sample_size(scaling_lab, "shakespeare", "2x32", *settings)
-    *_, (generated, _) = app.generate_one(scaling_lab, "shakespeare", "2x32", *settings)
+    *_, (sampled, status) = sample_size(scaling_lab, "shakespeare", "2x32", *settings)
+    *_, (generated, _) = generate_one(scaling_lab, "shakespeare", "2x32", *settings)
     assert sampled == generated and sampled.startswith("ROMEO:") and len(sampled) > len("ROMEO:")
-    with pytest.raises(app.Refused, match="no size '9x288' shipped from the scaling grid of 'shakespeare'"):
-        next(app.sample_size(scaling_lab, "shakespeare", "9x288", *settings))
+    with pytest.raises(Refused, match="no size '9x288' shipped from the scaling grid of 'shakespeare'"):
+        next(sample_size(scaling_lab, "shakespeare", "9x288", *settings))

@@ -31,15 +31,21 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-import app
 from conftest import ROOT, serve, tiny_lab
+from gpt2mini.hub.space import assemble_space, local_imports
+from gpt2mini.lab import catalog
+from gpt2mini.lab.catalog import HUB_FILES
+from gpt2mini.lab.ui import build_demo
 
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
 # (file, kind): why it is safe. `trust_remote_code=True` runs the model code saved next to the weights; every case
 # below loads a folder that this project's own code wrote, whose code files are this project's model files.
 ALLOWED = {
-    ("publish.py", "trust_remote_code"): "the model card's usage snippet, for the repository publish.py uploads: its "
+    (
+        "gpt2mini/hub/card.py",
+        "trust_remote_code",
+    ): "the model card's usage snippet, for the repository publish.py uploads: its "
     "code files are this project's modeling_gpt2mini.py and configuration_gpt2mini.py, copied by save_pretrained",
     ("tests/test_remote_code.py", "trust_remote_code"): "loads a folder the test saved with save_pretrained (and "
     "checks that loading it without trust_remote_code is refused)",
@@ -52,7 +58,10 @@ ALLOWED = {
     "files checked to be today's)",
     ("tests/test_ablate.py", "trust_remote_code"): "loads the fp16 copies ablate.py just shipped",
     ("tests/test_lineage.py", "trust_remote_code"): "loads the fp16 copies lineage.py just shipped",
-    ("serving.py", "pickle"): "the lab and its own decoding process, over a pipe only the two hold (made by the "
+    (
+        "gpt2mini/serving/process.py",
+        "pickle",
+    ): "the lab and its own decoding process, over a pipe only the two hold (made by the "
     "lab, handed to the child it spawns): the models and requests the lab itself holds, never bytes read from a "
     "file, an upload or the network",
     ("tests/test_shipped_models.py", "trust_remote_code"): "loads models/, shipped in this repository, whose code "
@@ -180,10 +189,10 @@ def test_no_pickle_no_eval_and_trust_remote_code_only_on_our_own_folders():
 def test_the_project_never_runs_code_it_downloads():
     # the lab's --model fetches only these files from a Hub repository: never code, never a pickle
     for name in ("modeling_gpt2mini.py", "configuration_gpt2mini.py", "pytorch_model.bin", "model.pt", "x.pkl"):
-        assert not any(fnmatch.fnmatch(name, pattern) for pattern in app.HUB_FILES), name
+        assert not any(fnmatch.fnmatch(name, pattern) for pattern in HUB_FILES), name
     # and every loader builds the model from this project's class (tests/test_checkpoint.py: a folder's own code
     # files are never run), so trust_remote_code is never needed and never passed outside the tests above
-    source = (ROOT / "checkpoint.py").read_text()
+    source = (ROOT / "gpt2mini" / "checkpoint.py").read_text()
     assert "GPT2MiniForCausalLM.from_pretrained(" in source and "AutoModelForCausalLM" not in source
 
 
@@ -209,7 +218,7 @@ FILE_COMPONENTS = {
 
 
 def test_every_event_takes_only_choices_text_and_numbers():
-    demo = app.build_demo(tiny_lab(n_positions=64))
+    demo = build_demo(tiny_lab(n_positions=64))
     config = demo.get_config_file()
     components = {c["id"]: c for c in config["components"]}
     assert not {c["type"] for c in components.values()} & FILE_COMPONENTS
@@ -241,12 +250,12 @@ def served(monkeypatch_module):
         raise AssertionError(f"a loader was called from the web: {args}")
 
     for name in ("load_entry", "load_lab", "fetch_from_hub", "load_model_folder"):
-        monkeypatch_module.setattr(app, name, refuse)
+        monkeypatch_module.setattr(catalog, name, refuse)
     import huggingface_hub
 
     monkeypatch_module.setattr(huggingface_hub, "snapshot_download", refuse)
     monkeypatch_module.setattr(huggingface_hub, "hf_hub_download", refuse)
-    demo = app.build_demo(tiny_lab(n_positions=64))
+    demo = build_demo(tiny_lab(n_positions=64))
     with serve(demo) as url:
         yield Client(url, verbose=False), url, calls
 
@@ -313,19 +322,20 @@ SECRET_NAMES = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|CREDENTIAL", re.IGNORE
 
 
 def test_the_space_code_reads_no_secrets_and_holds_none(tmp_path):
-    import publish
 
-    modules = publish.local_imports(ROOT / "app.py")
-    assert "app.py" in modules and "checkpoint.py" in modules
-    assert "train.py" not in modules  # the lab reads run folders through checkpoint.py, never the training loop
-    assert "publish.py" not in modules  # the uploader (which does use a token) is not part of the Space
+    modules = local_imports(ROOT / "app.py")
+    assert {"app.py", "gpt2mini/__init__.py", "gpt2mini/checkpoint.py", "modeling_gpt2mini.py"} <= set(modules)
+    # the lab reads run folders through checkpoint.py, never the training loop
+    assert "train.py" not in modules and not any(m.startswith("gpt2mini/training/") for m in modules)
+    # the uploader (which does use a token) is not part of the Space
+    assert "publish.py" not in modules and not any(m.startswith("gpt2mini/hub/") for m in modules)
     for name in modules:
         source = (ROOT / name).read_text()
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isupper():
                 assert not SECRET_NAMES.search(node.value), (name, node.value)  # os.environ["HF_TOKEN"] and kin
         assert "get_token" not in source and "HfFolder" not in source and "login(" not in source, name
-    space = publish.assemble_space(tmp_path / "space", "you/gpt2mini-lab")
+    space = assemble_space(tmp_path / "space", "you/gpt2mini-lab")
     token = re.compile(rb"hf_[A-Za-z0-9]{30,}")
     for f in space.rglob("*"):
         if f.is_file():

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from conftest import UPDATES, sharpen, tiny_model
-from generation_gpt2mini import SamplingSettings, StreamServer, TokenStream
-from serving import ProcessServer, portable
+from gpt2mini.generation.sampling import SamplingSettings
+from gpt2mini.generation.stream import TokenStream
+from gpt2mini.serving.pool import StreamServer
+from gpt2mini.serving.process import ProcessServer, portable
 
 
 @pytest.fixture(scope="module")

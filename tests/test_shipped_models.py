@@ -8,13 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ablate  # noqa: E402
-import lineage
 from configuration_gpt2mini import variants
 from conftest import ROOT
-from corpus import load_corpus, train_val_split  # noqa: E402
-from tokenizer import encode
-from train import TrainSettings
+from experiments import (
+    ablate,
+    lineage,
+)
+from gpt2mini.corpus import load_corpus, train_val_split
+from gpt2mini.tokenizer import encode
+from gpt2mini.training.settings import TrainSettings
 
 MODELS = ROOT / "models"
 CORPORA = ("shakespeare", "wagahai")
@@ -137,9 +139,9 @@ SCALING = MODELS / "shakespeare" / "scaling"
 
 @torch.no_grad()
 def test_the_scaling_sizes_are_what_the_grid_trained_and_reported():
-    import scaling
-    from checkpoint import load_model_folder
-    from train import split_loss
+    from experiments import scaling
+    from gpt2mini.checkpoint import load_model_folder
+    from gpt2mini.training.evaluation import split_loss
 
     summary = json.loads((SCALING / "scaling.json").read_text())
     reported = json.loads((ROOT / "docs" / "scaling" / "shakespeare_results.json").read_text())

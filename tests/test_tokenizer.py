@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus import load_corpus
-from tokenizer import BYTE_TOKENS, EOS_TOKEN, build_tokenizer, n_chars
+from gpt2mini.corpus import load_corpus
+from gpt2mini.tokenizer import BYTE_TOKENS, EOS_TOKEN, build_tokenizer, n_chars
 
 HARD = [
     "  leading spaces and trailing  ",
@@ -101,14 +101,14 @@ def test_empty_text_cannot_build_a_tokenizer():
 
 @pytest.fixture(scope="module")
 def bpe():
-    from tokenizer import build_bpe_tokenizer
+    from gpt2mini.tokenizer import build_bpe_tokenizer
 
     return build_bpe_tokenizer(load_corpus("shakespeare")[:200_000], 600)
 
 
 @pytest.mark.parametrize("text", HARD)
 def test_bpe_is_lossless_and_merges_characters(bpe, text):
-    from tokenizer import encode, kind
+    from gpt2mini.tokenizer import encode, kind
 
     ids = encode(bpe, text).tolist()
     assert bpe.decode(ids) == text and ids == bpe.backend_tokenizer.encode(text, add_special_tokens=False).ids
@@ -117,7 +117,7 @@ def test_bpe_is_lossless_and_merges_characters(bpe, text):
 
 def test_bpe_encode_never_takes_the_per_character_shortcut(bpe):
     # every single letter is in a byte-level vocabulary too: looking characters up one by one would skip the merges
-    from tokenizer import encode
+    from gpt2mini.tokenizer import encode
 
     assert len(encode(bpe, "the king")) < len("the king")
     assert encode(bpe, "abc").tolist() == bpe.backend_tokenizer.encode("abc", add_special_tokens=False).ids
@@ -134,7 +134,7 @@ def test_bpe_specials_come_first_and_autotokenizer_reloads_it_without_code(bpe, 
 
 
 def test_bpe_crop_keeps_the_longest_end_that_fits(bpe):
-    from tokenizer import crop_to_tokens, encode
+    from gpt2mini.tokenizer import crop_to_tokens, encode
 
     text = load_corpus("shakespeare")[:3000] + "吾輩は猫である😀"
     for n in (1, 7, 64, 256):
@@ -144,7 +144,7 @@ def test_bpe_crop_keeps_the_longest_end_that_fits(bpe):
 
 
 def test_a_bpe_vocabulary_too_small_for_the_bytes_is_refused():
-    from tokenizer import build_bpe_tokenizer
+    from gpt2mini.tokenizer import build_bpe_tokenizer
 
     with pytest.raises(ValueError, match="at least 259 tokens"):
         build_bpe_tokenizer("abc", 258)

@@ -15,10 +15,26 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import checkpoint as C
 import train as T
 from conftest import ROOT, SAMPLE_TEXT, wait_for_line
-from tokenizer import encode
+from gpt2mini import checkpoint as C
+from gpt2mini.cli import build_parser
+from gpt2mini.corpus import load_corpus, train_val_split
+from gpt2mini.tokenizer import encode
+from gpt2mini.training import loop
+from gpt2mini.training.batches import Batches
+from gpt2mini.training.devices import Dist
+from gpt2mini.training.evaluation import lm_loss, split_loss
+from gpt2mini.training.loop import NonFiniteLoss, train
+from gpt2mini.training.optim import lr_at, make_optimizer
+from gpt2mini.training.settings import (
+    ARCHITECTURE,
+    TrainSettings,
+    default_save_dir,
+    repeat_command,
+    resume_settings,
+    switches_from_flags,
+)
 
 TINY = dict(
     n_layer=2,
@@ -39,8 +55,8 @@ TINY_ARGS = "--n_layer 1 --n_head 2 --n_embd 16 --block_size 16 --batch_size 2 -
 
 
 def run_train(tmp_path, name="run", **kw):
-    settings = T.TrainSettings(**(TINY | {"save": str(tmp_path / name)} | kw))
-    return T.train(settings)
+    settings = TrainSettings(**(TINY | {"save": str(tmp_path / name)} | kw))
+    return train(settings)
 
 
 def metrics(folder):
@@ -80,9 +96,9 @@ def test_short_run_lowers_the_loss_and_writes_a_loadable_folder(tmp_path):
     tok = AutoTokenizer.from_pretrained(folder)
     assert model.config.n_positions == 32 and len(tok) == model.config.vocab_size == 323
     # the folder's weights are the final ones: its loss on the fixed validation batches is the logged one
-    val = T.train_val_split(T.load_corpus("shakespeare"))[1]
+    val = train_val_split(load_corpus("shakespeare"))[1]
     ids = encode(tok, val)
-    assert abs(T.split_loss(model, ids, 32) - evals[-1]["val_loss"]) < 0.15
+    assert abs(split_loss(model, ids, 32) - evals[-1]["val_loss"]) < 0.15
     assert not list(tmp_path.glob(".run.*"))  # no leftovers of the atomic swap
 
 
@@ -94,7 +110,7 @@ def test_resume_continues_exactly(tmp_path):
     assert first["stopped"] and first["step"] == 12
     state = json.loads((tmp_path / "halves" / C.STATE_FILE).read_text())
     assert state["step"] == 12
-    second = T.train(T.resume_settings(tmp_path / "halves", progress=False))
+    second = train(resume_settings(tmp_path / "halves", progress=False))
     assert second["step"] == straight["step"] == 24
     strip = [
         {k: v for k, v in m.items() if k not in ("tokens_per_s", "elapsed_s")} for m in metrics(tmp_path / "straight")
@@ -110,7 +126,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_short_windows_keep_tokens_per_step_and_place_windows_inside_the_context():
     ids = torch.arange(1000, dtype=torch.int32)
-    full = T.Batches(ids, ids, 32, 4, seed=0, dist=T.Dist(), device=torch.device("cpu"))
+    full = Batches(ids, ids, 32, 4, seed=0, dist=Dist(), device=torch.device("cpu"))
     x, y, pos = full.sample("train")
     assert x.shape == (4, 32) and pos is None
     x, y, pos = full.sample("train", window=8)
@@ -120,9 +136,9 @@ def test_short_windows_keep_tokens_per_step_and_place_windows_inside_the_context
     assert pos.min() >= 0 and pos.max() < 32
     assert len(set(pos[:, 0].tolist())) > 3  # placed at many offsets, so every position embedding trains
     # distributed: the ranks' slices make up the single-process batch with the same global size
-    single = T.Batches(ids, ids, 32, 8, seed=3, dist=T.Dist(), device=torch.device("cpu")).sample("train", window=8)
+    single = Batches(ids, ids, 32, 8, seed=3, dist=Dist(), device=torch.device("cpu")).sample("train", window=8)
     parts = [
-        T.Batches(ids, ids, 32, 4, seed=3, dist=T.Dist(rank=r, world=2), device=torch.device("cpu")).sample(
+        Batches(ids, ids, 32, 4, seed=3, dist=Dist(rank=r, world=2), device=torch.device("cpu")).sample(
             "train", window=8
         )
         for r in range(2)
@@ -136,20 +152,20 @@ def test_short_windows_reach_every_position_embedding(tok):
 
     model = tiny_model(tok, n_positions=32).train()
     ids = torch.tensor(tok(SAMPLE_TEXT * 20)["input_ids"], dtype=torch.int32)
-    batches = T.Batches(ids, ids, 32, 4, seed=0, dist=T.Dist(), device=torch.device("cpu"))
+    batches = Batches(ids, ids, 32, 4, seed=0, dist=Dist(), device=torch.device("cpu"))
     x, y, pos = batches.sample("train", window=8)
-    T.lm_loss(model, x, y, pos).backward()
+    lm_loss(model, x, y, pos).backward()
     reached = model.transformer.wpe.weight.grad.abs().sum(-1) > 0
     assert reached[8:].sum() > 10  # positions past the window's length train too
     model.zero_grad()
-    T.lm_loss(model, x, y).backward()  # the same windows counted from 0 reach only the first 8
+    lm_loss(model, x, y).backward()  # the same windows counted from 0 reach only the first 8
     assert (model.transformer.wpe.weight.grad.abs().sum(-1) > 0).nonzero().max() == 7
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real = T.lr_at
-    monkeypatch.setattr(T, "lr_at", lambda step, s: float("inf") if step >= 6 else real(step, s))
-    with pytest.raises(T.NonFiniteLoss, match=r"step 8.*last good checkpoint \(step 5\)"):
+    real = lr_at
+    monkeypatch.setattr(loop, "lr_at", lambda step, s: float("inf") if step >= 6 else real(step, s))
+    with pytest.raises(NonFiniteLoss, match=r"step 8.*last good checkpoint \(step 5\)"):
         run_train(tmp_path, steps=20, eval_interval=5, grad_clip=0.0)
     model, _ = C.load_model_folder(tmp_path / "run")
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -158,14 +174,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
 def test_lr_schedule_warms_up_then_decays_to_a_fraction_of_the_peak():
     for peak in (1e-3, 4e-3):
-        s = T.TrainSettings(steps=100, warmup=10, lr=peak, min_lr_ratio=0.1)
-        lrs = [T.lr_at(i, s) for i in range(100)]
+        s = TrainSettings(steps=100, warmup=10, lr=peak, min_lr_ratio=0.1)
+        lrs = [lr_at(i, s) for i in range(100)]
         assert lrs[0] < lrs[5] < lrs[9] <= peak
         assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
-        assert abs(T.lr_at(100, s) - peak / 10) < 1e-12  # the shape is the same at every peak
-    low = T.TrainSettings(steps=100, warmup=10, lr=1e-3)
-    high = T.TrainSettings(steps=100, warmup=10, lr=4e-3)
-    assert all(abs(4 * T.lr_at(i, low) - T.lr_at(i, high)) < 1e-12 for i in range(101))
+        assert abs(lr_at(100, s) - peak / 10) < 1e-12  # the shape is the same at every peak
+    low = TrainSettings(steps=100, warmup=10, lr=1e-3)
+    high = TrainSettings(steps=100, warmup=10, lr=4e-3)
+    assert all(abs(4 * lr_at(i, low) - lr_at(i, high)) < 1e-12 for i in range(101))
 
 
 def test_a_run_saved_with_an_absolute_min_lr_resumes_with_the_same_schedule(tmp_path):
@@ -176,14 +192,14 @@ def test_a_run_saved_with_an_absolute_min_lr_resumes_with_the_same_schedule(tmp_
     del settings["min_lr_ratio"]
     settings["min_lr"] = 5e-4  # how older runs saved it
     state_file.write_text(json.dumps(state))
-    s = T.resume_settings(tmp_path / "run", steps=8)
+    s = resume_settings(tmp_path / "run", steps=8)
     assert s.min_lr_ratio == pytest.approx(0.25)
 
 
 def test_weight_decay_only_on_matrices():
     from conftest import tiny_model
 
-    opt = T.make_optimizer(tiny_model(), T.TrainSettings(), torch.device("cpu"))
+    opt = make_optimizer(tiny_model(), TrainSettings(), torch.device("cpu"))
     decay, no_decay = opt.param_groups
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
@@ -223,7 +239,7 @@ def cli(*args, cwd=None, stdin=None, timeout=300):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli") / "model_dir"
-    T.train(T.TrainSettings(**(TINY | {"save": str(folder), "steps": 30, "eval_interval": 30})))
+    train(TrainSettings(**(TINY | {"save": str(folder), "steps": 30, "eval_interval": 30})))
     return folder
 
 
@@ -283,7 +299,7 @@ def test_unseen_prompt_characters_and_a_broken_folder(trained, tmp_path, capsys)
     assert "cannot load" in capsys.readouterr().err
     mismatched = tmp_path / "mismatched"
     shutil.copytree(trained, mismatched)
-    from tokenizer import build_tokenizer
+    from gpt2mini.tokenizer import build_tokenizer
 
     build_tokenizer("abc").save_pretrained(mismatched)
     assert T.main(["--load", str(mismatched), "--generate"]) == 2
@@ -310,7 +326,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert "stopped at step" in err and "--resume" in err
     step = json.loads((tmp_path / "run" / C.STATE_FILE).read_text())["step"]
     assert step > 0
-    result = T.train(T.resume_settings(tmp_path / "run", steps=step + 3, progress=False))
+    result = train(resume_settings(tmp_path / "run", steps=step + 3, progress=False))
     assert result["step"] == step + 3
 
 
@@ -339,29 +355,29 @@ def test_distributed_step_equals_single_process_step(tmp_path):
 
 
 def test_switch_flags_make_the_config_and_the_folder_name():
-    args = T.build_parser().parse_args(["--disable_residual", "1", "--ln_style", "post", "--untie_embeddings", "0"])
-    switches = T.switches_from_flags(vars(args))
+    args = build_parser().parse_args(["--disable_residual", "1", "--ln_style", "post", "--untie_embeddings", "0"])
+    switches = switches_from_flags(vars(args))
     assert switches == {"use_residual": False, "ln_style": "post"}
-    s = T.TrainSettings(switches=switches)
-    assert T.default_save_dir(s) == str(Path("runs") / "shakespeare-residual_off-post_ln")
-    assert "--disable_residual 1" in T.repeat_command(s) and "--ln_style post" in T.repeat_command(s)
+    s = TrainSettings(switches=switches)
+    assert default_save_dir(s) == str(Path("runs") / "shakespeare-residual_off-post_ln")
+    assert "--disable_residual 1" in repeat_command(s) and "--ln_style post" in repeat_command(s)
     with pytest.raises(C.UsageError, match="no switch sets use_residual"):
-        T.TrainSettings(switches={"use_residual": "no"}).check()
+        TrainSettings(switches={"use_residual": "no"}).check()
 
 
 def test_a_preset_sets_its_switches_and_a_flag_given_with_it_changes_one():
     def switches(*argv):
-        return T.switches_from_flags(vars(T.build_parser().parse_args(list(argv))))
+        return switches_from_flags(vars(build_parser().parse_args(list(argv))))
 
     llama = {"norm_style": "rmsnorm", "position_style": "rope", "mlp_style": "swiglu", "use_bias": False}
     assert switches("--preset", "llama") == llama
     assert switches("--preset", "llama", "--disable_bias", "0") == {k: v for k, v in llama.items() if k != "use_bias"}
     assert switches("--preset", "llama", "--norm_style", "layernorm")["position_style"] == "rope"
     assert "norm_style" not in switches("--preset", "llama", "--norm_style", "layernorm")
-    assert T.default_save_dir(T.TrainSettings(switches=llama)) == str(Path("runs") / "shakespeare-llama")
+    assert default_save_dir(TrainSettings(switches=llama)) == str(Path("runs") / "shakespeare-llama")
     with pytest.raises(C.UsageError, match="these settings do not make a model: .*needs use_position_embeddings"):
-        T.TrainSettings(switches=llama | {"use_position_embeddings": False}).check()
-    assert "preset" in T.ARCHITECTURE  # so `--resume DIR --preset X` is refused like any architecture flag
+        TrainSettings(switches=llama | {"use_position_embeddings": False}).check()
+    assert "preset" in ARCHITECTURE  # so `--resume DIR --preset X` is refused like any architecture flag
 
 
 def test_a_resumed_run_keeps_its_architecture_and_old_state_files_still_resume(tmp_path, capsys):
@@ -375,7 +391,7 @@ def test_a_resumed_run_keeps_its_architecture_and_old_state_files_still_resume(t
     del settings["switches"]
     settings |= {"disable_attention": 1, "disable_residual": 0, "ln_style": None}
     (folder / C.STATE_FILE).write_text(json.dumps(state))
-    assert T.resume_settings(folder, steps=4).switches == {"use_attention": False}
+    assert resume_settings(folder, steps=4).switches == {"use_attention": False}
 
 
 def test_the_samples_printed_while_training_are_what_the_saved_checkpoint_writes(tmp_path, capsys):
@@ -399,11 +415,11 @@ def test_a_bpe_run_trains_resumes_and_reports_bits_per_character(tmp_path, capsy
     assert len(tok) == model.config.vocab_size == 300
     half = run_train(tmp_path, "halves", stop_at=4, **kw)
     assert half["stopped"]
-    T.train(T.resume_settings(tmp_path / "halves", progress=False))  # the same BPE is learned again: it resumes
+    train(resume_settings(tmp_path / "halves", progress=False))  # the same BPE is learned again: it resumes
     a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("bpe", "halves"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert T.main(["--load", str(tmp_path / "bpe"), "--evaluate"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # bits per character: the loss per token spread over the characters its tokens hold
     assert row["bits_per_char"] < row["val_loss"] / math.log(2)
-    assert T.default_save_dir(T.TrainSettings(tokenizer="bpe")) == "runs/shakespeare-bpe2048"
+    assert default_save_dir(TrainSettings(tokenizer="bpe")) == "runs/shakespeare-bpe2048"

@@ -6,7 +6,7 @@ import string
 import pytest
 
 from configuration_gpt2mini import variants
-from words import ENGLISH, LANGUAGES, TABLE, Words, translations
+from gpt2mini.words import ENGLISH, LANGUAGES, TABLE, Words, translations
 
 
 def placeholders(text: str) -> set[str]:

@@ -1,6 +1,6 @@
 """The yardsticks the report and the lab word their verdicts from."""
 
-import yardsticks
+from gpt2mini.report import yardsticks
 
 
 def test_reference_losses_and_their_wording():

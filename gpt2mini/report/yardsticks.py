@@ -13,7 +13,7 @@ verdicts from here, so they cannot disagree.
 import math
 from collections import Counter
 
-from words import ENGLISH, Words
+from gpt2mini.words import ENGLISH, Words
 
 AT_LEVEL = 0.05  # nats per character: a loss this close to a yardstick is "at" it
 

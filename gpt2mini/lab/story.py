@@ -9,8 +9,8 @@ and the sweep's yardsticks (sweep.json); nothing here is typed in by hand. Each 
 """
 
 from configuration_gpt2mini import BASELINE, SWITCHES
-from words import ENGLISH, Words
-from yardsticks import at_unigram, level, yardstick
+from gpt2mini.report.yardsticks import at_unigram, level, yardstick
+from gpt2mini.words import ENGLISH, Words
 
 
 def meaning(ablations: dict, say: Words = ENGLISH) -> str:

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+from gpt2mini.paths import DATA_DIR
 
 
 class CorpusError(ValueError):

@@ -38,7 +38,9 @@ from multiprocessing.reduction import ForkingPickler
 
 import torch
 
-from generation_gpt2mini import DecodeStep, PoolReader, PoolTicket, SamplingSettings, StreamServer
+from gpt2mini.generation.sampling import SamplingSettings
+from gpt2mini.generation.step import DecodeStep
+from gpt2mini.serving.pool import PoolReader, PoolTicket, StreamServer
 
 STOP = None  # what the sending threads are told to stop with
 
@@ -190,7 +192,7 @@ class Child:
         try:
             share(model)
             pickled = ForkingPickler.dumps(model)
-        except Exception as e:  # noqa: BLE001 - any reason it cannot travel: it is served here instead
+        except Exception as e:
             reason = f"serving {type(model).__name__} in this process: it cannot go to the decoding process ({e})"
             warnings.warn(reason, stacklevel=3)
             return False
@@ -288,7 +290,7 @@ def portable(error: BaseException) -> BaseException:
     try:
         ForkingPickler.loads(ForkingPickler.dumps(error))
         return error
-    except Exception:  # noqa: BLE001 - whatever breaks, the text still travels
+    except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
@@ -323,7 +325,7 @@ def handle(message: tuple, server: StreamServer, models: dict, tickets: dict, ou
     if kind == "model":
         try:
             models[message[1]] = ForkingPickler.loads(message[2])
-        except Exception as e:  # noqa: BLE001 - a class this process cannot import, a lost shared tensor
+        except Exception as e:
             models[message[1]] = portable(RuntimeError(f"the model did not load in the decoding process: {e!r}"))
     elif kind == "join":
         _, request, key, ids, settings, top = message

@@ -33,13 +33,15 @@ from pathlib import Path
 
 import torch
 
-import ablate
-from checkpoint import UsageError, atomic_write_text, load_model_folder
 from configuration_gpt2mini import PRESET_LABELS, PRESETS, GPT2MiniConfig
-from corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from experiments import ablate
+from gpt2mini.checkpoint import UsageError, atomic_write_text, load_model_folder
+from gpt2mini.corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from gpt2mini.tokenizer import build_tokenizer, encode
+from gpt2mini.training.evaluation import bits_per_char, short_phase
+from gpt2mini.training.loop import new_tokenizer
+from gpt2mini.training.settings import BPE_VOCAB, TrainSettings
 from modeling_gpt2mini import GPT2MiniForCausalLM
-from tokenizer import build_tokenizer, encode
-from train import BPE_VOCAB, TrainSettings, bits_per_char, new_tokenizer, short_phase
 
 SHIPPED = ("llama", "transformer-2017")  # next to ablate.SHIPPED in models/<corpus>/
 VOCABS = (512, BPE_VOCAB, 8192)  # the BPE vocabulary sizes compared with the characters
@@ -122,7 +124,7 @@ def speed(base: TrainSettings, vocab: int, rounds: int, steps: int) -> dict:
 def train_runner(variant: str, vocab: int, base: TrainSettings, steps: int):
     import torch.nn.functional as F
 
-    from train import make_optimizer
+    from gpt2mini.training.optim import make_optimizer
 
     torch.manual_seed(0)
     model = model_of(variant, vocab, base).train()
@@ -144,7 +146,7 @@ def train_runner(variant: str, vocab: int, base: TrainSettings, steps: int):
 def decode_runner(variant: str, vocab: int, base: TrainSettings):
     """One greedy stream that fills the context (a prompt of a sixteenth of it, then the rest) without sliding it:
     past the context, designs with learned positions re-encode and rotary ones do not (bench.speed times that)."""
-    from generation_gpt2mini import TokenStream
+    from gpt2mini.generation.stream import TokenStream
 
     torch.manual_seed(0)
     model = model_of(variant, vocab, base).eval()

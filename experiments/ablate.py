@@ -43,7 +43,8 @@ from pathlib import Path
 
 import torch
 
-from checkpoint import (
+from configuration_gpt2mini import BASELINE, PRESETS, variant_label, variant_meaning, variants
+from gpt2mini.checkpoint import (
     METRICS_FILE,
     STATE_FILE,
     UsageError,
@@ -52,11 +53,12 @@ from checkpoint import (
     load_model_folder,
     read_metrics,
 )
-from configuration_gpt2mini import BASELINE, PRESETS, variant_label, variant_meaning, variants
-from corpus import CORPORA, CorpusError, load_corpus, train_val_split
-from tokenizer import encode
-from train import NonFiniteLoss, TrainSettings, repeat_command, split_loss, train
-from yardsticks import AT_LEVEL, at_unigram, level, reference_losses, yardstick
+from gpt2mini.corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from gpt2mini.report.yardsticks import AT_LEVEL, at_unigram, level, reference_losses, yardstick
+from gpt2mini.tokenizer import encode
+from gpt2mini.training.evaluation import split_loss
+from gpt2mini.training.loop import NonFiniteLoss, train
+from gpt2mini.training.settings import TrainSettings, repeat_command
 
 VARIANTS = variants()  # {name: the config fields it sets}: the baseline, then one variant per registry switch
 # the lineage's presets in order of history, named as the variants with the same config where there is one (GPT-1 is
@@ -475,7 +477,7 @@ def summarize(name: str, rows: dict, lrs, best: float | None, seed: int, seeds: 
 
 
 def sample_from(folder: Path, prompt: str, sample_chars: int, device) -> str:
-    from generation_gpt2mini import stream_text
+    from gpt2mini.generation.stream import stream_text
 
     model, tokenizer = load_model_folder(folder, device)
     model.eval()
@@ -643,7 +645,7 @@ def _colors(plt) -> dict:
 
 def plot_sweep(out: Path, result: dict) -> None:
     """lr_sweep.png: the figure the lab shows too (figures.lr_sweep_figure)."""
-    from figures import lr_sweep_figure
+    from gpt2mini.report.figures import lr_sweep_figure
 
     lr_sweep_figure(result, list(NAMED)).savefig(out / "lr_sweep.png")
 

@@ -31,15 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-import ablate
-from ablate import Trial, best_lr, run_trials
-from checkpoint import UsageError
 from configuration_gpt2mini import GPT2MiniConfig
-from corpus import CORPORA, CorpusError, load_corpus, train_val_split
-from figures import si
+from experiments import ablate
+from experiments.ablate import Trial, best_lr, run_trials
+from gpt2mini.checkpoint import UsageError
+from gpt2mini.corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from gpt2mini.report.figures import si
+from gpt2mini.tokenizer import build_tokenizer
+from gpt2mini.training.settings import TrainSettings
 from modeling_gpt2mini import GPT2MiniForCausalLM
-from tokenizer import build_tokenizer
-from train import TrainSettings
 
 HEAD_DIM = 32  # every size's attention heads are this wide: heads = width / 32
 SIZES = ((1, 32), (2, 64), (3, 96), (4, 128), (6, 192), (7, 224))  # (layers, width): width = 32 x layers
@@ -197,7 +197,7 @@ def data_point(size, fraction: float, lr: float, rows: dict, base: TrainSettings
     """One share of the data: the loss at the end (whole split), the lowest point of the validation curve (what
     stopping early would keep, on the fixed evaluation batches) and the training loss at the end (the gap is
     memorization)."""
-    from checkpoint import read_metrics
+    from gpt2mini.checkpoint import read_metrics
 
     trial = trial_of(size, lr, base.seed, fraction)
     row = rows[trial.key]
@@ -722,8 +722,8 @@ def sample_lines(summary: dict) -> list[str]:
 
 def write_outputs(summary: dict, report: Path) -> Path:
     """The report, its three figures (in <report's folder>/scaling/) and the summary as JSON next to them."""
-    from checkpoint import atomic_write_text
-    from figures import scaling_compute_figure, scaling_data_figure, scaling_size_figure
+    from gpt2mini.checkpoint import atomic_write_text
+    from gpt2mini.report.figures import scaling_compute_figure, scaling_data_figure, scaling_size_figure
 
     images = report.parent / "scaling"
     images.mkdir(parents=True, exist_ok=True)
@@ -761,7 +761,7 @@ def add_samples(summary: dict, out: Path, device: str) -> None:
 def ship_sizes(summary: dict, rows: dict, out: Path, dest: Path, names=SHIP) -> list[dict]:
     """Copy the named sizes' best runs into dest/<name> (fp16, with training.json as ablate.py ships) and the summary
     into dest/scaling.json, which the lab's Scaling tab reads."""
-    from checkpoint import atomic_write_text
+    from gpt2mini.checkpoint import atomic_write_text
 
     shipped = []
     for p in summary["sizes"]:

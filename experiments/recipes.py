@@ -19,10 +19,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from checkpoint import STATE_FILE, load_model_folder  # noqa: E402
-from corpus import load_corpus, train_val_split  # noqa: E402
-from tokenizer import encode  # noqa: E402
-from train import build_parser, repeat_command, settings_from_args, split_loss, train  # noqa: E402
+from gpt2mini.checkpoint import STATE_FILE, load_model_folder  # noqa: E402
+from gpt2mini.cli import build_parser, settings_from_args  # noqa: E402
+from gpt2mini.corpus import load_corpus, train_val_split  # noqa: E402
+from gpt2mini.tokenizer import encode  # noqa: E402
+from gpt2mini.training.evaluation import split_loss  # noqa: E402
+from gpt2mini.training.loop import train  # noqa: E402
+from gpt2mini.training.settings import repeat_command  # noqa: E402
 
 # (table, name, what it is, train.py flags)
 RECIPES = (
