@@ -6,13 +6,15 @@ What is notable:
   *lineage* switch takes a design from GPT-2's ancestors or descendants (sinusoidal positions, RoPE, RMSNorm, ReLU,
   SwiGLU, no biases).
 - `SWITCHES` is the one registry of those switches: per variant its name, the field and value it sets, a label and
-  a one-line meaning. train.py's flags, ablate.py's variants, the lab's labels and the model card are generated from
+  a one-line meaning. train.py's flags, the studies' variants, the lab's labels and the model card are generated from
   it, so a new switch is one entry here plus its branch in modeling_gpt2mini.py.
 - `PRESETS` name the lineage: several switches at once (`transformer-2017`, `gpt1`, `gpt2`, `llama`).
 - Validation happens in one place (`validate`), at construction and again before the model is built, and names the
   offending field.
 
-This file is copied next to the weights by `save_pretrained`; it imports only transformers.
+Publishing copies this file into the model repository it assembles (with modeling_gpt2mini.py and an `auto_map`),
+where `trust_remote_code=True` runs it, so it imports only transformers. A model folder holds no copy and no
+`auto_map`: importing `gpt2mini` registers the classes with the Auto classes instead.
 """
 
 import inspect
@@ -25,7 +27,7 @@ from transformers import PretrainedConfig
 class Switch:
     """One departure from GPT-2: a variant that sets one config field away from GPT-2's value."""
 
-    variant: str  # the variant's name: ablate.py --variants, models/<corpus>/<variant>, the lab
+    variant: str  # the variant's name: experiments.ablate --variants, models/<corpus>/<variant>, the lab
     field: str  # the GPT2MiniConfig field it sets
     value: object  # the value it sets (GPT-2's value is the field's default)
     label: str  # how the lab, the report and the model card name it
@@ -201,6 +203,12 @@ class GPT2MiniConfig(PretrainedConfig):
         self.mlp_style = mlp_style
         self.use_bias = use_bias
         self.use_cache = use_cache
+        if type(self)._auto_class is None:
+            # `auto_map` names model code saved next to the weights. transformers sets `_auto_class` when it runs
+            # this file as remote code, or when asked to save the code with the weights; otherwise no code goes
+            # with this config, so an `auto_map` read from a folder saved by an earlier version is dropped here
+            # rather than written again, pointing at files the new folder does not have.
+            kwargs.pop("auto_map", None)
         super().__init__(
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,
@@ -320,7 +328,7 @@ def variant_meaning(variant: str) -> str:
 
 def variants(kinds: tuple[str, ...] = ("ablation",)) -> dict[str, dict]:
     """{variant name: the config fields it sets}: the baseline (nothing) and one variant per switch of these kinds
-    (the ablations unless told: what ablate.py sweeps and the lab shows)."""
+    (the ablations unless told: what experiments.ablate sweeps and the lab shows)."""
     return {BASELINE: {}} | {s.variant: {s.field: s.value} for s in SWITCHES if s.kind in kinds}
 
 
@@ -336,6 +344,3 @@ def variant_of(ablations: dict) -> str | None:
     None."""
     named = variants(("ablation", "lineage")) | PRESETS
     return next((name for name, fields in named.items() if fields == ablations), None)
-
-
-GPT2MiniConfig.register_for_auto_class()

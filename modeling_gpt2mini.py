@@ -12,9 +12,10 @@ What is notable here:
 - The shell is a thin `PreTrainedModel` + `GenerationMixin`: transformers 5.x KV cache passed as `cache=`, SDPA with
   an eager path, attention masks for left padding, tied embeddings, `save_pretrained` to safetensors.
 
-This file is the model and nothing else: the fast streaming decoder (`generation_gpt2mini.py`) and the knockouts and
-probes (`probes.py`) import it, never the reverse. It is copied next to the weights by `save_pretrained`, and imports
-only torch, transformers and the config.
+This file is the model and nothing else: the fast streaming decoder (`gpt2mini.generation`) and the knockouts and
+probes (`gpt2mini.probes`) import it, never the reverse. It imports only torch, transformers and the config, because
+publishing copies it into the model repository it assembles (`gpt2mini.hub.repo`), where `trust_remote_code=True`
+runs it. A model folder holds no copy: importing `gpt2mini` registers these classes with the Auto classes.
 """
 
 import math
@@ -302,7 +303,7 @@ class GPT2MiniModel(GPT2MiniPreTrainedModel):
             raise ValueError(
                 f"sequence length {positions} exceeds the model's context of {self.config.n_positions} "
                 f"positions (n_positions); crop the input to its last {self.config.n_positions} tokens, or use "
-                "generation_gpt2mini's TokenStream / stream_text, which slide the window"
+                "gpt2mini.generation.stream's TokenStream / stream_text, which slide the window"
             )
 
     def forward(
@@ -542,20 +543,3 @@ class GPT2MiniForCausalLM(GPT2MiniPreTrainedModel, GenerationMixin):
         gpt2.tie_weights()
         gpt2.generation_config = self.generation_config
         return gpt2.to(self.dtype).train(self.training)
-
-
-GPT2MiniForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-
-
-def register_auto_classes() -> None:
-    """Register with `AutoConfig` / `AutoModelForCausalLM` for in-process use without remote code."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    try:
-        AutoConfig.register(GPT2MiniConfig.model_type, GPT2MiniConfig)
-        AutoModelForCausalLM.register(GPT2MiniConfig, GPT2MiniForCausalLM)
-    except ValueError:  # registered already (by this module under another import path, or twice)
-        pass
-
-
-register_auto_classes()

@@ -3,34 +3,23 @@
     python publish.py runs/shakespeare --repo-id you/gpt2mini-shakespeare             # assemble and upload
     python publish.py models/wagahai/baseline --repo-id you/gpt2mini-wagahai --dry-run  # list what would be sent
     python publish.py runs/shakespeare --repo-id you/gpt2mini-shakespeare --out repo   # also keep the folder
+    python publish.py runs/shakespeare --repo-id you/gpt2-shakespeare --as-gpt2        # the weights as plain GPT-2
     python publish.py --space you/gpt2mini-lab                                        # the lab as a Space
     python train.py --push-to-hub you/gpt2mini-shakespeare                             # train, then the same upload
 
-What is notable:
-- The model repository is assembled from the model folder alone: the files `save_pretrained` wrote (config.json with
-  `auto_map`, model.safetensors, generation_config.json, the tokenizer, the two model files), the training log and
-  loss curve, and a README.md model card generated from them (architecture next to GPT-2 small, the ablation
-  switches, data and recipe, the measured validation loss, a usage snippet, limitations). The resume state
-  (trainer_state.json, optimizer.safetensors) stays behind: it is for `train.py --resume`, not for Hub users.
-- The card is a Markdown template, `MODEL_CARD` (the Space's is `SPACE_CARD`): read it to see the card's shape. Small
-  functions fill its placeholders from the folder's files (config.json, metrics.jsonl, trainer_state.json with the
-  settings and the `command` train.py recorded, the tokenizer), the shipped corpora and data/PROVENANCE.md, and the
-  switch registry (`configuration_gpt2mini.SWITCHES`); nothing in it is written for one particular model.
-- The Space holds app.py and exactly the project modules it imports (found by reading the imports), the models/
-  tree, the corpus files the Knockout tab reads, a requirements.txt pinned to the versions installed here (CPU
-  torch), and a README.md with the Space front matter (`sdk: gradio`, `sdk_version` = the installed Gradio).
-- One upload path for both: `create_repo(exist_ok=True)`, then a single `create_commit` with one
-  `CommitOperationAdd` per file of the assembled folder; `--dry-run` prints that same list and contacts nobody.
-- A mistake (not a GPT-2 mini folder, a missing tokenizer, a bad repo id, not logged in, offline) is one line on
-  stderr and exit code 2, before anything is sent or written; a failure on the Hub's side is one line and exit 1.
+This file is the program: its options, and the calls into gpt2mini/hub/, which does the work: the repository is
+assembled from the model folder (weights, config, tokenizer, training log) and this repository's two model files
+with `auto_map` (repo.py), with a model card generated from the folder's files (card.py, the data's provenance in
+provenance.py), or the lab as a Space (space.py), then sent in one commit (upload.py); --dry-run lists
+that same set of files and contacts nobody. A mistake (not a GPT-2 mini folder, a missing tokenizer, a bad repo id,
+not logged in, offline) is one line on stderr and exit code 2, before anything is sent or written; a failure on the
+Hub's side is one line and exit code 1.
 """
 
 import argparse
 import sys
 
-from gpt2mini.checkpoint import (
-    UsageError,
-)
+from gpt2mini.checkpoint import UsageError
 from gpt2mini.hub.upload import PublishError, publish_model, publish_space
 from gpt2mini.paths import MODELS_DIR
 
@@ -39,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Publish a GPT-2 mini model folder as a Hugging Face model repository, or the lab as a Space.",
     )
-    p.add_argument("model_dir", nargs="?", metavar="MODEL_DIR", help="a model folder saved by train.py or ablate.py")
+    p.add_argument(
+        "model_dir", nargs="?", metavar="MODEL_DIR", help="a model folder saved by train.py or a study (experiments/)"
+    )
     p.add_argument("--repo-id", "--repo_id", dest="repo_id", metavar="OWNER/NAME", help="the model repository")
     p.add_argument("--space", metavar="OWNER/NAME", help="publish the lab (app.py and models/) as this Gradio Space")
     p.add_argument("--models", default=str(MODELS_DIR), help="with --space: the <corpus>/<variant> models to ship")

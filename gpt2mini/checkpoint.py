@@ -1,8 +1,9 @@
 """Run folders: where a model and its training live on disk, written atomically and checked when read.
 
-A run folder is a Hugging Face model folder (`config.json`, `model.safetensors`, the tokenizer, the two model files)
-plus what train.py keeps beside it: the metrics log (`metrics.jsonl`), the loss curve (`loss_curve.png`), and what
-`--resume` needs (`trainer_state.json`, `optimizer.safetensors`; no pickle).
+A run folder is a Hugging Face model folder (`config.json`, `model.safetensors`, the tokenizer) plus what train.py
+keeps beside it: the metrics log (`metrics.jsonl`), the loss curve (`loss_curve.png`), and what `--resume` needs
+(`trainer_state.json`, `optimizer.safetensors`; no pickle). It holds no code and no `auto_map`: importing `gpt2mini`
+registers the model's classes (only the repository publishing assembles carries the two model files).
 
 What is notable:
 - `atomic_save` writes the new folder beside the old one and swaps it in with two renames, so a crash, Ctrl-C or
@@ -10,11 +11,12 @@ What is notable:
   leaves alone the folders of a save still in progress.
 - `load_model_folder` checks everything before it trusts it (the config's values, complete and finite weights that
   match the config, the SHA-256 train.py recorded, a tokenizer that belongs to the model) and says in one line which
-  file is at fault. The folder's own copies of the model code are never run.
+  file is at fault. A folder saved before model folders stopped holding code still loads; its copies of the model
+  code are never run.
 - Every problem a user can fix is a `UsageError`: one line, exit code 2, nothing written.
 
-train.py, ablate.py, the lab and publish.py all read and write run folders through this module; none of them
-imports another to do so.
+train.py, the studies (experiments/), the lab and publish.py all read and write run folders through this module; none
+of them imports another to do so.
 """
 
 import contextlib
@@ -41,12 +43,23 @@ METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 
 
+# the model's two files, at the repository root: what publishing copies into a model repository
+CODE_FILES = ("configuration_gpt2mini.py", "modeling_gpt2mini.py")
+
+
 # what a save writes; anything else in a checkpoint folder is the user's, and a save moves it into the new folder
 SAVED_NAMES = frozenset(
     {"config.json", MODEL_FILE, "generation_config.json", TOKENIZER_FILE, "tokenizer_config.json"}
-    | {"special_tokens_map.json", "configuration_gpt2mini.py", "modeling_gpt2mini.py"}
-    | {STATE_FILE, OPTIMIZER_FILE, METRICS_FILE, CURVE_FILE}
+    | {"special_tokens_map.json", STATE_FILE, OPTIMIZER_FILE, METRICS_FILE, CURVE_FILE}
 )
+
+
+# what saves wrote before model folders stopped holding code (up to commit 17ae234: save_pretrained copied the two
+# model files next to the weights). They are not the user's: this project's save wrote them, and rewrote them at every
+# save, so no edit of a user's could outlive the next save; their text is the model code of that commit, kept in git.
+# A save into such a folder therefore does not carry them into the new folder (nor the `auto_map` in its config.json,
+# which the new config.json no longer has); it deletes them with the previous folder, as it always did.
+FORMERLY_SAVED_NAMES = frozenset(CODE_FILES)
 
 
 class UsageError(Exception):
@@ -133,7 +146,7 @@ def atomic_save(out_dir: Path, write: Callable[[Path], None]) -> None:
 
     Only a new path, an empty folder or a GPT-2 mini checkpoint is replaced (anything else is a UsageError, before
     anything is written), and what the user keeps in a checkpoint folder (files a save does not write) moves into the
-    new one: a save never deletes what it did not write.
+    new one: a save never deletes what it (or an earlier version of it) did not write.
 
     What a kill (even SIGKILL) can leave at each point, and what `recover_interrupted_save` makes of it on the next
     load or save: during `write`, a `.partial-PID` folder (deleted: it holds only what `write` wrote); between the two
@@ -177,9 +190,10 @@ def swap(new: Path, out_dir: Path) -> None:
 
 
 def retire(old: Path, out_dir: Path) -> None:
-    """Delete a replaced checkpoint folder, after moving into `out_dir` every entry a save does not write."""
+    """Delete a replaced checkpoint folder, after moving into `out_dir` every entry a save does not write (nor
+    wrote before: FORMERLY_SAVED_NAMES)."""
     for entry in old.iterdir():
-        if entry.name not in SAVED_NAMES and not (out_dir / entry.name).exists():
+        if entry.name not in SAVED_NAMES | FORMERLY_SAVED_NAMES and not (out_dir / entry.name).exists():
             os.replace(entry, out_dir / entry.name)
     shutil.rmtree(old, ignore_errors=True)
 
@@ -420,7 +434,8 @@ def load_model_folder(folder: str | Path, device: torch.device | None = None):
     complete (not truncated, a readable header), matches the config tensor for tensor (no missing, extra or
     differently shaped tensors), holds only finite numbers and, in a folder train.py saved, has the SHA-256 it was
     saved with; tokenizer.json loads and belongs to the model (same vocabulary size and special-token ids). The
-    model code is this project's: the folder's own copies of the model files are never run."""
+    model code is this project's: copies of the model files in a folder saved by an earlier version (which also has
+    an `auto_map`) are never run, and the config drops its `auto_map`, so a save of this model writes none."""
     from transformers import AutoTokenizer
 
     folder = Path(folder)

@@ -135,6 +135,26 @@ def model(tok):
     return sharpen(tiny_model(tok))
 
 
+# config.json's auto_map as save_pretrained wrote it up to commit 17ae234
+AUTO_MAP_BEFORE = {
+    "AutoConfig": "configuration_gpt2mini.GPT2MiniConfig",
+    "AutoModelForCausalLM": "modeling_gpt2mini.GPT2MiniForCausalLM",
+}
+
+
+def as_saved_with_code(folder: Path) -> Path:
+    """Give a saved folder the layout saves had up to commit 17ae234: the two model files beside the weights (here
+    today's files; this project's loaders never run a folder's copies) and `auto_map` in config.json, written as
+    transformers writes it."""
+    import shutil
+
+    for name in ("configuration_gpt2mini.py", "modeling_gpt2mini.py"):
+        shutil.copyfile(ROOT / name, folder / name)
+    config = json.loads((folder / "config.json").read_text()) | {"auto_map": AUTO_MAP_BEFORE}
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
 def wait_for_line(proc, needle: str, timeout: float = 120) -> list[str]:
     """Read a child process's stderr (text mode) line by line until a line contains `needle`; return the lines read.
 
@@ -161,7 +181,7 @@ def wait_for_line(proc, needle: str, timeout: float = 120) -> list[str]:
 
 
 def tiny_lab(n_positions: int = 256):
-    """The lab (app.Lab) with three tiny random variants on the Tiny Shakespeare vocabulary: fast to build and to
+    """The lab (catalog.Lab) with three tiny random variants on the Tiny Shakespeare vocabulary: fast to build and to
     run, shaped like the shipped models (the knockout passage is the end of Tiny Shakespeare)."""
     from gpt2mini.corpus import load_corpus
 

@@ -1,7 +1,8 @@
-"""checkpoint.py, the run folders: damaged model folders give one line naming the file, wherever a folder is loaded
-(train.py, the lab, publish.py); a failed save keeps the previous folder; a training process SIGKILLed in the middle
-of a save leaves the previous checkpoint loadable and resumable; a reader never breaks a save in progress. (Ctrl-C:
-tests/test_train.py.)"""
+"""gpt2mini/checkpoint.py, the run folders: damaged model folders give one line naming the file, wherever a folder is
+loaded (train.py, the lab, publish.py); a failed save keeps the previous folder; a training process SIGKILLed in the
+middle of a save leaves the previous checkpoint loadable and resumable; a reader never breaks a save in progress.
+(Ctrl-C: tests/test_train.py.) A folder saved when model folders still held the model's code loads everywhere, and a
+save into it leaves no code behind."""
 
 import json
 import os
@@ -20,7 +21,7 @@ from safetensors.torch import load_file, save_file
 import app
 import publish
 import train as T
-from conftest import ROOT, SAMPLE_TEXT, tiny_model, wait_for_line
+from conftest import AUTO_MAP_BEFORE, ROOT, SAMPLE_TEXT, as_saved_with_code, tiny_model, wait_for_line
 from gpt2mini import checkpoint as C
 from gpt2mini.lab.catalog import load_entry
 from gpt2mini.tokenizer import build_tokenizer
@@ -236,6 +237,51 @@ def test_the_lab_never_runs_code_from_a_model_folder(saved, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Folders saved with the model's code (up to commit 17ae234)
+
+
+def test_a_save_writes_no_code_and_no_auto_map(run_folder, saved):
+    for folder in (run_folder, saved):  # save_run, and save_pretrained as the studies ship with it
+        assert not list(folder.glob("*.py")), folder
+        assert "auto_map" not in json.loads((folder / "config.json").read_text()), folder
+
+
+def test_a_folder_saved_with_code_loads_through_the_registered_classes(saved, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    folder = as_saved_with_code(damaged_copy(saved, tmp_path, lambda f: None))
+    assert json.loads((folder / "config.json").read_text())["auto_map"] == AUTO_MAP_BEFORE
+    model, tok = C.load_model_folder(folder)
+    hf = AutoModelForCausalLM.from_pretrained(folder).eval()  # no trust_remote_code: the package registered it
+    # with the package imported, transformers prefers the registered classes even when told to trust the folder's
+    # copies: they are not transformers' own, so they count as explicit local code (configuration_auto.py,
+    # auto_factory.py: `explicit_local_code`)
+    trusted = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    for loaded in (model, hf, trusted):
+        assert type(loaded) is type(model) and type(loaded).__module__ == "modeling_gpt2mini"
+        assert not hasattr(loaded.config, "auto_map")  # dropped with the copies it names: a save writes none
+    ids = torch.tensor([tok.encode("First Citizen:", add_special_tokens=False)])
+    assert torch.equal(hf(ids).logits, model(ids).logits) and torch.equal(trusted(ids).logits, model(ids).logits)
+    entry = load_entry("old", str(folder))  # the lab
+    assert type(entry.model) is type(model) and torch.equal(entry.model(ids).logits, model(ids).logits)
+    model.save_pretrained(tmp_path / "resaved")  # as experiments.ablate ships a model load_model_folder read
+    resaved = sorted(p.name for p in (tmp_path / "resaved").iterdir())
+    assert resaved == ["config.json", "generation_config.json", C.MODEL_FILE]
+    assert "auto_map" not in json.loads((tmp_path / "resaved" / "config.json").read_text())
+
+
+def test_resuming_a_run_saved_with_code_leaves_no_code_and_keeps_the_users_files(run_folder, tmp_path, capsys):
+    folder = as_saved_with_code(damaged_copy(run_folder, tmp_path, lambda f: None))
+    (folder / "my notes.txt").write_text("keep me")
+    assert T.main(["--resume", str(folder), "--steps", "4", "--no_progress"]) == 0, capsys.readouterr().err
+    assert json.loads((folder / C.STATE_FILE).read_text())["step"] == 4
+    assert not list(folder.glob("*.py"))  # written by the earlier save, not the user's: not carried forward
+    assert "auto_map" not in json.loads((folder / "config.json").read_text())
+    assert (folder / "my notes.txt").read_text() == "keep me"  # the user's file moved into the new folder
+    C.load_model_folder(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Atomic saves
 
 
@@ -301,7 +347,7 @@ def plot_losses(*args, **kwargs):  # called inside write(tmp): the new folder is
     pause("write")
     return real_plot(*args, **kwargs)
 
-class Os:  # checkpoint.py's view of the os module: pauses around atomic_save's two renames
+class Os:  # gpt2mini/checkpoint.py's view of the os module: pauses around atomic_save's two renames
     def __getattr__(self, name):
         return getattr(os, name)
 

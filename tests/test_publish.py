@@ -26,12 +26,12 @@ from huggingface_hub import ModelCard, SpaceCard, constants
 import publish
 import train as T
 from configuration_gpt2mini import GPT2MiniConfig, switch_fields, variant_label
-from conftest import ROOT
+from conftest import ROOT, as_saved_with_code
 from gpt2mini import checkpoint as C
 from gpt2mini.corpus import CORPORA
 from gpt2mini.hub.card import broken_variant, switch_cell, switches_changed
 from gpt2mini.hub.provenance import public_domain_reason, training_text
-from gpt2mini.hub.repo import assemble_model, repo_files
+from gpt2mini.hub.repo import AUTO_CLASSES, assemble_model, repo_files
 from gpt2mini.hub.space import SPACE_COLORS, TORCH_CPU_INDEX, assemble_space, model_folders
 from gpt2mini.hub.upload import upload
 from gpt2mini.lab.catalog import load_entry
@@ -104,13 +104,38 @@ def card_snippet(readme: str) -> str:
 # The model repository
 
 
+AUTO_MAP = {
+    "AutoConfig": "configuration_gpt2mini.GPT2MiniConfig",
+    "AutoModelForCausalLM": "modeling_gpt2mini.GPT2MiniForCausalLM",
+}
+
+
 def test_the_repository_has_what_from_pretrained_needs_and_no_resume_state(run, repo):
     assert set(repo_files(repo)) == EXPECTED
     assert (run / C.STATE_FILE).exists() and (run / C.OPTIMIZER_FILE).exists()  # left behind on purpose
-    for name in EXPECTED - {"README.md"}:
+    for name in EXPECTED - {"README.md", "config.json", *C.CODE_FILES}:
         assert (repo / name).read_bytes() == (run / name).read_bytes(), name
-    assert json.loads((repo / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"]
+    for name in C.CODE_FILES:  # the model folder has no code: the repository's comes from the repository root
+        assert not (run / name).exists() and (repo / name).read_bytes() == (ROOT / name).read_bytes(), name
+    config, source = (json.loads((folder / "config.json").read_text()) for folder in (repo, run))
+    assert "auto_map" not in source and config == source | {"auto_map": AUTO_MAP}
+    assert set(AUTO_CLASSES) == set(AUTO_MAP)
     assert not list(repo.parent.glob(".repo.partial-*"))
+
+
+def test_a_folder_saved_with_code_publishes_todays_model_files(run, tmp_path):
+    folder = tmp_path / "old"
+    shutil.copytree(run, folder)
+    as_saved_with_code(folder)
+    for name in C.CODE_FILES:  # copies of another day's model code: the repository must not take them
+        (folder / name).write_text("raise RuntimeError('an old copy')\n")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"auto_map": {"AutoConfig": "elsewhere.Config"}}))
+    out = assemble_model(folder, tmp_path / "repo", REPO)
+    assert set(repo_files(out)) == EXPECTED
+    for name in C.CODE_FILES:
+        assert (out / name).read_bytes() == (ROOT / name).read_bytes(), name
+    assert json.loads((out / "config.json").read_text())["auto_map"] == AUTO_MAP
 
 
 @pytest.mark.parametrize("source", ["run", "models/shakespeare/residual_off", "models/wagahai/baseline"])
@@ -145,7 +170,7 @@ def test_model_card_metadata_and_body_come_from_the_folder(source, run, repo, tm
         assert "deliberately broken" not in text
     if source == "run":  # a train.py folder records its settings: the recipe and the command that repeats it
         assert "20 optimizer steps" in text and "python train.py --n_layer 2 --n_head 2 --n_embd 32" in text
-    elif source == "models/shakespeare/residual_off":  # ablate.py ships the trial's settings in training.json
+    elif source == "models/shakespeare/residual_off":  # experiments.ablate ships the trial's settings in training.json
         shipped = json.loads((folder / "training.json").read_text())
         assert f"To train it again with this project: `{shipped['command']}`" in text
         assert f"peak learning rate {shipped['lr']:g}" in text and "--disable_residual 1" in shipped["command"]
@@ -601,7 +626,7 @@ def test_the_space_builds_and_serves_from_its_own_folder(space, tmp_path):
     assert "Validation loss on a fixed passage" in result["summary"]  # the corpus file the Knockout tab reads
     # exactly the project modules app.py needs: every shipped .py file was imported, none came from elsewhere
     code = [p.relative_to(space).as_posix() for p in space.rglob("*.py")]
-    assert result["local"] == sorted(c for c in code if not c.startswith("models/"))  # INTERIM: models/ still has code
+    assert result["local"] == sorted(code)  # models/ holds no code
 
 
 def test_the_space_uploads_through_the_same_code(space, online):
@@ -623,7 +648,7 @@ def test_the_space_uploads_through_the_same_code(space, online):
     [
         ("not_a_model", "is not a GPT-2 mini model folder"),
         ("no_tokenizer", "has no tokenizer.json"),
-        ("no_code", "has no modeling_gpt2mini.py"),
+        ("no_weights", "has no model.safetensors"),
         ("bad_repo_id", "must be owner/name"),
         ("out_exists", "already exists"),
         ("offline", "HF_HUB_OFFLINE is set"),
@@ -638,8 +663,8 @@ def test_publish_mistakes_are_one_line_and_exit_2(case, message, run, online, tm
         folder = ROOT / "data"
     elif case == "no_tokenizer":
         (folder / "tokenizer.json").unlink()
-    elif case == "no_code":
-        (folder / "modeling_gpt2mini.py").unlink()
+    elif case == "no_weights":
+        (folder / "model.safetensors").unlink()
     elif case == "bad_repo_id":
         repo_id = "gpt2mini-tiny"
     elif case == "out_exists":

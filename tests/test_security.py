@@ -1,9 +1,10 @@
-"""Security: no pickle and no code from data anywhere in the project's sources; `trust_remote_code` only on this
-project's own model folders; the lab takes no file path or repository id from the web; the Space needs no secrets.
+"""Security: no pickle and no code from data anywhere in the project's sources; `trust_remote_code` only on the
+model repositories this project assembles; the lab takes no file path or repository id from the web; the Space needs
+no secrets.
 
-The source scan reads every Python file of the project (tracked or new, tests and the model-code copies under
-models/ included) with `ast`, and also every string constant that is itself Python (the scripts that tests run in a
-fresh process), and reports:
+The source scan reads every Python file of the project (tracked or new, tests included; models/ holds none) with
+`ast`, and also every string constant that is itself Python (the scripts that tests run in a fresh process), and
+reports:
 
 - `torch.load` without `weights_only=True` (a pickle: arbitrary code on load);
 - an import of pickle, cPickle, dill, cloudpickle, joblib, shelve or marshal, or of multiprocessing's pickler
@@ -39,33 +40,36 @@ from gpt2mini.lab.ui import build_demo
 
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
-# (file, kind): why it is safe. `trust_remote_code=True` runs the model code saved next to the weights; every case
-# below loads a folder that this project's own code wrote, whose code files are this project's model files.
+# (file, kind): why it is safe. `trust_remote_code=True` runs the model code a repository carries. Model folders
+# hold none (the classes `import gpt2mini` registers load them), so every case below loads a repository this
+# project's publishing assembled, whose code files are this project's model files copied from its root, or shows
+# that a folder's own copies are not run.
 ALLOWED = {
     (
         "gpt2mini/hub/card.py",
         "trust_remote_code",
     ): "the model card's usage snippet, for the repository publish.py uploads: its "
-    "code files are this project's modeling_gpt2mini.py and configuration_gpt2mini.py, copied by save_pretrained",
-    ("tests/test_remote_code.py", "trust_remote_code"): "loads a folder the test saved with save_pretrained (and "
-    "checks that loading it without trust_remote_code is refused)",
+    "code files are this project's modeling_gpt2mini.py and configuration_gpt2mini.py, copied from the repository "
+    "root by gpt2mini/hub/repo.py",
+    ("tests/test_remote_code.py", "trust_remote_code"): "loads the repository gpt2mini.hub.repo assembled from a "
+    "folder the test saved, as a Hub user would (and checks that loading it without trust_remote_code is refused, "
+    "and that the folder itself has no remote code to trust)",
     ("tests/test_publish.py", "trust_remote_code"): "loads the repository publish.py assembled from a train.py run "
     "of this project, as a Hub user would",
     ("tests/test_publish.py", "exec"): "runs the model card's snippet, text that publish.py generates from its own "
     "template, in a fresh process to prove it works as written",
-    ("tests/test_train.py", "trust_remote_code"): "loads the folder the test just trained",
-    ("tests/test_model.py", "trust_remote_code"): "loads the lineage model's folder the test just saved (its code "
-    "files checked to be today's)",
-    ("tests/test_ablate.py", "trust_remote_code"): "loads the fp16 copies ablate.py just shipped",
-    ("tests/test_lineage.py", "trust_remote_code"): "loads the fp16 copies lineage.py just shipped",
+    ("tests/test_checkpoint.py", "trust_remote_code"): "shows that, with the package imported, even "
+    "trust_remote_code=True on a folder saved with the model's code (up to commit 17ae234) builds this project's "
+    "registered class: the folder's copies, today's model files, are not run",
+    ("tests/test_generation.py", "trust_remote_code"): "loads, in a fresh process, folders the test saved with the "
+    "auto_map and model files gpt2mini.hub.repo adds (one copy edited by the test), to show that a model loaded as a "
+    "Hub user loads it takes the fast decode step only when its code is this project's",
     (
         "gpt2mini/serving/process.py",
         "pickle",
     ): "the lab and its own decoding process, over a pipe only the two hold (made by the "
     "lab, handed to the child it spawns): the models and requests the lab itself holds, never bytes read from a "
     "file, an upload or the network",
-    ("tests/test_shipped_models.py", "trust_remote_code"): "loads models/, shipped in this repository, whose code "
-    "copies the same test checks against today's model files",
 }
 
 
@@ -325,7 +329,7 @@ def test_the_space_code_reads_no_secrets_and_holds_none(tmp_path):
 
     modules = local_imports(ROOT / "app.py")
     assert {"app.py", "gpt2mini/__init__.py", "gpt2mini/checkpoint.py", "modeling_gpt2mini.py"} <= set(modules)
-    # the lab reads run folders through checkpoint.py, never the training loop
+    # the lab reads run folders through gpt2mini/checkpoint.py, never the training loop
     assert "train.py" not in modules and not any(m.startswith("gpt2mini/training/") for m in modules)
     # the uploader (which does use a token) is not part of the Space
     assert "publish.py" not in modules and not any(m.startswith("gpt2mini/hub/") for m in modules)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configuration_gpt2mini import SWITCHES, GPT2MiniConfig, gpt2_value, switch_fields
-from gpt2mini.checkpoint import CURVE_FILE, METRICS_FILE, STATE_FILE, read_metrics
+from gpt2mini.checkpoint import CODE_FILES, CURVE_FILE, METRICS_FILE, STATE_FILE, read_metrics
 from gpt2mini.hub.folder import GPT2_FILES, MODEL_FILES, requirement, run_state
 from gpt2mini.hub.provenance import LICENSE, TrainingText, provenance_rows, public_domain_reason, training_text
 from gpt2mini.tokenizer import n_chars as corpus_characters
@@ -91,7 +91,8 @@ its text (names, line breaks, punctuation), not meaning or facts; what it writes
 - It reads and writes characters and knows only the {characters} characters of its training text{language}. Any \
 other character goes in as its UTF-8 bytes, which it never saw in training, so the text after it degrades.
 - Its context is {context} characters: `generate()` stops there with an error. (The GPT-2 mini project's streaming \
-decoder, `generation_gpt2mini.stream_text`, slides its window past the context; it is not part of this repository.)
+decoder, `gpt2mini.generation.stream.stream_text`, slides its window past the context; it is not part of this \
+repository.)
 - It imitates {imitates}; it has no safety tuning, no instruction following and no chat format.
 {broken_limitation}
 
@@ -493,6 +494,7 @@ def model_card_values(f: ModelFacts) -> dict[str, str]:
     cfg, data, spec = f.config, f.data, f.data.spec
     listed = GPT2_FILES if f.plain_gpt2 else MODEL_FILES
     files = [name for name in listed if name == "generation_config.json" or (f.folder / name).exists()]
+    files += [] if f.plain_gpt2 else list(CODE_FILES)  # from the repository root: a model folder has no code
     usage = (USAGE_SNIPPET_GPT2 if f.plain_gpt2 else USAGE_SNIPPET).format(
         repo_id=f.repo_id, prompt=json.dumps(f.prompt, ensure_ascii=False), max_new_tokens=f.max_new_tokens
     )

@@ -14,10 +14,8 @@ from gpt2mini.checkpoint import (
 )
 from gpt2mini.paths import ROOT
 
-CODE_FILES = ("configuration_gpt2mini.py", "modeling_gpt2mini.py")
-
-
-# what a model repository takes from the model folder (True: required; False: copied when the folder has it)
+# what a model repository takes from the model folder (True: required; False: copied when the folder has it); its
+# code (checkpoint.CODE_FILES) comes from the repository root instead, with the `auto_map` written into its config.json
 MODEL_FILES = {
     "config.json": True,
     "model.safetensors": True,
@@ -25,7 +23,6 @@ MODEL_FILES = {
     "tokenizer.json": True,
     "tokenizer_config.json": True,
     "special_tokens_map.json": False,
-    **dict.fromkeys(CODE_FILES, True),
     METRICS_FILE: False,
     CURVE_FILE: False,
 }
@@ -36,7 +33,7 @@ MODEL_FILES = {
 WRITTEN_BY_GPT2 = ("config.json", "model.safetensors", "generation_config.json")
 
 
-GPT2_FILES = [*WRITTEN_BY_GPT2, *(name for name in MODEL_FILES if name not in (*WRITTEN_BY_GPT2, *CODE_FILES))]
+GPT2_FILES = [*WRITTEN_BY_GPT2, *(name for name in MODEL_FILES if name not in WRITTEN_BY_GPT2)]
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -56,12 +53,6 @@ def check_model_folder(folder: str | Path):
     """The folder's model and tokenizer, or a UsageError saying why it cannot be published as it is."""
     folder = Path(folder)
     model, tokenizer = load_model_folder(folder)  # not a folder, not GPT-2 mini, no weights, no tokenizer ...
-    config = json.loads((folder / "config.json").read_text())
-    if "AutoModelForCausalLM" not in config.get("auto_map", {}):
-        raise UsageError(
-            f"{folder}/config.json has no auto_map, so the Hub could not find the model code: re-save the folder "
-            "with this project's save_pretrained"
-        )
     for name, required in MODEL_FILES.items():
         if required and not (folder / name).is_file():
             raise UsageError(f"{folder} has no {name}: re-save it with this project's save_pretrained")
@@ -69,7 +60,7 @@ def check_model_folder(folder: str | Path):
 
 
 def run_state(folder: Path) -> dict:
-    """trainer_state.json of a train.py run folder, or else the training.json ablate.py ships with a model (its
+    """trainer_state.json of a train.py run folder, or else the training.json experiments.ablate ships with a model (its
     settings, step and command); {} for a folder with neither."""
     for name in (STATE_FILE, "training.json"):
         try:

@@ -14,7 +14,8 @@ from gpt2mini.tokenizer import n_chars as corpus_characters
 LICENSE = "mit"  # the project's license (pyproject.toml); the training texts are public domain (data/PROVENANCE.md)
 
 
-# the split of a folder that does not record its own (no trainer_state.json): corpus.py's default (train.py's too)
+# the split of a folder that does not record its own (no trainer_state.json): gpt2mini.corpus.train_val_split's
+# default (train.py's too)
 DEFAULT_VAL_FRACTION = inspect.signature(train_val_split).parameters["val_fraction"].default
 
 
@@ -60,7 +61,7 @@ def training_text(tokenizer, settings: dict) -> TrainingText:
     name, spec, text = training_corpus(tokenizer, settings)
     val_fraction = settings.get("val_fraction", DEFAULT_VAL_FRACTION)
     train, val = train_val_split(text, val_fraction) if text else ("", "")
-    train = train[: round(len(train) * settings.get("train_fraction", 1.0))]  # train.training_text
+    train = train[: round(len(train) * settings.get("train_fraction", 1.0))]  # as gpt2mini.training.loop.training_text
     return TrainingText(name, spec, text or "", train, val, val_fraction)
 
 

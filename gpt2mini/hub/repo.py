@@ -1,14 +1,22 @@
-"""A model repository, assembled from a model folder alone: the weights, config, tokenizer and training log, the two
-model files with `auto_map` (so that `trust_remote_code=True` finds them), and a generated model card; or the same
-weights as plain GPT-2 (`GPT2LMHeadModel`, no code at all).
+"""A model repository, assembled from a model folder: the weights, config, tokenizer and training log from the folder
+(which holds no code), the two model files from the repository root with an `auto_map` added to the config (so that
+`trust_remote_code=True` finds them), and a generated model card; or the same weights as plain GPT-2
+(`GPT2LMHeadModel`, no code at all).
 """
 
+import json
 import shutil
 from pathlib import Path
 
-from gpt2mini.checkpoint import UsageError, atomic_save
+from configuration_gpt2mini import GPT2MiniConfig
+from gpt2mini.checkpoint import CODE_FILES, UsageError, atomic_save
 from gpt2mini.hub.card import model_card
 from gpt2mini.hub.folder import GPT2_FILES, MODEL_FILES, check_model_folder, check_repo_id
+from gpt2mini.paths import ROOT
+from modeling_gpt2mini import GPT2MiniForCausalLM
+
+# the Auto classes a Hub user's transformers builds from the repository's copies of the model files
+AUTO_CLASSES = {"AutoConfig": GPT2MiniConfig, "AutoModelForCausalLM": GPT2MiniForCausalLM}
 
 
 def write_new_folder(out: str | Path, write) -> Path:
@@ -27,14 +35,30 @@ def repo_files(folder: str | Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
+def auto_map() -> dict[str, str]:
+    """config.json's `auto_map`: for each Auto class, `module.Class` in the repository's copies of the model files."""
+    return {auto: f"{cls.__module__}.{cls.__name__}" for auto, cls in AUTO_CLASSES.items()}
+
+
+def write_config_with_code(folder: Path, dest: Path) -> None:
+    """The folder's config.json with `auto_map` added (an older folder's own one replaced), written as transformers
+    writes it, and the model files it names, copied from the repository root (the files this project imports, and
+    so the code `check_model_folder` loaded the weights with)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8")) | {"auto_map": auto_map()}
+    (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for name in CODE_FILES:
+        shutil.copyfile(ROOT / name, dest / name)
+
+
 def write_model_repo(folder: str | Path, dest: Path, repo_id: str, model=None, tokenizer=None) -> None:
     """Write the model repository for `folder` into the (new, empty) folder `dest`."""
     folder = Path(folder)
     if model is None:
         model, tokenizer = check_model_folder(folder)
     for name in MODEL_FILES:
-        if (folder / name).is_file():
+        if name != "config.json" and (folder / name).is_file():
             shutil.copyfile(folder / name, dest / name)
+    write_config_with_code(folder, dest)
     if not (dest / "generation_config.json").exists():
         model.generation_config.save_pretrained(dest)
     (dest / "README.md").write_text(model_card(folder, repo_id, model, tokenizer))

@@ -26,8 +26,8 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def module_level(tree: ast.AST):
-    """The nodes of a module outside function bodies: what `import` runs (imports inside functions are lazy ones,
-    such as train.py's `import publish` for --push-to-hub, which the app never calls)."""
+    """The nodes of a module outside function bodies: what `import` runs (an import inside a function runs only when
+    the function is called, and the Space carries only what importing app.py needs)."""
     for node in ast.iter_child_nodes(tree):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             yield node
@@ -199,7 +199,7 @@ def write_space_repo(dest: Path, models_dir: Path, parameters: dict[Path, int]) 
     for sweep in sorted({f.parent / "sweep.json" for f in folders}):  # the lab's Training tab shows it
         if sweep.exists():
             shutil.copyfile(sweep, dest / "models" / sweep.relative_to(models_dir))
-    for grid in sorted({f.parent / "scaling" for f in folders}):  # the lab's Scaling tab: scaling.py's sizes
+    for grid in sorted({f.parent / "scaling" for f in folders}):  # the lab's Scaling tab: experiments.scaling's sizes
         if (grid / "scaling.json").exists():
             skip = shutil.ignore_patterns(STATE_FILE, OPTIMIZER_FILE)
             shutil.copytree(grid, dest / "models" / grid.relative_to(models_dir), ignore=skip)
