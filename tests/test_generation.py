@@ -1,6 +1,11 @@
 """generate(), the KV cache, streaming, and the fast incremental decoder (TokenStream / stream_text)."""
 
+import importlib.util
 import itertools
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,9 +21,10 @@ from transformers.generation.logits_process import (
 
 from configuration_gpt2mini import PRESETS
 from configuration_gpt2mini import SWITCHES as REGISTRY
-from conftest import UPDATES, copy_in_place, sharpen, tiny_model
+from conftest import ROOT, UPDATES, copy_in_place, sharpen, tiny_model
 from gpt2mini.generation.sampling import SamplingSettings, filter_logits
 from gpt2mini.generation.stream import TokenStream, round_robin, stream_text
+from gpt2mini.hub.repo import write_config_with_code
 from gpt2mini.serving.pool import StreamPool, StreamServer
 
 
@@ -276,15 +282,12 @@ def test_the_scripted_step_equals_the_python_step():
         sharpen(tiny_model(n_layer=3, **fields))
         for fields in (PRESETS["gpt2"], PRESETS["llama"], PRESETS["transformer-2017"])
     ):
-        step = DecodeStep(m)
-        lineage = (step.rms, step.act, step.positions, step.biased, step.scale)
-        steps_equal(m, step, lineage, decode_step, compiled_decode_step())
+        steps_equal(m, DecodeStep(m).parts, decode_step, compiled_decode_step())
 
 
-def steps_equal(m, step, lineage, *fns):
-    from gpt2mini.generation.step import KVBuffer
+def steps_equal(m, parts, *fns):
+    from gpt2mini.generation.step import KVBuffer, OwnSlots
 
-    t = m.transformer
     for rows in (2, 1):  # one row is carried as a vector, several as a matrix
         outs = []
         for fn, own_slots in itertools.product(fns, (False, True)):
@@ -292,14 +295,11 @@ def steps_equal(m, step, lineage, *fns):
             tokens, positions, logits = torch.tensor([3, 7][:rows]), torch.zeros(rows, dtype=torch.long), []
             with torch.inference_mode():
                 for _ in range(20):
-                    where = []  # every row writes slot cache.length; then the same through each row's own slot
+                    own = None  # every row writes slot cache.length; then the same through each row's own slot
                     if own_slots:
                         heads = m.config.n_head * rows
-                        where = [torch.arange(heads), torch.full((heads,), cache.length)]
-                    args = (tokens, positions, cache.length, where, cache.bias, cache.rows, cache.keys_t, cache.values)
-                    wpe = t.wpe.weight if t.wpe is not None else None
-                    rest = (t.wte.weight, wpe, step.attn, step.mlp, step.flags, [True] * 3, step.ln_f)
-                    out = fn(*args, *rest, m.lm_head.weight, m.config.n_head, m.config.layer_norm_epsilon, *lineage)
+                        own = OwnSlots(torch.arange(heads), torch.full((heads,), cache.length), cache.length)
+                    out = fn(parts, [True] * 3, tokens, positions, cache.views, cache.length, own)
                     cache.length += 1
                     positions = positions + 1
                     tokens = out.argmax(-1)
@@ -332,16 +332,20 @@ def test_the_fast_decoder_never_decodes_with_old_weights(update, tmp_path):
 @pytest.mark.parametrize("update", UPDATES.values(), ids=UPDATES.keys())
 def test_a_pool_kept_for_the_next_request_serves_the_model_as_it_is_then(update):
     """A server keeps an emptied pool (buffer, DecodeStep) for its model's next request: after each kind of change
-    the next request equals the modules' own greedy decoding of the changed model."""
+    (the model registered again, as the rules ask of all but in-place updates: serving/registry.py) the next request
+    equals the modules' own greedy decoding of the changed model."""
     m = sharpen(tiny_model())
     server, x = StreamServer(window=40), prompt(7)[0].tolist()
+    server.register("m", m)
     greedy = SamplingSettings(temperature=0, max_new_tokens=12)
-    assert [t for t, _, _ in server.stream(m, x, greedy)] == TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
+    modules = TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
+    assert [t for t, _, _ in server.stream("m", x, greedy)] == modules
     m.train()
     update(m)
     m.eval()
+    server.register("m", m)
     want = TokenStream(m, [x], temperature=0, fast=False).take(12)[0]
-    assert [t for t, _, _ in server.stream(m, x, greedy)] == want
+    assert [t for t, _, _ in server.stream("m", x, greedy)] == want
 
 
 def test_an_update_in_the_middle_of_a_stream_reaches_its_next_step():
@@ -392,6 +396,184 @@ def test_with_rotary_positions_a_slide_keeps_the_cache_instead_of_re_encoding(mo
     monkeypatch.setattr(TokenStream, "_encode", lambda self, rows: encodes.append(len(rows)) or original(self, rows))
     learned.take(200)
     assert len(encodes) >= 3  # a learned position table re-encodes its window at every slide
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What the step computes is read off the modules, and it computes only modules it recognises for what they are
+
+
+def held_to_the_modules(m, x, n=20):
+    """A stream of `m` that may take the fast step, checked against the modules' own: the fast stream."""
+    fast, slow = TokenStream(m, x, temperature=0), TokenStream(m, x, temperature=0, fast=False)
+    for _ in range(n):
+        assert torch.equal(fast.step(), slow.step())
+        torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=0)
+    return fast
+
+
+def exact_gelu(m):  # the config says tanh GELU; the module is what counts
+    m.transformer.h[0].mlp.act = torch.nn.GELU()
+
+
+def biased_head(m):
+    m.lm_head.bias = torch.nn.Parameter(torch.randn(m.config.vocab_size))
+
+
+def plain_norm(m):  # no weight, no bias, another eps
+    m.transformer.h[1].ln_2 = torch.nn.LayerNorm(m.config.n_embd, eps=0.1, elementwise_affine=False)
+
+
+@pytest.mark.parametrize("change", [exact_gelu, biased_head, plain_norm], ids=lambda f: f.__name__)
+def test_the_step_computes_the_modules_the_model_holds(change):
+    m = sharpen(tiny_model())
+    stream = TokenStream(m, prompt(6), temperature=0)  # made before the change: it must look again
+    change(m)
+    assert stream.fast.usable()
+    held_to_the_modules(m, prompt(6))
+
+
+class Quantized(torch.nn.Linear):  # a subclass of a module the step knows may compute anything
+    def forward(self, x):
+        return super().forward(x).round()
+
+
+def subclassed_linear(m):
+    old = m.transformer.h[0].attn.c_attn
+    m.transformer.h[0].attn.c_attn = Quantized(old.in_features, old.out_features)
+
+
+def linear_as_a_norm(m):  # a known kind, where the step does not compute it
+    m.transformer.h[0].ln_1 = torch.nn.Linear(m.config.n_embd, m.config.n_embd)
+
+
+def renormalised_embedding(m):
+    wte = torch.nn.Embedding(m.config.vocab_size, m.config.n_embd, max_norm=1.0)
+    m.transformer.wte = wte
+
+
+def tanh_activation(m):
+    m.transformer.h[1].mlp.act = torch.nn.Tanh()
+
+
+def block_of_another_module(m):  # the project's name and code, defined by another module: not vouched for
+    from modeling_gpt2mini import Block as ProjectBlock
+
+    block = type("Block", (ProjectBlock,), {"__module__": __name__, "__qualname__": "Block"})(m.config, 0)
+    block.load_state_dict(m.transformer.h[0].state_dict())
+    m.transformer.h[0] = block.eval()
+
+
+REFUSED = [subclassed_linear, linear_as_a_norm, renormalised_embedding, tanh_activation, block_of_another_module]
+
+
+@pytest.mark.parametrize("change", REFUSED, ids=lambda f: f.__name__)
+def test_a_module_the_step_does_not_compute_sends_the_stream_to_the_modules(change):
+    m = sharpen(tiny_model())
+    stream = TokenStream(m, prompt(6), temperature=0)
+    assert stream.fast.usable()
+    change(m)
+    assert not stream.fast.usable()
+    with pytest.raises(RuntimeError, match="cannot compute"):  # never a step with what it saw before
+        stream.fast(torch.tensor([1]), torch.tensor([stream.cache.length]), stream.cache)
+    assert not held_to_the_modules(m, prompt(6)).fast.usable()
+
+
+def copy_of_the_model_file(folder, name, edit=None):
+    """modeling_gpt2mini.py as another module (`name`), as remote code is imported: verbatim, or with `edit`."""
+    source = (ROOT / "modeling_gpt2mini.py").read_text(encoding="utf-8")
+    path = folder / f"{name}.py"
+    path.write_text(edit(source) if edit else source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+RESIDUAL = "x = x + h if self.use_residual else h"
+
+
+def doubled_attention(source):  # a changed constant in Block.forward: the attention's output counts twice
+    assert RESIDUAL in source
+    return source.replace(RESIDUAL, RESIDUAL.replace("x + h", "x + 2 * h"), 1)
+
+
+def test_a_copy_of_the_model_file_is_recognised_and_an_edited_one_is_not(tmp_path):
+    m = sharpen(tiny_model())
+    copy = copy_of_the_model_file(tmp_path, "copied_modeling_gpt2mini")
+    edited = copy_of_the_model_file(tmp_path, "edited_modeling_gpt2mini", doubled_attention)
+    models = {}
+    for name, module in (("copy", copy), ("edited", edited)):
+        models[name] = module.GPT2MiniForCausalLM(m.config).eval()
+        models[name].load_state_dict(m.state_dict())
+        assert type(models[name].transformer.h[0]).__module__ == module.__name__
+    assert held_to_the_modules(models["copy"], prompt(6)).fast.usable()
+    edited_stream = held_to_the_modules(models["edited"], prompt(6))
+    assert not edited_stream.fast.usable()  # stepped as its modules, which compute something else than ours
+    assert not torch.allclose(edited_stream.logits, held_to_the_modules(m, prompt(6)).logits, atol=1e-3)
+
+
+FRESH_REMOTE = r"""
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM
+
+torch.set_num_threads(1)
+models = {name: AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+          for name, folder in (("copy", sys.argv[1]), ("edited", sys.argv[2]))}
+project = ("gpt2mini", "modeling_gpt2mini", "configuration_gpt2mini")
+before = sorted(n for n in sys.modules if n.split(".")[0] in project)
+from gpt2mini.generation.step import DecodeStep
+from gpt2mini.generation.stream import TokenStream
+
+out = {"imported before": before}
+for name, model in models.items():
+    fast = TokenStream(model, [[1, 2, 3, 4, 5]], temperature=0)
+    slow = TokenStream(model, [[1, 2, 3, 4, 5]], temperature=0, fast=False)
+    out[name] = {"module": type(model).__module__, "usable": DecodeStep(model).usable(), "fast": fast.take(40),
+                 "slow": slow.take(40), "took fast": fast.fast.usable(), "logits": fast.logits.tolist()}
+print(json.dumps(out))
+"""
+
+
+def remote_code_folder(m, folder, edit=None):
+    """A model folder as a Hub user gets it: the weights, and the config's auto_map and this project's two model
+    files as publishing adds them (gpt2mini.hub.repo), the modeling file then edited by `edit`."""
+    m.save_pretrained(folder)
+    write_config_with_code(folder, folder)
+    if edit:
+        (folder / "modeling_gpt2mini.py").write_text(edit((folder / "modeling_gpt2mini.py").read_text()))
+    return folder
+
+
+def test_a_model_loaded_as_remote_code_before_the_project_takes_the_fast_step(tmp_path):
+    """`from_pretrained(folder, trust_remote_code=True)` in a fresh process, before any project module is imported:
+    the folder's own copy of the classes. This project's code takes the fast step (it is ours); an edited copy is
+    stepped as its modules."""
+    m = sharpen(tiny_model())
+    copy = remote_code_folder(m, tmp_path / "copy")
+    edited = remote_code_folder(m, tmp_path / "edited", doubled_attention)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    run = subprocess.run(
+        [sys.executable, "-c", FRESH_REMOTE, str(copy), str(edited)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["imported before"] == []
+    for name in ("copy", "edited"):
+        assert out[name]["module"].startswith("transformers_modules.")  # the folder's classes, not the project's
+        assert out[name]["fast"] == out[name]["slow"]
+    assert out["copy"]["usable"] and out["copy"]["took fast"]
+    assert not out["edited"]["usable"] and not out["edited"]["took fast"]
+    ours = held_to_the_modules(m, [[1, 2, 3, 4, 5]], 40)  # the project's classes, here
+    assert [ours.history[0][5:]] == out["copy"]["fast"]
+    assert not torch.allclose(torch.tensor(out["edited"]["logits"]), ours.logits, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -506,12 +688,13 @@ def test_a_row_that_leaves_early_frees_its_place_and_the_buffer_grows_and_shrink
 def test_the_server_serves_threads_at_once_each_as_its_own_stream():
     m = sharpen(tiny_model())
     server = StreamServer(window=40, keep_s=0.5)
+    server.register("m", m)
     specs = [(4 + i, SamplingSettings(temperature=0.8, seed=i, max_new_tokens=60 + 10 * i), 0) for i in range(6)]
     got = {}
 
     def read(k):
         n, settings, _ = specs[k]
-        got[k] = [token for token, _, _ in server.stream(m, prompt(n, seed=k)[0].tolist(), settings)]
+        got[k] = [token for token, _, _ in server.stream("m", prompt(n, seed=k)[0].tolist(), settings)]
 
     threads = [threading.Thread(target=read, args=(k,)) for k in range(len(specs))]
     for t in threads:
@@ -524,17 +707,19 @@ def test_the_server_serves_threads_at_once_each_as_its_own_stream():
         time.sleep(0.01)
     assert server.busy() == 0
     pool = server.pools[id(m)]  # kept keep_s seconds for the next requests, buffer and all
-    assert got[0] == [t for t, _, _ in server.stream(m, prompt(4, seed=0)[0].tolist(), specs[0][1])]
+    assert got[0] == [t for t, _, _ in server.stream("m", prompt(4, seed=0)[0].tolist(), specs[0][1])]
     assert server.pools[id(m)] is pool
+    server.unregister("m")
     while server.pools and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.pools == {}  # then dropped, with its model: nothing left held
+    assert server.pools == {}  # then dropped, with its model (unregistered): nothing left held
 
 
 def test_a_reader_that_stops_takes_its_request_out():
     m = sharpen(tiny_model())
     server = StreamServer()
-    stream = server.stream(m, [1, 2], SamplingSettings(temperature=0, max_new_tokens=100_000))
+    server.register("m", m)
+    stream = server.stream("m", [1, 2], SamplingSettings(temperature=0, max_new_tokens=100_000))
     next(stream)
     assert server.busy() == 1
     stream.close()
@@ -547,9 +732,10 @@ def test_a_reader_that_stops_takes_its_request_out():
 def test_an_error_in_a_step_reaches_every_reader_of_that_model(monkeypatch):
     m = sharpen(tiny_model())
     server = StreamServer()
+    server.register("m", m)
     with pytest.raises(ValueError, match="token ids must be from 0 to"):
-        list(server.stream(m, [10_000], SamplingSettings(max_new_tokens=3)))  # refused where it is read
-    streams = [server.stream(m, [1, 2], SamplingSettings(temperature=0, max_new_tokens=1000)) for _ in range(2)]
+        list(server.stream("m", [10_000], SamplingSettings(max_new_tokens=3)))  # refused where it is read
+    streams = [server.stream("m", [1, 2], SamplingSettings(temperature=0, max_new_tokens=1000)) for _ in range(2)]
     for s in streams:
         next(s)
 
@@ -614,6 +800,7 @@ def test_a_prompt_that_fails_to_go_in_leaves_nothing_behind(monkeypatch):
     tokens = [t for _ in range(30) for r, t, _ in pool.step() if r is kept]
     assert tokens == TokenStream(m, [[1, 2]], temperature=0).take(30)[0]
     server = StreamServer()
+    server.register("m", m)
     with pytest.raises(ValueError):
-        list(server.stream(m, [10_000], SamplingSettings(max_new_tokens=3)))
+        list(server.stream("m", [10_000], SamplingSettings(max_new_tokens=3)))
     assert server.pools == {}  # a refused request leaves no pool holding its model

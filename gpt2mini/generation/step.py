@@ -3,9 +3,12 @@ every row of a filled cache by one token as the few dozen tensor operations it i
 available. A test holds it to the model's own forward for every ablation switch and preset.
 """
 
+import inspect
 import math
-from dataclasses import dataclass
-from typing import Optional
+import sys
+import types
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -41,6 +44,7 @@ class KVBuffer:
         self.values = [c[:, :, :, 2].reshape(B * nh, T, hd) for c in qkv]  # (B*nh, T, hd)
         for view in self.rows + self.keys_t + self.values:  # views of the cache, not copies
             assert view.untyped_storage().data_ptr() in {c.untyped_storage().data_ptr() for c in qkv}
+        self.views = CacheViews(self.rows, self.keys_t, self.values, self.bias)  # as decode_step takes them
 
     def part(self, start: int, stop: int) -> "KVBuffer":
         """Rows start..stop-1 as a buffer of their own that shares this one's memory (what it writes, this one holds):
@@ -100,11 +104,15 @@ class DecodeStep:
     The step itself, `decode_step`, is compiled with TorchScript when this torch has it, which runs the ~70 operations
     from C++ without the Python interpreter between them (1.7x faster here; `torch.compile` made this step slower on
     CPU, see docs/performance.md); otherwise the same function runs as Python.
-    It keeps no copy of any weight: every step reads the model's parameters as they are at that moment, so no update
-    can be missed (an optimizer step, fused or not, `load_state_dict`, an in-place edit, `.to(dtype)`, a replaced
-    parameter). It reads `Block.use_residual` live too (so residual knockouts apply), and refuses (`usable()` is
-    False) while the model is in training mode or has forward hooks, which only the module path runs: `TokenStream`
-    then uses the model.
+
+    What it computes is described by `describe`, read off the model's own modules: a `StepModel` of `StepLayer`s,
+    each part as its module is (a `Norm`'s kind and eps, an `Attention`'s and a `FeedForward`'s projections, the
+    activation module's function). It keeps no copy of any weight: the description holds the model's Parameter
+    objects, so every step reads them as they are at that moment and no update can be missed (an optimizer step,
+    fused or not, `load_state_dict`, an in-place edit, `.to(dtype)`); a replaced Parameter or module is seen by
+    `current` and described again. It reads `Block.use_residual` live at every call (so residual knockouts apply),
+    and refuses (`usable()` is False) while the model is in training mode, has forward hooks, or holds a module
+    `computable` does not vouch for, all of which only the module path runs: `TokenStream` then uses the model.
     """
 
     def __init__(self, model: GPT2MiniForCausalLM):
@@ -113,20 +121,18 @@ class DecodeStep:
 
     def usable(self) -> bool:
         """False while the model trains (dropout), has forward hooks (knockouts, probes) or modules this step does not
-        know (a PEFT adapter, a quantized layer): the modules are stepped then, and compute what those do. A module
-        or parameter replaced since the last look is looked at again first."""
+        compute (a PEFT adapter, a quantized layer, an edited copy of the model's code): the modules are stepped then,
+        and compute what those do. A module or parameter replaced since the last look is looked at again first."""
         if not self.current():
             self.collect()
-        return self.supported and not self.model.training and not any(self.hooks)
+        return self.parts is not None and not self.model.training and not any(self.hooks)
 
     def collect(self) -> None:
-        """Look at the model as it is now: which modules it has (all of them known to this step: `supported`), their
-        forward-hook dictionaries, and where each module and Parameter sits (`held`, for `current`); then, if it is
-        supported, gather its Parameter objects as `decode_step` takes them (`_gather`)."""
+        """Look at the model as it is now: its forward-hook dictionaries, where each module and Parameter sits (`held`,
+        for `current`), and, if this step computes every module it has, its description (`parts`; None otherwise)."""
         from torch.nn.modules import module as global_hooks
 
         modules = list(self.model.modules())
-        self.supported = all(type(m) in SUPPORTED_MODULES for m in modules)  # exactly these, no subclass
         # the hook dictionaries themselves (empty is falsy), so that checking them all costs about a microsecond
         self.hooks = [global_hooks._global_forward_hooks, global_hooks._global_forward_pre_hooks]
         for m in modules:
@@ -134,43 +140,18 @@ class DecodeStep:
         # where each Parameter and module lives, to see at every step that none has been replaced since
         self.held = [(m._parameters, k, p) for m in modules for k, p in m._parameters.items()]
         self.held += [(m._modules, k, c) for m in modules for k, c in m._modules.items()]
-        if self.supported:
-            self._gather()
-
-    def _gather(self) -> None:
-        """The model's Parameter objects as `decode_step` takes them (references, never copies): per layer
-        [ln_1 weight, bias, c_attn weight, bias, c_proj weight, bias] (or [] without attention), the same for the
-        MLP, [pre-LN, post-LN] flags; ln_f's [weight, bias] (or []); the embeddings and the head."""
-        t = self.model.transformer
-        self.blocks = list(t.h)
-        self.attn, self.mlp, self.flags = [], [], []
-        for b in self.blocks:
-            a, m = b.attn, b.mlp
-            self.attn.append([] if a is None else self._norm(b.ln_1) + _linear(a.c_attn) + _linear(a.c_proj))
-            self.mlp.append([] if m is None else self._norm(b.ln_2) + _linear(m.c_fc) + _linear(m.c_proj))
-            self.flags.append([b.pre_ln, b.post_ln])
-        self.ln_f = [] if t.ln_f is None else self._norm(t.ln_f)
-        self.wte, self.wpe = t.wte.weight, (t.wpe.weight if t.wpe is not None else None)
-        self.head = self.model.lm_head.weight
-        cfg = self.model.config
-        # the lineage switches, as decode_step takes them: which norm, activation and positions
-        self.rms = cfg.norm_style == "rmsnorm"
-        self.act = ACTIVATION_CODES[cfg.mlp_style]
-        self.positions = POSITION_CODES[cfg.position_style] if cfg.use_position_embeddings else 0
-        self.biased = cfg.use_bias
-        self.scale = math.sqrt(cfg.n_embd) if cfg.scale_embeddings else 1.0
+        self.blocks = list(self.model.transformer.h)
+        self.parts = None
+        if all(computable(m) for m in [*modules, self.model.config]):
+            try:
+                self.parts = describe(self.model)
+            except Unsupported:  # a known module where the step does not expect it: the modules are stepped
+                pass
 
     def current(self) -> bool:
         """Whether the model still holds the modules and Parameter objects looked at (a dictionary lookup each:
         microseconds)."""
         return all(d.get(k) is p for d, k, p in self.held)
-
-    def _norm(self, norm: nn.Module | None) -> list[torch.Tensor]:
-        """[weight, bias] (a LayerNorm without bias, or an RMSNorm, has ABSENT for its bias)."""
-        if norm is None:
-            return [ABSENT, ABSENT]
-        bias = getattr(norm, "bias", None)
-        return [norm.weight, ABSENT if bias is None else bias]
 
     @torch.inference_mode()
     def __call__(
@@ -178,20 +159,16 @@ class DecodeStep:
     ) -> torch.Tensor:
         """tokens, positions: (B,) long; writes slot `cache.length` (the caller advances it), or each row's own slot
         (`slots`; the caller sets `cache.bias` to show each row what it sees); returns (B, V) logits."""
-        if not self.current():  # a parameter was replaced (not just updated in place): gather them again
+        if not self.current():  # a parameter was replaced (not just updated in place): look at the model again
             self.collect()
-        cfg = self.model.config
-        residual = [b.use_residual for b in self.blocks]
-        pos, where = (cache.length, []) if slots is None else (slots.widest, [slots.heads, slots.slots])
-        return compiled_decode_step()(
-            tokens, positions, pos, where, cache.bias, cache.rows, cache.keys_t, cache.values, self.wte, self.wpe,
-            self.attn, self.mlp, self.flags, residual, self.ln_f, self.head, cfg.n_head, cfg.layer_norm_epsilon,
-            self.rms, self.act, self.positions, self.biased, self.scale,
-        )  # fmt: skip
+        if self.parts is None:  # never a step through a model this step does not compute: callers ask `usable()`
+            raise RuntimeError("DecodeStep cannot compute this model's modules; step the model itself")
+        residual = [b.use_residual for b in self.blocks]  # read live: a residual knockout flips it
+        slot = cache.length if slots is None else slots.widest
+        return compiled_decode_step()(self.parts, residual, tokens, positions, cache.views, slot, slots)
 
 
-@dataclass(frozen=True)
-class OwnSlots:
+class OwnSlots(NamedTuple):
     """Where each row of a `DecodeStep` writes when rows sit at different lengths: for every (row, head) of the cache
     (`heads`, (B*nh,): 0..B*nh-1) its row's slot (`slots`, (B*nh,)); `widest`, the largest, is how far keys are read."""
 
@@ -200,122 +177,254 @@ class OwnSlots:
     widest: int
 
 
-ACTIVATION_CODES = {"gelu_tanh": 0, "relu": 1, "swiglu": 2}  # config.mlp_style, as decode_step takes it
+# ---------------------------------------------------------------------------------------------------------------------
+# The model as the step reads it: one typed description per part, holding the modules' own Parameter objects.
+# NamedTuples, because TorchScript compiles them, Optional fields and all.
 
 
-POSITION_CODES = {"learned": 1, "sinusoidal": 2, "rope": 3}  # config.position_style (0: no positions at all)
+class Norm(NamedTuple):
+    """An nn.LayerNorm or nn.RMSNorm over the last dimension, as its forward calls `torch.layer_norm` /
+    `torch.rms_norm`."""
+
+    rms: bool
+    weight: torch.Tensor | None  # None without elementwise_affine
+    bias: torch.Tensor | None  # None for an RMSNorm, or a LayerNorm without bias
+    eps: float
+
+
+class Attention(NamedTuple):
+    """A `CausalSelfAttention`: its two nn.Linear projections' weights ((out, in), as stored) and biases."""
+
+    c_attn_weight: torch.Tensor
+    c_attn_bias: torch.Tensor | None
+    c_proj_weight: torch.Tensor
+    c_proj_bias: torch.Tensor | None
+
+
+class FeedForward(NamedTuple):
+    """An `MLP`: its two projections and its activation module's function, by name (see `ACTIVATIONS`); `gated`
+    (SwiGLU) when c_fc makes gate|up and the activation of the gate times up is projected back."""
+
+    c_fc_weight: torch.Tensor
+    c_fc_bias: torch.Tensor | None
+    c_proj_weight: torch.Tensor
+    c_proj_bias: torch.Tensor | None
+    activation: str
+    gated: bool
+
+
+class StepLayer(NamedTuple):
+    """A `Block`, part for part (None where a switch removed one). Its `use_residual` is not here: knockouts flip it,
+    so `DecodeStep` reads it at every call."""
+
+    ln_1: Norm | None
+    attention: Attention | None
+    ln_2: Norm | None
+    mlp: FeedForward | None
+    pre_ln: bool
+    post_ln: bool
+
+
+class StepModel(NamedTuple):
+    """A `GPT2MiniForCausalLM`: embeddings and how positions enter (`positions`: "learned" with `wpe`,
+    "sinusoidal", "rope", or "none"), the token embeddings' factor, the layers, the final norm and the head."""
+
+    wte: torch.Tensor
+    wpe: torch.Tensor | None
+    positions: str
+    embedding_scale: float
+    layers: list[StepLayer]
+    ln_f: Norm | None
+    lm_head_weight: torch.Tensor
+    lm_head_bias: torch.Tensor | None
+    n_head: int
+
+
+class Unsupported(Exception):
+    """A module of a kind this step computes, but where it does not compute it (an nn.Linear as a norm, a block
+    that normalises without a norm): the model is stepped as modules."""
+
+
+def describe(model: GPT2MiniForCausalLM) -> StepModel:
+    """The model as `decode_step` reads it: references to its Parameters, never copies (see `DecodeStep`), and its
+    switches as the modules and their forward read them."""
+    t, cfg = model.transformer, model.config
+    positions = cfg.position_style if cfg.use_position_embeddings else "none"  # as GPT2MiniModel.forward reads it
+    if positions == "learned" and t.wpe is None:
+        raise Unsupported("learned positions without a position table")
+    wpe = _embedding(t.wpe) if positions == "learned" else None
+    head_weight, head_bias = _linear(model.lm_head)
+    return StepModel(
+        wte=_embedding(t.wte),
+        wpe=wpe,
+        positions=positions,
+        embedding_scale=math.sqrt(cfg.n_embd) if cfg.scale_embeddings else 1.0,
+        layers=[_layer(b, cfg.n_embd) for b in t.h],
+        ln_f=_norm(t.ln_f, cfg.n_embd),
+        lm_head_weight=head_weight,
+        lm_head_bias=head_bias,
+        n_head=cfg.n_head,
+    )
+
+
+def _layer(block: Block, width: int) -> StepLayer:
+    normed = block.pre_ln or block.post_ln
+    for part, ln in ((block.attn, block.ln_1), (block.mlp, block.ln_2)):
+        if part is not None and normed and ln is None:  # the block's forward would fail: let it
+            raise Unsupported("a block that normalises without a norm")
+    a, m = block.attn, block.mlp
+    attention = None if a is None else Attention(*_linear(a.c_attn), *_linear(a.c_proj))
+    mlp = None if m is None else FeedForward(*_linear(m.c_fc), *_linear(m.c_proj), _activation(m.act), m.gated)
+    return StepLayer(_norm(block.ln_1, width), attention, _norm(block.ln_2, width), mlp, block.pre_ln, block.post_ln)
+
+
+def _norm(norm: nn.Module | None, width: int) -> Norm | None:
+    if norm is None:
+        return None
+    if type(norm) not in (nn.LayerNorm, nn.RMSNorm) or tuple(norm.normalized_shape) != (width,):
+        raise Unsupported(f"{type(norm).__name__} as a norm over the last {width} channels")
+    if type(norm) is nn.LayerNorm:
+        return Norm(False, norm.weight, norm.bias, norm.eps)
+    if norm.eps is None:  # an RMSNorm's eps None is its input dtype's own: not described here
+        raise Unsupported("an RMSNorm without its eps")
+    return Norm(True, norm.weight, None, norm.eps)
+
+
+def _linear(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if type(linear) is not nn.Linear:
+        raise Unsupported(f"{type(linear).__name__} as a projection")
+    return linear.weight, linear.bias
+
+
+def _embedding(embedding: nn.Module) -> torch.Tensor:
+    if type(embedding) is not nn.Embedding or embedding.max_norm is not None:  # max_norm rescales rows as it reads
+        raise Unsupported("an embedding other than a plain table")
+    return embedding.weight
+
+
+ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu")  # the activation modules' functions `_activate` computes
+
+
+def _activation(act: nn.Module) -> str:
+    """The function of an MLP's activation module, by name (one of ACTIVATIONS)."""
+    if type(act) is nn.GELU:
+        return "gelu_tanh" if act.approximate == "tanh" else "gelu"
+    if type(act) is nn.ReLU:
+        return "relu"
+    if type(act) is nn.SiLU:
+        return "silu"
+    raise Unsupported(f"{type(act).__name__} as an activation")
+
+
+class CacheViews(NamedTuple):
+    """What `decode_step` reads and writes of a `KVBuffer`: per layer its rows, keys and values views; the bias."""
+
+    rows: list[torch.Tensor]
+    keys_t: list[torch.Tensor]
+    values: list[torch.Tensor]
+    bias: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The step: written for TorchScript (typed, no keyword-only tricks, Optional refined through locals)
 
 
 def decode_step(
+    model: StepModel,
+    residual: list[bool],
     tokens: torch.Tensor,
     positions: torch.Tensor,
-    pos: int,
-    slots: list[torch.Tensor],
-    bias: torch.Tensor,
-    rows: list[torch.Tensor],
-    keys_t: list[torch.Tensor],
-    values: list[torch.Tensor],
-    wte: torch.Tensor,
-    wpe: torch.Tensor | None,
-    attn: list[list[torch.Tensor]],
-    mlp: list[list[torch.Tensor]],
-    flags: list[list[bool]],
-    residual: list[bool],
-    ln_f: list[torch.Tensor],
-    head: torch.Tensor,
-    n_head: int,
-    eps: float,
-    rms: bool,
-    act: int,
-    position_style: int,
-    biased: bool,
-    scale: float,
+    cache: CacheViews,
+    slot: int,
+    own_slots: OwnSlots | None,
 ) -> torch.Tensor:
-    """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `pos`; returns (B, V) logits.
-    With `slots` ([row-and-head index, slot], each (B*nh,)) every row writes its own slot instead (a `StreamPool`'s
-    rows are at different lengths); keys at slots 0..pos are read, and `bias` hides what a row does not see.
+    """The body of `DecodeStep`: (B,) tokens at (B,) positions, written to cache slot `slot`; returns (B, V) logits.
+    With `own_slots` every row writes its own slot instead (a `StreamPool`'s rows are at different lengths) and
+    `slot` is the widest; keys at slots 0..slot are read, and `cache.bias` hides what a row does not see.
 
-    Typed and written for TorchScript (no keyword-only tricks, lists not dicts); see `DecodeStep` for the layout.
-    Weights are as the modules hold them (nn.Linear's (out, in)), the parameters themselves, never copies. The
-    lineage switches: `rms` (RMSNorm, else LayerNorm), `act` (ACTIVATION_CODES), `position_style` (POSITION_CODES; 0
-    for none), `biased` (whether the layers have biases: an empty tensor stands in for each bias where not) and
-    `scale` (the token embeddings' factor: sqrt(n_embd) or 1), computed as modeling_gpt2mini computes them.
+    It reads as `GPT2MiniModel.forward` and `Block.forward` do, for one token. Weights are as the modules hold them
+    (nn.Linear's (out, in)), the parameters themselves; `residual` is each block's `use_residual`, read per call.
     """
-    B, C = tokens.shape[0], wte.shape[1]
-    hd = C // n_head
-    n = pos + 1
-    visible = bias.narrow(2, 0, n)  # slots 0..pos: 0, or the most negative value for left padding
-    x = _embed(tokens, positions, wte, wpe, scale, position_style)
-    cos, sin = x, x  # RoPE's, below: (B, 1, hd), one angle per row, the same for every head
-    if position_style == 3:
-        turn = rotary(positions[None], hd, x.dtype)  # ((1, 1, B, hd), (1, 1, B, hd))
-        cos, sin = turn[0][0, 0, :, None], turn[1][0, 0, :, None]
+    B = tokens.shape[0]
+    x = _embed(model, tokens, positions)
+    head_dim = x.shape[-1] // model.n_head
+    scale = head_dim**-0.5  # the scores' 1/sqrt(head_dim), applied to the query
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    if model.positions == "rope":  # one angle per row, the same for every head: (B, 1, hd) each
+        cos, sin = rotary(positions[None], head_dim, x.dtype)  # (1, 1, B, hd)
+        rope = (cos[0, 0, :, None], sin[0, 0, :, None])
+    visible = cache.bias.narrow(2, 0, slot + 1)  # slots 0..slot: 0, or the most negative value for left padding
     if B == 1:
         x = x[0]  # one row is carried as a (C,) vector, so that every projection is one `addmv` (see `_project`)
-    for i in range(len(flags)):
-        pre, post = flags[i][0], flags[i][1]
-        w = attn[i]
-        if len(w) > 0:
-            h = _normalize(x, C, w[0], w[1] if biased else None, eps, rms) if pre else x
-            qkv = _project(h, w[2], w[3] if biased else None).view(
-                B, 3, n_head, hd
-            )  # q|k|v, then heads, as c_attn emits them
-            if position_style == 3:  # rotary positions: the query and key turn by this position's angles
-                qkv = _turn(qkv, cos, sin)
-            q = _write(rows[i], qkv, pos, slots).narrow(1, 0, 1) * (hd**-0.5)  # (B*nh, 1, hd)
-            scores = torch.baddbmm(visible, q, keys_t[i].narrow(2, 0, n))  # (B*nh, 1, n)
-            y = torch.bmm(torch.softmax(scores, dim=-1), values[i].narrow(1, 0, n))  # (B*nh, 1, hd)
-            h = _project(y.view(x.size()), w[4], w[5] if biased else None)
+    for i, layer in enumerate(model.layers):
+        attention = layer.attention
+        if attention is not None:
+            h = _normalize(x, layer.ln_1) if layer.pre_ln else x
+            qkv = _project(h, attention.c_attn_weight, attention.c_attn_bias).view(B, 3, model.n_head, head_dim)
+            if rope is not None:  # rotary positions: the query and key turn by this position's angles
+                qkv = _turn(qkv, rope[0], rope[1])
+            y = _attend(qkv, scale, cache.rows[i], cache.keys_t[i], cache.values[i], visible, slot, own_slots)
+            h = _project(y.view(x.size()), attention.c_proj_weight, attention.c_proj_bias)
             x = x + h if residual[i] else h
-            if post:
-                x = _normalize(x, C, w[0], w[1] if biased else None, eps, rms)
-        w = mlp[i]
-        if len(w) > 0:
-            h = _normalize(x, C, w[0], w[1] if biased else None, eps, rms) if pre else x
-            h = _project(h, w[2], w[3] if biased else None)
-            h = _project(
-                _activate(h, act) if act > 0 else F.gelu(h, approximate="tanh"), w[4], w[5] if biased else None
-            )
+            if layer.post_ln:
+                x = _normalize(x, layer.ln_1)
+        mlp = layer.mlp
+        if mlp is not None:
+            h = _normalize(x, layer.ln_2) if layer.pre_ln else x
+            h = _feed_forward(h, mlp)
             x = x + h if residual[i] else h
-            if post:
-                x = _normalize(x, C, w[0], w[1] if biased else None, eps, rms)
-    if len(ln_f) > 0:
-        x = _normalize(x, C, ln_f[0], ln_f[1] if biased else None, eps, rms)
-    logits = _project(x, head, None)
+            if layer.post_ln:
+                x = _normalize(x, layer.ln_2)
+    ln_f = model.ln_f
+    if ln_f is not None:
+        x = _normalize(x, ln_f)
+    logits = _project(x, model.lm_head_weight, model.lm_head_bias)
     return (logits.unsqueeze(0) if B == 1 else logits).float()
 
 
-def _write(rows: torch.Tensor, qkv: torch.Tensor, pos: int, slots: list[torch.Tensor]) -> torch.Tensor:
-    """Write (B, 3, n_head, hd) q|k|v into a layer's cache `rows` (B*nh, T, 3, hd): every row at slot `pos` with one
-    strided copy, or with `slots` each row at its own; returns what was written as (B*nh, 3, hd)."""
-    B, _, n_head, hd = qkv.shape
-    if len(slots) == 0:
-        slot = rows.select(1, pos)  # (B*nh, 3, hd): this position's q, k, v of every row and head
-        slot.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
-        return slot
-    slot = qkv.transpose(1, 2).reshape(B * n_head, 3, hd)
-    rows.index_put_([slots[0], slots[1]], slot)
-    return slot
-
-
-def _embed(
-    tokens: torch.Tensor,
-    positions: torch.Tensor,
-    wte: torch.Tensor,
-    wpe: Optional[torch.Tensor],  # noqa: UP045 (TorchScript reads typing.Optional)
-    scale: float,
-    position_style: int,
-) -> torch.Tensor:
-    """The tokens' embeddings (times `scale`) plus their positions: a learned table or sinusoids (RoPE's come later,
-    in attention)."""
-    x = torch.embedding(wte, tokens)
-    if scale != 1.0:
-        x = x * scale
-    if position_style == 1 and wpe is not None:
+def _embed(model: StepModel, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The tokens' embeddings (times the model's factor) plus their positions: a learned table or sinusoids (RoPE's
+    come later, in attention)."""
+    x = torch.embedding(model.wte, tokens)
+    if model.embedding_scale != 1.0:
+        x = x * model.embedding_scale
+    wpe = model.wpe  # set for learned positions only
+    if wpe is not None:
         x = x + torch.embedding(wpe, positions)
-    elif position_style == 2:
-        x = x + sinusoids(positions[None], wte.shape[1], x.dtype)[0]
+    elif model.positions == "sinusoidal":
+        x = x + sinusoids(positions[None], model.wte.shape[1], x.dtype)[0]
     return x
+
+
+def _attend(
+    qkv: torch.Tensor,
+    scale: float,
+    rows: torch.Tensor,
+    keys_t: torch.Tensor,
+    values: torch.Tensor,
+    visible: torch.Tensor,
+    slot: int,
+    own_slots: OwnSlots | None,
+) -> torch.Tensor:
+    """One layer's attention for (B, 3, n_head, hd) q|k|v: the new k and v go into the cache, the query meets the
+    keys at slots 0..slot (the query scaled first: see `DecodeStep`); returns (B*nh, 1, hd)."""
+    n = slot + 1
+    q = _write(rows, qkv, slot, own_slots).narrow(1, 0, 1) * scale  # (B*nh, 1, hd)
+    scores = torch.baddbmm(visible, q, keys_t.narrow(2, 0, n))  # (B*nh, 1, n)
+    return torch.bmm(torch.softmax(scores, dim=-1), values.narrow(1, 0, n))
+
+
+def _write(rows: torch.Tensor, qkv: torch.Tensor, slot: int, own_slots: OwnSlots | None) -> torch.Tensor:
+    """Write (B, 3, n_head, hd) q|k|v into a layer's cache `rows` (B*nh, T, 3, hd): every row at `slot` with one
+    strided copy, or with `own_slots` each row at its own; returns what was written as (B*nh, 3, hd)."""
+    B, _, n_head, hd = qkv.shape
+    if own_slots is None:
+        written = rows.select(1, slot)  # (B*nh, 3, hd): this position's q, k, v of every row and head
+        written.view(B, n_head, 3, hd).copy_(qkv.transpose(1, 2))
+        return written
+    written = qkv.transpose(1, 2).reshape(B * n_head, 3, hd)
+    rows.index_put_([own_slots.heads, own_slots.slots], written)
+    return written
 
 
 def _turn(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -326,29 +435,36 @@ def _turn(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat((turned, qkv.narrow(1, 2, 1)), dim=1)
 
 
-def _normalize(
-    x: torch.Tensor,
-    C: int,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],  # noqa: UP045 (TorchScript reads typing.Optional)
-    eps: float,
-    rms: bool,
-):
-    """LayerNorm (with its bias, if it has one) or RMSNorm, as the model's norm modules compute them."""
-    if rms:
-        return torch.rms_norm(x, [C], weight, eps)
-    return torch.layer_norm(x, [C], weight, bias, eps)
+def _normalize(x: torch.Tensor, norm: Norm | None) -> torch.Tensor:
+    """What the norm module computes (`describe` sees that a block which normalises has its norms)."""
+    assert norm is not None
+    if norm.rms:
+        return torch.rms_norm(x, [x.shape[-1]], norm.weight, norm.eps)
+    return torch.layer_norm(x, [x.shape[-1]], norm.weight, norm.bias, norm.eps)
 
 
-def _activate(h: torch.Tensor, act: int) -> torch.Tensor:
-    """The MLP's activation (ACTIVATION_CODES) but GELU, which decode_step applies itself: ReLU, or SwiGLU's
-    SiLU(gate) x up of h = gate|up."""
-    if act == 2:
+def _feed_forward(x: torch.Tensor, mlp: FeedForward) -> torch.Tensor:
+    """`MLP.forward`: expand, activate (with SwiGLU the gate, times up), project back."""
+    h = _project(x, mlp.c_fc_weight, mlp.c_fc_bias)
+    if mlp.gated:
         gate, up = h.chunk(2, dim=-1)
-        return F.silu(gate) * up
-    if act == 1:
+        h = _activate(gate, mlp.activation) * up
+    else:
+        h = _activate(h, mlp.activation)
+    return _project(h, mlp.c_proj_weight, mlp.c_proj_bias)
+
+
+def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
+    """The activation module's function (one of ACTIVATIONS)."""
+    if activation == "gelu_tanh":
+        return F.gelu(h, approximate="tanh")
+    if activation == "relu":
         return F.relu(h)
-    return F.gelu(h, approximate="tanh")
+    if activation == "silu":
+        return F.silu(h)
+    if activation == "gelu":
+        return F.gelu(h)
+    raise RuntimeError("an activation decode_step does not know: " + activation)
 
 
 def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -365,17 +481,77 @@ def compiled_decode_step():
     return compiled(decode_step)
 
 
-def _linear(linear: nn.Linear) -> list[torch.Tensor]:
-    """[weight, bias]; an empty tensor for a bias it does not have (decode_step, told `biased`, then passes None)."""
-    return [linear.weight, linear.bias if linear.bias is not None else ABSENT]
+# ---------------------------------------------------------------------------------------------------------------------
+# Which modules the step computes: recognised by what they are, not by which class object they are
+
+# torch's modules that `describe` reads, by exact type: a subclass (a LoRA wrapper, a quantized nn.Linear) may compute
+# anything, so it sends a stream to the modules
+TORCH_MODULES = frozenset(
+    {nn.Linear, nn.LayerNorm, nn.RMSNorm, nn.Embedding, nn.Dropout, nn.GELU, nn.ReLU, nn.SiLU, nn.ModuleList}
+)
+
+# this project's classes whose forward `decode_step` computes (and the config whose switches it reads), by name
+PROJECT_CLASSES = {
+    cls.__name__: cls for cls in (GPT2MiniForCausalLM, GPT2MiniModel, Block, CausalSelfAttention, MLP, GPT2MiniConfig)
+}
+
+_VERDICTS: dict[type, bool] = {}  # class: `known`'s verdict, once per class (a step then costs one lookup a module)
 
 
-ABSENT = torch.empty(0)  # stands for a norm a variant does not have (its flag then skips it) or a missing bias
+def computable(part: object) -> bool:
+    """Whether `decode_step` computes what `part` (a module of the model, or its config) computes: `known` of its
+    class, decided once per class."""
+    cls = type(part)
+    if cls not in _VERDICTS:
+        _VERDICTS[cls] = known(cls)
+    return _VERDICTS[cls]
 
 
-# the modules `decode_step` computes exactly; any other kind (a LoRA wrapper, a quantized Linear subclass, this
-# model's classes loaded as remote code from a folder) sends a stream to the modules
-SUPPORTED_MODULES = (
-    GPT2MiniForCausalLM, GPT2MiniModel, Block, CausalSelfAttention, MLP, nn.Linear, nn.LayerNorm, nn.RMSNorm,
-    nn.Embedding, nn.Dropout, nn.GELU, nn.ReLU, nn.SiLU, nn.ModuleList,
-)  # fmt: skip
+def known(cls: type) -> bool:
+    """Whether `decode_step` computes what instances of `cls` compute. It recognises a class by what it is:
+
+    - one of torch's modules in TORCH_MODULES, that very type (not a subclass);
+    - one of this project's classes (PROJECT_CLASSES), or a copy of it: a class of the same name, defined by a module
+      whose source text is this project's file character for character (so every function, constant and base class
+      its methods reach is ours) and whose functions and methods run the same compiled code as ours (so neither file
+      was edited after it was imported). That is what `AutoModelForCausalLM.from_pretrained(folder,
+      trust_remote_code=True)` makes of a folder holding this project's model files, imported as
+      `transformers_modules.<folder>.modeling_gpt2mini`. An edited copy computes something else: it is stepped as
+      modules, never with this step's math.
+    """
+    if cls in TORCH_MODULES:
+        return True
+    ours = PROJECT_CLASSES.get(cls.__name__)
+    if ours is None or cls.__qualname__ != ours.__qualname__:
+        return False
+    return cls is ours or _same_code(sys.modules.get(cls.__module__), sys.modules[ours.__module__])
+
+
+def _same_code(theirs: types.ModuleType | None, ours: types.ModuleType) -> bool:
+    """Whether module `theirs` has the same source text as `ours` and runs the same compiled code."""
+    if theirs is None:
+        return False
+    try:
+        same_text = _source(theirs) == _source(ours)
+    except (OSError, TypeError, UnicodeDecodeError):  # no file to read: nothing to vouch for it
+        return False
+    return same_text and _compiled(theirs) == _compiled(ours)
+
+
+def _source(module: types.ModuleType) -> str:
+    return Path(inspect.getsourcefile(module)).read_text(encoding="utf-8")
+
+
+def _compiled(module: types.ModuleType) -> dict[str, types.CodeType]:
+    """The code objects of the functions and methods `module` defines, by qualified name (code objects compare by
+    what they run, not by the file they came from)."""
+    code = {}
+    for name, value in vars(module).items():
+        if getattr(value, "__module__", None) != module.__name__:
+            continue  # imported, not defined here: the config class is judged on its own
+        members = vars(value).items() if inspect.isclass(value) else [("", value)]
+        for attr, member in members:
+            member = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+            if inspect.isfunction(member):
+                code[f"{name}.{attr}"] = member.__code__
+    return code
