@@ -4,24 +4,11 @@
     python app.py --model runs/shakespeare     # add your own run (a folder, or a Hub repo id) next to them
     GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py
 
-What is notable:
-- Side by side: the chosen variants stream at once from one event (round-robin, one character each in turn), with
-  the same seed, so they agree until their distributions part; each pane is highlighted from where it departs from
-  the baseline, says what the variant is and where its measured loss stands (lab_story, yardsticks), and, once the
-  run ends, shades each character by how likely its model found it.
-- Next character: the top candidates after temperature, top-k and top-p as labelled bars, one forward pass, redrawn
-  as the sliders (in the sidebar, beside every tab) move; a step button draws one character at a time.
-- Attention: every layer's and head's attention over the prompt's last 64 characters, each head named by what it
-  mostly reads (probes.head_pattern), one head enlarged with its characters.
-- Knockout: switch off heads, attention or MLP layers, or residual connections of the trained baseline at inference
-  time (on a private copy, so other users are not affected) and compare loss and samples with the intact model.
-- Every request is checked by the handlers themselves (RAW_INPUTS): `check_settings` only turns the request's values
-  into numbers, and generation_gpt2mini.SamplingSettings, with the sliders' LIMITS, is the one validation of them.
-- The three streaming events (side by side, generate, knockout) step and pace through one generator, `paced`: an
-  update after the first character, then at most every UPDATE_S, a stop at TIME_LIMIT_S, and always a final update.
-- No network: the models are read from disk, Gradio's analytics are off, and no theme is fetched.
-`build_demo(lab)` builds the Blocks for tests and Spaces (one function per tab, each wiring its own events);
-`python app.py` launches it.
+This file is the program: its options, the models loaded (gpt2mini/lab/catalog.py), the decoding process started
+(gpt2mini/serving/process.py), and the lab built (gpt2mini/lab/ui.py's `build_demo`, which tests and the Space call
+too) and launched. Each tab's views live in gpt2mini/lab/ (streaming, next_character, heads, knockouts, curves), its
+bounds in limits.py and every sentence it says, in English and Japanese, in gpt2mini/words.py. No network: the models
+are read from disk, Gradio's analytics are off, and no theme is fetched.
 """
 
 import argparse
@@ -82,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lab.generating = args.generating
     if args.decoding == "process":
-        lab.server = ProcessServer(threads=max(1, args.threads)).start()
-        lab.server.share(lab.models())  # now, before any request thread uses them
+        lab.decode_with(ProcessServer(threads=max(1, args.threads)).start())  # each model registered with it, now
     demo = build_demo(lab, args.queue_size)
     demo.launch(**launch_options(demo))
     return 0

@@ -247,7 +247,7 @@ class SideBySide:
             self.notices += [n for n in said if n not in self.notices]
         self.prompt = entries[0].tokenizer.decode(prompts[0])
         self.streams = [
-            server.stream(e.model, ids, settings, top=ALTERNATIVES + 1 if probabilities else 0)
+            server.stream(e.served_as, ids, settings, top=ALTERNATIVES + 1 if probabilities else 0)
             for e, ids in zip(entries, prompts, strict=True)
         ]
         self.decoders = [TextDecoder(e.tokenizer) for e in entries]
@@ -356,7 +356,7 @@ def stream_one(
     UPDATE_S, then the last."""
     start = time.perf_counter()
     ids, notices = prepare_prompt(entry, prompt, say)
-    tokens = server.stream(entry.model, ids, settings)
+    tokens = server.stream(entry.served_as, ids, settings)
     decoder = TextDecoder(entry.tokenizer)
     text, written = entry.tokenizer.decode(ids), 0
 

@@ -1,6 +1,7 @@
 """Continuous batching: `StreamPool` advances all requests for one model together in one batched `DecodeStep`
 (requests join and leave between steps, each row with its own slots, settings and generator); `StreamServer` steps
-every model's pool on one thread of its own, and hands each request its tokens through a `PoolReader`.
+every model's pool on one thread of its own, and hands each request its tokens through a `PoolReader`. A request
+names its model by the name it was registered under (registry.py's rules).
 """
 
 import collections
@@ -14,6 +15,7 @@ import torch
 
 from gpt2mini.generation.sampling import SamplingSettings, checked_prompts, draw, seeded_generator
 from gpt2mini.generation.step import DecodeStep, KVBuffer, OwnSlots
+from gpt2mini.serving.registry import Registration, Registry
 from modeling_gpt2mini import GPT2MiniForCausalLM
 
 
@@ -50,7 +52,7 @@ class StreamPool:
     (requests that start together end together); `free()` gives it back. Where `DecodeStep` cannot run (hooks,
     training mode, modules it does not know) each row goes through the model's own forward instead. A step makes a
     few calls into torch per row and the rest per pool: each call lets other Python threads in, which under load is
-    what a step waits for (serving.py's `ProcessServer` steps in a process of its own).
+    what a step waits for (process.py's `ProcessServer` steps in a process of its own).
     """
 
     def __init__(self, model: GPT2MiniForCausalLM, window: int | None = None):
@@ -268,7 +270,8 @@ class PoolTicket:
 
     def __init__(self, model, ids: list[int], settings: SamplingSettings, top: int, tokens=None):
         self.model, self.ids, self.settings, self.top = model, ids, settings, top
-        # lists of (token, likelihood, seconds), or an error: a queue, or anything with its `put` (serving.py's)
+        # lists of (token, likelihood, seconds), or an error: a queue, or anything with its `put` (process.py's
+        # `Outbox`)
         self.tokens = queue.SimpleQueue() if tokens is None else tokens
         self.drawn: list[tuple] = []  # not yet delivered
         self.delivered = -math.inf  # when the last list went
@@ -327,13 +330,15 @@ class StreamServer:
     a model at once. The thread waits when nothing is asked and starts again on the next request; an error in a
     pool's step ends each of its requests with that error, raised in the thread that reads it. A pool that empties
     is kept `keep_s` seconds with its buffer for the requests that come next (a class's requests come in waves),
-    then dropped with its model."""
+    then dropped with its model. Its models are registered by name (`register`; registry.py's rules); a request
+    names one (`stream`)."""
 
     def __init__(self, window: int | None = None, reply_s: float = 120.0, keep_s: float = 10.0):
         for name, value in (("reply_s", reply_s), ("keep_s", keep_s)):
             if not 0 < value <= threading.TIMEOUT_MAX:
                 raise ValueError(f"{name} must be a positive number of seconds up to {threading.TIMEOUT_MAX:g}")
         self.window, self.reply_s, self.keep_s = window, reply_s, keep_s
+        self.registry = Registry()
         self.pools: dict[int, StreamPool] = {}  # id(model): a pool holds its model, so ids stay
         self.idle: dict[int, float] = {}  # id(model): since when its pool has had no request (time.monotonic())
         self.tickets: dict[int, list[PoolTicket]] = {}  # id(model): the tickets in its pool
@@ -341,10 +346,27 @@ class StreamServer:
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
 
-    def stream(self, model, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> "PoolReader":
-        """Join `model`'s pool now with the prompt `ids`; the reader yields (token, likelihood, the row's `seconds`)
-        for each of `settings.max_new_tokens` tokens (the likelihood as `StreamPool.step` gives it, with the `top`
-        likeliest tokens; None for top 0). Closing the reader early takes the request out."""
+    def register(self, name: str, model) -> None:
+        """Serve `model` as `name` from the next request on: once, and again after any change to it but an in-place
+        update of its weights (registry.py's rules). A name registered again with another model serves that one to
+        the requests that come after; those running end on the model they started with."""
+        self.registry.bind(name, Registration(model))
+
+    def unregister(self, name: str) -> None:
+        """Forget `name` (its running requests end as they would); a model no name refers to is no longer held."""
+        self.registry.unbind(name)
+
+    def stream(self, name: str, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> "PoolReader":
+        """Join the pool of the model registered as `name` now with the prompt `ids`; the reader yields (token,
+        likelihood, the row's `seconds`) for each of `settings.max_new_tokens` tokens (the likelihood as
+        `StreamPool.step` gives it, with the `top` likeliest tokens; None for top 0). Closing the reader early takes
+        the request out. A name not registered is a `NotRegistered` error, a model changed since it was registered
+        in a way that is noticed a `ChangedSinceRegistered` error (registry.py), raised here."""
+        return self.stream_model(self.registry.lookup(name).model, ids, settings, top)
+
+    def stream_model(self, model, ids: Sequence[int], settings: SamplingSettings, top: int = 0) -> "PoolReader":
+        """`stream` for a model itself, registered or not (`ProcessServer`'s models that are served in this process
+        come here)."""
         ticket = PoolTicket(model, list(ids), settings, top)
         self.submit(ticket)
         return PoolReader(ticket, self.reply_s)

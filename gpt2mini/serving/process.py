@@ -6,26 +6,27 @@ Python's lock with Gradio's event loop and the request handlers, and waits for i
 class"). `ProcessServer` runs the same `StreamServer` in a child process, so its steps wait for no one:
 
     server = ProcessServer().start()         # the child imports torch: a few seconds
-    server.share(models)                     # their tensors into shared memory, before any thread uses them
-    for token, likelihood, seconds in server.stream(model, ids, SamplingSettings(seed=1, max_new_tokens=50)):
+    server.register("baseline", model)       # its tensors into shared memory, a copy to the child: once
+    for token, likelihood, seconds in server.stream("baseline", ids, SamplingSettings(seed=1, max_new_tokens=50)):
         ...
 
-- The child gets each model once, its tensors in shared memory, so it steps the parent's weights, not a copy: an
-  in-place update (an optimizer step, `load_state_dict`, an edit under `no_grad`) reaches its next step.
-- Anything else the child's copy could miss makes the next request send the model again: before each request the
-  model's modules (objects, types), tensors (objects, memory, dtype, shape), its blocks' switches, its training flag
-  and its config are compared with what was sent. A request already running when the model changes that way ends on
-  the copy it started with (in this process's `StreamServer` the change would reach its next step).
+- `register`, `unregister` and `stream` are `StreamServer`'s, with its rules (registry.py): a model is registered
+  once, before any thread streams it, and again after any change but an in-place update of its weights; a request
+  names it, and finding it costs a dictionary lookup and a few attribute reads (no walk over the model).
+- The child gets each registered model once, its tensors in shared memory, so it steps the parent's weights, not a
+  copy: an in-place update (an optimizer step, `load_state_dict`, an edit under `no_grad`) reaches its next step.
+  Registering a model again sends it again; a request already running ends on the copy it started with.
 - A model the fast step would not run as the modules do (training mode, hooks, modules `DecodeStep` does not know),
-  one not on the CPU, and one that cannot be shared or pickled are served by a `StreamServer` in this process.
-- A model that is garbage-collected here is dropped there.
+  one not on the CPU, and one that cannot be shared or pickled (a warning says why) are served by a `StreamServer`
+  in this process; which, is decided when it is registered.
+- A model no name refers to any more (unregistered, or its name registered with another) is dropped there.
 - The same seed gives the same tokens as in this process (a test holds them to `TokenStream`).
-- If the child dies, every open request ends with an error that says so, and the next request starts a new child.
+- If the child dies, every open request ends with an error that says so, and the next request starts a new child,
+  which gets each model again when a request first names it.
 """
 
 import contextlib
 import itertools
-import json
 import multiprocessing
 import os
 import queue
@@ -33,7 +34,6 @@ import shutil
 import sys
 import threading
 import warnings
-import weakref
 from multiprocessing.reduction import ForkingPickler
 
 import torch
@@ -41,6 +41,7 @@ import torch
 from gpt2mini.generation.sampling import SamplingSettings
 from gpt2mini.generation.step import DecodeStep
 from gpt2mini.serving.pool import PoolReader, PoolTicket, StreamServer
+from gpt2mini.serving.registry import Registration, Registry, check_name
 
 STOP = None  # what the sending threads are told to stop with
 
@@ -49,19 +50,6 @@ def servable(model) -> bool:
     """Whether the child process can serve `model`: on the CPU, and steppable by `DecodeStep` (not training, no
     hooks, only the modules it knows), so that what the child runs is what this process would."""
     return next(model.parameters()).device.type == "cpu" and DecodeStep(model).usable()
-
-
-def fingerprint(model) -> tuple:
-    """What the child's copy of `model` must still match: every module (object, type), every parameter and buffer
-    (object, memory, whether shared, dtype, shape), each block's switches, the training flag and the config."""
-    modules = tuple((id(m), type(m)) for m in model.modules())
-    tensors = tuple(
-        (id(t), t.data_ptr(), t.is_shared(), t.dtype, tuple(t.shape))
-        for t in itertools.chain(model.parameters(), model.buffers())
-    )
-    blocks = tuple((b.use_residual, b.pre_ln, b.post_ln) for b in model.transformer.h)
-    config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    return modules, tensors, blocks, model.training, config
 
 
 def share(model) -> None:
@@ -77,14 +65,17 @@ def share(model) -> None:
 
 
 class ProcessServer:
-    """`StreamServer`'s interface (`stream`, `busy`), with the steps in a child process (see the module docstring)."""
+    """`StreamServer`'s interface (`register`, `unregister`, `stream`, `busy`), with the steps in a child process (see
+    the module docstring)."""
 
     def __init__(self, window: int | None = None, reply_s: float = 120.0, keep_s: float = 10.0, threads: int = 1):
         # the models the child cannot serve; it checks the settings and holds them for the child too
         self.local = StreamServer(window, reply_s, keep_s)
         self.threads = threads
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # registrations, joins and the child: one at a time, so that they stay in order
         self.child: Child | None = None
+        self.registry = Registry()
+        self.keys = itertools.count()  # what the child knows each registration's copy by
 
     def start(self) -> "ProcessServer":
         """Start the child now (a few seconds: it imports torch) rather than on the first request."""
@@ -92,24 +83,63 @@ class ProcessServer:
             self._running()
         return self
 
-    def share(self, models) -> None:
-        """Put `models`' tensors in shared memory now, before any thread uses them (it swaps each tensor's memory,
-        which is not safe while another thread reads it); one that cannot be shared is served here."""
-        for model in models:
-            with contextlib.suppress(RuntimeError):
-                share(model)
+    def register(self, name: str, model) -> None:
+        """As `StreamServer.register` (registry.py's rules), before any thread streams `model`: a model the child can
+        serve (`servable`) has its tensors moved to shared memory and a copy sent to the child now; one it cannot is
+        served in this process (with a warning where it could not be shared or pickled)."""
+        check_name(name)  # before anything is shared or sent
+        with self.lock:
+            child_can = servable(model) and self._shared(name, model)
+            registration = Registration(model)  # after sharing, which moves the tensors' memory
+            gone = self.registry.bind(name, registration)
+            if child_can:
+                registration.key = next(self.keys)
+                self._send(self._running(), name, registration)
+            for old in gone:
+                self._drop(old)
 
-    def stream(self, model, ids, settings: SamplingSettings, top: int = 0) -> PoolReader:
-        """As `StreamServer.stream`: join `model`'s pool with the prompt `ids`; the reader yields (token,
-        likelihood, seconds) for each of `settings.max_new_tokens` tokens."""
-        if servable(model):
-            with self.lock:
+    def unregister(self, name: str) -> None:
+        """As `StreamServer.unregister`: a model no name refers to any more is dropped in the child too."""
+        with self.lock:
+            self._drop(self.registry.unbind(name))
+
+    def stream(self, name: str, ids, settings: SamplingSettings, top: int = 0) -> PoolReader:
+        """As `StreamServer.stream`: join the pool of the model registered as `name` with the prompt `ids`; the reader
+        yields (token, likelihood, seconds) for each of `settings.max_new_tokens` tokens."""
+        ids = list(ids)
+        with self.lock:
+            registration = self.registry.lookup(name)
+            if registration.key is not None:
                 child = self._running()
-                joined = child.join(model, list(ids), settings, top)
-            if joined is not None:
-                request, ticket = joined
-                return ChildReader(ticket, self.local.reply_s, lambda: child.leave(request))
-        return self.local.stream(model, ids, settings, top)
+                if registration.key in child.sent or self._send(child, name, registration):
+                    request, ticket = child.join(registration, ids, settings, top)
+                    return ChildReader(ticket, self.local.reply_s, lambda: child.leave(request))
+        return self.local.stream_model(registration.model, ids, settings, top)
+
+    def _shared(self, name: str, model) -> bool:
+        """Whether `model`'s tensors are in shared memory now (moved there if need be)."""
+        try:
+            share(model)
+            return True
+        except Exception as e:
+            warnings.warn(f"serving {name!r} in this process: it cannot go to the decoding process ({e})", stacklevel=3)
+            return False
+
+    def _send(self, child: "Child", name: str, registration: Registration) -> bool:
+        """Send the registered model to `child`; where it cannot be pickled it is served in this process from now on
+        (False)."""
+        try:
+            child.send_model(registration.key, registration.model)
+            return True
+        except Exception as e:
+            warnings.warn(f"serving {name!r} in this process: it cannot go to the decoding process ({e})", stacklevel=3)
+            registration.key = None
+            return False
+
+    def _drop(self, registration: Registration | None) -> None:
+        """A registration no name refers to: the child lets its copy go (its running requests end first)."""
+        if registration is not None and registration.key is not None and self.child is not None:
+            self.child.drop(registration.key)
 
     def _running(self) -> "Child":
         if self.child is None or not self.child.alive():
@@ -160,7 +190,7 @@ class Child:
         child_end.close()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.tickets: dict[int, PoolTicket] = {}  # request id: its ticket, until its last token or error
-        self.sent: dict[int, tuple] = {}  # id(model): the fingerprint of the copy the child has
+        self.sent: set[int] = set()  # the keys of the registrations whose copies the child has
         self.ids = itertools.count()
         self.dead: BaseException | None = None
         threading.Thread(target=self._send, name="decoder-send", daemon=True).start()
@@ -172,39 +202,28 @@ class Child:
     def busy(self) -> int:
         return len(self.tickets)
 
-    def join(self, model, ids: list[int], settings: SamplingSettings, top: int) -> tuple[int, PoolTicket] | None:
-        """Send `model` if the child lacks it as it is now, then the request: its id, and the ticket that gets its
-        tokens; None if the model cannot be sent (it is then served in this process)."""
-        key = id(model)
-        if self.sent.get(key) != fingerprint(model) and not self._send_model(model):
-            return None
+    def send_model(self, key: int, model) -> None:
+        """Pickle `model` here, now (its tensors as handles to their shared memory), and queue it as `key`."""
+        pickled = ForkingPickler.dumps(model)
+        self.sent.add(key)
+        self.outbox.put(("model", key, bytes(pickled)))
+
+    def drop(self, key: int) -> None:
+        """The child lets the copy `key` go (a pool that holds it keeps it until its requests end)."""
+        if key in self.sent:
+            self.sent.discard(key)
+            self.outbox.put(("drop", key))
+
+    def join(self, registration: Registration, ids: list[int], settings: SamplingSettings, top: int):
+        """Queue a request for the registered model's copy (sent already): its id, and the ticket that gets its
+        tokens."""
         request = next(self.ids)
-        ticket = PoolTicket(model, ids, settings, top)
+        ticket = PoolTicket(registration.model, ids, settings, top)
         self.tickets[request] = ticket
-        self.outbox.put(("join", request, key, ids, settings, top))
+        self.outbox.put(("join", request, registration.key, ids, settings, top))
         if self.dead is not None:  # died while joining: _receive may have told the others already
             self._fail(request)
         return request, ticket
-
-    def _send_model(self, model) -> bool:
-        """Share and pickle `model` here, now (what is pickled is what was fingerprinted), and queue it."""
-        key = id(model)
-        try:
-            share(model)
-            pickled = ForkingPickler.dumps(model)
-        except Exception as e:
-            reason = f"serving {type(model).__name__} in this process: it cannot go to the decoding process ({e})"
-            warnings.warn(reason, stacklevel=3)
-            return False
-        if key not in self.sent:  # once the model is gone here, the child lets its copy go
-            weakref.finalize(model, self._forget, key)
-        self.sent[key] = fingerprint(model)
-        self.outbox.put(("model", key, bytes(pickled)))
-        return True
-
-    def _forget(self, key: int) -> None:
-        self.sent.pop(key, None)
-        self.outbox.put(("drop", key))
 
     def leave(self, request: int) -> None:
         """The reader of `request` stopped: the child takes it out, if it has not ended already."""
@@ -300,7 +319,7 @@ def serve(conn, window: int | None, keep_s: float, threads: int) -> None:
     torch.set_num_threads(threads)
     server = StreamServer(window, reply_s=threading.TIMEOUT_MAX, keep_s=keep_s)
     out: queue.SimpleQueue = queue.SimpleQueue()
-    models: dict[int, object] = {}  # the parent's id(model): the model, or why it did not load
+    models: dict[int, object] = {}  # a registration's key: its copy of the model, or why it did not load
     tickets: dict[int, PoolTicket] = {}
 
     def send_back() -> None:

@@ -1,0 +1,162 @@
+"""Servers know their models by name: each model is registered once (`register(name, model)`), a request names it
+(`stream(name, ...)`), and finding it costs a dictionary lookup and a few attribute reads, never a walk over the
+model's modules and tensors. The rules, the same for `StreamServer` and `ProcessServer` (so that the lab, or a test,
+uses either alike):
+
+- Register a model before any thread streams it: `ProcessServer` moves its tensors to shared memory then, which is
+  not safe while another thread reads them. A request for a name never registered (or unregistered) is a
+  `NotRegistered` error naming the names there are.
+- In-place updates of the weights need nothing (an optimizer step, `load_state_dict`, an edit under `no_grad`): the
+  decoding process reads the same memory, shared, and a `StreamServer` the same tensors.
+- Any other change is the owner's to register again: a replaced parameter, buffer or module, `param.data = ...`, a
+  dtype or device, hooks, training mode, a block's switch, the config. Registering again serves the model as it is
+  then to the next request; a request already running ends on what it started with.
+- What a forgotten registration leaves is noticed where it is cheap to notice, and the request refused
+  (`ChangedSinceRegistered`), never served stale: a parameter, buffer or module assigned anywhere in the model
+  (torch's global registration hooks note it as it happens), the model's training flag, its first parameter
+  replaced or its memory, dtype or device changed (`.to()`, `.data = ...` across the model), forward hooks where it
+  had none or none where it had some. Not noticed: one submodule's training flag, the memory of a parameter but the
+  first swapped alone, a block's switch or the config edited. Those are the owner's to register.
+- A name registered again with another model serves the new one to new requests. Two names for one model share one
+  registration: registering the model again under either renews both. A server holds its models until they are
+  unregistered.
+"""
+
+import functools
+import threading
+import weakref
+
+import torch
+from torch.nn.modules import module as torch_module
+
+
+class NotRegistered(LookupError):
+    """A request named a model its server has not been given (`register`)."""
+
+
+class ChangedSinceRegistered(RuntimeError):
+    """A request named a model that changed, since it was registered, in a way its server may not see."""
+
+
+# module: {registration of a model it is part of: the module's place in that model ("transformer.h.0.mlp.")}
+WATCHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+WATCHING = threading.Lock()
+
+
+def noted_assignment(module, name: str, value) -> None:
+    """torch's hook for every parameter, buffer and module assigned to any module in this process: a module of a
+    registered model notes it on that model's registrations (a dictionary lookup for every other module)."""
+    with WATCHING:
+        seen = list(WATCHED.get(module, {}).items())
+    for registration, place in seen:
+        registration.assigned = registration.assigned or f"{place}{name}"
+
+
+@functools.cache
+def watch_assignments() -> None:
+    """Install `noted_assignment` as torch's global registration hook for parameters, buffers and modules (once)."""
+    torch_module.register_module_parameter_registration_hook(noted_assignment)
+    torch_module.register_module_buffer_registration_hook(noted_assignment)
+    torch_module.register_module_module_registration_hook(noted_assignment)
+
+
+def memory(tensor: torch.Tensor) -> tuple:
+    """Where a tensor's data is: its address, dtype and device."""
+    return tensor.data_ptr(), tensor.dtype, tensor.device
+
+
+def check_name(name) -> None:
+    """A TypeError unless `name` can name a model: a non-empty string."""
+    if not isinstance(name, str) or not name:
+        got = repr(name) if isinstance(name, str) else f"a {type(name).__name__}"
+        raise TypeError(f"a model is registered under a name (a non-empty string), got {got}")
+
+
+class Registration:
+    """A model as it was registered: what `change` compares it with at each request, and where its server keeps it
+    (`key`: `ProcessServer`'s copy in its decoding process; None: served in this process)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.key, self.training = model, None, model.training
+        modules = dict(model.named_modules())
+        # the hook dictionaries themselves, so that looking at them all is one any() (as DecodeStep does)
+        self.hooks = [torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks]
+        self.hooks += [d for m in modules.values() for d in (m._forward_hooks, m._forward_pre_hooks)]
+        self.hooked = any(self.hooks)
+        params = ((m._parameters, k, p) for m in modules.values() for k, p in m._parameters.items() if p is not None)
+        self.first = next(params, None)
+        self.memory = memory(self.first[2]) if self.first is not None else None
+        self.assigned: str | None = None  # set by `noted_assignment`: what was assigned first
+        watch_assignments()
+        with WATCHING:
+            for place, m in modules.items():
+                WATCHED.setdefault(m, weakref.WeakKeyDictionary())[self] = f"{place}." if place else ""
+
+    def change(self) -> str | None:
+        """What changed since the model was registered that its server may not see, in words; None if nothing that
+        is noticed did (see the module docstring)."""
+        if self.assigned is not None:
+            return f"{self.assigned} was assigned"
+        if self.model.training != self.training:
+            return f"it is in {'training' if self.model.training else 'eval'} mode now"
+        if self.first is not None:
+            home, key, param = self.first
+            if home.get(key) is not param:
+                return f"its parameter {key} was replaced"
+            now = memory(param)
+            if now != self.memory:
+                (_, dtype, device), (_, was_dtype, was_device) = now, self.memory
+                if (dtype, device) != (was_dtype, was_device):
+                    return f"it is {dtype} on {device} now, not {was_dtype} on {was_device}"
+                return "its parameters' memory was replaced (param.data = ...)"
+        if any(self.hooks) != self.hooked:
+            return "its forward hooks " + ("were removed" if self.hooked else "were added")
+        return None
+
+
+class Registry:
+    """A server's names for its models: `bind` gives a name a model's registration, `lookup` finds a request's, checked
+    (`Registration.change`). Thread-safe."""
+
+    def __init__(self):
+        self.names: dict[str, Registration] = {}
+        self.lock = threading.Lock()
+
+    def bind(self, name: str, registration: Registration) -> list[Registration]:
+        """`name`, and every other name of the same model, now refer to `registration`; returns the registrations no
+        name refers to any more (their copies may go)."""
+        check_name(name)
+        with self.lock:
+            before = set(self.names.values())
+            for same in [name] + [n for n, r in self.names.items() if r.model is registration.model]:
+                self.names[same] = registration
+            return list(before - set(self.names.values()))
+
+    def unbind(self, name: str) -> Registration | None:
+        """Forget `name`; returns its registration if no other name refers to it, or a NotRegistered error."""
+        with self.lock:
+            if name not in self.names:
+                raise self._not_registered(name)
+            registration = self.names.pop(name)
+            return None if registration in self.names.values() else registration
+
+    def lookup(self, name: str) -> Registration:
+        """The registration a request names, or a NotRegistered error, or a ChangedSinceRegistered error saying what
+        changed."""
+        registration = self.names.get(name) if isinstance(name, str) else None
+        if registration is None:
+            raise self._not_registered(name)
+        change = registration.change()
+        if change is not None:
+            raise ChangedSinceRegistered(
+                f"the model registered as {name!r} changed since it was registered ({change}): register it again "
+                "(server.register(name, model)) to serve it as it is now"
+            )
+        return registration
+
+    def _not_registered(self, name) -> NotRegistered:
+        if not isinstance(name, str):
+            what = type(name).__name__
+            return NotRegistered(f"a request names its model by the name it was registered under, got a {what}")
+        there = ", ".join(repr(n) for n in sorted(self.names)) or "none"
+        return NotRegistered(f"no model is registered as {name!r} (registered: {there})")
