@@ -1,7 +1,7 @@
 """The recipe comparison in docs/training.md, measured by the current code and written into it.
 
-    python scripts/recipes.py                        # trains what is missing into runs/recipes/, rewrites the tables
-    python scripts/recipes.py --doc /tmp/x.md        # write into another copy of the page
+    python -m experiments.recipes                    # trains what is missing into runs/recipes/, rewrites the tables
+    python -m experiments.recipes --doc /tmp/x.md    # write into another copy of the page
 
 Each recipe is a train.py command line; a finished run folder of the same settings is reused, so a second call only
 rewrites the tables. Validation loss is train.py --evaluate's: the whole held-out split in non-overlapping windows of
@@ -16,16 +16,17 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gpt2mini.checkpoint import STATE_FILE, load_model_folder
+from gpt2mini.cli import build_parser, settings_from_args
+from gpt2mini.corpus import load_corpus, train_val_split
+from gpt2mini.paths import ROOT
+from gpt2mini.report.records import command_line
+from gpt2mini.tokenizer import encode
+from gpt2mini.training.evaluation import split_loss
+from gpt2mini.training.loop import train
+from gpt2mini.training.settings import repeat_command
 
-from gpt2mini.checkpoint import STATE_FILE, load_model_folder  # noqa: E402
-from gpt2mini.cli import build_parser, settings_from_args  # noqa: E402
-from gpt2mini.corpus import load_corpus, train_val_split  # noqa: E402
-from gpt2mini.tokenizer import encode  # noqa: E402
-from gpt2mini.training.evaluation import split_loss  # noqa: E402
-from gpt2mini.training.loop import train  # noqa: E402
-from gpt2mini.training.settings import repeat_command  # noqa: E402
+MODULE = "experiments.recipes"
 
 # (table, name, what it is, train.py flags)
 RECIPES = (
@@ -83,7 +84,7 @@ def tables(results: dict) -> dict[str, str]:
             )
             commands.append(r["command"])
         threads = torch.get_num_threads()
-        lines += ["", f"Measured by `python scripts/recipes.py` ({threads} threads), which ran:", "", "```bash"]
+        lines += ["", f"Measured by `{command_line(MODULE, [])}` ({threads} threads), which ran:", "", "```bash"]
         lines += [*commands, "```"]
         out[table] = "\n".join(lines)
     return out

@@ -1,9 +1,9 @@
 """Scaling laws in miniature: validation loss against parameters, data and compute, measured, fitted and plotted.
 
-    python scaling.py --jobs 2                # the grid on Tiny Shakespeare; writes docs/scaling.md
-    python scaling.py --jobs 2 --ship models  # also ships the small sizes for the lab (models/<corpus>/scaling/)
-    python scaling.py --quick                 # a tiny grid in about a minute (to see it work; the tests run it)
-    python scaling.py --device cuda --compile --jobs 4 --sizes cpu,gpu   # on a GPU: the grid and 3 larger sizes
+    python -m experiments.scaling --jobs 2                # the grid on Tiny Shakespeare; writes docs/scaling.md
+    python -m experiments.scaling --jobs 2 --ship models  # also ships small sizes (models/<corpus>/scaling/)
+    python -m experiments.scaling --quick                 # a tiny grid in about a minute (to see it work; tests run it)
+    python -m experiments.scaling --device cuda --compile --jobs 4 --sizes cpu,gpu   # on a GPU: 3 larger sizes too
 
 Two grids, each run at a learning rate of its own:
 - Model size: GPT-2 mini at several sizes, width = 32 x depth (heads of 32 dimensions, so depth, width and heads grow
@@ -12,18 +12,17 @@ Two grids, each run at a learning rate of its own:
 - Data: one size of the grid (3 x 96) on the first 1/16 ... all of the training split, at the rate that size found
   best, for the same number of steps: less text is seen more often, and the model starts to memorize it.
 
-Validation loss is ablate.py's: cross-entropy over every window of the whole held-out split. FLOPs are counted per run
-(GPT2MiniForCausalLM.flops_per_token: 6 per multiplying weight per token plus the attention, 12 L T C). The fits (loss
-= E + A / N^alpha, and the same in D), their bootstrap uncertainties, the compute-optimal frontier and the comparison
-with the published laws are computed from the runs by this command; trials are cached and resumed like ablate.py's.
+Validation loss is experiments.ablate's: cross-entropy over every window of the whole held-out split. FLOPs are counted
+per run (GPT2MiniForCausalLM.flops_per_token: 6 per multiplying weight per token plus the attention, 12 L T C). The
+fits (loss = E + A / N^alpha, and the same in D), their bootstrap uncertainties, the compute-optimal frontier and the
+comparison with the published laws are computed from the runs by this command; trials are cached and resumed like
+experiments.ablate's (gpt2mini.study.trials), and the summary is a records.ScalingSummary.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shlex
 import sys
 import time
 from dataclasses import replace
@@ -31,12 +30,29 @@ from pathlib import Path
 
 import numpy as np
 
-from configuration_gpt2mini import GPT2MiniConfig
-from experiments import ablate
-from experiments.ablate import Trial, best_lr, run_trials
-from gpt2mini.checkpoint import UsageError
-from gpt2mini.corpus import CORPORA, CorpusError, load_corpus, train_val_split
+from configuration_gpt2mini import BASELINE, GPT2MiniConfig
+from gpt2mini.checkpoint import UsageError, atomic_write_text
+from gpt2mini.corpus import CORPORA, load_corpus, train_val_split
 from gpt2mini.report.figures import si
+from gpt2mini.report.records import (
+    DataPoint,
+    FrontierPoint,
+    LrRule,
+    PowerFit,
+    ScalingFits,
+    ScalingSummary,
+    SizeExponent,
+    SizePoint,
+    SizeSweepPoint,
+    TrialRow,
+    command_line,
+    current_command,
+    write_record,
+)
+from gpt2mini.study.protocol import exit_status, hardware, pick_eval_device, sample_from
+from gpt2mini.study.ship import ship, ship_record
+from gpt2mini.study.tables import number
+from gpt2mini.study.trials import Trial, best_lr, recipe_of, run_trials
 from gpt2mini.tokenizer import build_tokenizer
 from gpt2mini.training.settings import TrainSettings
 from modeling_gpt2mini import GPT2MiniForCausalLM
@@ -46,7 +62,7 @@ SIZES = ((1, 32), (2, 64), (3, 96), (4, 128), (6, 192), (7, 224))  # (layers, wi
 GPU_SIZES = ((8, 256), (10, 320), (12, 384))  # further along the same line, for `--sizes cpu,gpu` on a GPU
 DATA_SIZE = (3, 96)  # the data grid's model: one of the grid's, small enough to memorize a share of the text
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)  # shares of the training split the data grid trains on
-LR_ANCHOR = 4e-3  # ablate.py's best learning rate for the baseline (width 128) on Tiny Shakespeare
+LR_ANCHOR = 4e-3  # experiments.ablate's best learning rate for the baseline (width 128) on Tiny Shakespeare
 LR_FACTORS = (0.5, 1, 2)  # each size's sweep, around LR_ANCHOR * 128 / width
 EXTEND = 2  # learning rates tried beyond the edge of a size's sweep, where its best lies there
 SEEDS = 1  # runs at each size's best learning rate (more seeds: the spread over seeds in the tables)
@@ -70,9 +86,10 @@ def rule_lr(size: tuple[int, int]) -> float:
 
 
 def trial_of(size: tuple[int, int], lr: float, seed: int, fraction: float = 1.0) -> Trial:
-    """A grid point as one of ablate.py's trials: the baseline with the size (and share of the data) as changes."""
+    """A grid point as one of experiments.ablate's trials: the baseline with the size (and share of the data) as
+    changes."""
     changes = tuple(size_fields(size).items()) + ((("train_fraction", fraction),) if fraction < 1 else ())
-    return Trial(ablate.BASELINE, float(f"{lr:.3g}"), seed, changes)
+    return Trial(BASELINE, float(f"{lr:.3g}"), seed, changes)
 
 
 def model_of(size: tuple[int, int], vocab: int, context: int) -> GPT2MiniForCausalLM:
@@ -150,10 +167,9 @@ def run_grid(base: TrainSettings, args, out: Path, text: str) -> tuple[Plan, dic
 # What the runs measured
 
 
-def training_time(row: dict) -> float | None:
+def training_time(row: TrialRow) -> float | None:
     """Seconds a trial trained, all its sessions together (its checkpoint's; the row's wall_s is one session)."""
-    state = row.get("state")
-    return round(state[1]) if state else None
+    return round(row.state[1]) if row.state else None
 
 
 def context_of(base: TrainSettings) -> int:
@@ -164,36 +180,36 @@ def tokens_per_step(base: TrainSettings) -> int:
     return base.batch_size * base.grad_accum * context_of(base)
 
 
-def size_point(size, plan: Plan, rows: dict, base: TrainSettings, vocab: int) -> dict:
+def size_point(size, plan: Plan, rows: dict[str, TrialRow], base: TrainSettings, vocab: int) -> SizePoint:
     """One size: its sweep, its best rate, the loss there (over seeds), its compute and its validation curve."""
     lrs = sorted(plan.swept[size])
-    sweep = [{"lr": lr, "val_split": rows[trial_of(size, lr, base.seed).key].get("val_split")} for lr in lrs]
-    best = best_lr([rows[trial_of(size, lr, base.seed).key] for lr in lrs])
+    swept = [rows[trial_of(size, lr, base.seed).key] for lr in lrs]
+    best = best_lr(swept)
     runs = [rows[trial_of(size, best, base.seed + k).key] for k in range(plan.args.seeds)] if best else []
-    losses = [r["val_split"] for r in runs if r.get("val_split") is not None]
-    fpt, first = flops_per_token(size, vocab, context_of(base)), runs[0] if runs else {}
-    return {
-        "name": size_name(size),
+    losses = [r.val_split for r in runs if r.val_split is not None]
+    fpt, first = flops_per_token(size, vocab, context_of(base)), runs[0] if runs else None
+    return SizePoint(
+        name=size_name(size),
         **size_fields(size),
-        "non_embedding": non_embedding(size, vocab, context_of(base)),
-        "parameters": first.get("parameters"),
-        "flops_per_token": fpt,
-        "sweep": sweep,
-        "best_lr": best,
-        "at_edge": best is not None and len(lrs) > 1 and best in (lrs[0], lrs[-1]),
-        "seed_losses": losses,
-        "loss": round(sum(losses) / len(losses), 4) if losses else None,
-        "min": min(losses, default=None),
-        "max": max(losses, default=None),
-        "tokens": base.steps * tokens_per_step(base),
-        "flops": base.steps * tokens_per_step(base) * fpt,
-        "wall_s": training_time(first),
-        "key": first.get("key"),
-        "curve": [[step, step * tokens_per_step(base) * fpt, v] for step, v in first.get("val_curve", []) if step],
-    }
+        non_embedding=non_embedding(size, vocab, context_of(base)),
+        parameters=first.parameters if first else None,
+        flops_per_token=fpt,
+        sweep=[SizeSweepPoint(r.lr, r.val_split) for r in swept],
+        best_lr=best,
+        at_edge=best is not None and len(lrs) > 1 and best in (lrs[0], lrs[-1]),
+        seed_losses=losses,
+        loss=round(sum(losses) / len(losses), 4) if losses else None,
+        min=min(losses, default=None),
+        max=max(losses, default=None),
+        tokens=base.steps * tokens_per_step(base),
+        flops=base.steps * tokens_per_step(base) * fpt,
+        wall_s=training_time(first) if first else None,
+        key=first.key if first else None,
+        curve=[[step, step * tokens_per_step(base) * fpt, v] for step, v in (first.val_curve if first else []) if step],
+    )
 
 
-def data_point(size, fraction: float, lr: float, rows: dict, base: TrainSettings, out: Path, chars: int) -> dict:
+def data_point(size, fraction: float, lr: float, rows: dict, base: TrainSettings, out: Path, chars: int) -> DataPoint:
     """One share of the data: the loss at the end (whole split), the lowest point of the validation curve (what
     stopping early would keep, on the fixed evaluation batches) and the training loss at the end (the gap is
     memorization)."""
@@ -204,19 +220,19 @@ def data_point(size, fraction: float, lr: float, rows: dict, base: TrainSettings
     evals = [m for m in read_metrics(trial.folder(out)) if "val_loss" in m]
     low = min(evals, key=lambda m: m["val_loss"]) if evals else {}
     chars = round(chars * fraction)
-    return {
-        "fraction": fraction,
-        "chars": chars,
-        "epochs": round(base.steps * tokens_per_step(base) / chars, 2),
-        "loss": row.get("val_split"),
-        "early": round(low["val_loss"], 4) if low else None,
-        "early_step": low.get("step"),
-        "train_loss": round(evals[-1]["train_loss"], 4) if evals else None,
-        "val_estimate": round(evals[-1]["val_loss"], 4) if evals else None,
-        "curve": [[m["step"], round(m["val_loss"], 4), round(m["train_loss"], 4)] for m in evals],
-        "key": row["key"],
-        "wall_s": training_time(row),
-    }
+    return DataPoint(
+        fraction=fraction,
+        chars=chars,
+        epochs=round(base.steps * tokens_per_step(base) / chars, 2),
+        loss=row.val_split,
+        early=round(low["val_loss"], 4) if low else None,
+        early_step=low.get("step"),
+        train_loss=round(evals[-1]["train_loss"], 4) if evals else None,
+        val_estimate=round(evals[-1]["val_loss"], 4) if evals else None,
+        curve=[[m["step"], round(m["val_loss"], 4), round(m["train_loss"], 4)] for m in evals],
+        key=row.key,
+        wall_s=training_time(row),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -245,18 +261,18 @@ def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]
     return (float(e[i]), float(a[i]), float(ALPHAS[i]), float(rss[i])) if math.isfinite(rss[i]) else None
 
 
-def fit_power(x, y, seed: int = 0) -> dict:
+def fit_power(x, y, seed: int = 0) -> PowerFit:
     """The fit of fit_curve with 68% intervals from a residual bootstrap: the residuals, centred and scaled by
     sqrt(n / (n - 3)) (a fit of 3 numbers leaves them smaller than the noise), resampled onto the fitted curve and
-    refitted BOOTSTRAP times. {"error": why} with fewer than 4 points (3 would fit exactly) or where the loss does
-    not fall."""
+    refitted BOOTSTRAP times. PowerFit(error=why) with fewer than 4 points (3 would fit exactly) or where the loss
+    does not fall."""
     order = np.argsort(x)
     x, y = np.asarray(x, float)[order], np.asarray(y, float)[order]
     if len(x) < 4:
-        return {"error": f"{len(x)} points: a fit of 3 numbers needs at least 4"}
+        return PowerFit(error=f"{len(x)} points: a fit of 3 numbers needs at least 4")
     found = fit_curve(x, y)
     if found is None:
-        return {"error": "the loss does not fall as it grows: no power law of this shape fits"}
+        return PowerFit(error="the loss does not fall as it grows: no power law of this shape fits")
     e, a, alpha, rss = found
     fitted = e + a * (x / x[0]) ** -alpha
     residuals = (y - fitted - (y - fitted).mean()) * math.sqrt(len(x) / (len(x) - 3))
@@ -264,19 +280,19 @@ def fit_power(x, y, seed: int = 0) -> dict:
     refits = [fit_curve(x, fitted + rng.choice(residuals, len(x))) for _ in range(BOOTSTRAP)]
     boot = np.array([r[:3] for r in refits if r is not None])
     lo, hi = np.percentile(boot, INTERVAL, axis=0)
-    return {
-        "E": round(e, 4),
-        "A": a * x[0] ** alpha,
-        "alpha": round(alpha, 4),
-        "x0": float(x[0]),
-        "A_at_x0": round(a, 4),
-        "E_interval": [round(lo[0], 4), round(hi[0], 4)],
-        "alpha_interval": [round(lo[2], 4), round(hi[2], 4)],
-        "rms": round(math.sqrt(rss / len(x)), 4),
-        "points": len(x),
-        "flat_refits": BOOTSTRAP - len(boot),  # resamplings in which the loss no longer fell (left out)
-        "at_bound": bool(alpha in (ALPHAS[0], ALPHAS[-1]) or e == 0),
-    }
+    return PowerFit(
+        E=round(e, 4),
+        A=a * x[0] ** alpha,
+        alpha=round(alpha, 4),
+        x0=float(x[0]),
+        A_at_x0=round(a, 4),
+        E_interval=[round(lo[0], 4), round(hi[0], 4)],
+        alpha_interval=[round(lo[2], 4), round(hi[2], 4)],
+        rms=round(math.sqrt(rss / len(x)), 4),
+        points=len(x),
+        flat_refits=BOOTSTRAP - len(boot),  # resamplings in which the loss no longer fell (left out)
+        at_bound=bool(alpha in (ALPHAS[0], ALPHAS[-1]) or e == 0),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -302,46 +318,44 @@ def best_within(curve: list, flops: float) -> tuple[float, float] | None:
     return min(here) if here else None
 
 
-def frontier(points: list[dict], budgets: int = 25) -> list[dict]:
+def frontier(points: list[SizePoint], budgets: int = 25) -> list[FrontierPoint]:
     """At each of `budgets` compute budgets (log-spaced over what the runs cover), the lowest validation loss any
     size reached with at most that compute (the envelope of the training curves, as Kaplan et al. and Hoffmann et
     al.'s approach 1 draw it), the size that reached it and the tokens per parameter it had seen by then."""
-    runs = [p for p in points if p["curve"]]
+    runs = [p for p in points if p.curve]
     if not runs:
         return []
-    low, high = min(p["curve"][0][1] for p in runs), max(p["curve"][-1][1] for p in runs)
+    low, high = min(p.curve[0][1] for p in runs), max(p.curve[-1][1] for p in runs)
     out = []
     for flops in np.geomspace(low, high, budgets):
-        here = [(best_within(p["curve"], flops), p) for p in runs]
+        here = [(best_within(p.curve, flops), p) for p in runs]
         here = [(found, p) for found, p in here if found is not None]
         (loss, spent), best = min(here, key=lambda h: h[0][0])
-        tokens = spent / best["flops_per_token"]
+        tokens = spent / best.flops_per_token
         out.append(
-            {
-                "flops": float(flops),
-                "loss": round(loss, 4),
-                "size": best["name"],
-                "non_embedding": best["non_embedding"],
-                "spent": float(spent),
-                "tokens": round(tokens),
-                "tokens_per_parameter": float(f"{tokens / best['non_embedding']:.3g}"),
-                "competitors": len(here),
-            }
+            FrontierPoint(
+                flops=float(flops),
+                loss=round(loss, 4),
+                size=best.name,
+                non_embedding=best.non_embedding,
+                spent=float(spent),
+                tokens=round(tokens),
+                tokens_per_parameter=float(f"{tokens / best.non_embedding:.3g}"),
+                competitors=len(here),
+            )
         )
     return out
 
 
-def optimal_size_exponent(front: list[dict]) -> dict:
+def optimal_size_exponent(front: list[FrontierPoint]) -> SizeExponent:
     """The slope of log N_opt against log C over the frontier's distinct (compute, size) points where more than one
     size competes. The grid's sizes are discrete, so this is the slope of a staircase: rough, and with no interval
     (resampling a staircase measures its steps, not an uncertainty)."""
-    pts = list(
-        dict.fromkeys((math.log(f["spent"]), math.log(f["non_embedding"])) for f in front if f["competitors"] > 1)
-    )
+    pts = list(dict.fromkeys((math.log(f.spent), math.log(f.non_embedding)) for f in front if f.competitors > 1))
     if len(pts) < 3 or len({n for _, n in pts}) < 2:
-        return {"error": "fewer than two sizes are ever best: no slope to fit"}
+        return SizeExponent(error="fewer than two sizes are ever best: no slope to fit")
     c, n = np.array(pts).T
-    return {"a": round(float(np.polyfit(c, n, 1)[0]), 3), "points": len(pts)}
+    return SizeExponent(a=round(float(np.polyfit(c, n, 1)[0]), 3), points=len(pts))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -357,156 +371,153 @@ PUBLISHED = {
 }
 
 
-def summarize(plan: Plan, rows: dict, base: TrainSettings, out: Path, text: str) -> dict:
+def summarize(plan: Plan, rows: dict[str, TrialRow], base: TrainSettings, out: Path, text: str) -> ScalingSummary:
     vocab, args = len(build_tokenizer(text)), plan.args
     sizes = [size_point(s, plan, rows, base, vocab) for s in plan.sizes]
-    data_lr = next(p["best_lr"] for p in sizes if p["name"] == size_name(args.data_size))
+    data_lr = next(p.best_lr for p in sizes if p.name == size_name(args.data_size))
     train_chars = len(train_val_split(text, base.val_fraction)[0])
     data = (
         []
         if data_lr is None
         else [data_point(args.data_size, f, data_lr, rows, base, out, train_chars) for f in sorted(args.fractions)]
     )
-    done = [p for p in sizes if p["loss"] is not None]
-    early = [d for d in data if d["early"] is not None and d["loss"] is not None]  # not diverged
+    done = [p for p in sizes if p.loss is not None]
+    early = [d for d in data if d.early is not None and d.loss is not None]  # not diverged
     front = frontier(done)
-    return {
-        "corpus": base.corpus,
-        "hardware": ablate.hardware(base.device),
-        "recipe": ablate.recipe_of(base),
-        "vocab": vocab,
-        "context": context_of(base),
-        "tokens_per_step": tokens_per_step(base),
-        "train_chars": train_chars,
-        "lr_rule": {"anchor": LR_ANCHOR, "width": 128, "factors": list(args.lr_factors), "extend": args.extend},
-        "seeds": args.seeds,
-        "data_size": size_name(args.data_size),
-        "data_lr": data_lr,
-        "trials": len(rows),
-        "train_wall_s": round(sum(training_time(r) or 0 for r in rows.values())),
-        "threads": sorted({r["threads"] for r in rows.values() if r.get("threads")}),
-        "sizes": sizes,
-        "data": data,
-        "fits": {
-            "N": fit_power([p["non_embedding"] for p in done], [p["loss"] for p in done]),
-            "D": fit_power([d["chars"] for d in early], [d["early"] for d in early]),
-            "a": optimal_size_exponent(front),
-        },
-        "frontier": front,
-        "published": PUBLISHED,
-    }
+    return ScalingSummary(
+        corpus=base.corpus,
+        hardware=hardware(base.device),
+        recipe=recipe_of(base),
+        vocab=vocab,
+        context=context_of(base),
+        tokens_per_step=tokens_per_step(base),
+        train_chars=train_chars,
+        lr_rule=LrRule(anchor=LR_ANCHOR, width=128, factors=list(args.lr_factors), extend=args.extend),
+        seeds=args.seeds,
+        data_size=size_name(args.data_size),
+        data_lr=data_lr,
+        trials=len(rows),
+        train_wall_s=round(sum(training_time(r) or 0 for r in rows.values())),
+        threads=sorted({r.threads for r in rows.values() if r.threads}),
+        sizes=sizes,
+        data=data,
+        fits=ScalingFits(
+            N=fit_power([p.non_embedding for p in done], [p.loss for p in done]),
+            D=fit_power([d.chars for d in early], [d.early for d in early]),
+            a=optimal_size_exponent(front),
+        ),
+        frontier=front,
+        published=PUBLISHED,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The report
 
 
-def _f(x, digits: int = 3) -> str:
-    return ablate._f(x, digits)
+def _interval(fit: PowerFit, key: str) -> str:
+    """A fitted number in bold with its 68% interval: `key` is "alpha" or "E"."""
+    lo, hi = getattr(fit, f"{key}_interval")
+    return f"**{getattr(fit, key):.3f}** (68% interval {lo:.3f} – {hi:.3f})"
 
 
-def _interval(fit: dict, key: str) -> str:
-    lo, hi = fit[f"{key}_interval"]
-    return f"**{fit[key]:.3f}** (68% interval {lo:.3f} – {hi:.3f})"
-
-
-def size_table(summary: dict) -> str:
+def size_table(summary: ScalingSummary) -> str:
     lines = [
         "| size (layers x width) | heads | non-embedding N | all parameters | FLOPs per token | learning rates tried "
         "(val loss) | best | val loss | training FLOPs | training time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in summary["sizes"]:
+    for p in summary.sizes:
         tried = ", ".join(
-            ("**" if x["lr"] == p["best_lr"] else "")
-            + f"{x['lr']:g} ({_f(x['val_split'])})"
-            + ("**" if x["lr"] == p["best_lr"] else "")
-            for x in p["sweep"]
+            ("**" if x.lr == p.best_lr else "")
+            + f"{x.lr:g} ({number(x.val_split)})"
+            + ("**" if x.lr == p.best_lr else "")
+            for x in p.sweep
         )
-        spread = f" ({_f(p['min'])} – {_f(p['max'])})" if len(p["seed_losses"]) > 1 else ""
-        edge = " (edge)" if p["at_edge"] else ""
+        spread = f" ({number(p.min)} – {number(p.max)})" if len(p.seed_losses) > 1 else ""
+        edge = " (edge)" if p.at_edge else ""
         lines.append(
-            f"| {p['name']} | {p['n_head']} | {p['non_embedding']:,} | {p['parameters'] or 0:,} | "
-            f"{si(p['flops_per_token'])} | {tried} | {_f(p['best_lr'], 4)}{edge} | {_f(p['loss'])}{spread} | "
-            f"{si(p['flops'])} | {p['wall_s'] or 0:.0f} s |"
+            f"| {p.name} | {p.n_head} | {p.non_embedding:,} | {p.parameters or 0:,} | "
+            f"{si(p.flops_per_token)} | {tried} | {number(p.best_lr, 4)}{edge} | {number(p.loss)}{spread} | "
+            f"{si(p.flops)} | {p.wall_s or 0:.0f} s |"
         )
     return "\n".join(lines)
 
 
-def batches(summary: dict) -> str:
+def batches(summary: ScalingSummary) -> str:
     """'20 fixed batches': what the periodic validation estimates are measured on."""
-    return f"{summary['recipe']['eval_iters']} fixed batches"
+    return f"{summary.recipe['eval_iters']} fixed batches"
 
 
-def data_table(summary: dict) -> str:
+def data_table(summary: ScalingSummary) -> str:
     lines = [
         "| share of the training split | characters D | epochs in the run | val loss at the end (whole split) | "
         f"val loss at the end ({batches(summary)}) | at its lowest (same batches; step) | rise | "
         "training loss at the end |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for d in summary["data"]:
+    for d in summary.data:
         rise = rise_of(d)
         lines.append(
-            f"| {d['fraction']:g} | {d['chars']:,} | {d['epochs']:g} | {_f(d['loss'])} | {_f(d['val_estimate'])} | "
-            f"{_f(d['early'])} ({d['early_step']}) | {'+' if rise and rise > 0 else ''}{_f(rise)} | "
-            f"{_f(d['train_loss'])} |"
+            f"| {d.fraction:g} | {d.chars:,} | {d.epochs:g} | {number(d.loss)} | {number(d.val_estimate)} | "
+            f"{number(d.early)} ({d.early_step}) | {'+' if rise and rise > 0 else ''}{number(rise)} | "
+            f"{number(d.train_loss)} |"
         )
     return "\n".join(lines)
 
 
-def frontier_table(summary: dict, every: int = 3) -> str:
+def frontier_table(summary: ScalingSummary, every: int = 3) -> str:
     lines = [
         "| compute budget C (FLOPs) | sizes with a curve there | lowest val loss with at most C | reached by | its N | "
         "tokens seen | tokens per parameter |",
         "|---|---|---|---|---|---|---|",
     ]
-    front = summary["frontier"]
+    front = summary.frontier
     for f in front[::every] + ([front[-1]] if front and (len(front) - 1) % every else []):
         lines.append(
-            f"| {si(f['flops'])} | {f['competitors']} | {f['loss']:.3f} | {f['size']} | {si(f['non_embedding'])} | "
-            f"{si(f['tokens'])} | {f['tokens_per_parameter']:g} |"
+            f"| {si(f.flops)} | {f.competitors} | {f.loss:.3f} | {f.size} | {si(f.non_embedding)} | "
+            f"{si(f.tokens)} | {f.tokens_per_parameter:g} |"
         )
     return "\n".join(lines)
 
 
-def shares(data: list[dict]) -> str:
-    return ", ".join(f"{d['fraction']:g}" for d in data)
+def shares(data: list[DataPoint]) -> str:
+    return ", ".join(f"{d.fraction:g}" for d in data)
 
 
 OVERFIT = 0.02  # nats: a run that saw its data more than once and ended this far above its lowest has overfitted
 
 
-def rise_of(d: dict) -> float | None:
+def rise_of(d: DataPoint) -> float | None:
     """How far a run's validation loss ended above its lowest point (the same fixed batches both)."""
-    return None if d["val_estimate"] is None or d["early"] is None else round(d["val_estimate"] - d["early"], 4)
+    return None if d.val_estimate is None or d.early is None else round(d.val_estimate - d.early, 4)
 
 
-def memorized(d: dict) -> bool:
+def memorized(d: DataPoint) -> bool:
     """A share the model memorized: seen more than once, its validation loss ended more than OVERFIT above its lowest
     point while its training loss ended below where it was at that point."""
-    low = next((c for c in d["curve"] if c[0] == d["early_step"]), None)
-    falling = low is not None and d["train_loss"] is not None and d["train_loss"] < low[2]
-    return d["epochs"] > 1 and (rise_of(d) or 0) > OVERFIT and falling
+    low = next((c for c in d.curve if c[0] == d.early_step), None)
+    falling = low is not None and d.train_loss is not None and d.train_loss < low[2]
+    return d.epochs > 1 and (rise_of(d) or 0) > OVERFIT and falling
 
 
-def gap(d: dict) -> float | None:
+def gap(d: DataPoint) -> float | None:
     """Validation minus training loss at the end of a run, both on their fixed batches: what it learned of its own
     text and not of held-out text."""
-    return None if d["val_estimate"] is None or d["train_loss"] is None else d["val_estimate"] - d["train_loss"]
+    return None if d.val_estimate is None or d.train_loss is None else d.val_estimate - d.train_loss
 
 
-def overfit_line(summary: dict) -> str:
+def overfit_line(summary: ScalingSummary) -> str:
     """What the data grid shows about memorization: the gap between validation and training loss, share by share,
     and whether any validation loss rose again."""
-    data = [d for d in summary["data"] if gap(d) is not None]
+    data = [d for d in summary.data if gap(d) is not None]
     if len(data) < 2:
         return ""
     small, full = data[0], data[-1]
     line = (
         f"The less text, the more of what the model learned was its own text: at the end, validation loss stood "
-        f"{gap(full):.3f} nats above training loss on {full['fraction']:g} of the split ({full['epochs']:g} epochs) "
-        f"and {gap(small):.3f} on {small['fraction']:g} ({small['epochs']:g} epochs), both on {batches(summary)}. "
+        f"{gap(full):.3f} nats above training loss on {full.fraction:g} of the split ({full.epochs:g} epochs) "
+        f"and {gap(small):.3f} on {small.fraction:g} ({small.epochs:g} epochs), both on {batches(summary)}. "
     )
     over = [d for d in data if memorized(d)]
     if over:
@@ -521,24 +532,24 @@ def overfit_line(summary: dict) -> str:
     )
 
 
-def comparison_table(summary: dict) -> str:
-    fits = summary["fits"]
-    front = summary["frontier"]
-    optimum = [f["tokens_per_parameter"] for f in front if f["competitors"] > 1]
+def comparison_table(summary: ScalingSummary) -> str:
+    fits = summary.fits
+    front = summary.frontier
+    optimum = [f.tokens_per_parameter for f in front if f.competitors > 1]
 
-    def ours(fit: dict, key: str) -> str:
-        return "–" if "error" in fit else _interval(fit, key)
+    def ours(fit: PowerFit, key: str) -> str:
+        return "–" if fit.error else _interval(fit, key)
 
     tpp = f"{min(optimum):g} – {max(optimum):g}" if optimum else "–"
-    a = fits["a"]
-    a_text = "–" if "error" in a else f"**{a['a']:.2f}** (the slope of a staircase: see below)"
+    a = fits.a
+    a_text = "–" if a.error else f"**{a.a:.2f}** (the slope of a staircase: see below)"
     k, h = PUBLISHED["Kaplan et al. 2020"], PUBLISHED["Hoffmann et al. 2022"]
     return "\n".join(
         [
             "| quantity | here | Kaplan et al. 2020 | Hoffmann et al. 2022 |",
             "|---|---|---|---|",
-            f"| exponent of N (α) | {ours(fits['N'], 'alpha')} | {k['alpha']} | {h['alpha']} |",
-            f"| exponent of D (β) | {ours(fits['D'], 'alpha')} | {k['beta']} | {h['beta']} |",
+            f"| exponent of N (α) | {ours(fits.N, 'alpha')} | {k['alpha']} | {h['alpha']} |",
+            f"| exponent of D (β) | {ours(fits.D, 'alpha')} | {k['beta']} | {h['beta']} |",
             f"| optimal size grows as C^a | {a_text} | {k['a']} | {h['a']} |",
             f"| tokens per parameter at the optimum | {tpp} (characters) | (falls as C grows) | about "
             f"{h['tokens_per_parameter']} (BPE tokens) |",
@@ -546,21 +557,21 @@ def comparison_table(summary: dict) -> str:
     )
 
 
-def caveats(summary: dict) -> list[str]:
+def caveats(summary: ScalingSummary) -> list[str]:
     """What the comparison with the published laws can and cannot say, with this grid's own numbers."""
-    sizes = [p["non_embedding"] for p in summary["sizes"]]
+    sizes = [p.non_embedding for p in summary.sizes]
     return [
         "Characters, not BPE tokens: a loss in nats per character is not the published nats per token, so the "
         "losses and E do not compare; a character carries less than a BPE token (about a quarter of one in English "
         "text), so the tokens per parameter here count characters and are not on Hoffmann et al.'s scale.",
         f"Tiny models on one small corpus: {si(min(sizes))} to {si(max(sizes))} non-embedding parameters on "
-        f"{summary['train_chars']:,} characters, against Kaplan et al.'s 768 to 1.5 billion and Hoffmann et al.'s 70 "
-        f"million to 16 billion on billions of tokens of web text; {summary['seeds']} seed(s) per point.",
+        f"{summary.train_chars:,} characters, against Kaplan et al.'s 768 to 1.5 billion and Hoffmann et al.'s 70 "
+        f"million to 16 billion on billions of tokens of web text; {summary.seeds} seed(s) per point.",
         "Kaplan et al.'s exponents come from laws with no floor, L = (N_c / N)^α; the α here is fitted together with a "
         "floor E, as Hoffmann et al.'s are. The same points give a different exponent with and without E.",
         "L(N) here is at a fixed budget of tokens for every size, not at convergence as in Kaplan et al.: the larger "
         "sizes are further from what they could reach, which flattens the curve (a smaller α) towards its large end.",
-        f"L(D) is measured at one small size ({summary['data_size']}) and a fixed number of steps, at the lowest of "
+        f"L(D) is measured at one small size ({summary.data_size}) and a fixed number of steps, at the lowest of "
         f"the periodic estimates on {batches(summary)} (the lowest of noisy estimates is biased low), not over the "
         "whole split: its E does not compare with L(N)'s.",
         "The frontier reads the sizes' training curves at intermediate steps, before their learning rates had "
@@ -573,28 +584,28 @@ def caveats(summary: dict) -> list[str]:
     ]
 
 
-def threads_of(summary: dict) -> str:
-    return " or ".join(map(str, summary.get("threads", []))) or "unrecorded"
+def threads_of(summary: ScalingSummary) -> str:
+    return " or ".join(map(str, summary.threads)) or "unrecorded"
 
 
-def design_lines(summary: dict) -> list[str]:
-    r, lr = summary["recipe"], summary["lr_rule"]
+def design_lines(summary: ScalingSummary) -> list[str]:
+    r, lr = summary.recipe, summary.lr_rule
     return [
-        f"- Corpus: {summary['corpus']}, {summary['train_chars']:,} training characters (the held-out split: the "
-        f"last {r['val_fraction']:.0%}), a vocabulary of {summary['vocab']} tokens, context "
-        f"{summary['context']}.",
+        f"- Corpus: {summary.corpus}, {summary.train_chars:,} training characters (the held-out split: the "
+        f"last {r['val_fraction']:.0%}), a vocabulary of {summary.vocab} tokens, context "
+        f"{summary.context}.",
         f"- Sizes: width = 32 x depth, heads of {HEAD_DIM} dimensions (depth, width and heads grow together). "
         "N counts the parameters without the token and position embeddings (Kaplan et al.'s convention).",
-        f"- Every run: {r['steps']} steps of {r['batch_size']} full windows ({summary['tokens_per_step']:,} tokens a "
-        f"step, {r['steps'] * summary['tokens_per_step']:,} in all), warmup {r['warmup']}, cosine decay to "
+        f"- Every run: {r['steps']} steps of {r['batch_size']} full windows ({summary.tokens_per_step:,} tokens a "
+        f"step, {r['steps'] * summary.tokens_per_step:,} in all), warmup {r['warmup']}, cosine decay to "
         f"{r['min_lr_ratio']:g} x the peak, AdamW (weight decay {r['weight_decay']:g}), seed {r['seed']}; validation "
         f"on {batches(summary)} every {r['eval_interval']} steps, and over the whole held-out split at the end.",
-        f"- Learning rates: each size sweeps {', '.join(f'{f:g}' for f in lr['factors'])} x the rule "
-        f"{lr['anchor']:g} x {lr['width']} / width (the baseline's best rate in docs/ablations.md, scaled like "
-        f"Adam's update), and up to {lr['extend']} more beyond an edge where its best lay there; tables give each "
-        f"size at its best ({summary['seeds']} seed(s) there).",
-        f"- Data: size {summary['data_size']} at its best rate ({_f(summary['data_lr'], 4)}) on the first "
-        f"{shares(summary['data'])} of the training split, the same number of steps.",
+        f"- Learning rates: each size sweeps {', '.join(f'{f:g}' for f in lr.factors)} x the rule "
+        f"{lr.anchor:g} x {lr.width} / width (the baseline's best rate in docs/ablations.md, scaled like "
+        f"Adam's update), and up to {lr.extend} more beyond an edge where its best lay there; tables give each "
+        f"size at its best ({summary.seeds} seed(s) there).",
+        f"- Data: size {summary.data_size} at its best rate ({number(summary.data_lr, 4)}) on the first "
+        f"{shares(summary.data)} of the training split, the same number of steps.",
         f"- Repeating a run: each trial is a train.py command (the shipped sizes' training.json holds theirs). It "
         f"reproduces a loss exactly only with the thread count the grid used ({threads_of(summary)} per run, e.g. "
         "`OMP_NUM_THREADS=1`): another count sums in another order, and the run drifts to a slightly different end.",
@@ -603,26 +614,26 @@ def design_lines(summary: dict) -> list[str]:
     ]
 
 
-def report_lines(summary: dict, images: str) -> list[str]:
+def report_lines(summary: ScalingSummary, images: str) -> list[str]:
     """The report, from the summary alone (tests/test_scaling.py writes it again from the committed results)."""
-    fits = summary["fits"]
+    fits = summary.fits
     lines = [
         "# Scaling laws in miniature: loss against parameters, data and compute",
         "",
         "Written by the command below from its own runs: every measured number here is computed by it (the published "
-        "values are quoted from the papers, `scaling.PUBLISHED`). "
+        "values are quoted from the papers, `experiments.scaling.PUBLISHED`). "
         "Reproduce (resumable; the finished trials in runs/scaling/ are reused):",
         "",
-        f"    {summary['command']}",
+        f"    {current_command(summary.command)}",
         "",
-        f"{summary['trials']} training runs, {summary['train_wall_s']:,} s of training in all (each run's own "
-        f"training time, added up over its sessions; --jobs ran that many at once) on {summary['hardware']}; the "
-        f"command that wrote this report ran for {summary['wall_s']:.0f} s (training what was missing, then the "
-        f"report), {summary['date']}.",
+        f"{summary.trials} training runs, {summary.train_wall_s:,} s of training in all (each run's own "
+        f"training time, added up over its sessions; --jobs ran that many at once) on {summary.hardware}; the "
+        f"command that wrote this report ran for {summary.wall_s:.0f} s (training what was missing, then the "
+        f"report), {summary.date}.",
         "",
-        f"![loss against size]({images}/{summary['corpus']}_size.png) "
-        f"![loss against data]({images}/{summary['corpus']}_data.png) "
-        f"![loss against compute]({images}/{summary['corpus']}_compute.png)",
+        f"![loss against size]({images}/{summary.corpus}_size.png) "
+        f"![loss against data]({images}/{summary.corpus}_data.png) "
+        f"![loss against compute]({images}/{summary.corpus}_compute.png)",
         "",
         "## The grid",
         "",
@@ -634,9 +645,9 @@ def report_lines(summary: dict, images: str) -> list[str]:
         "",
     ]
     lines += [size_trend(summary), ""]
-    lines += fit_lines(fits["N"], "N", "α", "non-embedding parameters")
+    lines += fit_lines(fits.N, "N", "α", "non-embedding parameters")
     lines += ["", "## Loss against data", "", data_table(summary), "", overfit_line(summary), ""]
-    lines += fit_lines(fits["D"], "D", "β", "training characters, at the lowest validation loss of each run")
+    lines += fit_lines(fits.D, "D", "β", "training characters, at the lowest validation loss of each run")
     lines += [
         "",
         "## The compute-optimal frontier",
@@ -659,27 +670,27 @@ def report_lines(summary: dict, images: str) -> list[str]:
     return lines + sample_lines(summary)
 
 
-def size_trend(summary: dict) -> str:
+def size_trend(summary: ScalingSummary) -> str:
     """What the sizes' losses show, size by size: where a larger size ended lower and where it did not."""
-    done = [p for p in summary["sizes"] if p["loss"] is not None]
+    done = [p for p in summary.sizes if p.loss is not None]
     if len(done) < 2:
         return ""
     pairs = list(zip(done, done[1:], strict=False))
-    flat = [(a, b) for a, b in pairs if b["loss"] >= a["loss"]]
+    flat = [(a, b) for a, b in pairs if b.loss >= a.loss]
     first, last = done[0], done[-1]
     head = (
-        f"From {first['name']} to {last['name']} ({si(first['non_embedding'])} to {si(last['non_embedding'])} "
-        f"parameters) the validation loss went from {first['loss']:.3f} to {last['loss']:.3f}. "
+        f"From {first.name} to {last.name} ({si(first.non_embedding)} to {si(last.non_embedding)} "
+        f"parameters) the validation loss went from {first.loss:.3f} to {last.loss:.3f}. "
     )
     if not flat:
         head += "Each larger size ended lower than the one before it."
     else:
         head += (
             "A larger size did not end lower than the one before it at: "
-            + ", ".join(f"{b['name']} ({b['loss']:.3f}, against {a['name']}'s {a['loss']:.3f})" for a, b in flat)
+            + ", ".join(f"{b.name} ({b.loss:.3f}, against {a.name}'s {a.loss:.3f})" for a, b in flat)
             + "."
         )
-    if summary["seeds"] == 1:
+    if summary.seeds == 1:
         head += (
             " One seed per size: the spread over seeds is not measured here, and a small difference between "
             "neighbouring sizes may be within it."
@@ -687,54 +698,53 @@ def size_trend(summary: dict) -> str:
     return head
 
 
-def fit_lines(fit: dict, symbol: str, exponent: str, what: str) -> list[str]:
-    if "error" in fit:
-        return [f"No fit of L({symbol}): {fit['error']}."]
-    bound = " The fit sits at a bound (E = 0 or the exponent's limit): read it with care." if fit["at_bound"] else ""
+def fit_lines(fit: PowerFit, symbol: str, exponent: str, what: str) -> list[str]:
+    if fit.error:
+        return [f"No fit of L({symbol}): {fit.error}."]
+    bound = " The fit sits at a bound (E = 0 or the exponent's limit): read it with care." if fit.at_bound else ""
     return [
-        f"Fit, L({symbol}) = E + A / {symbol}^{exponent} over {fit['points']} points ({symbol}: {what}; least "
+        f"Fit, L({symbol}) = E + A / {symbol}^{exponent} over {fit.points} points ({symbol}: {what}; least "
         f"squares; intervals from {BOOTSTRAP} residual bootstrap refits): {exponent} = {_interval(fit, 'alpha')}, "
-        f"E = {_interval(fit, 'E')} nats, A = {fit['A']:.3g}; root-mean-square residual {fit['rms']:.4f} nats." + bound
+        f"E = {_interval(fit, 'E')} nats, A = {fit.A:.3g}; root-mean-square residual {fit.rms:.4f} nats." + bound
     ]
 
 
-def sample_lines(summary: dict) -> list[str]:
-    shown = [p for p in summary["sizes"] if p.get("sample")]
+def sample_lines(summary: ScalingSummary) -> list[str]:
+    shown = [p for p in summary.sizes if p.sample]
     if not shown:
         return []
     lines = [
         "## Samples",
         "",
-        f"Each size at its best learning rate, from {summary['prompt']!r} (temperature 0.8, top-k 40, seed 0):",
+        f"Each size at its best learning rate, from {summary.prompt!r} (temperature 0.8, top-k 40, seed 0):",
         "",
     ]
     for p in shown:
         lines += [
-            f"**{p['name']}** ({si(p['non_embedding'])} parameters, val loss {_f(p['loss'])}):",
+            f"**{p.name}** ({si(p.non_embedding)} parameters, val loss {number(p.loss)}):",
             "",
             "```",
-            p["prompt_and_sample"],
+            p.prompt_and_sample,
             "```",
             "",
         ]
     return lines
 
 
-def write_outputs(summary: dict, report: Path) -> Path:
+def write_outputs(summary: ScalingSummary, report: Path) -> Path:
     """The report, its three figures (in <report's folder>/scaling/) and the summary as JSON next to them."""
-    from gpt2mini.checkpoint import atomic_write_text
     from gpt2mini.report.figures import scaling_compute_figure, scaling_data_figure, scaling_size_figure
 
     images = report.parent / "scaling"
     images.mkdir(parents=True, exist_ok=True)
-    name = summary["corpus"]
+    name = summary.corpus
     for kind, draw in (
         ("size", scaling_size_figure),
         ("data", scaling_data_figure),
         ("compute", scaling_compute_figure),
     ):
         draw(summary).savefig(images / f"{name}_{kind}.png")
-    atomic_write_text(images / f"{name}_results.json", json.dumps(summary, indent=1) + "\n")
+    write_record(images / f"{name}_results.json", summary)
     atomic_write_text(report, "\n".join(report_lines(summary, "scaling")) + "\n")
     return report
 
@@ -747,37 +757,35 @@ SAMPLE_CHARS = 200
 SHIP = ("1x32", "2x64", "3x96", "4x128")  # small enough to ship beside the other models (tests/test_shipped_models.py)
 
 
-def add_samples(summary: dict, out: Path, device: str) -> None:
+def add_samples(summary: ScalingSummary, out: Path, device: str) -> None:
     """A sample from each size's best run, the same prompt and seed for all."""
-    prompt = CORPORA[summary["corpus"]].sample_prompt
-    summary["prompt"] = prompt
-    eval_device = ablate.pick_eval_device(device)
-    for p in summary["sizes"]:
-        if p["key"] and (out / p["key"]).is_dir():
-            p["sample"] = ablate.sample_from(out / p["key"], prompt, SAMPLE_CHARS, eval_device)
-            p["prompt_and_sample"] = prompt + p["sample"]
+    prompt = CORPORA[summary.corpus].sample_prompt
+    summary.prompt = prompt
+    eval_device = pick_eval_device(device)
+    for p in summary.sizes:
+        if p.key and (out / p.key).is_dir():
+            p.sample = sample_from(out / p.key, prompt, SAMPLE_CHARS, eval_device)
+            p.prompt_and_sample = prompt + p.sample
 
 
-def ship_sizes(summary: dict, rows: dict, out: Path, dest: Path, names=SHIP) -> list[dict]:
-    """Copy the named sizes' best runs into dest/<name> (fp16, with training.json as ablate.py ships) and the summary
-    into dest/scaling.json, which the lab's Scaling tab reads."""
-    from gpt2mini.checkpoint import atomic_write_text
-
+def ship_sizes(summary: ScalingSummary, rows: dict[str, TrialRow], out: Path, dest: Path, names=SHIP) -> list[dict]:
+    """Copy the named sizes' best runs into dest/<name> (fp16, with training.json as experiments.ablate ships) and the
+    summary into dest/scaling.json, which the lab's Scaling tab reads: without the published laws, with the sizes
+    shipped."""
     shipped = []
-    for p in summary["sizes"]:
-        if p["name"] not in names or not p["key"]:
+    for p in summary.sizes:
+        if p.name not in names or not p.key:
             continue
-        record = ablate.ship_record(rows[p["key"]])
-        shipped.append(ablate.ship(out / p["key"], dest / p["name"], record) | {"size": p["name"]})
-    lean = {k: v for k, v in summary.items() if k != "published"}
-    lean["shipped"] = [s["size"] for s in shipped]
+        shipped.append(ship(out / p.key, dest / p.name, ship_record(rows[p.key])) | {"size": p.name})
     dest.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dest / "scaling.json", json.dumps(lean, indent=1) + "\n")
+    write_record(dest / "scaling.json", replace(summary, published=None, shipped=[s["size"] for s in shipped]))
     return shipped
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Command line
+
+MODULE = "experiments.scaling"
 
 QUICK = {
     "sizes": "1x16,1x24,2x32,2x48",
@@ -902,8 +910,9 @@ def base_settings(args) -> TrainSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    command = shlex.join(["python", "scaling.py", *(sys.argv[1:] if argv is None else argv)])
-    try:
+    command = command_line(MODULE, sys.argv[1:] if argv is None else argv)
+
+    def work() -> int:
         args = parse_args(argv)
         base = base_settings(args)
         text = load_corpus(args.corpus)
@@ -911,20 +920,17 @@ def main(argv: list[str] | None = None) -> int:
         plan, rows = run_grid(base, args, out, text)
         summary = summarize(plan, rows, base, out, text)
         add_samples(summary, out, args.device)
-        summary |= {"command": command, "wall_s": round(time.perf_counter() - t0), "date": time.strftime("%Y-%m-%d")}
+        summary.command, summary.wall_s = command, round(time.perf_counter() - t0)
+        summary.date = time.strftime("%Y-%m-%d")
         report = write_outputs(summary, Path(args.report))
         if args.ship:
             dest = Path(args.ship) / args.corpus / "scaling"
             for info in ship_sizes(summary, rows, out, dest, [size_name(x) for x in args.ship_sizes]):
                 print(f"shipped {info['folder']} ({info['bytes'] / 1e6:.2f} MB)", file=sys.stderr)
-    except (UsageError, CorpusError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
-        return 130
-    print(f"report: {report}", file=sys.stderr)
-    return 0
+        print(f"report: {report}", file=sys.stderr)
+        return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Every sentence the lab shows, in English and Japanese, in one table; the report (ablate.py) uses the English.
+"""Every sentence the lab shows, in English and Japanese, in one table; the report (experiments.ablate) uses the
+English.
 
     say = Words("ja")
     say("tab.next-character")                      # "次の文字"
@@ -116,15 +117,16 @@ TABLE: dict[str, dict[str, str]] = {
     "sweep_explained": {
         "en": "Each variant was trained at several learning rates and kept at the one where it ended lowest: a variant "
         "that fails at one learning rate may train at another. The table gives the spread over seeds there; the "
-        "unigram and bigram rows are no network at all. Measured by `python ablate.py`; the report is "
+        "unigram and bigram rows are no network at all. Measured by `python -m experiments.ablate`; the report is "
         "docs/ablations.md in the project's repository.",
         "ja": "各モデルを複数の学習率で学習し、損失が最も低く終わった学習率を採りました。ある学習率で失敗するモデルも、"
         "別の学習率では学習できることがあります。表はその学習率でのシード間のばらつきを示し、ユニグラムとバイグラム"
-        "の行はネットワークを使わない基準です。`python ablate.py` で測定。レポートはリポジトリの docs/ablations.md。",
+        "の行はネットワークを使わない基準です。`python -m experiments.ablate` で測定。レポートはリポジトリの "
+        "docs/ablations.md。",
     },
     "sweep_plot": {
-        "en": "Final validation loss against learning rate (ablate.py's sweep)",
-        "ja": "学習率ごとの最終検証損失（ablate.py のスイープ）",
+        "en": "Final validation loss against learning rate (experiments.ablate's sweep)",
+        "ja": "学習率ごとの最終検証損失（experiments.ablate のスイープ）",
     },
     "sweep_table": {"en": "Each variant at its best learning rate", "ja": "最適な学習率での各モデル"},
     "next_explained": {
@@ -324,7 +326,7 @@ TABLE: dict[str, dict[str, str]] = {
     "sweep.none": {"en": "none", "ja": "該当なし"},
     "sweep.unigram": {"en": "character frequencies only (unigram)", "ja": "文字の頻度だけ（ユニグラム）"},
     "sweep.bigram": {"en": "previous character only (bigram)", "ja": "直前の文字だけ（バイグラム）"},
-    # -- what to try (lab_story.tips)
+    # -- what to try (lab.story.tips)
     "try": {"en": "**Try:** {text}", "ja": "**試してみよう：** {text}"},
     "try.side-by-side": {
         "en": "Press **Generate side by side**. Validation loss over the held-out text: {said}",
@@ -378,10 +380,10 @@ TABLE: dict[str, dict[str, str]] = {
         "リポジトリの docs/scaling.md にあります。",
     },
     "scaling.missing": {
-        "en": "No scaling grid was shipped for {corpus}: `python scaling.py --corpus {corpus} --ship models` makes "
-        "one.",
-        "ja": "{corpus} のスケーリングの測定は同梱されていません。`python scaling.py --corpus {corpus} --ship models` "
-        "で作れます。",
+        "en": "No scaling grid was shipped for {corpus}: "
+        "`python -m experiments.scaling --corpus {corpus} --ship models` makes one.",
+        "ja": "{corpus} のスケーリングの測定は同梱されていません。"
+        "`python -m experiments.scaling --corpus {corpus} --ship models` で作れます。",
     },
     "scaling.on_frontier": {"en": "lowest at {low}–{high} FLOPs", "ja": "{low}〜{high} FLOPs で最も低い"},
     "scaling.off_frontier": {"en": "never the lowest", "ja": "最も低くなる計算量はない"},

@@ -1,4 +1,5 @@
-"""ablate.py on a tiny budget: every artefact, reuse of finished runs, the report, shipping, bad input."""
+"""experiments/ablate.py on a tiny budget (and the shared protocol it runs, gpt2mini.study): every artefact, reuse of
+finished runs, the report, shipping, bad input."""
 
 import json
 import os
@@ -12,6 +13,22 @@ from safetensors.torch import load_file
 from configuration_gpt2mini import variant_label
 from conftest import ROOT
 from experiments import ablate
+from gpt2mini.checkpoint import UsageError, load_model_folder
+from gpt2mini.report.records import StudyResult, SweepPoint, TrialRow, VariantSummary
+from gpt2mini.study.protocol import edge_trials, summarize_variant
+from gpt2mini.study.tables import versus
+from gpt2mini.study.trials import (
+    ROW_VERSION,
+    Trial,
+    best_lr,
+    cached_row,
+    folder_state,
+    in_parallel,
+    recipe_of,
+    trial_settings,
+)
+from gpt2mini.study.variants import LINEAGE, NAMED, VARIANTS, parse_list
+from gpt2mini.training.settings import TrainSettings
 
 TINY = [
     "--steps",
@@ -65,7 +82,7 @@ def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
     root, _ = ablation
     out = root / "out" / "text"
     result = json.loads((out / "results.json").read_text())
-    assert list(result["variants"]) == list(ablate.VARIANTS) and result["lrs"] == [2e-3, 8e-3]
+    assert list(result["variants"]) == list(VARIANTS) and result["lrs"] == [2e-3, 8e-3]
     keys = {t["key"] for t in result["trials"]}
     for name, v in result["variants"].items():
         sweep = {f"{name}/lr{lr:g}-seed1337" for lr in (2e-3, 8e-3)}
@@ -75,7 +92,7 @@ def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
         assert len(v["seed_losses"]) == 2 and v["min"] <= v["mean"] <= v["max"]
         assert isinstance(v["sample"], str) and len(v["sample"]) > 0
     follow_ups = [t for t in result["trials"] if t["changes"]]
-    assert len(keys) == len(result["trials"]) == 3 * len(ablate.VARIANTS) + len(follow_ups)
+    assert len(keys) == len(result["trials"]) == 3 * len(VARIANTS) + len(follow_ups)
     post_ln = result["variants"]["post_ln"]
     failed = sorted(p["lr"] for p in post_ln["sweep"] if p["lr"] not in post_ln["window"])[:2]
     for name in ("post_ln", "baseline"):  # the warm-up follow-up where post-LN failed, and the baseline beside it
@@ -97,7 +114,7 @@ def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
     for name in ("results.md", "samples.md", "lr_sweep.png", "loss_curves.png", "probes.png"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "results.md").read_text()
-    assert all(variant_label(name) in table for name in ablate.VARIANTS)
+    assert all(variant_label(name) in table for name in VARIANTS)
     assert "*character frequencies only (unigram)*" in table and "*previous character only (bigram)*" in table
     for block in table.split("\n\n"):
         rows = [line for line in block.splitlines() if line.startswith("|")]
@@ -108,27 +125,36 @@ def test_every_variant_at_every_lr_then_seeds_at_its_best(ablation):
 def test_trials_share_seed_data_and_recipe_and_differ_by_switch_lr_and_seed(tmp_path):
     from dataclasses import asdict
 
-    base = ablate.TrainSettings(steps=123, lr=2e-3, seed=9)
-    reference = asdict(ablate.trial_settings(base, ablate.Trial("baseline", 2e-3, 9), tmp_path / "b"))
-    for name, switches in ablate.VARIANTS.items():
+    base = TrainSettings(steps=123, lr=2e-3, seed=9)
+    reference = asdict(trial_settings(base, Trial("baseline", 2e-3, 9), tmp_path / "b"))
+    for name, switches in VARIANTS.items():
         for lr, seed in ((2e-3, 9), (5e-4, 11)):
-            s = asdict(ablate.trial_settings(base, ablate.Trial(name, lr, seed), tmp_path / name))
+            s = asdict(trial_settings(base, Trial(name, lr, seed), tmp_path / name))
             changed = {k for k in s if s[k] != reference[k]}
             assert changed <= {"save", "switches", "lr", "seed"}, name
             assert s["switches"] == switches and len(switches) == (name != "baseline"), name
             assert (s["lr"], s["seed"]) == (lr, seed)
 
 
-def row(variant, lr, seed, loss, diverged=None):
-    return {
-        "key": ablate.Trial(variant, lr, seed).key,
-        "variant": variant,
-        "lr": lr,
-        "seed": seed,
-        "val_split": loss,
-        "diverged": diverged,
-        "parameters": 10,
-    }
+def row(variant, lr, seed, loss, diverged=None, changes=(), **fields) -> TrialRow:
+    """A trial's row as `measure` writes one, with the fields a test gives."""
+    head = dict(key=Trial(variant, lr, seed, changes).key, variant=variant, lr=lr, seed=seed, version=ROW_VERSION)
+    head |= dict(changes=dict(changes), recipe={}, state=[6, 1.0], diverged=diverged, wall_s=1.0, threads=1)
+    return TrialRow(**(head | dict(val_split=loss, parameters=10) | fields))
+
+
+def summary(variant, **fields) -> VariantSummary:
+    """A variant's summary with the fields a test gives (the rest: nothing measured)."""
+    empty = dict(label=variant_label(variant), best_lr=None, at_edge=False, best_key=None, sweep=[], seed_losses=[])
+    empty |= dict(mean=None, std=None, min=None, max=None, window=[], parameters=None)
+    return VariantSummary(variant, **(empty | fields))
+
+
+def study(**fields) -> StudyResult:
+    """A protocol's result with the fields a test gives."""
+    empty = dict(corpus="x", prompt="", hardware="", wall_s=0.0, jobs=1, lrs=[], seeds=1, extend=0, base_seed=1)
+    empty |= dict(steps=6, recipe={}, command=None, reference={}, variants={}, trials=[])
+    return StudyResult(**(empty | fields))
 
 
 def test_best_lr_spread_window_and_ties():
@@ -139,19 +165,19 @@ def test_best_lr_spread_window_and_ties():
         row("post_ln", 1e-3, 2, 2.10),
         row("post_ln", 1e-3, 3, 2.00),
     ]
-    assert ablate.best_lr(rows[:3]) == 1e-3
-    assert ablate.best_lr([rows[2]]) is None  # diverged everywhere: no best
-    by_key = {r["key"]: r for r in rows}
+    assert best_lr(rows[:3]) == 1e-3
+    assert best_lr([rows[2]]) is None  # diverged everywhere: no best
+    by_key = {r.key: r for r in rows}
     ref = {"unigram": 3.35, "bigram": 2.49}
-    v = ablate.summarize("post_ln", by_key, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref)
-    assert v["window"] == [1e-3] and v["at_edge"]  # 1e-3 is the sweep's lowest
-    near = {**by_key, rows[1]["key"]: row("post_ln", 2e-3, 1, 2.47)}  # within 0.05 of bigram: "about" it, not below
-    assert ablate.summarize("post_ln", near, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref)["window"] == [1e-3]
-    assert (v["mean"], v["min"], v["max"]) == (2.05, 2.0, 2.1) and v["std"] == pytest.approx(0.05)
-    base = {"variant": "baseline", "mean": 2.08, "min": 2.06, "max": 2.1, "seed_losses": [2.06, 2.08, 2.1]}
-    assert "tie" in ablate.versus(v, base)
-    far = base | {"mean": 1.5, "min": 1.49, "max": 1.51}
-    assert ablate.versus(v, far).startswith("+0.550: worse")
+    v = summarize_variant("post_ln", by_key, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref)
+    assert v.window == [1e-3] and v.at_edge  # 1e-3 is the sweep's lowest
+    near = {**by_key, rows[1].key: row("post_ln", 2e-3, 1, 2.47)}  # within 0.05 of bigram: "about" it, not below
+    assert summarize_variant("post_ln", near, (1e-3, 2e-3, 4e-3), 1e-3, 1, 3, ref).window == [1e-3]
+    assert (v.mean, v.min, v.max) == (2.05, 2.0, 2.1) and v.std == pytest.approx(0.05)
+    base = summary("baseline", mean=2.08, min=2.06, max=2.1, seed_losses=[2.06, 2.08, 2.1])
+    assert "tie" in versus(v, base)
+    far = summary("baseline", mean=1.5, min=1.49, max=1.51, seed_losses=[2.06, 2.08, 2.1])
+    assert versus(v, far).startswith("+0.550: worse")
     text = ablate.sensitivity(v, {"lrs": [1e-3, 2e-3, 4e-3]})
     assert "1 of the 3 learning rates (0.001)" in text and "diverged at 0.004" in text
 
@@ -159,17 +185,17 @@ def test_best_lr_spread_window_and_ties():
 def test_report_links_its_figures_states_the_command_and_keeps_the_record(ablation):
     root, args = ablation
     report = (root / "docs" / "ablations.md").read_text()
-    assert "python ablate.py" in report and "--data" in report and "--lrs" in report
+    assert "python -m experiments.ablate" in report and "--data" in report and "--lrs" in report
     assert "Hardware:" in report and "Wall time:" in report and "thread(s) each" in report
     for line in report.splitlines():
         if line.startswith("!["):
             target = line[line.index("(") + 1 : line.index(")")]
             assert (root / "docs" / target).exists(), target
-    assert report.count("**") >= 2 * len(ablate.VARIANTS)
+    assert report.count("**") >= 2 * len(VARIANTS)
     assert "### Testing an explanation" in report
     assert "| lr | post-LN, the recipe | post-LN, warmup 500 | baseline, the recipe | baseline, warmup 500 |" in report
     record = json.loads((root / "docs" / "ablations" / "text_results.json").read_text())
-    assert record["variants"].keys() == ablate.VARIANTS.keys()
+    assert record["variants"].keys() == VARIANTS.keys()
 
 
 def test_shipped_folders_are_the_best_runs_small_fp16_and_load_as_float32(ablation):
@@ -185,13 +211,13 @@ def test_shipped_folders_are_the_best_runs_small_fp16_and_load_as_float32(ablati
         assert json.loads((folder / "training.json").read_text())["lr"] == v["best_lr"]
         assert not (folder / "optimizer.safetensors").exists()
         assert {t.dtype for t in load_file(folder / "model.safetensors").values()} == {torch.float16}
-        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+        model = AutoModelForCausalLM.from_pretrained(folder)  # no code in the folder: the registered classes
         assert next(model.parameters()).dtype == torch.float32
-        original = ablate.load_model_folder(root / "out" / "text" / v["best_key"])[0]
+        original = load_model_folder(root / "out" / "text" / v["best_key"])[0]
         assert torch.allclose(model.transformer.wte.weight, original.transformer.wte.weight, atol=1e-3)
         assert "lm_head.weight" not in load_file(folder / "model.safetensors")  # the tied head is saved once
         assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
-        assert ablate.load_model_folder(folder)[0].config.tie_word_embeddings
+        assert load_model_folder(folder)[0].config.tie_word_embeddings
 
 
 def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(ablation, capsys):
@@ -215,7 +241,7 @@ def test_second_run_reuses_what_it_measured_and_remeasures_a_changed_folder(abla
     assert ablate.main([*args[:4], "--variants", "baseline", *TINY, *LRS]) == 0
     assert "2 trials: 1 measured before, 1 to measure again, 0 to train" in capsys.readouterr().err
     again = json.loads(cache_file.read_text())["baseline/lr0.008-seed1337"]
-    assert again["version"] == ablate.ROW_VERSION and again["wall_s"] == 123.0 and again["val_split"] > 0
+    assert again["version"] == ROW_VERSION and again["wall_s"] == 123.0 and again["val_split"] > 0
 
 
 def baseline_only(data, out, lr: str) -> list[str]:
@@ -324,19 +350,19 @@ def test_in_parallel_starts_nothing_new_after_a_failure(tmp_path):
     kept = []
     items = [("sleep", 0.5), ("fail", -1), ("touch", tmp_path / "a"), ("touch", tmp_path / "b")]
     with pytest.raises(ValueError, match="math domain error"):
-        ablate.in_parallel(call, items, 2, kept.append)
+        in_parallel(call, items, 2, kept.append)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # queued, never started
-    ablate.in_parallel(call, items[2:], 2, kept.append)
+    in_parallel(call, items[2:], 2, kept.append)
     assert (tmp_path / "a").exists() and (tmp_path / "b").exists() and kept == [None, None]
 
 
 def test_a_best_lr_at_the_edge_is_looked_beyond():
-    rows = {r["key"]: r for r in [row("baseline", lr, 1, v) for lr, v in ((1e-3, 2.3), (2e-3, 2.1), (4e-3, 2.0))]}
-    rows |= {r["key"]: r for r in [row("mlp_off", lr, 1, v) for lr, v in ((1e-3, 2.3), (2e-3, 2.1), (4e-3, 2.2))]}
-    rows |= {r["key"]: r for r in [row("residual_off", lr, 1, 3.35) for lr in (1e-3, 2e-3, 4e-3)]}
+    rows = {r.key: r for r in [row("baseline", lr, 1, v) for lr, v in ((1e-3, 2.3), (2e-3, 2.1), (4e-3, 2.0))]}
+    rows |= {r.key: r for r in [row("mlp_off", lr, 1, v) for lr, v in ((1e-3, 2.3), (2e-3, 2.1), (4e-3, 2.2))]}
+    rows |= {r.key: r for r in [row("residual_off", lr, 1, 3.35) for lr in (1e-3, 2e-3, 4e-3)]}
     swept = {"baseline": [1e-3, 2e-3, 4e-3], "mlp_off": [1e-3, 2e-3, 4e-3], "residual_off": [1e-3, 2e-3, 4e-3]}
-    beyond = ablate.edge_trials(rows, swept, 1)
-    assert beyond == [ablate.Trial("baseline", 8e-3, 1), ablate.Trial("residual_off", 5e-4, 1)]  # flat: look lower
+    beyond = edge_trials(rows, swept, 1)
+    assert beyond == [Trial("baseline", 8e-3, 1), Trial("residual_off", 5e-4, 1)]  # flat: look lower
     assert swept["baseline"] == [1e-3, 2e-3, 4e-3, 8e-3] and swept["mlp_off"] == [1e-3, 2e-3, 4e-3]
 
 
@@ -344,17 +370,17 @@ def test_a_collapse_is_described_by_what_was_measured():
     early = {"10": [1.0, 1.8, 0.5], "50": [1.0, 0.002, 0.1]}
     base_early = {"10": [1.0, 1.0, 0.5], "50": [1.0, 0.5, 0.1]}
     trials = [
-        row("residual_off", 4e-3, 1, 3.344) | {"input_dependence": 0.0004, "grad_norm_early": early},
-        row("baseline", 4e-3, 1, 1.85) | {"input_dependence": 1.6, "grad_norm_early": base_early},
+        row("residual_off", 4e-3, 1, 3.344, input_dependence=0.0004, grad_norm_early=early),
+        row("baseline", 4e-3, 1, 1.85, input_dependence=1.6, grad_norm_early=base_early),
     ]
-    result = {"trials": trials, "base_seed": 1, "reference": {"unigram": 3.347, "bigram": 2.486}}
-    v = {"variant": "residual_off", "sweep": [{"lr": 4e-3, "val_split": 3.344, "diverged": None}]}
+    result = study(trials=trials, base_seed=1, reference={"unigram": 3.347, "bigram": 2.486})
+    v = summary("residual_off", sweep=[SweepPoint(4e-3, 3.344, None)])
     text = ablate.collapse_evidence(v, result)
     assert "At 0.004 it ended at the unigram level, with an input dependence of 0.000 nats" in text
     assert "(the baseline at those rates: 1.600)" in text
     assert "1.800 vs 1.000 at step 10, 0.002 vs 0.500 at step 50" in text
-    assert ablate.collapse_evidence({"variant": "baseline", "sweep": v["sweep"]}, result) is None
-    trained = {"variant": "mlp_off", "sweep": [{"lr": 4e-3, "val_split": 2.2, "diverged": None}]}
+    assert ablate.collapse_evidence(summary("baseline", sweep=v.sweep), result) is None
+    trained = summary("mlp_off", sweep=[SweepPoint(4e-3, 2.2, None)])
     assert ablate.collapse_evidence(trained, result) is None  # it did not collapse: nothing to explain
 
 
@@ -364,51 +390,52 @@ def test_quick_mode_is_small_goes_to_its_own_folder_and_flags_still_win():
     assert quick.out == "runs/ablations-quick"
     assert ablate.parse_args(["--quick", "--steps", "10"]).steps == 10
     plain = ablate.parse_args([])
-    assert plain.steps == ablate.TrainSettings().steps and plain.out == "runs/ablations" and plain.n_embd is None
+    assert plain.steps == TrainSettings().steps and plain.out == "runs/ablations" and plain.n_embd is None
 
 
 def test_a_follow_up_says_whether_the_change_lets_the_variant_train_and_how_that_compares():
     ref = {"unigram": 3.347, "bigram": 2.486}
     trials = [
         row("post_ln", 4e-3, 1, 3.346),
-        row("post_ln", 4e-3, 1, 1.878) | {"changes": {"warmup": 500}},
+        row("post_ln", 4e-3, 1, 1.878, changes=(("warmup", 500),)),
         row("baseline", 4e-3, 1, 1.835),
-        row("baseline", 4e-3, 1, 1.80) | {"changes": {"warmup": 500}},
+        row("baseline", 4e-3, 1, 1.80, changes=(("warmup", 500),)),
     ]
-    variants = {"post_ln": {"mean": 2.13, "min": 2.09, "max": 2.17}}
-    result = {"trials": trials, "base_seed": 1, "reference": ref, "variants": variants}
+    variants = {"post_ln": summary("post_ln", mean=2.13, min=2.09, max=2.17)}
+    result = study(trials=trials, base_seed=1, reference=ref, variants=variants)
     lines = "\n".join(ablate.follow_up_section(result))
     assert "| 0.004 | 3.346 (unigram level) | 1.878 | 1.835 | 1.800 |" in lines
     assert "With warmup 500, post-LN trains at 0.004; its best there, 1.878 at lr 0.004, is below the range" in lines
     assert "and above the baseline's with the same change at that rate (1.800; one seed each)." in lines
-    trials[1]["val_split"] = 3.35
+    trials[1].val_split = 3.35
     assert "still does not train at 0.004" in "\n".join(ablate.follow_up_section(result))
 
 
 def test_the_lineage_is_named_by_its_presets_and_reuses_the_variants_with_the_same_config(tmp_path):
     from configuration_gpt2mini import PRESETS
 
-    assert ablate.LINEAGE == [
+    assert LINEAGE == [
         "transformer-2017",
         "post_ln",
         "baseline",
         "llama",
     ]  # GPT-1 is post-LN, GPT-2 the baseline
-    assert ablate.parse_list("lineage", ablate.NAMED, "variant") == ablate.LINEAGE
-    assert ablate.parse_list("all", ablate.NAMED, "variant") == list(ablate.VARIANTS)  # all: the ablations
-    s = ablate.trial_settings(ablate.TrainSettings(), ablate.Trial("llama", 1e-3, 1337), tmp_path / "llama")
+    assert parse_list("lineage", NAMED, "variant") == LINEAGE
+    assert parse_list("all", NAMED, "variant") == list(VARIANTS)  # all: the ablations
+    s = trial_settings(TrainSettings(), Trial("llama", 1e-3, 1337), tmp_path / "llama")
     assert s.switches == PRESETS["llama"] and s.lr == 1e-3
-    with pytest.raises(ablate.UsageError, match="unknown variant gpt3; .* llama, all or lineage"):
-        ablate.parse_list("gpt3", ablate.NAMED, "variant")
+    with pytest.raises(UsageError, match="unknown variant gpt3; .* llama, all or lineage"):
+        parse_list("gpt3", NAMED, "variant")
 
 
 def test_a_trial_recorded_before_a_settings_field_existed_is_still_reused(tmp_path):
     # `tokenizer` came after these rows were written: the run used its default, "char", so the row still holds
-    base = ablate.TrainSettings(corpus="shakespeare")
-    t = ablate.Trial("baseline", 2e-3, 1337)
-    s = ablate.trial_settings(base, t, t.folder(tmp_path))
-    old = {k: v for k, v in ablate.recipe_of(s).items() if k not in ("tokenizer", "vocab_size")}
-    row = {"key": t.key, "recipe": old, "state": ablate.folder_state(t.folder(tmp_path)), "version": ablate.ROW_VERSION}
-    assert ablate.cached_row({t.key: row}, t, s, t.folder(tmp_path)) == row
-    row["recipe"] = old | {"tokenizer": "bpe"}  # recorded, and different: trained again
-    assert ablate.cached_row({t.key: row}, t, s, t.folder(tmp_path)) is None
+    base = TrainSettings(corpus="shakespeare")
+    t = Trial("baseline", 2e-3, 1337)
+    s = trial_settings(base, t, t.folder(tmp_path))
+    old = {k: v for k, v in recipe_of(s).items() if k not in ("tokenizer", "vocab_size")}
+    recorded = row("baseline", 2e-3, 1337, None, recipe=old, state=folder_state(t.folder(tmp_path)), parameters=None)
+    cache = {t.key: recorded.to_json()}  # as trials.json holds it
+    assert cached_row(cache, t, s, t.folder(tmp_path)) == recorded
+    cache[t.key]["recipe"] = old | {"tokenizer": "bpe"}  # recorded, and different: trained again
+    assert cached_row(cache, t, s, t.folder(tmp_path)) is None

@@ -637,7 +637,7 @@ def test_the_lineage_presets_run_in_every_tab_with_their_names(tmp_path):
     lab = tiny_lab()
     tok = lab.get("shakespeare", "baseline").tokenizer
     for i, name in enumerate(("transformer-2017", "llama")):
-        lab.groups["shakespeare"][name] = Entry(name, tiny_model(tok, seed=9 + i, **PRESETS[name]), tok)
+        lab.add("shakespeare", Entry(name, tiny_model(tok, seed=9 + i, **PRESETS[name]), tok))  # and registered
     names = ["baseline", "transformer-2017", "llama"]
     *_, last = generate_panes(lab, "shakespeare", names, "ROMEO:", 0.8, 40, 0.95, 20, 1.0, 0, "ja")
     assert "Llama のレシピ" in last[3] and "2017 年の Transformer" in last[2]  # its name, in the page's language

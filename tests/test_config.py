@@ -48,7 +48,7 @@ def test_json_round_trip(tmp_path):
     c.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "gpt2mini"
-    assert saved["auto_map"]["AutoConfig"] == "configuration_gpt2mini.GPT2MiniConfig"
+    assert "auto_map" not in saved  # no code goes with a saved config (publishing adds both to its repository)
     back = GPT2MiniConfig.from_pretrained(tmp_path)
     assert back.to_dict() == c.to_dict()
     assert back.ablations == {"use_residual": False, "ln_style": "post", "tie_word_embeddings": False}
@@ -64,17 +64,31 @@ def test_invalid_config_file_is_rejected(tmp_path):
 
 
 def test_auto_config_registration(tmp_path):
-    import modeling_gpt2mini  # noqa: F401  (registers the Auto classes)
+    import gpt2mini  # noqa: F401  (registers the Auto classes)
 
     assert isinstance(AutoConfig.for_model("gpt2mini"), GPT2MiniConfig)
     GPT2MiniConfig(n_layer=2).save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert type(loaded) is GPT2MiniConfig and loaded.n_layer == 2
+    gpt2mini.register_auto_classes()  # a second registration is no error
+    assert type(AutoConfig.from_pretrained(tmp_path)) is GPT2MiniConfig
+
+
+def test_an_auto_map_is_kept_only_with_the_code_it_names(tmp_path, monkeypatch):
+    old = {"AutoConfig": "configuration_gpt2mini.GPT2MiniConfig"}  # as a folder saved up to commit 17ae234 has it
+    assert not hasattr(GPT2MiniConfig.from_dict(GPT2MiniConfig().to_dict() | {"auto_map": old}), "auto_map")
+    # registered for an Auto class (as transformers does when it runs this file as remote code), the class keeps it,
+    # and save_pretrained writes the code beside it: transformers' convention for sharing custom code
+    monkeypatch.setattr(GPT2MiniConfig, "_auto_class", "AutoConfig")
+    assert GPT2MiniConfig.from_dict(GPT2MiniConfig().to_dict() | {"auto_map": old}).auto_map == old
+    GPT2MiniConfig().save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == old
+    assert (tmp_path / "configuration_gpt2mini.py").exists()
 
 
 def test_the_registry_of_switches_is_the_one_source():
     from configuration_gpt2mini import BASELINE, SWITCHES, choices, gpt2_value, switch_fields, variant_label, variants
-    from experiments import ablate
+    from gpt2mini.study.variants import VARIANTS
 
     names = [s.variant for s in SWITCHES]
     assert len(set(names)) == len(names) and BASELINE not in names
@@ -82,11 +96,11 @@ def test_the_registry_of_switches_is_the_one_source():
         assert s.value != gpt2_value(s.field) and s.value in choices(s.field)  # each switch changes something
         assert GPT2MiniConfig(**{s.field: s.value}).ablations == {s.field: s.value}
         assert s.label and s.meaning and variant_label(s.variant) == s.label
-    # everything downstream is generated from it: train.py's flags, ablate's variants, the lab's order
+    # everything downstream is generated from it: train.py's flags, the studies' variants, the lab's order
     flags = {a.dest for a in build_parser()._actions}
     assert {s.flag for s in SWITCHES} <= flags
     ablations = [s.variant for s in SWITCHES if s.kind == "ablation"]
-    assert list(ablate.VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(ORDER)[: len(ablations) + 1]
+    assert list(VARIANTS) == [BASELINE, *ablations] == list(variants()) == list(ORDER)[: len(ablations) + 1]
     assert list(ORDER)[len(ablations) + 1 :] == ["transformer-2017", "llama"]
     assert list(variants(("ablation", "lineage"))) == [BASELINE, *names] and {s.kind for s in SWITCHES} == {
         "ablation",

@@ -68,7 +68,8 @@ def test_the_story_speaks_japanese_from_the_same_records():
         text == "各サブレイヤーの出力を入力に足さず、出力で入力を置き換える。検証損失 3.347（学習率 0.004 で学習）、"
         "ユニグラム水準（3.347）にあたる：文字の頻度だけを学び、それ以上は学んでいない。"
     )
-    sweep = {"reference": REF, "variants": {"residual_off": {"window": []}, "baseline": {"window": [0.001, 0.002]}}}
+    windows = {"residual_off": SimpleNamespace(window=[]), "baseline": SimpleNamespace(window=[0.001, 0.002])}
+    sweep = SimpleNamespace(reference=REF, variants=windows)  # what tips reads of a records.SweepSummary
     said = lab_story.tips(entries, sweep, ja)
     assert set(said) == set(lab_story.tips(entries, sweep))  # the same tabs in either language
     assert "残差接続なし（該当なし）、ベースライン（0.001, 0.002）" in said["training"]

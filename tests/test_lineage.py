@@ -1,5 +1,5 @@
-"""lineage.py on a tiny budget: the lineage on ablate.py's trials, BPE at equal compute in bits per character, the
-speed table, the report, shipping, bad input."""
+"""experiments/lineage.py on a tiny budget: the lineage on experiments.ablate's trials, BPE at equal compute in bits per
+character, the speed table, the report, shipping, bad input."""
 
 import json
 
@@ -8,6 +8,9 @@ import torch
 
 from conftest import ROOT
 from experiments import ablate, lineage
+from gpt2mini.report.records import SWEEP_KEYS, StudyResult, VariantSummary
+from gpt2mini.study.ship import write_sweep_summary
+from gpt2mini.study.variants import LINEAGE, NAMED
 from gpt2mini.training.evaluation import bits_per_char, split_loss
 
 TINY = ["--steps", "6", "--eval_interval", "3", "--eval_iters", "1", "--n_layer", "1", "--n_head", "2"]
@@ -22,7 +25,7 @@ def run(tmp_path_factory):
     data = root / "text.txt"
     data.write_text((ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:6000], encoding="utf-8")
     where = ["--data", str(data), "--out", str(root / "out")]
-    # ablate.py first: the lineage's GPT-1 and GPT-2 are its post-LN and baseline trials
+    # experiments.ablate first: the lineage's GPT-1 and GPT-2 are its post-LN and baseline trials
     ablate_args = [*where, "--variants", "baseline,post_ln", *TINY, *SWEEP, "--ship", str(root / "models")]
     assert ablate.main(ablate_args) == 0
     args = [*where, "--report", str(root / "docs" / "lineage.md"), "--ship", str(root / "models"), *TINY, *SWEEP]
@@ -35,7 +38,7 @@ def test_the_lineage_reuses_ablates_trials_and_leaves_its_results_alone(run, cap
     out = root / "out" / "text"
     assert json.loads((out / "results.json").read_text())["variants"].keys() == {"baseline", "post_ln"}
     result = json.loads((out / "lineage" / "results.json").read_text())
-    assert list(result["variants"]) == ablate.LINEAGE
+    assert list(result["variants"]) == LINEAGE
     assert [v["label"] for v in result["variants"].values()] == ["2017 Transformer", "GPT-1", "GPT-2", "Llama's recipe"]
     assert lineage.main([*args, *BPE]) == 0  # again: everything is reused
     err = capsys.readouterr().err
@@ -104,7 +107,7 @@ def test_bits_per_character_in_the_report_are_the_models_loss_over_the_held_out_
 def test_report_states_the_command_links_its_figures_and_times_every_design(run):
     root, _ = run
     report = (root / "docs" / "lineage.md").read_text()
-    assert "python lineage.py" in report and "--vocabs 300,400" in report
+    assert "python -m experiments.lineage" in report and "--vocabs 300,400" in report
     for line in report.splitlines():
         if line.startswith("!["):
             assert (root / "docs" / line[line.index("(") + 1 : line.index(")")]).exists(), line
@@ -119,7 +122,7 @@ def test_speed_times_every_design_against_gpt2_in_the_same_rounds():
     sp = lineage.speed(base, vocab=40, rounds=2, steps=1)
     for what in ("train", "decode"):
         assert sp[f"{what} baseline"]["x GPT-2"] == 1.0
-        assert all(sp[f"{what} {n}"]["median"] > 0 for n in ablate.LINEAGE)
+        assert all(sp[f"{what} {n}"]["median"] > 0 for n in LINEAGE)
 
 
 def test_shipped_presets_load_and_the_lab_sweep_keeps_the_ablations(run):
@@ -127,23 +130,28 @@ def test_shipped_presets_load_and_the_lab_sweep_keeps_the_ablations(run):
 
     root, _ = run
     sweep = json.loads((root / "models" / "text" / "sweep.json").read_text())
-    assert set(sweep["variants"]) == {*ablate.LINEAGE}  # ablate.py's two, then the lineage's four, one protocol
-    assert "lineage.py" in sweep["variants"]["llama"]["command"]
+    assert set(sweep["variants"]) == {*LINEAGE}  # experiments.ablate's two, then the lineage's four, one protocol
+    assert sweep["variants"]["llama"]["command"].startswith("python -m experiments.lineage ")
     for name in lineage.SHIPPED:
-        model = AutoModelForCausalLM.from_pretrained(root / "models" / "text" / name, trust_remote_code=True)
-        assert model.config.ablations == ablate.NAMED[name]
+        model = AutoModelForCausalLM.from_pretrained(root / "models" / "text" / name)  # the registered classes
+        assert model.config.ablations == NAMED[name]
 
 
 def test_a_sweep_under_another_protocol_replaces_the_lab_summary(tmp_path):
-    result = {"corpus": "x", "lrs": [1e-3], "seeds": 1, "base_seed": 1, "steps": 5, "reference": {}, "command": "c"}
-    result |= {"recipe": {"batch_size": 4}, "extend": 2}
-    v = {k: None for k in ablate.SWEEP_KEYS}
-    ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"variants": {"baseline": v}})
-    ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"variants": {"llama": v}})
+    protocol = dict(corpus="x", prompt="", hardware="", wall_s=0.0, jobs=1, lrs=[1e-3], seeds=1, extend=2)
+    protocol |= dict(base_seed=1, steps=5, recipe={"batch_size": 4}, command="c", reference={}, trials=[])
+    blank = {k: None for k in SWEEP_KEYS} | {"best_key": None, "parameters": None}
+    v = {n: VariantSummary(variant=n, **blank) for n in ("baseline", "llama")}
+
+    def result(name, **other):
+        return StudyResult(**(protocol | other), variants={name: v[name]})
+
+    write_sweep_summary(tmp_path / "sweep.json", result("baseline"))
+    write_sweep_summary(tmp_path / "sweep.json", result("llama"))
     assert list(json.loads((tmp_path / "sweep.json").read_text())["variants"]) == ["baseline", "llama"]
     for other in ({"steps": 6}, {"recipe": {"batch_size": 8}}, {"extend": 0}):
-        ablate.write_sweep_summary(tmp_path / "sweep.json", result | {"variants": {"baseline": v}})
-        ablate.write_sweep_summary(tmp_path / "sweep.json", result | other | {"variants": {"llama": v}})
+        write_sweep_summary(tmp_path / "sweep.json", result("baseline"))
+        write_sweep_summary(tmp_path / "sweep.json", result("llama", **other))
         assert list(json.loads((tmp_path / "sweep.json").read_text())["variants"]) == ["llama"], other
 
 

@@ -1,4 +1,4 @@
-"""scripts/recipes.py, which writes docs/training.md's recipe tables: a run is reused only when it is the same
+"""experiments/recipes.py, which writes docs/training.md's recipe tables: a run is reused only when it is the same
 recipe, and the tables land between their markers, nothing else on the page changes."""
 
 import json
@@ -46,4 +46,4 @@ def test_the_page_has_its_tables_filled():
     text = (ROOT / "docs" / "training.md").read_text()
     for name in ("default", "short"):
         block = text.split(f"<!-- recipes:{name} -->")[1].split(f"<!-- /recipes:{name} -->")[0]
-        assert "| recipe |" in block and "python scripts/recipes.py" in block, name
+        assert "| recipe |" in block and "python -m experiments.recipes" in block, name

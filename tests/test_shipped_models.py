@@ -1,5 +1,6 @@
-"""The models shipped in models/ are what their names say: they load the Hugging Face way as float32, carry the
-switches their names claim, are small, and rank as they should on held-out text."""
+"""The models shipped in models/ are what their names say: they load the Hugging Face way as float32 (through the
+classes `gpt2mini` registers: a model folder holds no code, so a model edit re-ships nothing), carry the switches
+their names claim, are small, and rank as they should on held-out text."""
 
 import json
 from pathlib import Path
@@ -15,6 +16,8 @@ from experiments import (
     lineage,
 )
 from gpt2mini.corpus import load_corpus, train_val_split
+from gpt2mini.report.records import SWEEP_KEYS
+from gpt2mini.study.variants import LINEAGE, NAMED
 from gpt2mini.tokenizer import encode
 from gpt2mini.training.settings import TrainSettings
 
@@ -40,7 +43,7 @@ def shipped(request):
 
     corpus = request.param
     models = {
-        name: AutoModelForCausalLM.from_pretrained(MODELS / corpus / name, trust_remote_code=True).eval()
+        name: AutoModelForCausalLM.from_pretrained(MODELS / corpus / name).eval()  # the registered classes
         for name in SHIPPED
     }
     tokenizer = AutoTokenizer.from_pretrained(MODELS / corpus / "baseline")
@@ -59,7 +62,7 @@ def test_loads_as_float32_from_fp16_files(shipped):
 def test_switches_match_the_names(shipped):
     corpus, models, _ = shipped
     for name, model in models.items():
-        expected = ablate.NAMED[name]
+        expected = NAMED[name]
         assert model.config.ablations == expected, name
         assert model.config.n_positions == 256 and model.config.n_layer == 4 and model.config.n_embd == 128
         state = json.loads((MODELS / corpus / name / "metrics.jsonl").read_text().splitlines()[-1])
@@ -82,17 +85,6 @@ def test_baseline_beats_residual_off_and_attention_off_on_held_out_text(shipped)
         assert losses[name] < (2.5 if corpus == "shakespeare" else 5.0), losses
 
 
-def test_shipped_code_is_the_current_model_code():
-    # from_pretrained(trust_remote_code=True) runs the copies next to the weights: they must be today's files.
-    # After changing a model file, re-ship (reuses runs/ablations):
-    #   python ablate.py --corpus shakespeare,wagahai --report docs/ablations.md --ship models
-    for corpus in CORPORA:
-        for name in SHIPPED:
-            for code in ("modeling_gpt2mini.py", "configuration_gpt2mini.py"):
-                shipped = (MODELS / corpus / name / code).read_bytes()
-                assert shipped == (ROOT / code).read_bytes(), f"models/{corpus}/{name}/{code} is out of date"
-
-
 RECORDS = sorted((ROOT / "docs" / "ablations").glob("*_results.json"))
 
 
@@ -113,7 +105,7 @@ def test_shipped_models_are_each_variants_best_run_and_the_lab_gets_the_sweep(re
         assert training["seed"] == r["base_seed"]
     sweep = json.loads((MODELS / corpus / "sweep.json").read_text())
     for n, v in r["variants"].items():
-        assert {k: sweep["variants"][n][k] for k in ablate.SWEEP_KEYS} == {k: v[k] for k in ablate.SWEEP_KEYS}
+        assert {k: sweep["variants"][n][k] for k in SWEEP_KEYS} == {k: v[k] for k in SWEEP_KEYS}
     assert len(r["lrs"]) >= 5 and r["seeds"] >= 3 and list(r["variants"]) == list(variants())
 
 
@@ -125,8 +117,8 @@ def test_shipped_presets_are_the_lineages_best_runs(corpus):
         v = r["variants"][name]
         training = json.loads((MODELS / corpus / name / "training.json").read_text())
         assert training["trial"] == v["best_key"] and training["lr"] == v["best_lr"], name
-        assert {k: sweep["variants"][name][k] for k in ablate.SWEEP_KEYS} == {k: v[k] for k in ablate.SWEEP_KEYS}
-    assert len(r["lrs"]) >= 5 and r["seeds"] >= 3 and list(r["variants"]) == ablate.LINEAGE
+        assert {k: sweep["variants"][name][k] for k in SWEEP_KEYS} == {k: v[k] for k in SWEEP_KEYS}
+    assert len(r["lrs"]) >= 5 and r["seeds"] >= 3 and list(r["variants"]) == LINEAGE
 
 
 def test_the_published_figures_reproduce_with_todays_code():

@@ -2,6 +2,7 @@
 loaded and checked once (`Entry`), with their training records, the sweep and the scaling results beside them.
 """
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from gpt2mini.lab.clients import Refused, shown
 from gpt2mini.lab.limits import GENERATING_AT_ONCE
 from gpt2mini.lab.story import tips
 from gpt2mini.paths import MODELS_DIR
+from gpt2mini.report.records import RecordError, ScalingSummary, SweepSummary
 from gpt2mini.report.yardsticks import reference_losses
 from gpt2mini.serving.pool import StreamServer
 from gpt2mini.serving.process import ProcessServer
@@ -36,6 +38,9 @@ def as_list(value, what: str) -> list:
     return list(value)
 
 
+ENTRY_NUMBERS = itertools.count(1)  # what makes each entry's `served_as` its own
+
+
 @dataclass
 class Entry:
     """One loaded model."""
@@ -45,6 +50,12 @@ class Entry:
     tokenizer: object
     metrics: list = field(default_factory=list)
     training: dict = field(default_factory=dict)  # training.json: the learning rate and seed it was trained with
+    # the name a lab's server knows its model by ("baseline#3"; `Lab.register`): its own, whichever groups and labs
+    # hold the entry (a variant's name is only its group's)
+    served_as: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.served_as = f"{self.name}#{next(ENTRY_NUMBERS)}"
 
     @property
     def label(self) -> str:
@@ -61,22 +72,45 @@ class Lab:
     """The models the app serves, grouped by the corpus they were trained on."""
 
     groups: dict[str, dict[str, Entry]]
-    sweeps: dict[str, dict] = field(default_factory=dict)  # models/<corpus>/sweep.json: ablate.py's lr sweep
+    # models/<corpus>/sweep.json: experiments.ablate's lr sweep
+    sweeps: dict[str, SweepSummary] = field(default_factory=dict)
     passages: dict[str, str] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
-    # every generation's stream, batched per model: in this process, or a process of its own (app.py --decoding)
+    # every generation's stream, batched per model: in this process, or a process of its own (app.py --decoding);
+    # each model registered with it once (`register`), each request naming it by its entry's `served_as`
     server: StreamServer | ProcessServer = field(default_factory=StreamServer)
     generating: int = GENERATING_AT_ONCE  # generation events that run at once (app.py --generating)
-    scaling: dict[str, dict] = field(default_factory=dict)  # {corpus: load_scaling's}: scaling.py's grid and sizes
+    # {corpus: load_scaling's}: experiments.scaling's grid and sizes
+    scaling: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.register(self.entries())
+
+    def decode_with(self, server: StreamServer | ProcessServer) -> None:
+        """Stream every generation from `server` from now on (app.py's `--decoding process` gives a ProcessServer),
+        its models registered with it now, before any request uses them."""
+        self.server = server
+        self.register(self.entries())
+
+    def register(self, entries: list[Entry]) -> None:
+        """Register each entry's model with the server under its `served_as`. Once: the lab never changes a model it
+        serves (the Knockout tab steps a private copy on its own thread); a model changed other than in place would
+        be registered again (gpt2mini/serving/registry.py's rules)."""
+        for entry in {e.served_as: e for e in entries}.values():  # an entry in two groups is registered once
+            self.server.register(entry.served_as, entry.model)
+
+    def add(self, corpus: str, entry: Entry) -> None:
+        """Serve one more model, in `corpus`'s group (made if need be), registered now."""
+        self.groups.setdefault(corpus, {})[entry.name] = entry
+        self.register([entry])
 
     def corpora(self) -> list[str]:
         return list(self.groups)
 
-    def models(self) -> list:
+    def entries(self) -> list[Entry]:
         """Every model the lab may decode: each group's and each scaling grid's."""
         entries = [e for group in self.groups.values() for e in group.values()]
-        entries += [e for grid in self.scaling.values() for e in grid["entries"].values()]
-        return [e.model for e in entries]
+        return entries + [e for grid in self.scaling.values() for e in grid["entries"].values()]
 
     def group(self, corpus) -> dict[str, Entry]:
         """The models trained on `corpus`, or a gr.Error listing the groups there are."""
@@ -93,7 +127,8 @@ class Lab:
 
     def reference(self, corpus: str) -> dict:
         """The corpus's yardsticks (unigram and bigram validation loss, from its sweep.json), or {} without one."""
-        return self.sweeps.get(corpus, {}).get("reference", {})
+        sweep = self.sweeps.get(corpus)
+        return sweep.reference if sweep else {}
 
     def tips(self, corpus: str, say: Words = ENGLISH) -> dict[str, str]:
         """Each tab's "what to try" for a corpus, from its models' records and its sweep."""
@@ -186,7 +221,7 @@ def load_lab(models_dir: str | Path = MODELS_DIR, extra: list[str] = ()) -> Lab:
 
     hf_logging.disable_progress_bar()
     groups: dict[str, dict[str, Entry]] = {}
-    sweeps: dict[str, dict] = {}
+    sweeps: dict[str, SweepSummary] = {}
     scaling: dict[str, dict] = {}
     models_dir = Path(models_dir)
     if models_dir.is_dir():
@@ -198,7 +233,7 @@ def load_lab(models_dir: str | Path = MODELS_DIR, extra: list[str] = ()) -> Lab:
             if names:
                 groups[corpus_dir.name] = {n: load_entry(n, str(corpus_dir / n)) for n in names}
             if names and (corpus_dir / "sweep.json").exists():
-                sweeps[corpus_dir.name] = read_json(corpus_dir / "sweep.json")
+                sweeps[corpus_dir.name] = read_summary(corpus_dir / "sweep.json", SweepSummary)
             if names and (found := load_scaling(corpus_dir / "scaling")):
                 scaling[corpus_dir.name] = found
     if extra:
@@ -211,15 +246,26 @@ def load_lab(models_dir: str | Path = MODELS_DIR, extra: list[str] = ()) -> Lab:
         groups["your models"] = group
     if not groups:
         raise UsageError(
-            f"no models found in {models_dir}: train some with `python ablate.py --ship {models_dir}` or pass --model"
+            f"no models found in {models_dir}: train some with `python -m experiments.ablate --ship {models_dir}` or "
+            "pass --model"
         )
     return Lab(groups, sweeps, scaling=scaling)
 
 
 def load_scaling(folder: Path) -> dict | None:
-    """models/<corpus>/scaling/: scaling.py's summary (scaling.json) and the sizes shipped beside it, or None."""
+    """models/<corpus>/scaling/: experiments.scaling's summary (scaling.json, a records.ScalingSummary) and the sizes
+    shipped beside it, or None."""
     if not (folder / "scaling.json").exists():
         return None
-    summary = read_json(folder / "scaling.json")
-    names = [p["name"] for p in summary.get("sizes", []) if (folder / p["name"] / "config.json").exists()]
+    summary = read_summary(folder / "scaling.json", ScalingSummary)
+    names = [p.name for p in summary.sizes if (folder / p.name / "config.json").exists()]
     return {"summary": summary, "entries": {n: load_entry(n, str(folder / n)) for n in names}}
+
+
+def read_summary(path: Path, record: type):
+    """A study's summary the lab shows (sweep.json, scaling.json), read as its record; a file that is not one is a
+    UsageError naming it."""
+    try:
+        return record.from_json(read_json(path))
+    except RecordError as e:
+        raise UsageError(f"{path}: {e}") from None

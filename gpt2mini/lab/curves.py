@@ -16,6 +16,7 @@ from gpt2mini.report.figures import (
     si,
     training_figure,
 )
+from gpt2mini.report.records import ScalingSummary, SweepSummary, command_line, current_command
 from gpt2mini.words import ENGLISH, Words
 
 
@@ -39,42 +40,42 @@ def sweep_columns(say: Words = ENGLISH) -> list[str]:
     return [say(f"sweep.{key}") for key in ("variant", "best_lr", "mean", "range", "window")]
 
 
-def sweep_table(sweep: dict, say: Words = ENGLISH) -> pd.DataFrame:
+def sweep_table(sweep: SweepSummary, say: Words = ENGLISH) -> pd.DataFrame:
     """Each variant at its own best learning rate: the mean and range over seeds, and the learning rates at which it
     ends clearly below the bigram level (the stability window)."""
     rows = []
-    for name, v in sweep["variants"].items():
-        spread = f"{v['min']:.3f} – {v['max']:.3f}" if v.get("min") is not None else "–"
+    for name, v in sweep.variants.items():
+        spread = f"{v.min:.3f} – {v.max:.3f}" if v.min is not None else "–"
         rows.append(
             [
                 say.variant(name),
-                f"{v['best_lr']:g}" if v["best_lr"] is not None else say("sweep.diverged"),
-                f"{v['mean']:.3f}" if v["mean"] is not None else "–",
+                f"{v.best_lr:g}" if v.best_lr is not None else say("sweep.diverged"),
+                f"{v.mean:.3f}" if v.mean is not None else "–",
                 spread,
-                ", ".join(f"{lr:g}" for lr in v["window"]) or say("sweep.none"),
+                ", ".join(f"{lr:g}" for lr in v.window) or say("sweep.none"),
             ]
         )
     for key in ("unigram", "bigram"):
-        rows.append([say(f"sweep.{key}"), "–", f"{sweep['reference'][key]:.3f}", "–", "–"])
+        rows.append([say(f"sweep.{key}"), "–", f"{sweep.reference[key]:.3f}", "–", "–"])
     return pd.DataFrame(rows, columns=sweep_columns(say))
 
 
-def frontier_span(summary: dict, size: str) -> tuple[float, float] | None:
+def frontier_span(summary: ScalingSummary, size: str) -> tuple[float, float] | None:
     """The compute budgets (lowest, highest) at which a size reached the lowest loss of the grid against at least one
     other size, or None."""
-    budgets = [f["flops"] for f in summary.get("frontier", []) if f["size"] == size and f["competitors"] > 1]
+    budgets = [f.flops for f in summary.frontier if f.size == size and f.competitors > 1]
     return (min(budgets), max(budgets)) if budgets else None
 
 
 def size_choices(found: dict, say: Words = ENGLISH) -> list[tuple[str, str]]:
     """(label, size) for each shipped size: its parameters, its loss and where it lies on the frontier."""
     summary, out = found["summary"], []
-    for p in summary["sizes"]:
-        if p["name"] not in found["entries"]:
+    for p in summary.sizes:
+        if p.name not in found["entries"]:
             continue
-        span = frontier_span(summary, p["name"])
+        span = frontier_span(summary, p.name)
         where = say("scaling.on_frontier", low=si(span[0]), high=si(span[1])) if span else say("scaling.off_frontier")
-        out.append((f"{p['name']} · N {si(p['non_embedding'])} · val {p['loss']:.3f} · {where}", p["name"]))
+        out.append((f"{p.name} · N {si(p.non_embedding)} · val {p.loss:.3f} · {where}", p.name))
     return out
 
 
@@ -84,12 +85,9 @@ def frontier_columns(say: Words = ENGLISH) -> list[str]:
 
 def frontier_table(found: dict | None, say: Words = ENGLISH) -> pd.DataFrame:
     """The frontier, one row per budget where the best size changes (and the first and last budgets)."""
-    front = found["summary"].get("frontier", []) if found else []
-    kept = [f for i, f in enumerate(front) if i in (0, len(front) - 1) or f["size"] != front[i - 1]["size"]]
-    rows = [
-        [si(f["flops"]), f"{f['loss']:.3f}", f["size"], si(f["non_embedding"]), f"{f['tokens_per_parameter']:g}"]
-        for f in kept
-    ]
+    front = found["summary"].frontier if found else []
+    kept = [f for i, f in enumerate(front) if i in (0, len(front) - 1) or f.size != front[i - 1].size]
+    rows = [[si(f.flops), f"{f.loss:.3f}", f.size, si(f.non_embedding), f"{f.tokens_per_parameter:g}"] for f in kept]
     return pd.DataFrame(rows, columns=frontier_columns(say))
 
 
@@ -100,7 +98,8 @@ def scaling_words(lab: Lab, corpus, say: Words = ENGLISH) -> tuple:
     if not found:
         return say("scaling.missing", corpus=corpus), frontier_table(None, say), []
     summary = found["summary"]
-    note = say("scaling.about", command=summary.get("command") or "python scaling.py", trials=summary["trials"])
+    command = current_command(summary.command) or command_line("experiments.scaling", [])
+    note = say("scaling.about", command=command, trials=summary.trials)
     return note, frontier_table(found, say), size_choices(found, say)
 
 

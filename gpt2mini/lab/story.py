@@ -1,7 +1,8 @@
 """The lab's words: what each variant is, what its loss means, where side-by-side panes depart from the reference
-and why some agree. Every number comes from the models' own records (training.json, written by `ablate.py --ship`)
-and the sweep's yardsticks (sweep.json); nothing here is typed in by hand. Each function that words something takes
-`say` (words.Words: English unless told), so the lab speaks English or Japanese from one table.
+and why some agree. Every number comes from the models' own records (training.json, written by
+`experiments.ablate --ship`) and the sweep's yardsticks (sweep.json); nothing here is typed in by hand. Each function
+that words something takes `say` (gpt2mini.words.Words: English unless told), so the lab speaks English or Japanese
+from one table.
 
     caption("post_ln", {"val_split": 2.092, "lr": 0.001}, {"unigram": 3.347, "bigram": 2.486})
     departures(["abcd", "abxd", "abcd"], reference=0)   # [None, 2, None]: pane 1 departs at index 2 (character 3)
@@ -91,7 +92,7 @@ def why_alike(trainings: list[dict], reference: dict, say: Words = ENGLISH) -> s
 def side_by_side_story(
     entries: list, texts: list[str], reference: dict, say: Words = ENGLISH, ref: int | None = None
 ) -> list[str]:
-    """Status lines for the side-by-side panes (`entries`: app.Entry, or anything with name, ablations and
+    """Status lines for the side-by-side panes (`entries`: catalog.Entry, or anything with name, ablations and
     training): where each departs from the reference pane (`ref`, default `reference_pane(entries)`), which agree."""
     if len(texts) < 2 or not all(texts):
         return []
@@ -125,12 +126,12 @@ def standing(entry, baseline_loss: float | None, reference: dict, say: Words = E
     return say("standing", label=say.variant(entry.name), loss=loss, said=said)
 
 
-def windows(entries: list, sweep: dict, say: Words = ENGLISH) -> str:
+def windows(entries: list, sweep, say: Words = ENGLISH) -> str:
     """'... clearly below the bigram level: baseline 0.0005, ...; residual off none.' for the entries' variants (matched
-    by name: the sweep is keyed by variant)."""
-    swept = sweep.get("variants", {})
+    by name: the sweep, a records.SweepSummary or None, is keyed by variant)."""
+    swept = sweep.variants if sweep else {}
     known = [
-        say("window", label=say.variant(e.name), lrs=", ".join(f"{lr:g}" for lr in swept[e.name]["window"]) or
+        say("window", label=say.variant(e.name), lrs=", ".join(f"{lr:g}" for lr in swept[e.name].window) or
             say("sweep.none"))
         for e in entries
         if e.name in swept
@@ -148,9 +149,10 @@ def ignores_input(entry, reference: dict) -> bool:
     return probed[-1] < DEPENDENCE_FLOOR if probed else at_unigram(measured_loss(entry.training), reference)
 
 
-def tips(entries: list, sweep: dict | None, say: Words = ENGLISH) -> dict[str, str]:
-    """'What to try' for each tab (keys: the tabs' ids), from the entries' records and the corpus's sweep."""
-    reference = (sweep or {}).get("reference", {})
+def tips(entries: list, sweep, say: Words = ENGLISH) -> dict[str, str]:
+    """'What to try' for each tab (keys: the tabs' ids), from the entries' records and the corpus's sweep (a
+    records.SweepSummary, or None without one)."""
+    reference = sweep.reference if sweep else {}
     intact = [e for e in entries if not e.ablations]
     base = measured_loss(intact[0].training) if intact else None
     said = [s for e in entries if e.ablations and (s := standing(e, base, reference, say))]
@@ -165,6 +167,6 @@ def tips(entries: list, sweep: dict | None, say: Words = ENGLISH) -> dict[str, s
         ),
         "attention": say("try.attention"),
         "knockout": say("try.knockout"),
-        "training": say("try.training", windows=windows(entries, sweep or {}, say)),
+        "training": say("try.training", windows=windows(entries, sweep, say)),
     }
     return {tab: say("try", text=text) for tab, text in found.items()}

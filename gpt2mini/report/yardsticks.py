@@ -2,11 +2,11 @@
 
     reference_losses(train_text, val_text)  # {"unigram": 3.347, "bigram": 2.486} on Tiny Shakespeare
     level(loss, reference)                  # "unigram", "above_unigram", "between", "bigram" or "below_bigram"
-    yardstick(loss, reference)              # the same in words (words.py), for the report and the lab
+    yardstick(loss, reference)              # the same in words (gpt2mini/words.py), for the report and the lab
 
 A character model that ends at the unigram level learned the character frequencies and nothing more (whatever it
 reads, it predicts the same distribution); one at the bigram level predicts from the current character alone; only
-below the bigram level does it use more than the current character. ablate.py's report and the lab word their
+below the bigram level does it use more than the current character. experiments.ablate's report and the lab word their
 verdicts from here, so they cannot disagree.
 """
 
@@ -66,7 +66,7 @@ def at_unigram(loss: float | None, reference: dict) -> bool:
 
 
 def yardstick(loss: float, reference: dict, say: Words = ENGLISH) -> str | None:
-    """Where a loss stands, in words (words.py: `say` picks the language; None without both yardsticks)."""
+    """Where a loss stands, in words (gpt2mini/words.py: `say` picks the language; None without both yardsticks)."""
     where = level(loss, reference)
     if where is None:
         return None
