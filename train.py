@@ -5,22 +5,20 @@
     python train.py --disable_residual 1 --steps 100       # break it and watch
     python train.py --load runs/shakespeare --generate --prompt "ROMEO:"
     python train.py --load runs/shakespeare --interactive  # type a prompt, "quit" ends
+    python train.py --load runs/shakespeare --evaluate     # the loss over the whole validation split
     python train.py --resume runs/shakespeare --steps 2000 # continue exactly where it stopped
     torchrun --standalone --nproc_per_node=2 train.py ...  # DistributedDataParallel (gloo on CPU, NCCL on CUDA)
-    python train.py --push-to-hub you/gpt2mini              # train, then publish the folder (publish.py's code)
+    python train.py --push-to-hub you/gpt2mini              # train, then publish the folder
 
-What is notable:
-- The loop reads like nanoGPT's: `setup` builds a `Run` (model, data, optimizer, where it stands), then `train` calls
-  `train_step`, `evaluate_and_sample` and `save` on it until the last step.
-- The output folder is a Hugging Face model folder that also holds the metrics log, the loss curve and everything
-  `--resume` needs (checkpoint.py writes it atomically, so a crash or Ctrl-C never leaves a broken folder behind).
-- Resuming is exact on CPU: the batch sampler, dropout RNG, optimizer and schedule continue where they stopped, so
-  N steps in one go equal N/2 + N/2 with a resume in between.
-- Ctrl-C saves a resumable checkpoint and exits; a non-finite loss stops with a message and keeps the last good save.
-- At every evaluation the log also records each layer's attention entropy and residual-stream norm (probes.py), to
-  see *how* an ablated model fails, not only that it does.
-- The ablation flags (`--disable_residual 1`, `--ln_style post`, ...) are generated from the registry of switches
-  in configuration_gpt2mini.py.
+This file is the program: it parses the blog's command line and calls the package, which does the work:
+- gpt2mini/cli.py defines the flags (generated from `TrainSettings` and the switch registry in
+  configuration_gpt2mini.py) and the terminal side of --generate and --interactive;
+- gpt2mini/training/ holds the loop, which reads like nanoGPT's (`setup` builds a `Run`, then `train` calls
+  `train_step`, `evaluate_and_sample` and `save` on it until the last step), exact to resume on CPU;
+- gpt2mini/checkpoint.py writes the output folder atomically (a Hugging Face model folder with the metrics log, the
+  loss curve and what --resume needs), so a crash or Ctrl-C never leaves a broken folder behind;
+- gpt2mini/hub/ publishes a finished run for --push-to-hub (the same code as publish.py).
+A user's mistake is one line and exit code 2; a diverged run or a failed save, one line and exit code 1.
 """
 
 import json
@@ -132,7 +130,7 @@ def train_command_line(args, argv: list[str] | None) -> int:
 
 
 def push_to_hub(result: dict, repo_id: str) -> int:
-    """Publish a finished run's folder with publish.py's code (model card, one commit)."""
+    """Publish a finished run's folder with gpt2mini/hub/'s code, publish.py's too (model card, one commit)."""
 
     try:
         publish_model(result["folder"], repo_id, report=lambda line: print(line, file=sys.stderr))

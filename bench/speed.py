@@ -76,7 +76,7 @@ def train_stepper(kind: str, batch: int, context: int, device: str, dtype: str, 
     )
 
     def step():
-        with autocast:  # the same loss code for both: train.lm_loss's cross-entropy on the logits
+        with autocast:  # the same loss code for both: training.evaluation.lm_loss's cross-entropy on the logits
             logits = runner(inputs, use_cache=False).logits
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         loss.backward()

@@ -10,9 +10,7 @@ import sys
 from dataclasses import fields
 
 from configuration_gpt2mini import PRESETS, SWITCHES, choices, gpt2_value
-from gpt2mini.checkpoint import (
-    UsageError,
-)
+from gpt2mini.checkpoint import UsageError
 from gpt2mini.corpus import CORPORA
 from gpt2mini.generation.sampling import SamplingSettings
 from gpt2mini.generation.stream import stream_text

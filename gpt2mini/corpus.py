@@ -4,7 +4,7 @@
 Natsume Soseki's 吾輩は猫である with Aozora Bunko's markup removed; any other UTF-8 file works by path. Problems with a
 file (missing, not UTF-8, empty) raise `CorpusError` with a message meant for the person who named it.
 
-Run `python corpus.py` for a table of the shipped corpora, their sizes and vocabularies.
+Run `python -m gpt2mini.corpus` for a table of the shipped corpora, their sizes and vocabularies.
 """
 
 import argparse

@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 # 1. The ablation protocol on both shipped corpora (each variant over the learning-rate sweep, then seeds at its
 #    best); writes docs/ablations.md and models/.
 start=$SECONDS
-$PY ablate.py --corpus shakespeare,wagahai --device cuda --jobs 8 --report docs/ablations.md --ship models \
+$PY -m experiments.ablate --corpus shakespeare,wagahai --device cuda --jobs 8 --report docs/ablations.md --ship models \
   > "$OUT/ablate.log" 2>&1
 echo "ablate exit $? wall $((SECONDS - start)) s" | tee -a "$OUT/ablate.log"
 grep -v "^  '" "$OUT/ablate.log" | tail -40
@@ -28,7 +28,7 @@ tar czf "$OUT/docs.tgz" docs runs/ablations/*/results.json runs/ablations/*/resu
 # 1b. Scaling laws: the CPU grid plus three larger sizes (to 21M non-embedding parameters), bf16 autocast and
 #     torch.compile; its report goes to $OUT (the committed docs/scaling.md is the CPU run's).
 start=$SECONDS
-$PY scaling.py --device cuda --compile --jobs 4 --sizes cpu,gpu --out runs/scaling-cuda \
+$PY -m experiments.scaling --device cuda --compile --jobs 4 --sizes cpu,gpu --out runs/scaling-cuda \
   --report "$OUT/scaling/scaling.md" > "$OUT/scaling.log" 2>&1
 echo "scaling exit $? wall $((SECONDS - start)) s" | tee -a "$OUT/scaling.log"
 grep "^\[scaling\]\|^report" "$OUT/scaling.log" | tail -20

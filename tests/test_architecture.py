@@ -1,9 +1,10 @@
 """The house: every module imports only the layers docs/architecture.md allows it (no cycles, no program imported
-by anything), the two model files stand alone, pyproject's first-party list names what is here, and no function
-grows past about 80 lines without a reason written next to it."""
+by anything), the two model files stand alone, models/ holds no code, pyproject's first-party list names what is
+here, and no function grows past about 80 lines without a reason written next to it."""
 
 import ast
 import fnmatch
+import json
 import re
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def test_the_checks_see_package_imports(tmp_path):
 
 
 def test_the_model_files_import_only_torch_transformers_and_each_other():
-    # publishing copies these two next to the weights; a Hub user runs them with trust_remote_code=True
+    # publishing copies these two into the repository it assembles; a Hub user runs them with trust_remote_code=True
     for name in ("configuration_gpt2mini", "modeling_gpt2mini"):
         tree = ast.parse((ROOT / f"{name}.py").read_text(encoding="utf-8"))
         roots = set()
@@ -139,6 +140,17 @@ def test_the_model_files_import_only_torch_transformers_and_each_other():
 def test_the_top_level_is_the_design_card():
     programs = {"train.py", "app.py", "publish.py"}
     assert {p.name for p in ROOT.glob("*.py")} == {"configuration_gpt2mini.py", "modeling_gpt2mini.py"} | programs
+
+
+def test_no_code_in_models():
+    # model folders hold weights, config, tokenizer and training records: the classes come from the package's
+    # registration (gpt2mini/__init__.py), so a model edit re-ships nothing; only an assembled Hub repository has code
+    shipped = ROOT / "models"
+    code = [p.relative_to(ROOT).as_posix() for p in shipped.rglob("*.py")]
+    configs = sorted(shipped.rglob("config.json"))
+    mapped = [p.relative_to(ROOT).as_posix() for p in configs if "auto_map" in json.loads(p.read_text("utf-8"))]
+    assert code == [] and mapped == [], (code, mapped)
+    assert len(configs) >= 16  # the check saw the shipped folders
 
 
 def test_pyprojects_first_party_list_names_what_is_here():

@@ -464,7 +464,7 @@ def test_hostile_requests_through_the_client_then_the_server_still_serves(server
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Clients that never read, go away or cancel (app.py's LISTENING): the server stops working for them
+# Clients that never read, go away or cancel (gpt2mini/lab/clients.py's LISTENING): the server stops working for them
 
 
 @pytest.fixture()

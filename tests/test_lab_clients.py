@@ -1,5 +1,6 @@
-"""lab_clients.py: who is still listening to the lab, by the rules the middleware feeds (on a clock of the test's
-own); the lab's behaviour with real clients is in tests/test_app.py, tests/test_hostile.py and bench.load's test."""
+"""gpt2mini/lab/clients.py: who is still listening to the lab, by the rules the middleware feeds (on a clock of the
+test's own); the lab's behaviour with real clients is in tests/test_app.py, tests/test_hostile.py and bench.load's
+test."""
 
 from gpt2mini.lab import clients as lab_clients
 
@@ -64,5 +65,5 @@ def test_the_watch_remembers_a_bounded_number_of_sessions_and_events(monkeypatch
 
 
 def test_an_unwatched_ticket_always_has_a_listener():
-    ticket = lab_clients.Ticket.of(None)  # a handler called directly, or a server launched without app.launch_options
+    ticket = lab_clients.Ticket.of(None)  # a handler called directly, or a server launched without ui.launch_options
     assert ticket.wait() and not ticket.gone()

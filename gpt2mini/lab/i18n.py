@@ -1,5 +1,5 @@
-"""The lab in two languages: the page's fixed words are Gradio i18n keys (words.py's table), drawn in the browser's
-language at first paint; the language switch re-words every component from the same table.
+"""The lab in two languages: the page's fixed words are Gradio i18n keys (gpt2mini/words.py's table), drawn in the
+browser's language at first paint; the language switch re-words every component from the same table.
 """
 
 import json
@@ -11,8 +11,8 @@ from gradio.i18n import I18nData
 from gpt2mini.lab.clients import Refused, shown
 from gpt2mini.words import ENGLISH, LANGUAGES, Words, translations
 
-# The page's fixed words are Gradio i18n keys (words.py's table): the browser's language draws them at first paint,
-# and the language switch re-words them all (`reworded`).
+# The page's fixed words are Gradio i18n keys (gpt2mini/words.py's table): the browser's language draws them at first
+# paint, and the language switch re-words them all (`reworded`).
 I18N = gr.I18n(**translations())
 
 

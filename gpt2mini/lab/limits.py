@@ -47,9 +47,10 @@ PASSAGE_WINDOWS = 4  # the knockout's fixed passage: the first 4 x 256 character
 
 
 # RAW_INPUTS: the events that take user input run with preprocess=False, so the handlers get the request's values
-# as sent and check them all themselves (check_settings, Lab.get, prepare_prompt, as_list, parse_parts): anything
-# out of range or of the wrong type gets one gr.Error naming the setting. Gradio's own preprocessing would instead
-# fail with an unexplained server error on, say, a string sent for a slider.
+# as sent and check them all themselves (streaming.check_settings, catalog.Lab.get, streaming.prepare_prompt,
+# catalog.as_list, knockouts.parse_parts): anything out of range or of the wrong type gets one gr.Error naming the
+# setting. Gradio's own preprocessing would instead fail with an unexplained server error on, say, a string sent for a
+# slider.
 GENERATING_AT_ONCE = 32  # generation events running at once: their streams share one batched step (StreamServer)
 
 

@@ -91,7 +91,7 @@ def shared_inputs(lab: Lab) -> tuple[Inputs, gr.Examples]:
 
 
 def guide(lab: Lab, inputs: Inputs, tab: str) -> None:  # re-worded by the corpus and the language
-    """A tab's "what to try" line (lab_story.tips, from the first corpus's records; the corpus sets it)."""
+    """A tab's "what to try" line (story.tips, from the first corpus's records; the corpus sets it)."""
     inputs.guides[tab] = gr.Markdown(lab.tips(lab.corpora()[0])[tab], elem_classes="gm-tip")
 
 
@@ -112,7 +112,7 @@ def generate_tab(lab: Lab, inputs: Inputs) -> gr.Dropdown:
         [inputs.corpus, one_name, inputs.prompt, *inputs.sampling, inputs.language],
         [one_out, one_status],
         api_name="generate",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        preprocess=False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
         concurrency_id="generation",
         concurrency_limit=lab.generating,
     )
@@ -144,7 +144,7 @@ def side_by_side_tab(lab: Lab, inputs: Inputs, examples: gr.Examples, tabs: gr.T
     run = {
         "inputs": [inputs.corpus, inputs.names, inputs.prompt, *inputs.sampling, inputs.language],
         "outputs": [compare_status, *panes],
-        "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
+        "preprocess": False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
         "concurrency_id": "generation",
         "concurrency_limit": lab.generating,
     }
@@ -199,7 +199,7 @@ def next_character_tab(lab: Lab, inputs: Inputs) -> Callable:
         [*next_inputs, inputs.seed, inputs.language],
         [inputs.prompt, step_note],
         api_name="step",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        preprocess=False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
     )
     back.click(None, inputs.prompt, [inputs.prompt, step_note], js=TAKE_BACK)
     next_outputs = [next_status, next_data, bars]
@@ -210,7 +210,7 @@ def next_character_tab(lab: Lab, inputs: Inputs) -> Callable:
         trigger_mode="always_last",
         show_progress="hidden",
         api_name="next_character",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        preprocess=False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
     )
 
     def redraw(trigger) -> None:
@@ -246,7 +246,7 @@ def attention_tab(lab: Lab, inputs: Inputs) -> list[gr.Dropdown]:
     run = {
         "inputs": [inputs.corpus, attn_name, inputs.prompt, attn_head, inputs.language],
         "outputs": [attn_status, attn_plot, attn_zoom, attn_table],
-        "preprocess": False,  # our own checks, naming the setting (RAW_INPUTS)
+        "preprocess": False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
     }
     attn_btn.click(lambda *a: attention_view(lab, *a), api_name="attention", **run)
     attn_head.input(lambda *a: attention_view(lab, *a), api_visibility="private", **run)
@@ -276,7 +276,7 @@ def knockout_tab(lab: Lab, inputs: Inputs) -> list[gr.CheckboxGroup]:
         [inputs.corpus, *parts, inputs.prompt, *inputs.sampling, inputs.language],
         [ko_status, ko_intact, ko_broken],
         api_name="knockout",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        preprocess=False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
         concurrency_id="knockout",
         concurrency_limit=KNOCKOUTS_AT_ONCE,
     )
@@ -298,8 +298,8 @@ def training_tab(lab: Lab, inputs: Inputs) -> list:
 
 
 def scaling_tab(lab: Lab, inputs: Inputs) -> list:
-    """Loss against size, data and compute (scaling.py), the frontier, and a shipped size to sample from. Returns
-    what the corpus sets: the note, the three figures, the frontier table and the sizes."""
+    """Loss against size, data and compute (experiments.scaling), the frontier, and a shipped size to sample from.
+    Returns what the corpus sets: the note, the three figures, the frontier table and the sizes."""
     first = lab.corpora()[0]
     (note0, table0, choices0), (size0, data0, compute0) = scaling_words(lab, first), scaling_figures(lab, first)
     chosen0 = choices0[0][1] if choices0 else None
@@ -324,7 +324,7 @@ def scaling_tab(lab: Lab, inputs: Inputs) -> list:
         [inputs.corpus, sizes, inputs.prompt, *inputs.sampling, inputs.language],
         [out, status],
         api_name="sample_size",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        preprocess=False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
         concurrency_id="generation",
         concurrency_limit=lab.generating,
     )

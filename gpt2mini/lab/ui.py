@@ -87,7 +87,7 @@ def wire_corpus(
         [inputs.corpus, inputs.language],
         [inputs.names, *model_dropdowns, head, *training, *parts, *inputs.guides.values(), *scaling],
         api_name="choose_corpus",
-        preprocess=False,  # our own checks, naming the setting (RAW_INPUTS)
+        preprocess=False,  # our own checks, naming the setting (limits.py's RAW_INPUTS)
     )
     # the corpus's sample prompt only when the user picks a corpus (an example sets its own prompt)
     inputs.corpus.input(prompt_for, inputs.corpus, inputs.prompt, api_visibility="private")
@@ -147,7 +147,7 @@ def wire_language(lab: Lab, demo: gr.Blocks, inputs: Inputs, model_dropdowns: li
 
 def launch_options(demo: gr.Blocks) -> dict:
     """demo.launch()'s options, for main() and the tests: the CSS (Gradio 6 takes it at launch) and ClientWatch for
-    this demo (LISTENING). A new dict every time: Gradio adds its own entries to app_kwargs."""
+    this demo (clients.py's LISTENING). A new dict every time: Gradio adds its own entries to app_kwargs."""
     return {"css": CSS, "i18n": I18N, "app_kwargs": {"middleware": [Middleware(ClientWatch, blocks=demo)]}}
 
 

@@ -3,8 +3,8 @@
 
 - Resuming is exact on CPU: the batch sampler, dropout RNG, optimizer and schedule continue where they stopped.
 - Ctrl-C saves a resumable checkpoint and exits; a non-finite loss stops with `NonFiniteLoss` and keeps the last good
-  save. Folders are written through checkpoint.py, atomically.
-- At every evaluation the log also records each layer's attention entropy and residual-stream norm (probes.py).
+  save. Folders are written through gpt2mini/checkpoint.py, atomically.
+- At every evaluation the log also records each layer's attention entropy and residual-stream norm (gpt2mini/probes.py).
 """
 
 import contextlib
