@@ -520,6 +520,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}",
         description="Train GPT-2 mini variants with one switch each flipped, each at its own best learning rate and "
         "over seeds, under the same recipe, and compare them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

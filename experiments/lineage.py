@@ -567,6 +567,7 @@ QUICK = protocol.QUICK | {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}",
         description="Train the lineage's designs (2017 Transformer, GPT-1, GPT-2, Llama's recipe) and GPT-2 with BPE "
         "tokenizers under experiments.ablate's protocol, measure their cost, and write the report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -102,7 +102,7 @@ def write(doc: Path, blocks: dict[str, str]) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.splitlines()[0])
     p.add_argument("--doc", default=str(ROOT / "docs" / "training.md"), help="the page whose tables are rewritten")
     p.add_argument("--out", default="runs/recipes", help="where the runs go")
     args = p.parse_args()

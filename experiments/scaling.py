@@ -835,6 +835,7 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}",
         description="Train GPT-2 mini at several sizes and on several shares of its data, fit the scaling laws and "
         "write the report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -23,9 +23,11 @@ from configuration_gpt2mini import PRESETS
 from configuration_gpt2mini import SWITCHES as REGISTRY
 from conftest import ROOT, UPDATES, copy_in_place, sharpen, tiny_model
 from gpt2mini.generation.sampling import SamplingSettings, filter_logits
+from gpt2mini.generation.step import DecodeStep
 from gpt2mini.generation.stream import TokenStream, round_robin, stream_text
 from gpt2mini.hub.repo import write_config_with_code
 from gpt2mini.serving.pool import StreamPool, StreamServer
+from modeling_gpt2mini import MLP
 
 
 def prompt(n, seed=1, vocab=97):
@@ -430,6 +432,66 @@ def test_the_step_computes_the_modules_the_model_holds(change):
     change(m)
     assert stream.fast.usable()
     held_to_the_modules(m, prompt(6))
+
+
+def wider_eps(m):  # a norm's setting edited in place: the same module, another computation
+    m.transformer.h[0].ln_1.eps = 5.0
+
+
+def scaled_embeddings(m):  # a switch of the config, which the forward reads
+    m.config.scale_embeddings = True
+
+
+def post_ln_flags(m):  # a block's switches
+    m.transformer.h[1].pre_ln, m.transformer.h[1].post_ln = False, True
+
+
+def approximate_gelu_off(m):  # the activation module's own setting
+    m.transformer.h[0].mlp.act.approximate = "none"
+
+
+@pytest.mark.parametrize(
+    "change", [wider_eps, scaled_embeddings, post_ln_flags, approximate_gelu_off], ids=lambda f: f.__name__
+)
+def test_a_setting_changed_in_place_reaches_the_next_step(change):
+    """What the step read of the model besides its tensors (`looked_at`) is compared at every step: a stream that
+    has stepped goes on from the model as it is, held to the modules, and the change changed the logits (GELU's
+    approximation by about 1e-5 only)."""
+    m = sharpen(tiny_model())
+    stream = TokenStream(m, prompt(6), temperature=0)
+    stream.step()
+    change(m)
+    assert stream.fast.usable()  # looked at again, and still computable
+    changed = held_to_the_modules(m, prompt(6))
+    assert not torch.equal(changed.logits, held_to_the_modules(sharpen(tiny_model()), prompt(6)).logits)
+
+
+def test_what_the_step_cannot_follow_sends_the_stream_to_the_modules():
+    """One submodule in training mode (its dropout), a module given its own forward, a class patched, a class that
+    names the project's module without being in it: each is stepped as its modules."""
+    m = sharpen(tiny_model(attn_pdrop=0.5))
+    step = DecodeStep(m)
+    assert step.usable()
+    m.transformer.h[0].attn.train()
+    assert not step.usable()
+    m.eval()
+    assert step.usable()
+    mlp = m.transformer.h[0].mlp
+    mlp.forward = lambda x: torch.zeros_like(x)
+    assert not step.usable()
+    del mlp.forward
+    assert step.usable()
+    original = MLP.forward
+    try:
+        MLP.forward = lambda self, x: torch.zeros_like(x)
+        assert not DecodeStep(m).usable()
+    finally:
+        MLP.forward = original
+    assert DecodeStep(m).usable()
+    spoof = type("MLP", (MLP,), {"forward": lambda self, x: torch.zeros_like(x), "__module__": MLP.__module__})
+    spoof.__qualname__ = "MLP"
+    mlp.__class__ = spoof
+    assert not DecodeStep(m).usable()
 
 
 class Quantized(torch.nn.Linear):  # a subclass of a module the step knows may compute anything

@@ -125,3 +125,18 @@ def test_a_recorded_command_is_shown_as_it_runs_today():
     assert current_command("python scripts/recipes.py") == "python -m experiments.recipes"
     assert current_command("python -m experiments.ablate --quick") == "python -m experiments.ablate --quick"
     assert current_command("python ablate.pyc") == "python ablate.pyc" and current_command(None) is None
+
+
+def test_a_sweep_summary_that_is_not_one_is_refused_not_overwritten(tmp_path):
+    """The ablations and the lineage share models/<corpus>/sweep.json: a file there that does not load is one line
+    naming it, and stays as it was (the other study's variants are not dropped)."""
+    from gpt2mini.study.ship import write_sweep_summary
+
+    path = tmp_path / "sweep.json"
+    sweep = json.loads((ROOT / "models" / "shakespeare" / "sweep.json").read_text()) | {"note": "mine"}
+    path.write_text(json.dumps(sweep))
+    before = path.read_text()
+    result = read_record(ROOT / "docs" / "ablations" / "shakespeare_results.json", StudyResult)
+    with pytest.raises(RecordError, match=r"sweep\.json: a SweepSummary has no field 'note'"):
+        write_sweep_summary(path, result)
+    assert path.read_text() == before

@@ -107,7 +107,7 @@ def test_requests_at_once_get_what_this_process_gives_them(server):
 
 def test_what_changes_in_the_model_reaches_the_process(server):
     """An in-place update reaches the next request as it is (shared memory); a replaced parameter is refused until
-    the model is registered again; a residual switch turned off (not noticed) reaches it once registered again. Each
+    the model is registered again; a residual switch turned off reaches it once registered again. Each
     next request gets the tokens and log-probabilities that this process gives for the model as it is then, and
     each change changed them."""
     m = sharpen(tiny_model())
@@ -138,7 +138,8 @@ def test_what_changes_in_the_model_reaches_the_process(server):
         s.register(name, m)
     seen.append(both())
     m.transformer.h[1].use_residual = False
-    server.register(name, m)
+    for s in (server, here):
+        s.register(name, m)
     seen.append(both())
     for before, after in itertools.pairwise(seen):
         assert not torch.allclose(before, after, atol=1e-3)  # each change changed what was drawn, or how likely
@@ -455,3 +456,19 @@ def test_the_lab_registers_each_model_once_and_names_it_in_every_request(monkeyp
         pass
     assert len(asked) == 3  # the knockout tab never went through the server
     assert not any(m._forward_hooks or m._forward_pre_hooks for e in entries for m in e.model.modules())
+
+
+def test_a_setting_changed_in_place_is_refused_until_registered_again(either):
+    """A block's switch flipped on a served model (as `gpt2mini.probes.knockout(model, residual=[0])` does): the
+    decoding process's copy would not see it, so the next request is refused, naming it, until the model is
+    registered again; then it gets the modules' own greedy tokens."""
+    m = sharpen(tiny_model())
+    x = ids(7)
+    name = registered(either, m)
+    served_greedy(either, name, x)
+    m.transformer.h[0].use_residual = False
+    with pytest.raises(ChangedSinceRegistered, match="'use_residual' changed"):
+        either.stream(name, x, SamplingSettings(max_new_tokens=1))
+    either.register(name, m)
+    drawn, _ = served_greedy(either, name, x)
+    assert drawn == modules_greedy(m, x)

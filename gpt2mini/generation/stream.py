@@ -112,8 +112,9 @@ class TokenStream:
             if self.attention_mask is not None:
                 ones = self.attention_mask.new_ones(len(self.history), 1)
                 self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
-            if self.fast is not None and self.fast.usable():
-                self.logits = self.fast(token, self.positions, self.cache)
+            logits = self.fast.step(token, self.positions, self.cache) if self.fast is not None else None
+            if logits is not None:
+                self.logits = logits
                 self.cache.length += 1
             else:
                 self.logits = self._forward(token[:, None], self.positions[:, None])

@@ -79,9 +79,9 @@ def write_sweep_summary(path: Path, result: StudyResult) -> None:
     """The sweep's summary for the lab: each variant's sweep and its best, with the command that measured it. The
     variants of an earlier summary stay if it was measured under the same protocol (the ablations and the lineage are
     two commands on the same trials); under another they are dropped, as what they were compared with is gone."""
-    try:
+    try:  # a file that is not a summary is refused (RecordError), not overwritten with the other study's lost
         earlier = read_record(path, SweepSummary)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         earlier = None
     summary = SweepSummary.of(result)
     if earlier is not None and earlier.same_protocol(summary):
