@@ -3,6 +3,7 @@ every row of a filled cache by one token as the few dozen tensor operations it i
 available. A test holds it to the model's own forward for every ablation switch and preset.
 """
 
+import functools
 import inspect
 import math
 import operator
@@ -237,14 +238,14 @@ class Looked(NamedTuple):
     value_keys: list[str]
     values: list
 
-    def changed(self) -> str | None:
-        """The first key whose dictionary holds another object or value now, or None: one test each, in C (about
+    def changed(self) -> tuple[dict, str] | None:
+        """The first (dictionary, key) that holds another object or value now, or None: one test each, in C (about
         10 µs for the shipped baseline's 394)."""
         if all(map(operator.is_, map(dict.get, self.places, self.keys), self.seen)):
             if list(map(dict.get, self.value_places, self.value_keys)) == self.values:
                 return None
-            return next(k for d, k, v in zip(*self[3:], strict=True) if d.get(k) != v)
-        return next(k for d, k, v in zip(*self[:3], strict=True) if d.get(k) is not v)
+            return next((d, k) for d, k, v in zip(*self[3:], strict=True) if d.get(k) != v)
+        return next((d, k) for d, k, v in zip(*self[:3], strict=True) if d.get(k) is not v)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -626,8 +627,10 @@ def known(cls: type, code: dict | None = None) -> bool:
     return code[theirs.__name__] == ORIGINAL_CODE[ours.__module__]
 
 
+@functools.cache
 def _same_text(theirs: types.ModuleType, ours: types.ModuleType) -> bool:
-    """Whether module `theirs` was read from a file with the same text as `ours`."""
+    """Whether module `theirs` was read from a file with the same text as `ours` (read once per pair: what runs is
+    checked at every look by `_compiled`)."""
     try:
         return _source(theirs) == _source(ours)
     except (OSError, TypeError, UnicodeDecodeError):  # no file to read: nothing to vouch for it

@@ -12,19 +12,17 @@ anew. The rules, the same for `StreamServer` and `ProcessServer` (so that the la
   dtype or device, hooks, training mode, a block's switch, the config. Registering again serves the model as it is
   then to the next request; a request already running ends on what it started with.
 - What a forgotten registration leaves is noticed and the request refused (`ChangedSinceRegistered`), never served
-  stale: a parameter, buffer or module assigned anywhere in the model (torch's global registration hooks note it as
-  it happens, with its place), the training flag, forward hooks where it had none or none where it had some, any
-  attribute the forward reads that `DecodeStep` watches too (generation/step.py's `looked_at`: a norm's eps, a
-  block's switch, the config's fields, any module's training flag), and any tensor's memory, dtype or device
-  (`.to()`, `.data = ...`). Not noticed: a class's methods patched (DecodeStep's `known` sees it when it looks).
+  stale: a parameter, buffer or module assigned anywhere in the model (named by its place), the training flag,
+  forward hooks where it had none or none where it had some, any attribute the forward reads that `DecodeStep`
+  watches too (generation/step.py's `looked_at`: a norm's eps, a block's switch, the config's fields, any module's
+  training flag), and any tensor's memory, dtype or device (`.to()`, `.data = ...`). Not noticed: a class's methods
+  patched (DecodeStep's `known` sees it when it looks).
 - A name registered again with another model serves the new one to new requests. Two names for one model share one
   registration: registering the model again under either renews both. A server holds its models until they are
   unregistered.
 """
 
-import functools
 import threading
-import weakref
 
 import torch
 from torch.nn.modules import module as torch_module
@@ -40,33 +38,6 @@ class ChangedSinceRegistered(RuntimeError):
     """A request named a model that changed, since it was registered, in a way its server may not see."""
 
 
-# module: {registration of a model it is part of: the module's place in that model ("transformer.h.0.mlp.")}
-WATCHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-WATCHING = threading.Lock()
-
-
-def noted_assignment(module, name: str, value) -> None:
-    """torch's hook for every parameter, buffer and module assigned to any module in this process: a module of a
-    registered model notes it on that model's registrations (a dictionary lookup for every other module)."""
-    with WATCHING:
-        seen = list(WATCHED.get(module, {}).items())
-    for registration, place in seen:
-        registration.assigned = registration.assigned or f"{place}{name}"
-
-
-@functools.cache
-def watch_assignments() -> None:
-    """Install `noted_assignment` as torch's global registration hook for parameters, buffers and modules (once)."""
-    torch_module.register_module_parameter_registration_hook(noted_assignment)
-    torch_module.register_module_buffer_registration_hook(noted_assignment)
-    torch_module.register_module_module_registration_hook(noted_assignment)
-
-
-def memory(tensor: torch.Tensor) -> tuple:
-    """Where a tensor's data is: its address, dtype and device."""
-    return tensor.data_ptr(), tensor.dtype, tensor.device
-
-
 def check_name(name) -> None:
     """A TypeError unless `name` can name a model: a non-empty string."""
     if not isinstance(name, str) or not name:
@@ -79,48 +50,45 @@ class Registration:
     (`key`: `ProcessServer`'s copy in its decoding process; None: served in this process)."""
 
     def __init__(self, model: torch.nn.Module):
-        self.model, self.key, self.training = model, None, model.training
+        self.model, self.key = model, None
         modules = dict(model.named_modules())
         # the hook dictionaries themselves, so that looking at them all is one any() (as DecodeStep does)
         self.hooks = [torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks]
         self.hooks += [d for m in modules.values() for d in (m._forward_hooks, m._forward_pre_hooks)]
         self.hooked = any(self.hooks)
-        params = ((m._parameters, k, p) for m in modules.values() for k, p in m._parameters.items() if p is not None)
-        self.first = next(params, None)
-        self.memory = memory(self.first[2]) if self.first is not None else None
         self.held = looked_at(model)  # what DecodeStep compares at every step, here at every request
-        self.tensors = [t for t in (*model.parameters(), *model.buffers())]
+        # each module's dictionaries `held` looks into, by id: its place in the model ("transformer.h.0.mlp."), and
+        # whether the dictionary holds its attributes (vars) or what is assigned to it (parameters, buffers, modules)
+        self.places = {}
+        for place, m in modules.items():
+            prefix = f"{place}." if place else ""
+            self.places |= {id(d): (prefix, d is vars(m)) for d in (vars(m), m._parameters, m._buffers, m._modules)}
+        self.tensors = [*model.parameters(), *model.buffers()]
         self.addresses = [t.data_ptr() for t in self.tensors]
-        self.assigned: str | None = None  # set by `noted_assignment`: what was assigned first
-        watch_assignments()
-        with WATCHING:
-            for place, m in modules.items():
-                WATCHED.setdefault(m, weakref.WeakKeyDictionary())[self] = f"{place}." if place else ""
+        self.kind = (self.tensors[0].dtype, self.tensors[0].device) if self.tensors else None
 
     def change(self) -> str | None:
         """What changed since the model was registered that its server may not see, in words; None if nothing that
         is noticed did (see the module docstring)."""
-        if self.assigned is not None:
-            return f"{self.assigned} was assigned"
-        if self.model.training != self.training:
-            return f"it is in {'training' if self.model.training else 'eval'} mode now"
-        if self.first is not None:
-            home, key, param = self.first
-            if home.get(key) is not param:
-                return f"its parameter {key} was replaced"
-            now = memory(param)
-            if now != self.memory:
-                (_, dtype, device), (_, was_dtype, was_device) = now, self.memory
-                if (dtype, device) != (was_dtype, was_device):
-                    return f"it is {dtype} on {device} now, not {was_dtype} on {was_device}"
-                return "its parameters' memory was replaced (param.data = ...)"
         if any(self.hooks) != self.hooked:
             return "its forward hooks " + ("were removed" if self.hooked else "were added")
-        if (key := self.held.changed()) is not None:
-            return f"its {key!r} changed"
+        if (changed := self.held.changed()) is not None:
+            return self._said(*changed)
         if [t.data_ptr() for t in self.tensors] != self.addresses:
+            kind = (self.tensors[0].dtype, self.tensors[0].device)
+            if kind != self.kind:
+                return f"it is {kind[0]} on {kind[1]} now, not {self.kind[0]} on {self.kind[1]}"
             return "a tensor's memory was replaced (tensor.data = ...)"
         return None
+
+    def _said(self, where: dict, key: str) -> str:
+        """A change `held` found, in words: a module's own attribute, or a parameter, buffer or module assigned."""
+        if where is vars(self.model) and key == "training":
+            return f"it is in {'training' if self.model.training else 'eval'} mode now"
+        place, attribute = self.places.get(id(where), ("", True))  # the config's own fields have no place
+        if attribute and key != "forward":
+            return f"its {key!r} changed" + (f" (in {place[:-1]})" if place else "")
+        return f"{place}{key} was assigned"
 
 
 class Registry:
